@@ -194,8 +194,14 @@ mod tests {
 
     #[test]
     fn primitive_fingerprints_match_the_specification() {
-        assert_eq!(wire_hex(fingerprint(r#""null""#).unwrap()), "8a8f25cce724dd63");
-        assert_eq!(wire_hex(fingerprint(r#""int""#).unwrap()), "8f5c393f1ad57572");
+        assert_eq!(
+            wire_hex(fingerprint(r#""null""#).unwrap()),
+            "8a8f25cce724dd63"
+        );
+        assert_eq!(
+            wire_hex(fingerprint(r#""int""#).unwrap()),
+            "8f5c393f1ad57572"
+        );
         assert_eq!(
             wire_hex(fingerprint(r#"{"type":"long","logicalType":"timestamp-millis"}"#).unwrap()),
             "b71df49344e154d0"

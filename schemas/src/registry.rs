@@ -70,7 +70,10 @@ impl Registry {
                 panic!("{}/v{version}.avsc does not parse: {e}", family.folder())
             });
             let fingerprint = canonical::fingerprint(text).unwrap_or_else(|e| {
-                panic!("{}/v{version}.avsc has no canonical form: {e}", family.folder())
+                panic!(
+                    "{}/v{version}.avsc has no canonical form: {e}",
+                    family.folder()
+                )
             });
             let previous = by_fingerprint.insert(fingerprint, versions.len());
             assert!(
@@ -93,7 +96,9 @@ impl Registry {
 
     /// The schema a reader needs for data written with `fingerprint`, if it was ever published.
     pub fn by_fingerprint(&self, fingerprint: u64) -> Option<&SchemaVersion> {
-        self.by_fingerprint.get(&fingerprint).map(|&i| &self.versions[i])
+        self.by_fingerprint
+            .get(&fingerprint)
+            .map(|&i| &self.versions[i])
     }
 
     /// The newest version of a family: what writers use and what readers resolve to.
@@ -105,7 +110,11 @@ impl Registry {
 
     /// A family's versions, oldest first.
     pub fn versions_of(&self, family: SchemaFamily) -> Vec<&SchemaVersion> {
-        let mut of_family: Vec<_> = self.versions.iter().filter(|v| v.family == family).collect();
+        let mut of_family: Vec<_> = self
+            .versions
+            .iter()
+            .filter(|v| v.family == family)
+            .collect();
         of_family.sort_by_key(|v| v.version);
         of_family
     }
@@ -128,7 +137,9 @@ mod tests {
             let current = registry.current(family);
             assert_eq!(current.family, family);
             assert_eq!(
-                registry.by_fingerprint(current.fingerprint).map(|v| v.version),
+                registry
+                    .by_fingerprint(current.fingerprint)
+                    .map(|v| v.version),
                 Some(current.version)
             );
         }
@@ -142,7 +153,10 @@ mod tests {
     fn published_fingerprints_match_other_avro_implementations() {
         // Computed with Python fastavro from the same files: any Avro client finds our schemas.
         let wire = |family| registry().current(family).fingerprint.to_le_bytes();
-        assert_eq!(wire(SchemaFamily::TaskEvent), [0xbc, 0xf1, 0x66, 0xd4, 0x8d, 0x23, 0xd7, 0xf9]);
+        assert_eq!(
+            wire(SchemaFamily::TaskEvent),
+            [0xbc, 0xf1, 0x66, 0xd4, 0x8d, 0x23, 0xd7, 0xf9]
+        );
         assert_eq!(
             wire(SchemaFamily::DataEntryEvent),
             [0xb1, 0xb9, 0xe2, 0xd0, 0xb5, 0x8d, 0x83, 0xed]
@@ -152,7 +166,11 @@ mod tests {
     #[test]
     fn versions_are_numbered_from_one_without_gaps() {
         for family in SchemaFamily::ALL {
-            let numbers: Vec<u32> = registry().versions_of(family).iter().map(|v| v.version).collect();
+            let numbers: Vec<u32> = registry()
+                .versions_of(family)
+                .iter()
+                .map(|v| v.version)
+                .collect();
             let expected: Vec<u32> = (1..=u32::try_from(numbers.len()).unwrap()).collect();
             assert_eq!(numbers, expected, "{}", family.folder());
         }
@@ -174,7 +192,10 @@ mod tests {
                 .map(|v| format!("v{}.avsc", v.version))
                 .collect();
             embedded.sort();
-            assert_eq!(on_disk, embedded, "every .avsc file must be listed in HISTORY");
+            assert_eq!(
+                on_disk, embedded,
+                "every .avsc file must be listed in HISTORY"
+            );
         }
     }
 }

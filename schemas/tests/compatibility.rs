@@ -181,10 +181,21 @@ fn encoded_events_are_plain_avro_readable_without_the_rust_types() {
     let Value::Record(fields) = value else {
         panic!("not a record: {value:?}")
     };
-    let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-    assert_eq!(field("eventType"), Some(Value::String("TaskCreated".into())));
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        field("eventType"),
+        Some(Value::String("TaskCreated".into()))
+    );
     assert_eq!(field("version"), Some(Value::Long(1)));
-    assert_eq!(field("occurredAt"), Some(Value::TimestampMillis(1_700_000_000_000)));
+    assert_eq!(
+        field("occurredAt"),
+        Some(Value::TimestampMillis(1_700_000_000_000))
+    );
 }
 
 // A synthetic history shows the checks have teeth: a compatible change passes and really
@@ -194,7 +205,8 @@ const V2_WITH_DEFAULT: &str = r#"{"type":"record","name":"E","fields":[
     {"name":"id","type":"string"},{"name":"note","type":["null","string"],"default":null}]}"#;
 const V2_WITHOUT_DEFAULT: &str = r#"{"type":"record","name":"E","fields":[
     {"name":"id","type":"string"},{"name":"note","type":"string"}]}"#;
-const V2_CHANGED_TYPE: &str = r#"{"type":"record","name":"E","fields":[{"name":"id","type":"int"}]}"#;
+const V2_CHANGED_TYPE: &str =
+    r#"{"type":"record","name":"E","fields":[{"name":"id","type":"int"}]}"#;
 
 #[test]
 fn adding_a_field_with_a_default_is_compatible_and_reads_old_data() {
@@ -205,7 +217,10 @@ fn adding_a_field_with_a_default_is_compatible_and_reads_old_data() {
     let written = GenericDatumWriter::builder(&v1)
         .build()
         .unwrap()
-        .write_value_to_vec(Value::Record(vec![("id".into(), Value::String("a".into()))]))
+        .write_value_to_vec(Value::Record(vec![(
+            "id".into(),
+            Value::String("a".into()),
+        )]))
         .unwrap();
     let read = GenericDatumReader::builder(&v1)
         .reader_schema(&v2)

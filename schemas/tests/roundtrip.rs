@@ -75,14 +75,26 @@ fn source_reference() -> impl Strategy<Value = SourceReference> {
 }
 
 fn task() -> impl Strategy<Value = Task> {
-    let identity = (id(), source_reference(), id(), text(), option::of(text()), option::of(id()));
+    let identity = (
+        id(),
+        source_reference(),
+        id(),
+        text(),
+        option::of(text()),
+        option::of(id()),
+    );
     let scheduling = (
         any::<i32>(),
         timestamp(),
         option::of(timestamp()),
         option::of(timestamp()),
     );
-    let people = (option::of(id()), option::of(id()), principals(), principals());
+    let people = (
+        option::of(id()),
+        option::of(id()),
+        principals(),
+        principals(),
+    );
     let data = (
         option::of(text()),
         payload(),
@@ -152,11 +164,10 @@ fn protocol_entry() -> impl Strategy<Value = ProtocolEntry> {
 fn data_entry() -> impl Strategy<Value = DataEntry> {
     let identity = (id(), id(), text(), id(), text(), option::of(text()));
     let content = (
-        (processing_type(), text())
-            .prop_map(|(processing_type, state)| DataEntryState {
-                processing_type,
-                state,
-            }),
+        (processing_type(), text()).prop_map(|(processing_type, state)| DataEntryState {
+            processing_type,
+            state,
+        }),
         payload(),
         references(),
         principals(),

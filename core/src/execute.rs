@@ -1,0 +1,419 @@
+//! Executing commands inside the caller's transaction: lock and load the aggregates, decide
+//! every command, and only if all are accepted write the new states and outbox rows.
+
+use std::collections::BTreeMap;
+
+use taskpool_schemas::{
+    DataEntry, DataEntryEvent, EncodeError, Task, TaskEvent, Timestamp, WireEvent, encode, registry,
+};
+use uuid::Uuid;
+
+use crate::command::{AggregateKey, Command, Rejection};
+use crate::domain::{data_entry, task};
+use crate::store::{
+    ChangedAggregate, Connection, NewAggregate, OutboxRecord, Store, StoreError, StoredAggregate,
+    WriteBatch,
+};
+use crate::trace::TraceParent;
+
+/// What the events of one batch have in common.
+#[derive(Debug, Clone)]
+pub struct EventContext {
+    /// When the events occurred (the engine's transaction time).
+    pub occurred_at: Timestamp,
+    /// Trace context forwarded to the Kafka headers.
+    pub traceparent: TraceParent,
+}
+
+impl EventContext {
+    /// Events occurring now, in a new trace.
+    pub fn now() -> Self {
+        EventContext {
+            occurred_at: Timestamp::now(),
+            traceparent: TraceParent::new_root(),
+        }
+    }
+}
+
+/// An event written to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub event_id: Uuid,
+    pub key: AggregateKey,
+    pub version: i64,
+    pub event_type: &'static str,
+}
+
+/// Why a batch of commands was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A command broke a rule. Nothing was written; the transaction is still usable.
+    #[error("command {index} for {key} rejected: {rejection}")]
+    Rejected {
+        index: usize,
+        key: AggregateKey,
+        rejection: Rejection,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Executes `commands` in order on the caller's connection (inside its transaction).
+/// Either every command is accepted and all their events are in the outbox when the caller
+/// commits, or nothing is written.
+pub async fn execute<S: Store>(
+    conn: &mut Connection<S>,
+    commands: &[Command],
+    context: &EventContext,
+) -> Result<Vec<RecordedEvent>, CommandError> {
+    if commands.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut keys: Vec<AggregateKey> = commands.iter().map(Command::key).collect();
+    keys.sort();
+    keys.dedup();
+    let loaded = S::lock_and_load(conn, &keys).await?;
+    let (batch, recorded) = plan(loaded, commands, context, Uuid::new_v4)?;
+    S::save(conn, &batch).await?;
+    Ok(recorded)
+}
+
+enum State {
+    Task(Box<Task>),
+    DataEntry(Box<DataEntry>),
+}
+
+struct Tracked {
+    stored_version: Option<i64>,
+    version: i64,
+    state: Option<State>,
+}
+
+/// Decides all commands against the loaded states (pure, no I/O): the write batch and the
+/// events it records, or the first rejection.
+pub fn plan(
+    loaded: Vec<StoredAggregate>,
+    commands: &[Command],
+    context: &EventContext,
+    mut new_event_id: impl FnMut() -> Uuid,
+) -> Result<(WriteBatch, Vec<RecordedEvent>), CommandError> {
+    let mut aggregates: BTreeMap<AggregateKey, Tracked> = BTreeMap::new();
+    for stored in loaded {
+        let state = parse_state(&stored)?;
+        aggregates.insert(
+            stored.key,
+            Tracked {
+                stored_version: Some(stored.version),
+                version: stored.version,
+                state: Some(state),
+            },
+        );
+    }
+
+    let headers = serde_json::json!({ "traceparent": context.traceparent.as_str() }).to_string();
+    let mut batch = WriteBatch::default();
+    let mut recorded = Vec::new();
+    for (index, command) in commands.iter().enumerate() {
+        let key = command.key();
+        let tracked = aggregates.entry(key.clone()).or_insert(Tracked {
+            stored_version: None,
+            version: 0,
+            state: None,
+        });
+        let rejected = |rejection: Rejection| CommandError::Rejected {
+            index,
+            key: key.clone(),
+            rejection,
+        };
+        let Some((event_type, new_state)) =
+            decide(tracked.state.as_ref(), command, context).map_err(rejected)?
+        else {
+            continue;
+        };
+        let version = tracked.version + 1;
+        let event_id = new_event_id();
+        let (payload, family) = match &new_state {
+            State::Task(task) => (
+                encode(&TaskEvent {
+                    event_id,
+                    event_type: event_type.to_string(),
+                    version,
+                    occurred_at: context.occurred_at,
+                    task: (**task).clone(),
+                })?,
+                TaskEvent::FAMILY,
+            ),
+            State::DataEntry(entry) => (
+                encode(&DataEntryEvent {
+                    event_id,
+                    event_type: event_type.to_string(),
+                    version,
+                    occurred_at: context.occurred_at,
+                    data_entry: (**entry).clone(),
+                })?,
+                DataEntryEvent::FAMILY,
+            ),
+        };
+        batch.events.push(OutboxRecord {
+            event_id,
+            key: key.clone(),
+            version,
+            event_type,
+            schema_fingerprint: registry().current(family).fingerprint,
+            payload,
+            headers: headers.clone(),
+        });
+        recorded.push(RecordedEvent {
+            event_id,
+            key,
+            version,
+            event_type,
+        });
+        tracked.version = version;
+        tracked.state = Some(new_state);
+    }
+
+    for (key, tracked) in aggregates {
+        let Some(state) = tracked
+            .state
+            .filter(|_| Some(tracked.version) != tracked.stored_version)
+        else {
+            continue;
+        };
+        let state = state_json(&state);
+        match tracked.stored_version {
+            None => batch.created.push(NewAggregate {
+                key,
+                version: tracked.version,
+                state,
+            }),
+            Some(expected_version) => batch.changed.push(ChangedAggregate {
+                key,
+                expected_version,
+                version: tracked.version,
+                state,
+            }),
+        }
+    }
+    Ok((batch, recorded))
+}
+
+fn decide(
+    current: Option<&State>,
+    command: &Command,
+    context: &EventContext,
+) -> Result<Option<(&'static str, State)>, Rejection> {
+    match command {
+        Command::Task { task_id, command } => {
+            let current = match current {
+                Some(State::Task(task)) => Some(&**task),
+                _ => None,
+            };
+            let change = task::decide(current, task_id, command)?;
+            Ok(change.map(|c| (c.event_type.as_str(), State::Task(Box::new(c.task)))))
+        }
+        Command::DataEntry {
+            entry_type,
+            entry_id,
+            command,
+        } => {
+            let current = match current {
+                Some(State::DataEntry(entry)) => Some(&**entry),
+                _ => None,
+            };
+            let change =
+                data_entry::decide(current, entry_type, entry_id, command, context.occurred_at)?;
+            Ok(change.map(|c| {
+                (
+                    c.event_type.as_str(),
+                    State::DataEntry(Box::new(c.data_entry)),
+                )
+            }))
+        }
+    }
+}
+
+fn parse_state(stored: &StoredAggregate) -> Result<State, StoreError> {
+    use crate::command::AggregateType;
+    let corrupt = |e: serde_json::Error| StoreError::CorruptState {
+        aggregate: stored.key.to_string(),
+        reason: e.to_string(),
+    };
+    Ok(match stored.key.aggregate_type {
+        AggregateType::Task => State::Task(serde_json::from_str(&stored.state).map_err(corrupt)?),
+        AggregateType::DataEntry => {
+            State::DataEntry(serde_json::from_str(&stored.state).map_err(corrupt)?)
+        }
+    })
+}
+
+fn state_json(state: &State) -> String {
+    // Serializing these plain data types to JSON cannot fail.
+    match state {
+        State::Task(task) => serde_json::to_string(task),
+        State::DataEntry(entry) => serde_json::to_string(entry),
+    }
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::task::{NewTask, TaskCommand, TaskRejection};
+    use taskpool_schemas::{Payload, SourceReference, TaskState};
+
+    fn create(id: &str) -> Command {
+        Command::task(
+            id,
+            TaskCommand::Create(Box::new(NewTask {
+                source_reference: SourceReference {
+                    process_instance_id: "pi".into(),
+                    execution_id: "ex".into(),
+                    process_definition_id: "def:1".into(),
+                    process_definition_key: "def".into(),
+                    process_name: "Process".into(),
+                    application_name: "app".into(),
+                    tenant_id: None,
+                },
+                task_definition_key: "step".into(),
+                name: "Step".into(),
+                description: None,
+                form_key: None,
+                priority: 0,
+                create_time: Timestamp(1),
+                due_date: None,
+                follow_up_date: None,
+                assignee: None,
+                owner: None,
+                candidate_users: Default::default(),
+                candidate_groups: Default::default(),
+                business_key: None,
+                payload: Payload::default(),
+                correlations: vec![],
+            })),
+        )
+    }
+
+    fn ids() -> impl FnMut() -> Uuid {
+        let mut n = 0u128;
+        move || {
+            n += 1;
+            Uuid::from_u128(n)
+        }
+    }
+
+    #[test]
+    fn several_commands_on_one_aggregate_get_consecutive_versions_and_one_state_write() {
+        let commands = [
+            create("a"),
+            Command::task(
+                "a",
+                TaskCommand::Assign {
+                    assignee: "kermit".into(),
+                },
+            ),
+            Command::task("a", TaskCommand::Complete),
+        ];
+        let (batch, recorded) = plan(vec![], &commands, &EventContext::now(), ids()).unwrap();
+        let versions: Vec<i64> = recorded.iter().map(|e| e.version).collect();
+        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(batch.created.len(), 1);
+        assert_eq!(batch.created[0].version, 3);
+        let state: Task = serde_json::from_str(&batch.created[0].state).unwrap();
+        assert_eq!(state.state, TaskState::Completed);
+        assert_eq!(state.assignee.as_deref(), Some("kermit"));
+        assert!(batch.changed.is_empty());
+    }
+
+    #[test]
+    fn a_stored_aggregate_continues_from_its_version() {
+        let (created, _) = plan(vec![], &[create("a")], &EventContext::now(), ids()).unwrap();
+        let stored = StoredAggregate {
+            key: created.created[0].key.clone(),
+            version: 7,
+            state: created.created[0].state.clone(),
+        };
+        let (batch, recorded) = plan(
+            vec![stored],
+            &[Command::task("a", TaskCommand::Complete)],
+            &EventContext::now(),
+            ids(),
+        )
+        .unwrap();
+        assert_eq!(recorded[0].version, 8);
+        assert_eq!(batch.changed[0].expected_version, 7);
+        assert_eq!(batch.changed[0].version, 8);
+    }
+
+    #[test]
+    fn one_rejected_command_rejects_the_whole_batch() {
+        let commands = [create("a"), Command::task("b", TaskCommand::Complete)];
+        let error = plan(vec![], &commands, &EventContext::now(), ids()).unwrap_err();
+        match error {
+            CommandError::Rejected {
+                index, rejection, ..
+            } => {
+                assert_eq!(index, 1);
+                assert_eq!(
+                    rejection,
+                    Rejection::Task(TaskRejection::NotFound("b".into()))
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn a_command_that_changes_nothing_writes_nothing() {
+        let (created, _) = plan(vec![], &[create("a")], &EventContext::now(), ids()).unwrap();
+        let stored = StoredAggregate {
+            key: created.created[0].key.clone(),
+            version: 1,
+            state: created.created[0].state.clone(),
+        };
+        let (batch, recorded) = plan(
+            vec![stored],
+            &[Command::task("a", TaskCommand::Unassign)],
+            &EventContext::now(),
+            ids(),
+        )
+        .unwrap();
+        assert!(recorded.is_empty());
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn outbox_records_carry_the_encoded_event_and_trace_context() {
+        let context = EventContext::now();
+        let (batch, _) = plan(vec![], &[create("a")], &context, ids()).unwrap();
+        let record = &batch.events[0];
+        let decoded = taskpool_schemas::codec::decode_as::<TaskEvent>(&record.payload).unwrap();
+        assert_eq!(decoded.event_id, record.event_id);
+        assert_eq!(decoded.event_type, "TaskCreated");
+        assert_eq!(decoded.task.id, "a");
+        let headers: serde_json::Value = serde_json::from_str(&record.headers).unwrap();
+        assert_eq!(headers["traceparent"], context.traceparent.as_str());
+    }
+
+    #[test]
+    fn unreadable_stored_state_is_a_typed_error() {
+        let stored = StoredAggregate {
+            key: Command::task("a", TaskCommand::Complete).key(),
+            version: 1,
+            state: "{\"not\": \"a task\"}".into(),
+        };
+        let error = plan(
+            vec![stored],
+            &[Command::task("a", TaskCommand::Complete)],
+            &EventContext::now(),
+            ids(),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            error,
+            CommandError::Store(StoreError::CorruptState { .. })
+        ));
+    }
+}

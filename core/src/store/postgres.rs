@@ -1,0 +1,205 @@
+//! PostgreSQL store (production). Two round trips per batch: one to lock and load the
+//! aggregates, one statement that writes states and outbox rows together.
+
+use sqlx::{PgConnection, PgPool, Postgres, Row};
+
+use super::{Store, StoreError, StoredAggregate, WriteBatch, migrations};
+use crate::command::{AggregateKey, AggregateType};
+
+/// The PostgreSQL implementation of [`Store`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PgStore;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "outbox",
+    include_str!("../../migrations/postgres/0001_outbox.sql"),
+)];
+
+// `ORDER BY ... FOR UPDATE` locks in sort order: every batch takes its locks in the same
+// order, so two batches touching the same aggregates cannot deadlock each other.
+const LOCK_AND_LOAD: &str = r#"
+SELECT a.aggregate_type, a.aggregate_id, a.version, a.state::text AS state
+FROM taskpool_aggregates a
+WHERE (a.aggregate_type, a.aggregate_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+ORDER BY a.aggregate_type, a.aggregate_id COLLATE "C"
+FOR UPDATE OF a
+"#;
+
+// All parts run on one snapshot, so the outbox insert sees each aggregate's previous
+// tracking_xid. A plain INSERT for new aggregates: a concurrent creator makes the whole
+// statement fail (unique violation) instead of leaving half a batch behind.
+const SAVE: &str = r#"
+WITH created AS (
+    INSERT INTO taskpool_aggregates (aggregate_type, aggregate_id, version, state, tracking_xid)
+    SELECT c.t, c.i, c.v, c.s::jsonb, pg_current_xact_id()
+    FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) AS c(t, i, v, s)
+    RETURNING 1
+), changed AS (
+    UPDATE taskpool_aggregates a
+    SET version = u.v, state = u.s::jsonb, updated_at = clock_timestamp(),
+        tracking_xid = greatest(a.tracking_xid, pg_current_xact_id())
+    FROM unnest($5::text[], $6::text[], $7::int8[], $8::int8[], $9::text[]) AS u(t, i, expected, v, s)
+    WHERE a.aggregate_type = u.t AND a.aggregate_id = u.i AND a.version = u.expected
+    RETURNING 1
+), appended AS (
+    INSERT INTO taskpool_outbox (tracking_xid, event_id, aggregate_type, aggregate_id,
+        aggregate_version, event_type, schema_fingerprint, payload, headers)
+    SELECT greatest(pg_current_xact_id(), coalesce(a.tracking_xid, '0'::xid8)),
+        e.id, e.t, e.i, e.v, e.et, e.fp, e.p, e.h::jsonb
+    FROM unnest($10::uuid[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::int8[],
+                $16::bytea[], $17::text[]) WITH ORDINALITY AS e(id, t, i, v, et, fp, p, h, n)
+    LEFT JOIN taskpool_aggregates a ON a.aggregate_type = e.t AND a.aggregate_id = e.i
+    ORDER BY e.n
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM created) AS created,
+       (SELECT count(*) FROM changed) AS changed,
+       (SELECT count(*) FROM appended) AS appended
+"#;
+
+impl Store for PgStore {
+    type Db = Postgres;
+
+    async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+        migrations::migrator(MIGRATIONS).run(pool).await?;
+        Ok(())
+    }
+
+    async fn lock_and_load(
+        conn: &mut PgConnection,
+        keys: &[AggregateKey],
+    ) -> Result<Vec<StoredAggregate>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types: Vec<&str> = keys.iter().map(|k| k.aggregate_type.as_str()).collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        let rows = sqlx::query(LOCK_AND_LOAD)
+            .bind(&types)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let type_name: String = row.try_get("aggregate_type")?;
+                let id: String = row.try_get("aggregate_id")?;
+                let key = stored_key(&type_name, id)?;
+                Ok(StoredAggregate {
+                    key,
+                    version: row.try_get("version")?,
+                    state: row.try_get("state")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save(conn: &mut PgConnection, batch: &WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let created = &batch.created;
+        let changed = &batch.changed;
+        let events = &batch.events;
+        let fingerprints: Vec<i64> = events
+            .iter()
+            // The fingerprint is 64 opaque bits; BIGINT holds them unchanged.
+            .map(|e| i64::from_ne_bytes(e.schema_fingerprint.to_ne_bytes()))
+            .collect();
+        let row = sqlx::query(SAVE)
+            .bind(
+                created
+                    .iter()
+                    .map(|a| a.key.aggregate_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                created
+                    .iter()
+                    .map(|a| a.key.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(created.iter().map(|a| a.version).collect::<Vec<_>>())
+            .bind(created.iter().map(|a| a.state.as_str()).collect::<Vec<_>>())
+            .bind(
+                changed
+                    .iter()
+                    .map(|a| a.key.aggregate_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                changed
+                    .iter()
+                    .map(|a| a.key.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                changed
+                    .iter()
+                    .map(|a| a.expected_version)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(changed.iter().map(|a| a.version).collect::<Vec<_>>())
+            .bind(changed.iter().map(|a| a.state.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.key.aggregate_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.key.id.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.version).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.event_type).collect::<Vec<_>>())
+            .bind(fingerprints)
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.payload.as_slice())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.headers.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| conflict_or(e, batch))?;
+        let written = |column: &str| -> Result<usize, StoreError> {
+            let count: i64 = row.try_get(column)?;
+            Ok(usize::try_from(count).unwrap_or(usize::MAX))
+        };
+        if written("created")? != created.len()
+            || written("changed")? != changed.len()
+            || written("appended")? != events.len()
+        {
+            // Cannot happen while the rows are locked; if it does, refuse to go on.
+            return Err(StoreError::Conflict(batch.keys()));
+        }
+        Ok(())
+    }
+}
+
+fn stored_key(type_name: &str, id: String) -> Result<AggregateKey, StoreError> {
+    match AggregateType::parse(type_name) {
+        Some(aggregate_type) => Ok(AggregateKey { aggregate_type, id }),
+        None => Err(StoreError::CorruptState {
+            aggregate: format!("{type_name} {id}"),
+            reason: "unknown aggregate type".into(),
+        }),
+    }
+}
+
+/// A unique violation while saving means a concurrent transaction created the same aggregate.
+fn conflict_or(error: sqlx::Error, batch: &WriteBatch) -> StoreError {
+    let unique_violation = error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation());
+    if unique_violation {
+        StoreError::Conflict(batch.created.iter().map(|a| a.key.clone()).collect())
+    } else {
+        StoreError::Database(error)
+    }
+}
