@@ -1,14 +1,16 @@
 //! Executing commands inside the caller's transaction: lock and load the aggregates, decide
 //! every command, and only if all are accepted write the new states and outbox rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use taskpool_schemas::{
-    DataEntry, DataEntryEvent, EncodeError, Task, TaskEvent, Timestamp, WireEvent, encode, registry,
+    DataEntry, DataEntryEvent, DecodedEvent, EncodeError, SchemaFamily, Task, TaskEvent, Timestamp,
+    WireEvent, decode, encode, registry,
 };
 use uuid::Uuid;
 
-use crate::command::{AggregateKey, Command, Rejection};
+use crate::command::{AggregateKey, AggregateType, Command, Rejection};
+use crate::domain::task::TaskCommand;
 use crate::domain::{data_entry, task};
 use crate::store::{
     ChangedAggregate, Connection, NewAggregate, OutboxRecord, Store, StoreError, StoredAggregate,
@@ -71,6 +73,14 @@ pub async fn execute<S: Store>(
     if commands.is_empty() {
         return Ok(Vec::new());
     }
+    if only_creates_new_tasks(commands) {
+        // New tasks need no stored state: decide as if absent and write in one round trip.
+        let (batch, recorded) = plan(Vec::new(), commands, context, Uuid::new_v4)?;
+        if S::create_if_absent(conn, &batch).await? {
+            return Ok(recorded);
+        }
+        // One of them exists after all: decide again against what is stored.
+    }
     let mut keys: Vec<AggregateKey> = commands.iter().map(Command::key).collect();
     keys.sort();
     keys.dedup();
@@ -80,6 +90,23 @@ pub async fn execute<S: Store>(
     Ok(recorded)
 }
 
+/// Whether every aggregate in the batch starts with a task creation.
+fn only_creates_new_tasks(commands: &[Command]) -> bool {
+    let mut seen = BTreeSet::new();
+    commands.iter().all(|command| {
+        let first_for_key = seen.insert(command.key());
+        !first_for_key
+            || matches!(
+                command,
+                Command::Task {
+                    command: TaskCommand::Create(_),
+                    ..
+                }
+            )
+    })
+}
+
+#[derive(Debug)]
 enum State {
     Task(Box<Task>),
     DataEntry(Box<DataEntry>),
@@ -89,6 +116,8 @@ struct Tracked {
     stored_version: Option<i64>,
     version: i64,
     state: Option<State>,
+    /// Index in the batch's events of this aggregate's latest new event.
+    latest_event: Option<usize>,
 }
 
 /// Decides all commands against the loaded states (pure, no I/O): the write batch and the
@@ -108,6 +137,7 @@ pub fn plan(
                 stored_version: Some(stored.version),
                 version: stored.version,
                 state: Some(state),
+                latest_event: None,
             },
         );
     }
@@ -121,6 +151,7 @@ pub fn plan(
             stored_version: None,
             version: 0,
             state: None,
+            latest_event: None,
         });
         let rejected = |rejection: Rejection| CommandError::Rejected {
             index,
@@ -134,28 +165,8 @@ pub fn plan(
         };
         let version = tracked.version + 1;
         let event_id = new_event_id();
-        let (payload, family) = match &new_state {
-            State::Task(task) => (
-                encode(&TaskEvent {
-                    event_id,
-                    event_type: event_type.to_string(),
-                    version,
-                    occurred_at: context.occurred_at,
-                    task: (**task).clone(),
-                })?,
-                TaskEvent::FAMILY,
-            ),
-            State::DataEntry(entry) => (
-                encode(&DataEntryEvent {
-                    event_id,
-                    event_type: event_type.to_string(),
-                    version,
-                    occurred_at: context.occurred_at,
-                    data_entry: (**entry).clone(),
-                })?,
-                DataEntryEvent::FAMILY,
-            ),
-        };
+        let (payload, family) = encode_event(&new_state, event_id, event_type, version, context)?;
+        tracked.latest_event = Some(batch.events.len());
         batch.events.push(OutboxRecord {
             event_id,
             key: key.clone(),
@@ -176,13 +187,11 @@ pub fn plan(
     }
 
     for (key, tracked) in aggregates {
-        let Some(state) = tracked
-            .state
-            .filter(|_| Some(tracked.version) != tracked.stored_version)
-        else {
+        let Some(latest) = tracked.latest_event else {
             continue;
         };
-        let state = state_json(&state);
+        // The stored state is the latest event itself: it carries the full state.
+        let state = batch.events[latest].payload.clone();
         match tracked.stored_version {
             None => batch.created.push(NewAggregate {
                 key,
@@ -198,6 +207,37 @@ pub fn plan(
         }
     }
     Ok((batch, recorded))
+}
+
+fn encode_event(
+    state: &State,
+    event_id: Uuid,
+    event_type: &'static str,
+    version: i64,
+    context: &EventContext,
+) -> Result<(Vec<u8>, SchemaFamily), EncodeError> {
+    Ok(match state {
+        State::Task(task) => (
+            encode(&TaskEvent {
+                event_id,
+                event_type: event_type.to_string(),
+                version,
+                occurred_at: context.occurred_at,
+                task: (**task).clone(),
+            })?,
+            TaskEvent::FAMILY,
+        ),
+        State::DataEntry(entry) => (
+            encode(&DataEntryEvent {
+                event_id,
+                event_type: event_type.to_string(),
+                version,
+                occurred_at: context.occurred_at,
+                data_entry: (**entry).clone(),
+            })?,
+            DataEntryEvent::FAMILY,
+        ),
+    })
 }
 
 fn decide(
@@ -235,27 +275,22 @@ fn decide(
     }
 }
 
+/// Reads the state out of the stored latest event, whichever schema version wrote it.
 fn parse_state(stored: &StoredAggregate) -> Result<State, StoreError> {
-    use crate::command::AggregateType;
-    let corrupt = |e: serde_json::Error| StoreError::CorruptState {
+    let corrupt = |reason: String| StoreError::CorruptState {
         aggregate: stored.key.to_string(),
-        reason: e.to_string(),
+        reason,
     };
-    Ok(match stored.key.aggregate_type {
-        AggregateType::Task => State::Task(serde_json::from_str(&stored.state).map_err(corrupt)?),
-        AggregateType::DataEntry => {
-            State::DataEntry(serde_json::from_str(&stored.state).map_err(corrupt)?)
+    match (stored.key.aggregate_type, decode(&stored.state)) {
+        (AggregateType::Task, Ok(DecodedEvent::Task(event))) => {
+            Ok(State::Task(Box::new(event.task)))
         }
-    })
-}
-
-fn state_json(state: &State) -> String {
-    // Serializing these plain data types to JSON cannot fail.
-    match state {
-        State::Task(task) => serde_json::to_string(task),
-        State::DataEntry(entry) => serde_json::to_string(entry),
+        (AggregateType::DataEntry, Ok(DecodedEvent::DataEntry(event))) => {
+            Ok(State::DataEntry(Box::new(event.data_entry)))
+        }
+        (_, Ok(_)) => Err(corrupt("stored event is of another aggregate type".into())),
+        (_, Err(error)) => Err(corrupt(error.to_string())),
     }
-    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -321,7 +356,14 @@ mod tests {
         assert_eq!(versions, [1, 2, 3]);
         assert_eq!(batch.created.len(), 1);
         assert_eq!(batch.created[0].version, 3);
-        let state: Task = serde_json::from_str(&batch.created[0].state).unwrap();
+        assert_eq!(
+            batch.created[0].state, batch.events[2].payload,
+            "state is the latest event"
+        );
+        let DecodedEvent::Task(latest) = decode(&batch.created[0].state).unwrap() else {
+            panic!("not a task event")
+        };
+        let state = latest.task;
         assert_eq!(state.state, TaskState::Completed);
         assert_eq!(state.assignee.as_deref(), Some("kermit"));
         assert!(batch.changed.is_empty());
@@ -402,7 +444,7 @@ mod tests {
         let stored = StoredAggregate {
             key: Command::task("a", TaskCommand::Complete).key(),
             version: 1,
-            state: "{\"not\": \"a task\"}".into(),
+            state: b"not an event".to_vec(),
         };
         let error = plan(
             vec![stored],

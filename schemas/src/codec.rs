@@ -1,5 +1,7 @@
 //! Avro single-object encoding of events, and decoding of any published schema version.
 
+use std::sync::LazyLock;
+
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 use serde::Serialize;
@@ -25,12 +27,17 @@ impl WireEvent for DataEntryEvent {
     const FAMILY: SchemaFamily = SchemaFamily::DataEntryEvent;
 }
 
+/// Why an event could not be encoded.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot encode {family:?}: {source}")]
-pub struct EncodeError {
-    family: SchemaFamily,
-    #[source]
-    source: apache_avro::Error,
+pub enum EncodeError {
+    #[error("the current {0:?} schema cannot be used for writing: {1}")]
+    Schema(SchemaFamily, String),
+    #[error("cannot encode {family:?}: {source}")]
+    Value {
+        family: SchemaFamily,
+        #[source]
+        source: apache_avro::Error,
+    },
 }
 
 /// Why bytes could not be decoded into an event. The text names the cause, never the data.
@@ -54,21 +61,35 @@ pub enum DecodeError {
     TrailingBytes(usize),
 }
 
+/// A writer per family, built once: resolving a schema's names costs more than encoding.
+fn writer(family: SchemaFamily) -> Result<&'static GenericDatumWriter<'static>, EncodeError> {
+    type Cached = Result<GenericDatumWriter<'static>, String>;
+    fn build(family: SchemaFamily) -> Cached {
+        GenericDatumWriter::builder(&registry().current(family).schema)
+            .build()
+            .map_err(|e| e.to_string())
+    }
+    static TASK: LazyLock<Cached> = LazyLock::new(|| build(SchemaFamily::TaskEvent));
+    static DATA_ENTRY: LazyLock<Cached> = LazyLock::new(|| build(SchemaFamily::DataEntryEvent));
+    let cached = match family {
+        SchemaFamily::TaskEvent => &*TASK,
+        SchemaFamily::DataEntryEvent => &*DATA_ENTRY,
+    };
+    cached
+        .as_ref()
+        .map_err(|reason| EncodeError::Schema(family, reason.clone()))
+}
+
 /// Encodes an event with its family's current schema: marker, fingerprint, Avro body.
 pub fn encode<E: WireEvent>(event: &E) -> Result<Vec<u8>, EncodeError> {
     let current = registry().current(E::FAMILY);
-    let writer = GenericDatumWriter::builder(&current.schema)
-        .build()
-        .map_err(|source| EncodeError {
-            family: E::FAMILY,
-            source,
-        })?;
+    let writer = writer(E::FAMILY)?;
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&SINGLE_OBJECT_MARKER);
     out.extend_from_slice(&current.fingerprint.to_le_bytes());
     writer
         .write_ser(&mut out, event)
-        .map_err(|source| EncodeError {
+        .map_err(|source| EncodeError::Value {
             family: E::FAMILY,
             source,
         })?;

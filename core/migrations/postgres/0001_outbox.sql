@@ -3,7 +3,8 @@ CREATE TABLE taskpool_aggregates (
     aggregate_type TEXT NOT NULL,
     aggregate_id   TEXT NOT NULL,
     version        BIGINT NOT NULL CHECK (version > 0),
-    state          JSONB NOT NULL,
+    -- The latest event (Avro single-object encoding); it carries the full state.
+    state          BYTEA NOT NULL,
     -- Highest tracking_xid of this aggregate's outbox rows (see taskpool_outbox.tracking_xid).
     tracking_xid   XID8 NOT NULL,
     updated_at     TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),

@@ -3,7 +3,8 @@ CREATE TABLE taskpool_aggregates (
     aggregate_type TEXT NOT NULL,
     aggregate_id   TEXT NOT NULL,
     version        INTEGER NOT NULL CHECK (version > 0),
-    state          TEXT NOT NULL,
+    -- The latest event (Avro single-object encoding); it carries the full state.
+    state          BLOB NOT NULL,
     updated_at     INTEGER NOT NULL, -- Unix milliseconds
     PRIMARY KEY (aggregate_type, aggregate_id)
 ) WITHOUT ROWID;

@@ -41,39 +41,52 @@ pub struct TaskAttributes {
     pub correlations: Option<Vec<DataEntryReference>>,
 }
 
+/// Sets each attribute present in the update; `Task` and `NewTask` share the field names.
+macro_rules! apply_attributes {
+    ($update:expr, $task:expr) => {{
+        let (update, task) = ($update, $task);
+        if let Some(name) = &update.name {
+            task.name.clone_from(name);
+        }
+        if let Some(description) = &update.description {
+            task.description.clone_from(description);
+        }
+        if let Some(form_key) = &update.form_key {
+            task.form_key.clone_from(form_key);
+        }
+        if let Some(business_key) = &update.business_key {
+            task.business_key.clone_from(business_key);
+        }
+        if let Some(owner) = &update.owner {
+            task.owner.clone_from(owner);
+        }
+        if let Some(due_date) = update.due_date {
+            task.due_date = due_date;
+        }
+        if let Some(follow_up_date) = update.follow_up_date {
+            task.follow_up_date = follow_up_date;
+        }
+        if let Some(priority) = update.priority {
+            task.priority = priority;
+        }
+        if let Some(payload) = &update.payload {
+            task.payload.clone_from(payload);
+        }
+        if let Some(correlations) = &update.correlations {
+            task.correlations.clone_from(correlations);
+        }
+    }};
+}
+
 impl TaskAttributes {
     /// Applies the update to a task (no validation).
     pub fn apply_to(&self, task: &mut Task) {
-        if let Some(name) = &self.name {
-            task.name.clone_from(name);
-        }
-        if let Some(description) = &self.description {
-            task.description.clone_from(description);
-        }
-        if let Some(form_key) = &self.form_key {
-            task.form_key.clone_from(form_key);
-        }
-        if let Some(business_key) = &self.business_key {
-            task.business_key.clone_from(business_key);
-        }
-        if let Some(owner) = &self.owner {
-            task.owner.clone_from(owner);
-        }
-        if let Some(due_date) = self.due_date {
-            task.due_date = due_date;
-        }
-        if let Some(follow_up_date) = self.follow_up_date {
-            task.follow_up_date = follow_up_date;
-        }
-        if let Some(priority) = self.priority {
-            task.priority = priority;
-        }
-        if let Some(payload) = &self.payload {
-            task.payload.clone_from(payload);
-        }
-        if let Some(correlations) = &self.correlations {
-            task.correlations.clone_from(correlations);
-        }
+        apply_attributes!(self, task);
+    }
+
+    /// Applies the update to a task that is about to be created (no validation).
+    pub fn apply_to_new(&self, task: &mut NewTask) {
+        apply_attributes!(self, task);
     }
 
     /// Later updates win field by field.

@@ -22,8 +22,8 @@ pub use sqlite::SqliteStore;
 pub struct StoredAggregate {
     pub key: AggregateKey,
     pub version: i64,
-    /// The aggregate's state as JSON.
-    pub state: String,
+    /// The aggregate's latest event (Avro single-object encoded): it carries the full state.
+    pub state: Vec<u8>,
 }
 
 /// A new aggregate to insert.
@@ -31,7 +31,8 @@ pub struct StoredAggregate {
 pub struct NewAggregate {
     pub key: AggregateKey,
     pub version: i64,
-    pub state: String,
+    /// The aggregate's latest event, as in [`StoredAggregate::state`].
+    pub state: Vec<u8>,
 }
 
 /// A changed aggregate: written only if it is still at `expected_version`.
@@ -40,7 +41,7 @@ pub struct ChangedAggregate {
     pub key: AggregateKey,
     pub expected_version: i64,
     pub version: i64,
-    pub state: String,
+    pub state: Vec<u8>,
 }
 
 /// One outbox row: an encoded event and what the relay needs to publish it.
@@ -132,4 +133,12 @@ pub trait Store: Send + Sync + 'static {
         conn: &'c mut Connection<Self>,
         batch: &'c WriteBatch,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'c;
+
+    /// Writes a batch of only new aggregates, without reading first, if none of them exists
+    /// yet: `Ok(true)`. If one already exists (or a concurrent creator commits it first),
+    /// writes nothing and returns `Ok(false)`.
+    fn create_if_absent<'c>(
+        conn: &'c mut Connection<Self>,
+        batch: &'c WriteBatch,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send + 'c;
 }

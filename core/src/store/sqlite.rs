@@ -75,6 +75,19 @@ impl Store for SqliteStore {
             }
         }
     }
+
+    async fn create_if_absent(
+        conn: &mut SqliteConnection,
+        batch: &WriteBatch,
+    ) -> Result<bool, StoreError> {
+        // SQLite has one writer at a time: nothing can appear between the check and the write.
+        let keys: Vec<AggregateKey> = batch.created.iter().map(|a| a.key.clone()).collect();
+        if !Self::lock_and_load(conn, &keys).await?.is_empty() {
+            return Ok(false);
+        }
+        Self::save(conn, batch).await?;
+        Ok(true)
+    }
 }
 
 async fn write(conn: &mut SqliteConnection, batch: &WriteBatch) -> Result<(), StoreError> {
@@ -87,7 +100,7 @@ async fn write(conn: &mut SqliteConnection, batch: &WriteBatch) -> Result<(), St
         .bind(aggregate.key.aggregate_type.as_str())
         .bind(&aggregate.key.id)
         .bind(aggregate.version)
-        .bind(&aggregate.state)
+        .bind(aggregate.state.as_slice())
         .bind(now)
         .execute(&mut *conn)
         .await
@@ -99,7 +112,7 @@ async fn write(conn: &mut SqliteConnection, batch: &WriteBatch) -> Result<(), St
              WHERE aggregate_type = ?4 AND aggregate_id = ?5 AND version = ?6",
         )
         .bind(aggregate.version)
-        .bind(&aggregate.state)
+        .bind(aggregate.state.as_slice())
         .bind(now)
         .bind(aggregate.key.aggregate_type.as_str())
         .bind(&aggregate.key.id)

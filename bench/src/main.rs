@@ -1,0 +1,93 @@
+//! taskpool-bench: the project's benchmarks in one place.
+//!
+//! Every benchmark takes its servers from the environment (`DATABASE_URL`, ...; see
+//! `scripts/services.sh env`), measures the system and a raw baseline alternately in one run,
+//! prints a table and ends with one `RESULT name=value ...` line.
+
+mod outbox;
+mod stats;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: taskpool-bench <benchmark> [--name value ...]
+
+benchmarks:
+  outbox   engine transaction latency without/with recording a task event, and events/s
+           options: --iterations N (2000) --workers N (4) --seconds N (5)";
+
+/// `--name value` options after the benchmark name.
+#[derive(Debug, Default)]
+pub struct Options(Vec<(String, String)>);
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options, String> {
+        let mut options = Vec::new();
+        let mut rest = args.iter();
+        while let Some(name) = rest.next() {
+            let name = name
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {name}"))?;
+            let value = rest
+                .next()
+                .ok_or_else(|| format!("--{name} needs a value"))?;
+            options.push((name.to_string(), value.clone()));
+        }
+        Ok(Options(options))
+    }
+
+    /// A numeric option, or its default.
+    pub fn number(&self, name: &str, default: u64) -> Result<u64, String> {
+        match self.0.iter().rev().find(|(n, _)| n == name) {
+            Some((_, value)) => value
+                .parse()
+                .map_err(|_| format!("--{name} must be a number, got {value}")),
+            None => Ok(default),
+        }
+    }
+}
+
+/// A required environment variable, with a hint on how to set it.
+pub fn server_env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| {
+        format!(
+            "{name} is not set: start the servers with scripts/services.sh start and \
+             eval \"$(scripts/services.sh env)\""
+        )
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(benchmark) = args.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let options = match Options::parse(&args[1..]) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("{error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match benchmark.as_str() {
+        "outbox" => runtime.block_on(outbox::run(&options)),
+        other => {
+            eprintln!("unknown benchmark {other}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("benchmark failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

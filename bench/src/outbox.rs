@@ -1,0 +1,194 @@
+//! `outbox`: what recording a task event costs an engine transaction, on real PostgreSQL.
+//!
+//! Latency: one engine transaction (insert one business row, commit) without and with
+//! recording one TaskCreated through the collector, alternating in the same run on one
+//! connection. Throughput: transactions recording 10 events each, from several connections.
+
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool};
+use taskpool_collector::{Collector, EngineEvent};
+use taskpool_core::domain::task::NewTask;
+use taskpool_core::{PgStore, Store};
+use taskpool_schemas::{Payload, SourceReference, Timestamp};
+
+use crate::stats::Samples;
+use crate::{Options, server_env};
+
+type BenchResult<T> = Result<T, String>;
+
+fn err(context: &str) -> impl Fn(sqlx::Error) -> String + '_ {
+    move |e| format!("{context}: {e}")
+}
+
+pub async fn run(options: &Options) -> BenchResult<()> {
+    let iterations = options.number("iterations", 2000)?;
+    let workers = options.number("workers", 4)?;
+    let seconds = options.number("seconds", 5)?;
+
+    let url = server_env("DATABASE_URL")?;
+    let base: PgConnectOptions = url
+        .parse()
+        .map_err(|e| format!("DATABASE_URL is not a PostgreSQL URL: {e}"))?;
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(base.clone())
+        .await
+        .map_err(err("connect to DATABASE_URL"))?;
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .map_err(err("create schema"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(u32::try_from(workers.max(1)).unwrap_or(u32::MAX))
+        .connect_with(base.options([("search_path", schema.as_str())]))
+        .await
+        .map_err(err("connect"))?;
+
+    let outcome = measure(&pool, iterations, workers, seconds).await;
+
+    pool.close().await;
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&admin)
+        .await
+        .map_err(err("drop schema"))?;
+    outcome
+}
+
+async fn measure(pool: &PgPool, iterations: u64, workers: u64, seconds: u64) -> BenchResult<()> {
+    PgStore::migrate(pool)
+        .await
+        .map_err(|e| format!("migrate: {e}"))?;
+    sqlx::query("CREATE TABLE engine_business (id BIGSERIAL PRIMARY KEY, note TEXT NOT NULL)")
+        .execute(pool)
+        .await
+        .map_err(err("create business table"))?;
+
+    let warmup = (iterations / 10).max(50);
+    let mut without = Samples::default();
+    let mut with = Samples::default();
+    let mut next_task = 0u64;
+    for i in 0..warmup + iterations {
+        let plain = engine_transaction(pool, 0, &mut next_task).await?;
+        let recorded = engine_transaction(pool, 1, &mut next_task).await?;
+        if i >= warmup {
+            without.push(plain);
+            with.push(recorded);
+        }
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|worker| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut next_task = (worker + 1) * 1_000_000_000;
+                let mut events = 0u64;
+                while Instant::now() < deadline {
+                    engine_transaction(&pool, 10, &mut next_task).await?;
+                    events += 10;
+                }
+                Ok::<u64, String>(events)
+            })
+        })
+        .collect();
+    let mut events = 0;
+    for handle in handles {
+        events += handle.await.map_err(|e| format!("worker failed: {e}"))??;
+    }
+    let events_per_s = events as f64 / started.elapsed().as_secs_f64();
+
+    let (p50_without, p99_without) = (without.percentile_ms(50.0), without.percentile_ms(99.0));
+    let (p50_with, p99_with) = (with.percentile_ms(50.0), with.percentile_ms(99.0));
+    println!(
+        "outbox benchmark: {iterations} transactions per variant, alternating, one connection"
+    );
+    println!(
+        "{:<42} {:>9} {:>9}",
+        "engine transaction", "p50 ms", "p99 ms"
+    );
+    println!(
+        "{:<42} {p50_without:>9.3} {p99_without:>9.3}",
+        "insert business row, commit"
+    );
+    println!(
+        "{:<42} {p50_with:>9.3} {p99_with:>9.3}",
+        "... and record one TaskCreated"
+    );
+    println!(
+        "throughput: {workers} connections, {seconds} s, 10 TaskCreated per transaction: {events} events, {events_per_s:.0} events/s"
+    );
+    println!(
+        "RESULT outbox_overhead_p50_ratio={:.3} outbox_overhead_p99_ratio={:.3} outbox_events_per_s={:.0}",
+        p50_with / p50_without,
+        p99_with / p99_without,
+        events_per_s
+    );
+    Ok(())
+}
+
+/// One engine transaction recording `events` TaskCreated events; returns how long it took.
+async fn engine_transaction(
+    pool: &PgPool,
+    events: u64,
+    next_task: &mut u64,
+) -> BenchResult<Duration> {
+    let started = Instant::now();
+    let mut tx = pool.begin().await.map_err(err("begin"))?;
+    sqlx::query("INSERT INTO engine_business (note) VALUES ('step')")
+        .execute(&mut *tx)
+        .await
+        .map_err(err("business insert"))?;
+    if events > 0 {
+        let mut collector = Collector::new();
+        for _ in 0..events {
+            *next_task += 1;
+            collector
+                .record(EngineEvent::TaskCreated {
+                    task_id: format!("task-{next_task}"),
+                    task: Box::new(new_task()),
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        collector
+            .flush::<PgStore>(&mut *tx)
+            .await
+            .map_err(|e| format!("flush: {e}"))?;
+    }
+    tx.commit().await.map_err(err("commit"))?;
+    Ok(started.elapsed())
+}
+
+/// A typical task: a few hundred bytes of state.
+fn new_task() -> NewTask {
+    NewTask {
+        source_reference: SourceReference {
+            process_instance_id: "4f7c1e2a-1b2c-4d5e-8f90-123456789abc".into(),
+            execution_id: "5a8d2f3b-2c3d-4e5f-9a01-23456789abcd".into(),
+            process_definition_id: "order-approval:3:7c1e2a4f".into(),
+            process_definition_key: "order-approval".into(),
+            process_name: "Order approval".into(),
+            application_name: "shop".into(),
+            tenant_id: None,
+        },
+        task_definition_key: "approve-order".into(),
+        name: "Approve order".into(),
+        description: Some("Check the order and approve or reject it".into()),
+        form_key: Some("shop:approve-order".into()),
+        priority: 50,
+        create_time: Timestamp::now(),
+        due_date: None,
+        follow_up_date: None,
+        assignee: None,
+        owner: None,
+        candidate_users: Default::default(),
+        candidate_groups: ["approvers".to_string()].into(),
+        business_key: Some("order-4711".into()),
+        payload: Payload::from_value(serde_json::json!({"amount": 1250, "customer": "ACME"}))
+            .unwrap_or_default(),
+        correlations: vec![],
+    }
+}

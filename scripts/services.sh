@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Starts, stops and describes the servers taskpool's tests and benchmarks need.
+#
+#   scripts/services.sh start    start whatever is not running yet (idempotent)
+#   scripts/services.sh stop     stop what this script started
+#   scripts/services.sh env      print `export NAME=value` lines; use: eval "$(scripts/services.sh env)"
+#   scripts/services.sh status   say what runs where
+#
+# Servers:
+#   PostgreSQL  DATABASE_URL   the server on 127.0.0.1:5432 when one answers there; otherwise
+#                              a private cluster on a free port (installing PostgreSQL with apt
+#                              when it is missing). TASKPOOL_PRIVATE_POSTGRES=1 forces the
+#                              private cluster.
+#
+# State (PID files, data, logs, connection settings) lives in .services/ (git-ignored), or in
+# $TASKPOOL_SERVICES_DIR.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${TASKPOOL_SERVICES_DIR:-$ROOT/.services}"
+ENV_FILE="$STATE/env"
+TEST_DATABASE="taskpool_test"
+
+log() { echo "services: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A TCP port nothing listens on, from a range away from the usual service ports.
+free_port() {
+    local port
+    for _ in $(seq 1 200); do
+        port=$((20000 + RANDOM % 20000))
+        if ! port_open "$port"; then echo "$port"; return 0; fi
+    done
+    die "no free port found"
+}
+
+# wait_until <seconds> <description> <command...>
+wait_until() {
+    local seconds=$1 what=$2; shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then die "$what did not become ready within ${seconds}s"; fi
+        sleep 0.2
+    done
+}
+
+apt_install() {
+    command -v apt-get >/dev/null || die "cannot install $*: no apt-get on this machine"
+    log "installing $* with apt-get"
+    if [ "$(id -u)" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+    else
+        sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+    fi
+}
+
+set_env() { # set_env NAME value: record one connection setting
+    mkdir -p "$STATE"
+    touch "$ENV_FILE"
+    grep -v "^export $1=" "$ENV_FILE" > "$ENV_FILE.tmp" || true
+    echo "export $1=$2" >> "$ENV_FILE.tmp"
+    mv "$ENV_FILE.tmp" "$ENV_FILE"
+}
+
+get_env() { [ -f "$ENV_FILE" ] && sed -n "s/^export $1=//p" "$ENV_FILE" | tail -n 1; }
+
+# ---------------------------------------------------------------- PostgreSQL
+
+pg_bindir() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
+}
+
+psql_at() { # psql_at <port> <sql>
+    PGCONNECT_TIMEOUT=5 psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAtc "$2"
+}
+
+start_postgres() {
+    local port own_dir="$STATE/postgres"
+    port=$(get_env TASKPOOL_PG_PORT || true)
+    if [ -n "$port" ] && port_open "$port"; then
+        return 0
+    fi
+    if port_open 5432 && [ -z "${TASKPOOL_PRIVATE_POSTGRES:-}" ]; then
+        port=5432
+        log "PostgreSQL: using the server on 127.0.0.1:5432"
+    else
+        local bindir
+        bindir=$(pg_bindir || true)
+        if [ -z "$bindir" ]; then
+            apt_install postgresql
+            bindir=$(pg_bindir) || die "PostgreSQL installed but initdb not found"
+        fi
+        port=$(free_port)
+        log "PostgreSQL: starting a private cluster on port $port"
+        mkdir -p "$own_dir"
+        local run_as=()
+        if [ "$(id -u)" -eq 0 ]; then
+            # PostgreSQL refuses to run as root.
+            chown -R postgres:postgres "$own_dir"
+            run_as=(su postgres -s /bin/sh -c)
+        else
+            run_as=(sh -c)
+        fi
+        if [ ! -f "$own_dir/data/PG_VERSION" ]; then
+            "${run_as[@]}" "'$bindir/initdb' -D '$own_dir/data' -U postgres -A trust >'$own_dir/initdb.log' 2>&1" \
+                || die "initdb failed, see $own_dir/initdb.log"
+        fi
+        "${run_as[@]}" "'$bindir/pg_ctl' -D '$own_dir/data' -l '$own_dir/server.log' -w -t 60 \
+            -o '-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on' start" >/dev/null \
+            || die "PostgreSQL did not start, see $own_dir/server.log"
+        echo "$bindir" > "$own_dir/bindir"
+    fi
+    command -v psql >/dev/null || apt_install postgresql-client
+    wait_until 30 "PostgreSQL on port $port" psql_at "$port" "SELECT 1"
+    if [ "$(psql_at "$port" "SELECT count(*) FROM pg_database WHERE datname = '$TEST_DATABASE'")" = 0 ]; then
+        psql_at "$port" "CREATE DATABASE $TEST_DATABASE" >/dev/null
+    fi
+    set_env TASKPOOL_PG_PORT "$port"
+    set_env DATABASE_URL "postgres://postgres@127.0.0.1:$port/$TEST_DATABASE"
+}
+
+stop_postgres() {
+    local own_dir="$STATE/postgres"
+    if [ -f "$own_dir/data/postmaster.pid" ] && [ -f "$own_dir/bindir" ]; then
+        local bindir
+        bindir=$(cat "$own_dir/bindir")
+        if [ "$(id -u)" -eq 0 ]; then
+            su postgres -s /bin/sh -c "'$bindir/pg_ctl' -D '$own_dir/data' -m fast stop" >/dev/null || true
+        else
+            "$bindir/pg_ctl" -D "$own_dir/data" -m fast stop >/dev/null || true
+        fi
+        log "PostgreSQL: stopped the private cluster"
+    fi
+}
+
+# Drops and recreates the test database, so each full test run starts clean.
+reset_postgres() {
+    local port
+    port=$(get_env TASKPOOL_PG_PORT) || die "not started"
+    psql_at "$port" "DROP DATABASE IF EXISTS $TEST_DATABASE WITH (FORCE)" >/dev/null
+    psql_at "$port" "CREATE DATABASE $TEST_DATABASE" >/dev/null
+}
+
+# ---------------------------------------------------------------- commands
+
+case "${1:-}" in
+    start)
+        mkdir -p "$STATE"
+        start_postgres
+        ;;
+    stop)
+        stop_postgres
+        rm -f "$ENV_FILE"
+        ;;
+    env)
+        [ -f "$ENV_FILE" ] || die "services are not started: run scripts/services.sh start"
+        grep -v '^export TASKPOOL_PG_PORT=' "$ENV_FILE"
+        ;;
+    reset)
+        reset_postgres
+        ;;
+    status)
+        if [ -f "$ENV_FILE" ]; then cat "$ENV_FILE"; else echo "not started"; fi
+        ;;
+    *)
+        echo "usage: $0 start|stop|env|reset|status" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The single test entry: starts the servers the tests need, then checks formatting, lints and
+# runs every test. Works on a fresh Debian machine with only the Rust toolchain.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+started_here=false
+if ! scripts/services.sh env >/dev/null 2>&1; then started_here=true; fi
+if $started_here; then trap 'scripts/services.sh stop' EXIT; fi
+scripts/services.sh start
+scripts/services.sh reset
+eval "$(scripts/services.sh env)"
+
+step() { echo "== $*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    cargo test --workspace --locked --no-fail-fast --lib --bins --tests
+fi
+
+step "doc tests"
+cargo test --workspace --locked --doc
+
+step "all checks passed"
