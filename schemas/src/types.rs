@@ -27,6 +27,36 @@ impl Timestamp {
     pub fn millis(self) -> i64 {
         self.0
     }
+
+    /// RFC 3339 in UTC with milliseconds, e.g. `2023-11-14T22:13:20.000Z`.
+    pub fn to_rfc3339(self) -> String {
+        let days = self.0.div_euclid(86_400_000);
+        let millis_of_day = self.0.rem_euclid(86_400_000);
+        let (year, month, day) = civil_from_days(days);
+        let seconds = millis_of_day / 1000;
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60,
+            millis_of_day % 1000
+        )
+    }
+}
+
+/// Gregorian date of a day number since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// A JSON object (task variables, business data). On the wire it is JSON text in an Avro
@@ -207,14 +237,6 @@ pub struct DataEntry {
     pub deleted: bool,
 }
 
-/// Metadata every event carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventMeta {
-    pub event_id: Uuid,
-    pub version: i64,
-    pub occurred_at: Timestamp,
-}
-
 /// A task event: what happened (`event_type`) and the task's full state afterwards.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -252,5 +274,28 @@ mod uuid_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
         let text = String::deserialize(deserializer)?;
         Uuid::parse_str(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timestamp;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(1_700_000_000_123).to_rfc3339(),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            Timestamp(951_782_400_000).to_rfc3339(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp(4_102_444_800_000).to_rfc3339(),
+            "2100-01-01T00:00:00.000Z"
+        );
     }
 }

@@ -54,7 +54,7 @@ pub struct OutboxRecord {
     pub schema_fingerprint: u64,
     /// The Avro single-object encoded event.
     pub payload: Vec<u8>,
-    /// Extra message headers as a JSON object of strings (`traceparent`, ...).
+    /// Extra message headers as a JSON object of strings (`traceparent`, `occurred-at`).
     pub headers: String,
 }
 

@@ -1,0 +1,413 @@
+//! Relay configuration: defaults, then a TOML file, then environment variables; unknown keys
+//! are refused, so a typo never silently falls back to a default.
+//!
+//! Environment variables name a key by its path: `TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS`
+//! sets `kafka.bootstrap_servers`. Values are read as TOML scalars (numbers, booleans), and as
+//! strings otherwise.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The prefix of environment variables that configure the relay.
+pub const ENV_PREFIX: &str = "TASKPOOL_RELAY__";
+
+/// Everything the relay can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub relay: RelayConfig,
+    #[serde(default)]
+    pub lease: LeaseConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL of the database holding the outbox.
+    pub url: String,
+    /// Connections the relay may open.
+    #[serde(default = "defaults::db_connections")]
+    pub max_connections: u32,
+    /// Create or upgrade taskpool's tables at start-up.
+    #[serde(default = "defaults::yes")]
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// Topics are `<prefix>.tasks` and `<prefix>.data-entries`.
+    #[serde(default = "defaults::topic_prefix")]
+    pub topic_prefix: String,
+    /// Create missing topics at start-up; when false, a missing topic is an error.
+    #[serde(default)]
+    pub create_topics: bool,
+    #[serde(default = "defaults::partitions")]
+    pub partitions: i32,
+    #[serde(default = "defaults::replication")]
+    pub replication_factor: i32,
+    /// Largest message the producer sends (librdkafka `message.max.bytes`); set it to the
+    /// broker's limit so oversized events are recognised before they reach the broker.
+    #[serde(default = "defaults::message_max_bytes")]
+    pub message_max_bytes: u32,
+    /// Extra librdkafka producer properties, e.g. `"linger.ms" = "10"`.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+/// What to do with a message Kafka can never accept (too large, invalid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PermanentFailure {
+    /// Record it in `taskpool_relay_dead_letters` with the reason, and go on.
+    DeadLetter,
+    /// Stop publishing and exit with status 3.
+    Halt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Name of this relay's position and lease; relays with different names publish the same
+    /// outbox independently (to different clusters, say).
+    pub name: String,
+    /// Outbox rows read per batch.
+    pub batch_size: u32,
+    /// Batches handed to the producer before the oldest must be acknowledged.
+    pub max_in_flight_batches: usize,
+    /// Polling back-off when the outbox is idle: from `poll_min_ms` doubling to `poll_max_ms`.
+    pub poll_min_ms: u64,
+    pub poll_max_ms: u64,
+    /// Back-off after a failure, doubling up to `retry_max_ms`.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    pub on_permanent_failure: PermanentFailure,
+    /// How often lag metrics are refreshed.
+    pub lag_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseConfig {
+    /// How long a lease lasts without renewal; a standby takes over after at most this plus
+    /// `renew_interval_ms`.
+    pub ttl_ms: u64,
+    pub renew_interval_ms: u64,
+    /// The leader stops publishing when less than this remains of its lease and it could not
+    /// renew, so it is silent before anyone else can take over.
+    pub safety_margin_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Published rows older than this are deleted; 0 keeps them forever.
+    pub max_age_secs: u64,
+    pub interval_secs: u64,
+    /// Rows deleted per statement.
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of `/metrics` and `/health`.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `kafka_relay=debug,info`.
+    pub level: String,
+}
+
+mod defaults {
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn db_connections() -> u32 {
+        4
+    }
+    pub fn topic_prefix() -> String {
+        "taskpool".into()
+    }
+    pub fn partitions() -> i32 {
+        6
+    }
+    pub fn replication() -> i32 {
+        1
+    }
+    pub fn message_max_bytes() -> u32 {
+        1_000_000
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            name: "default".into(),
+            batch_size: 1000,
+            max_in_flight_batches: 4,
+            poll_min_ms: 2,
+            poll_max_ms: 25,
+            retry_min_ms: 100,
+            retry_max_ms: 10_000,
+            on_permanent_failure: PermanentFailure::DeadLetter,
+            lag_interval_ms: 2000,
+        }
+    }
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            ttl_ms: 6000,
+            renew_interval_ms: 1000,
+            safety_margin_ms: 1500,
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_age_secs: 7 * 24 * 3600,
+            interval_secs: 60,
+            batch_size: 5000,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+impl LeaseConfig {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the configuration from an optional file and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Config::from_sources(&text, std::env::vars())
+    }
+
+    /// Builds the configuration from TOML text and `(name, value)` environment pairs.
+    pub fn from_sources(
+        toml_text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml_text
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("configuration file: {e}")))?;
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+            set_path(&mut table, &keys, scalar(&value))
+                .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
+        if self.relay.batch_size == 0 || self.relay.max_in_flight_batches == 0 {
+            return invalid("relay.batch_size and relay.max_in_flight_batches must be positive");
+        }
+        if self.relay.poll_min_ms == 0 || self.relay.poll_min_ms > self.relay.poll_max_ms {
+            return invalid("relay.poll_min_ms must be positive and at most relay.poll_max_ms");
+        }
+        if self.lease.renew_interval_ms == 0
+            || self.lease.safety_margin_ms + self.lease.renew_interval_ms >= self.lease.ttl_ms
+        {
+            return invalid(
+                "lease.ttl_ms must exceed lease.renew_interval_ms + lease.safety_margin_ms",
+            );
+        }
+        if self.kafka.topic_prefix.is_empty() || self.relay.name.is_empty() {
+            return invalid("kafka.topic_prefix and relay.name must not be empty");
+        }
+        Ok(())
+    }
+}
+
+/// An environment value as a TOML scalar when it parses as one, else as a string.
+fn scalar(value: &str) -> toml::Value {
+    if let Ok(b) = value.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(value.to_string())
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
+    match keys {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                _ => Err(format!("{first} is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [database]
+        url = "postgres://localhost/db"
+        [kafka]
+        bootstrap_servers = "localhost:9092"
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_minimal_file_gets_defaults() {
+        let config = Config::from_sources(MINIMAL, env(&[])).unwrap();
+        assert_eq!(config.kafka.topic_prefix, "taskpool");
+        assert_eq!(config.relay.name, "default");
+        assert_eq!(
+            config.relay.on_permanent_failure,
+            PermanentFailure::DeadLetter
+        );
+        assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let config = Config::from_sources(
+            MINIMAL,
+            env(&[
+                ("TASKPOOL_RELAY__KAFKA__TOPIC_PREFIX", "shop"),
+                ("TASKPOOL_RELAY__RELAY__BATCH_SIZE", "50"),
+                ("TASKPOOL_RELAY__RELAY__ON_PERMANENT_FAILURE", "halt"),
+                ("TASKPOOL_RELAY__KAFKA__CREATE_TOPICS", "true"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.topic_prefix, "shop");
+        assert_eq!(config.relay.batch_size, 50);
+        assert_eq!(config.relay.on_permanent_failure, PermanentFailure::Halt);
+        assert!(config.kafka.create_topics);
+    }
+
+    #[test]
+    fn the_whole_configuration_can_come_from_the_environment() {
+        let config = Config::from_sources(
+            "",
+            env(&[
+                ("TASKPOOL_RELAY__DATABASE__URL", "postgres://h/db"),
+                ("TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS", "h:1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.database.url, "postgres://h/db");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_in_the_file_and_the_environment() {
+        let error = Config::from_sources(&format!("{MINIMAL}\n[relay]\nbatchsize = 3\n"), env(&[]))
+            .unwrap_err();
+        assert!(error.to_string().contains("batchsize"), "{error}");
+        let error =
+            Config::from_sources(MINIMAL, env(&[("TASKPOOL_RELAY__RELAY__BACH_SIZE", "3")]))
+                .unwrap_err();
+        assert!(error.to_string().contains("bach_size"), "{error}");
+    }
+
+    #[test]
+    fn missing_required_settings_and_bad_values_are_refused() {
+        assert!(Config::from_sources("[kafka]\nbootstrap_servers = \"h:1\"", env(&[])).is_err());
+        assert!(
+            Config::from_sources(MINIMAL, env(&[("TASKPOOL_RELAY__RELAY__BATCH_SIZE", "0")]))
+                .is_err()
+        );
+        assert!(
+            Config::from_sources(MINIMAL, env(&[("TASKPOOL_RELAY__LEASE__TTL_MS", "1000")]))
+                .is_err()
+        );
+        assert!(Config::from_sources("not toml [", env(&[])).is_err());
+    }
+}

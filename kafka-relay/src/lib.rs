@@ -1,0 +1,27 @@
+//! kafka-relay: publishes committed taskpool outbox rows to Kafka, at least once, in order per
+//! aggregate, with one active process per outbox.
+//!
+//! # Layout
+//! - [`config`]: typed configuration from file and environment.
+//! - [`outbox`]: gap-safe reading of the outbox; the relay's position and dead-letter tables.
+//! - [`publisher`]: the idempotent producer, topics, error classification.
+//! - [`lease`]: the leader lease and its fencing.
+//! - [`relay`]: the publishing loop and its background tasks (lease, lag, retention).
+//! - [`retention`]: deleting old published rows.
+//! - [`metrics`], [`http`]: Prometheus metrics, `/metrics` and `/health`.
+//! - [`shutdown`]: graceful shutdown signalling.
+//! - [`status`]: what `kafka-relay status` reports.
+
+pub mod config;
+pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod outbox;
+pub mod publisher;
+pub mod relay;
+pub mod retention;
+pub mod shutdown;
+pub mod status;
+
+pub use config::Config;
+pub use relay::{Exit, Relay, RelayError};

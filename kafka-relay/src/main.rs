@@ -1,0 +1,138 @@
+//! The `kafka-relay` command.
+//!
+//! Exit codes: 0 after a requested shutdown, 1 on a failure, 2 on bad configuration or usage,
+//! 3 when halted on a message that can never be published (`on_permanent_failure = halt`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kafka_relay::config::{Config, LogFormat};
+use kafka_relay::metrics::Metrics;
+use kafka_relay::shutdown;
+use kafka_relay::{Exit, Relay, http, status};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kafka-relay",
+    version,
+    about = "Publishes taskpool's committed outbox events to Kafka, at least once and in order.",
+    after_help = "Configuration: a TOML file (--config) and TASKPOOL_RELAY__<SECTION>__<KEY> \
+                  environment variables, which win. See the kafka-relay README."
+)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, env = "TASKPOOL_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish until SIGTERM or SIGINT (several processes may run; one publishes).
+    Run,
+    /// Print position, head, lag and leader, then exit.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("kafka-relay: configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kafka-relay: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match cli.command {
+        Command::Run => runtime.block_on(run(config)),
+        Command::Status => runtime.block_on(print_status(config)).map(|()| None),
+    };
+    match outcome {
+        Ok(None) | Ok(Some(Exit::Shutdown)) => ExitCode::SUCCESS,
+        Ok(Some(Exit::Halted { .. })) => ExitCode::from(3),
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "kafka-relay failed");
+            eprintln!("kafka-relay: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
+    init_logging(&config);
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics and /health");
+    let (trigger, shutdown) = shutdown::channel();
+    let mut http_shutdown = shutdown.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, http::router(metrics.clone()))
+            .with_graceful_shutdown(async move { http_shutdown.requested().await })
+            .into_future(),
+    );
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight batches");
+        trigger.trigger();
+    });
+    let relay = Relay::connect(config, metrics).await?;
+    let exit = relay.run(shutdown).await?;
+    server.abort();
+    Ok(Some(exit))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn print_status(config: Config) -> anyhow::Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&config.database.url)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let status = status::read(&pool, &config.relay.name)
+        .await
+        .context("cannot read the relay's status (has it run against this database?)")?;
+    println!("{status}");
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Reading the outbox gap-safely, and the relay's own tables (position, dead letters).
+//!
+//! Rows are read in `(tracking_xid, position)` order and only below the oldest transaction
+//! still running (`pg_snapshot_xmin(pg_current_snapshot())`): every row that could still appear
+//! (its transaction has not committed yet) sorts after what is read, so advancing past what
+//! was read never skips a transaction that commits late. See `taskpool_outbox.tracking_xid`.
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+/// How far a relay has published. Ordered like the outbox is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub tracking_xid: i64,
+    pub position: i64,
+}
+
+/// One outbox row, ready to publish.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub at: Position,
+    pub event_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub version: i64,
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    /// Extra headers written with the event (`traceparent`, `occurred-at`).
+    pub headers: Vec<(String, String)>,
+    pub headers_json: String,
+}
+
+const READ_BATCH: &str = r#"
+SELECT position, tracking_xid::text::int8 AS tracking_xid, event_id, aggregate_type,
+       aggregate_id, aggregate_version, event_type, payload, headers::text AS headers
+FROM taskpool_outbox
+WHERE (tracking_xid, position) > ($1::text::xid8, $2)
+  AND tracking_xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tracking_xid, position
+LIMIT $3
+"#;
+
+/// The next committed rows after `after`, at most `limit`.
+pub async fn read_batch(
+    pool: &PgPool,
+    after: Position,
+    limit: u32,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    let rows = sqlx::query(READ_BATCH)
+        .bind(after.tracking_xid.to_string())
+        .bind(after.position)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(outbox_row).collect()
+}
+
+fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
+    let headers_json: String = row.try_get("headers")?;
+    let headers =
+        match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&headers_json) {
+            Ok(map) => map
+                .into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+    Ok(OutboxRow {
+        at: Position {
+            tracking_xid: row.try_get("tracking_xid")?,
+            position: row.try_get("position")?,
+        },
+        event_id: row.try_get("event_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        version: row.try_get("aggregate_version")?,
+        event_type: row.try_get("event_type")?,
+        payload: row.try_get("payload")?,
+        headers,
+        headers_json,
+    })
+}
+
+/// The stored position of a relay; creates it at the start of the outbox if missing.
+pub async fn load_position(pool: &PgPool, relay: &str) -> Result<Position, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO taskpool_relay_position (relay_name, tracking_xid, position) \
+         VALUES ($1, '0', 0) ON CONFLICT (relay_name) DO NOTHING",
+    )
+    .bind(relay)
+    .execute(pool)
+    .await?;
+    let row = sqlx::query(
+        "SELECT tracking_xid::text::int8 AS tracking_xid, position \
+         FROM taskpool_relay_position WHERE relay_name = $1",
+    )
+    .bind(relay)
+    .fetch_one(pool)
+    .await?;
+    Ok(Position {
+        tracking_xid: row.try_get("tracking_xid")?,
+        position: row.try_get("position")?,
+    })
+}
+
+/// Who may store positions: the lease holder with its epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: String,
+    pub epoch: i64,
+}
+
+/// Stores a relay's position inside `tx`, only while `fence` still holds the lease.
+/// Returns false (and stores nothing) when another process took the lease.
+pub async fn store_position(
+    tx: &mut Transaction<'_, Postgres>,
+    relay: &str,
+    at: Position,
+    fence: &Fence,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE taskpool_relay_position p \
+         SET tracking_xid = $2::text::xid8, position = $3, updated_at = clock_timestamp() \
+         FROM taskpool_relay_lease l \
+         WHERE p.relay_name = $1 AND l.relay_name = $1 AND l.holder = $4 AND l.epoch = $5",
+    )
+    .bind(relay)
+    .bind(at.tracking_xid.to_string())
+    .bind(at.position)
+    .bind(&fence.holder)
+    .bind(fence.epoch)
+    .execute(&mut **tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Records a row that can never be published, with the reason (once per relay and position).
+pub async fn dead_letter(
+    tx: &mut Transaction<'_, Postgres>,
+    relay: &str,
+    row: &OutboxRow,
+    topic: &str,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO taskpool_relay_dead_letters (relay_name, position, event_id, aggregate_type, \
+         aggregate_id, aggregate_version, event_type, topic, payload, headers, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11) \
+         ON CONFLICT (relay_name, position) DO NOTHING",
+    )
+    .bind(relay)
+    .bind(row.at.position)
+    .bind(row.event_id)
+    .bind(&row.aggregate_type)
+    .bind(&row.aggregate_id)
+    .bind(row.version)
+    .bind(&row.event_type)
+    .bind(topic)
+    .bind(row.payload.as_slice())
+    .bind(&row.headers_json)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What is waiting to be published after `after`: rows and age of the oldest, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Lag {
+    pub events: i64,
+    pub seconds: f64,
+}
+
+pub async fn lag(pool: &PgPool, after: Position) -> Result<Lag, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT count(*) AS events, \
+         coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS seconds \
+         FROM taskpool_outbox WHERE (tracking_xid, position) > ($1::text::xid8, $2)",
+    )
+    .bind(after.tracking_xid.to_string())
+    .bind(after.position)
+    .fetch_one(pool)
+    .await?;
+    Ok(Lag {
+        events: row.try_get("events")?,
+        seconds: row.try_get("seconds")?,
+    })
+}
+
+/// The newest outbox position (0 when empty).
+pub async fn head(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM taskpool_outbox")
+        .fetch_one(pool)
+        .await
+}

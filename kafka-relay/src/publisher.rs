@@ -1,0 +1,224 @@
+//! Publishing outbox rows with an idempotent producer (`acks=all`), so librdkafka's own
+//! retries never reorder or duplicate a key; key = aggregate id, topic per aggregate type.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use crate::config::KafkaConfig;
+use crate::outbox::OutboxRow;
+
+/// Topic names for the aggregate types.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub tasks: String,
+    pub data_entries: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str) -> Topics {
+        Topics {
+            tasks: format!("{prefix}.tasks"),
+            data_entries: format!("{prefix}.data-entries"),
+        }
+    }
+
+    /// The topic of an aggregate type (`task`, `data-entry`), if known.
+    pub fn for_aggregate(&self, aggregate_type: &str) -> Option<&str> {
+        match aggregate_type {
+            "task" => Some(&self.tasks),
+            "data-entry" => Some(&self.data_entries),
+            _ => None,
+        }
+    }
+
+    pub fn all(&self) -> [&str; 2] {
+        [&self.tasks, &self.data_entries]
+    }
+}
+
+/// Why a message could not be handed to Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// This message can never be published (too large, invalid, unknown aggregate type).
+    #[error("{0}")]
+    Permanent(String),
+    /// Broker unavailable, timeouts, producer failure: retry later, in order.
+    #[error("{0}")]
+    Transient(KafkaError),
+}
+
+/// Sorts a producer error into "never" or "later".
+pub fn classify(error: KafkaError) -> PublishError {
+    let permanent = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    );
+    if permanent {
+        PublishError::Permanent(error.to_string())
+    } else {
+        PublishError::Transient(error)
+    }
+}
+
+/// The librdkafka settings shared by the relay and the raw-producer baseline of the benchmark.
+pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        // Never give up on a message on our own: a broker outage is waited out, in order.
+        .set("message.timeout.ms", "0")
+        .set("message.max.bytes", config.message_max_bytes.to_string())
+        .set("linger.ms", "5")
+        .set("compression.type", "none");
+    for (key, value) in &config.producer {
+        client.set(key, value);
+    }
+    client
+}
+
+/// A connected producer for one relay.
+pub struct Publisher {
+    producer: FutureProducer,
+    topics: Topics,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topics", &self.topics)
+            .finish()
+    }
+}
+
+impl Publisher {
+    pub fn new(config: &KafkaConfig) -> Result<Publisher, KafkaError> {
+        Ok(Publisher {
+            producer: producer_config(config).create()?,
+            topics: Topics::new(&config.topic_prefix),
+        })
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Hands one row to the producer; waits while its queue is full. The returned future
+    /// resolves when Kafka acknowledged the message or refused it for good.
+    pub async fn enqueue(&self, row: &OutboxRow) -> Result<DeliveryFuture, PublishError> {
+        let topic = self
+            .topics
+            .for_aggregate(&row.aggregate_type)
+            .ok_or_else(|| {
+                PublishError::Permanent(format!("unknown aggregate type {:?}", row.aggregate_type))
+            })?;
+        let event_id = row.event_id.to_string();
+        let version = row.version.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(3 + row.headers.len())
+            .insert(Header {
+                key: "event-id",
+                value: Some(event_id.as_bytes()),
+            })
+            .insert(Header {
+                key: "event-type",
+                value: Some(row.event_type.as_bytes()),
+            })
+            .insert(Header {
+                key: "aggregate-version",
+                value: Some(version.as_bytes()),
+            });
+        for (key, value) in &row.headers {
+            headers = headers.insert(Header {
+                key: key.as_str(),
+                value: Some(value.as_bytes()),
+            });
+        }
+        let mut record = FutureRecord::to(topic)
+            .key(row.aggregate_id.as_bytes())
+            .payload(row.payload.as_slice())
+            .headers(headers);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((error, _)) => return Err(classify(error)),
+            }
+        }
+    }
+
+    /// Drops every message not yet acknowledged (when leadership is lost or on restart).
+    pub fn abandon_pending(&self) {
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+    }
+
+    /// Waits up to `timeout` for queued messages to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(Timeout::After(timeout))
+    }
+
+    /// Creates the relay's topics if missing (`create` true) or checks that they exist.
+    pub async fn ensure_topics(&self, config: &KafkaConfig) -> Result<(), String> {
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(None, Timeout::After(Duration::from_secs(10)))
+            .map_err(|e| format!("cannot read Kafka metadata: {e}"))?;
+        let missing: Vec<&str> = self
+            .topics
+            .all()
+            .into_iter()
+            .filter(|wanted| !metadata.topics().iter().any(|t| t.name() == *wanted))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if !config.create_topics {
+            return Err(format!(
+                "Kafka topics {} do not exist; create them or set kafka.create_topics = true",
+                missing.join(", ")
+            ));
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .create()
+            .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+        let new_topics: Vec<NewTopic> = missing
+            .iter()
+            .map(|name| {
+                NewTopic::new(
+                    name,
+                    config.partitions,
+                    TopicReplication::Fixed(config.replication_factor),
+                )
+            })
+            .collect();
+        let results = admin
+            .create_topics(&new_topics, &AdminOptions::new())
+            .await
+            .map_err(|e| format!("cannot create Kafka topics: {e}"))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(format!("cannot create topic {topic}: {code}")),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,476 @@
+//! The relay: while this process holds the lease, read committed outbox rows in order, hand
+//! them to the producer (several batches in flight), and store the position of each batch
+//! once Kafka acknowledged all of it. Crash anywhere: at most the unacknowledged batches are
+//! published again, never a loss.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rdkafka::producer::DeliveryFuture;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use taskpool_core::{PgStore, Store};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, PermanentFailure};
+use crate::lease::Lease;
+use crate::metrics::Metrics;
+use crate::outbox::{self, OutboxRow, Position};
+use crate::publisher::{PublishError, Publisher, classify};
+use crate::retention;
+use crate::shutdown::Shutdown;
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "relay", include_str!("../migrations/0001_relay.sql"))];
+
+/// How long a shutdown waits for in-flight batches before giving up on them (they are
+/// published again by the next leader: at least once).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Failures that stop the relay process.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(String),
+    #[error("{0}")]
+    Kafka(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Shutdown was requested; every acknowledged batch is stored.
+    Shutdown,
+    /// A message can never be published and `on_permanent_failure = halt`.
+    Halted { reason: String },
+}
+
+enum LeadEnd {
+    Shutdown,
+    LostLease,
+    Halted(String),
+}
+
+/// A failure while leading: the relay backs off and starts again from the stored position.
+#[derive(Debug, thiserror::Error)]
+enum Interrupted {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+enum Pending {
+    Sent(DeliveryFuture),
+    Refused(String),
+}
+
+struct Batch {
+    last: Position,
+    messages: Vec<(OutboxRow, Pending)>,
+}
+
+/// A relay process's shared parts.
+#[derive(Debug)]
+pub struct Relay {
+    config: Config,
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    lease: Arc<Lease>,
+}
+
+impl Relay {
+    /// Connects to PostgreSQL, runs migrations if configured, and checks Kafka's topics.
+    pub async fn connect(config: Config, metrics: Arc<Metrics>) -> Result<Relay, RelayError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.database.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&config.database.url)
+            .await?;
+        if config.database.migrate {
+            PgStore::migrate(&pool)
+                .await
+                .map_err(|e| RelayError::Migration(e.to_string()))?;
+            migrate(&pool).await?;
+        }
+        let publisher =
+            Publisher::new(&config.kafka).map_err(|e| RelayError::Kafka(e.to_string()))?;
+        publisher
+            .ensure_topics(&config.kafka)
+            .await
+            .map_err(RelayError::Kafka)?;
+        let holder = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let lease = Arc::new(Lease::new(&config.relay.name, &holder, config.lease.ttl()));
+        Ok(Relay {
+            config,
+            pool,
+            metrics,
+            lease,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs until shutdown is requested or a permanent failure halts it.
+    pub async fn run(self, shutdown: Shutdown) -> Result<Exit, RelayError> {
+        info!(relay = %self.config.relay.name, holder = %self.lease.holder(), "relay started");
+        let background = [
+            tokio::spawn(keep_lease(
+                self.pool.clone(),
+                self.lease.clone(),
+                self.metrics.clone(),
+                Duration::from_millis(self.config.lease.renew_interval_ms),
+                shutdown.clone(),
+            )),
+            tokio::spawn(watch_lag(
+                self.pool.clone(),
+                self.config.relay.name.clone(),
+                self.metrics.clone(),
+                Duration::from_millis(self.config.relay.lag_interval_ms),
+                shutdown.clone(),
+            )),
+            tokio::spawn(apply_retention(
+                self.pool.clone(),
+                self.config.clone(),
+                self.lease.clone(),
+                self.metrics.clone(),
+                shutdown.clone(),
+            )),
+        ];
+        let exit = self.publish_while_leader(shutdown).await;
+        for task in background {
+            task.abort();
+        }
+        if let Err(e) = self.lease.release(&self.pool).await {
+            warn!(error = %e, "could not release the lease; a standby takes over when it expires");
+        }
+        self.metrics.leader.store(false, Ordering::Relaxed);
+        info!(?exit, "relay stopped");
+        Ok(exit)
+    }
+
+    async fn publish_while_leader(&self, mut shutdown: Shutdown) -> Exit {
+        let relay = &self.config.relay;
+        let margin = Duration::from_millis(self.config.lease.safety_margin_ms);
+        let mut backoff = Duration::from_millis(relay.retry_min_ms);
+        loop {
+            if shutdown.is_requested() {
+                return Exit::Shutdown;
+            }
+            if self.lease.remaining().is_none_or(|left| left <= margin) {
+                if shutdown.sleep(Duration::from_millis(50)).await {
+                    return Exit::Shutdown;
+                }
+                continue;
+            }
+            match self.lead(&mut shutdown, &mut backoff).await {
+                Ok(LeadEnd::Shutdown) => return Exit::Shutdown,
+                Ok(LeadEnd::LostLease) => {
+                    warn!("lease lost or about to expire; stopped publishing");
+                }
+                Ok(LeadEnd::Halted(reason)) => {
+                    self.metrics.halted.store(true, Ordering::Relaxed);
+                    error!(%reason, "halted: a message can never be published (on_permanent_failure = halt)");
+                    return Exit::Halted { reason };
+                }
+                Err(interrupted) => {
+                    Metrics::add(&self.metrics.retries, 1);
+                    warn!(error = %interrupted, retry_in_ms = backoff.as_millis() as u64, "publishing interrupted; retrying from the stored position");
+                    if shutdown.sleep(backoff).await {
+                        return Exit::Shutdown;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_millis(relay.retry_max_ms));
+                }
+            }
+        }
+    }
+
+    /// Publishes from the stored position until the lease is lost, shutdown, or a failure.
+    async fn lead(
+        &self,
+        shutdown: &mut Shutdown,
+        backoff: &mut Duration,
+    ) -> Result<LeadEnd, Interrupted> {
+        let relay = &self.config.relay;
+        let margin = Duration::from_millis(self.config.lease.safety_margin_ms);
+        let Some(fence) = self.lease.fence() else {
+            return Ok(LeadEnd::LostLease);
+        };
+        let publisher =
+            Publisher::new(&self.config.kafka).map_err(|e| Interrupted::Kafka(e.to_string()))?;
+        let mut enqueued_up_to = outbox::load_position(&self.pool, &relay.name).await?;
+        let mut in_flight: VecDeque<Batch> = VecDeque::new();
+        let mut idle = Duration::from_millis(relay.poll_min_ms);
+        let poll_max = Duration::from_millis(relay.poll_max_ms);
+        info!(
+            position = enqueued_up_to.position,
+            epoch = fence.epoch,
+            "leading: publishing from the stored position"
+        );
+
+        let end = loop {
+            let draining = shutdown.is_requested();
+            if draining && in_flight.is_empty() {
+                break LeadEnd::Shutdown;
+            }
+            if self.lease.remaining().is_none_or(|left| left <= margin) {
+                publisher.abandon_pending();
+                break LeadEnd::LostLease;
+            }
+            if !draining && in_flight.len() < relay.max_in_flight_batches {
+                let rows = outbox::read_batch(&self.pool, enqueued_up_to, relay.batch_size).await?;
+                Metrics::add(&self.metrics.reads, 1);
+                if let Some(last) = rows.last().map(|row| row.at) {
+                    let mut messages = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let pending = match publisher.enqueue(&row).await {
+                            Ok(delivery) => Pending::Sent(delivery),
+                            Err(PublishError::Permanent(reason)) => Pending::Refused(reason),
+                            Err(PublishError::Transient(e)) => {
+                                publisher.abandon_pending();
+                                return Err(Interrupted::Kafka(e.to_string()));
+                            }
+                        };
+                        messages.push((row, pending));
+                    }
+                    enqueued_up_to = last;
+                    in_flight.push_back(Batch { last, messages });
+                    idle = Duration::from_millis(relay.poll_min_ms);
+                    continue;
+                }
+                if in_flight.is_empty() {
+                    shutdown.sleep(idle).await;
+                    idle = (idle * 2).min(poll_max);
+                    continue;
+                }
+            }
+            let Some(batch) = in_flight.pop_front() else {
+                continue;
+            };
+            let deadline = if draining {
+                DRAIN_TIMEOUT
+            } else {
+                self.lease
+                    .remaining()
+                    .map_or(Duration::ZERO, |left| left.saturating_sub(margin))
+            };
+            let (delivered, refused) = match tokio::time::timeout(
+                deadline,
+                acknowledged(batch.messages),
+            )
+            .await
+            {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(e)) => {
+                    publisher.abandon_pending();
+                    return Err(e);
+                }
+                Err(_) => {
+                    publisher.abandon_pending();
+                    break if draining {
+                        warn!(
+                            "shutdown: Kafka did not acknowledge in time; unacknowledged batches will be published again"
+                        );
+                        LeadEnd::Shutdown
+                    } else {
+                        LeadEnd::LostLease
+                    };
+                }
+            };
+            if let Some((_, reason)) = refused.first()
+                && relay.on_permanent_failure == PermanentFailure::Halt
+            {
+                publisher.abandon_pending();
+                break LeadEnd::Halted(reason.clone());
+            }
+            let mut tx = self.pool.begin().await?;
+            for (row, reason) in &refused {
+                let topic = publisher
+                    .topics()
+                    .for_aggregate(&row.aggregate_type)
+                    .unwrap_or("(none)");
+                outbox::dead_letter(&mut tx, &relay.name, row, topic, reason).await?;
+                error!(position = row.at.position, event_id = %row.event_id, %reason, "event moved to the dead-letter table");
+            }
+            if !outbox::store_position(&mut tx, &relay.name, batch.last, &fence).await? {
+                tx.rollback().await?;
+                publisher.abandon_pending();
+                break LeadEnd::LostLease;
+            }
+            tx.commit().await?;
+            Metrics::add(&self.metrics.published_events, delivered);
+            Metrics::add(&self.metrics.dead_letters, refused.len() as u64);
+            Metrics::add(&self.metrics.batches, 1);
+            self.metrics
+                .position
+                .store(batch.last.position, Ordering::Relaxed);
+            *backoff = Duration::from_millis(relay.retry_min_ms);
+        };
+        Ok(end)
+    }
+}
+
+/// Waits for every message of a batch: how many Kafka acknowledged, and the ones it refused
+/// for good with the reason. A transient failure interrupts.
+async fn acknowledged(
+    messages: Vec<(OutboxRow, Pending)>,
+) -> Result<(u64, Vec<(OutboxRow, String)>), Interrupted> {
+    let mut delivered = 0;
+    let mut refused = Vec::new();
+    for (row, pending) in messages {
+        match pending {
+            Pending::Refused(reason) => refused.push((row, reason)),
+            Pending::Sent(delivery) => match delivery.await {
+                Ok(Ok(_)) => delivered += 1,
+                Ok(Err((error, _))) => match classify(error) {
+                    PublishError::Permanent(reason) => refused.push((row, reason)),
+                    PublishError::Transient(error) => {
+                        return Err(Interrupted::Kafka(error.to_string()));
+                    }
+                },
+                Err(_) => return Err(Interrupted::Kafka("producer dropped a delivery".into())),
+            },
+        }
+    }
+    Ok((delivered, refused))
+}
+
+/// Creates or upgrades the relay's own tables (recorded in `taskpool_relay_migrations`).
+pub async fn migrate(pool: &PgPool) -> Result<(), RelayError> {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let mut migrator = Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    );
+    migrator.dangerous_set_table_name("taskpool_relay_migrations");
+    migrator
+        .run(pool)
+        .await
+        .map_err(|e| RelayError::Migration(e.to_string()))
+}
+
+/// Takes the lease when free and keeps renewing it while held.
+async fn keep_lease(
+    pool: PgPool,
+    lease: Arc<Lease>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        match lease.acquire_or_renew(&pool).await {
+            Ok(leader) => {
+                if leader && !metrics.leader.swap(true, Ordering::Relaxed) {
+                    info!("lease acquired: this process publishes");
+                }
+                if !leader && metrics.leader.swap(false, Ordering::Relaxed) {
+                    warn!("lease taken by another process: standing by");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot renew the lease");
+                if lease.expire_if_due() {
+                    metrics.leader.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        if shutdown.sleep(interval).await {
+            return;
+        }
+    }
+}
+
+/// Refreshes the lag metrics from the stored position.
+async fn watch_lag(
+    pool: PgPool,
+    relay: String,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        match outbox::load_position(&pool, &relay).await {
+            Ok(position) => match outbox::lag(&pool, position).await {
+                Ok(lag) => {
+                    metrics.lag_events.store(lag.events, Ordering::Relaxed);
+                    metrics
+                        .lag_millis
+                        .store((lag.seconds * 1000.0) as i64, Ordering::Relaxed);
+                    metrics.position.store(position.position, Ordering::Relaxed);
+                }
+                Err(e) => warn!(error = %e, "cannot measure lag"),
+            },
+            Err(e) => warn!(error = %e, "cannot read the stored position"),
+        }
+        if shutdown.sleep(interval).await {
+            return;
+        }
+    }
+}
+
+/// Deletes old published rows, in bounded batches, while this process is the leader.
+async fn apply_retention(
+    pool: PgPool,
+    config: Config,
+    lease: Arc<Lease>,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) {
+    let retention = &config.retention;
+    if retention.max_age_secs == 0 {
+        return;
+    }
+    let max_age = Duration::from_secs(retention.max_age_secs);
+    loop {
+        while lease.remaining().is_some() && !shutdown.is_requested() {
+            match retention::delete_batch(&pool, max_age, retention.batch_size).await {
+                Ok(deleted) => {
+                    Metrics::add(&metrics.deleted_by_retention, deleted);
+                    if deleted < u64::from(retention.batch_size) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "retention failed");
+                    break;
+                }
+            }
+        }
+        if shutdown
+            .sleep(Duration::from_secs(retention.interval_secs.max(1)))
+            .await
+        {
+            return;
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "relay".into())
+}

@@ -1,0 +1,60 @@
+//! `kafka-relay status`: position, head, lag and leader of a relay.
+
+use std::fmt;
+
+use sqlx::PgPool;
+
+use crate::lease::{self, LeaseInfo};
+use crate::outbox::{self, Lag, Position};
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub relay: String,
+    pub position: Position,
+    pub head: i64,
+    pub lag: Lag,
+    pub leader: Option<LeaseInfo>,
+}
+
+pub async fn read(pool: &PgPool, relay: &str) -> Result<Status, sqlx::Error> {
+    let position = outbox::load_position(pool, relay).await?;
+    Ok(Status {
+        relay: relay.to_string(),
+        position,
+        head: outbox::head(pool).await?,
+        lag: outbox::lag(pool, position).await?,
+        leader: lease::current(pool, relay).await?,
+    })
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "relay:     {}", self.relay)?;
+        writeln!(
+            f,
+            "position:  {} (transaction {})",
+            self.position.position, self.position.tracking_xid
+        )?;
+        writeln!(f, "head:      {}", self.head)?;
+        writeln!(
+            f,
+            "lag:       {} events, oldest {:.1} s",
+            self.lag.events, self.lag.seconds
+        )?;
+        match &self.leader {
+            Some(lease) if lease.expires_in_ms > 0 => write!(
+                f,
+                "leader:    {} (epoch {}, lease valid {:.1} s more)",
+                lease.holder,
+                lease.epoch,
+                lease.expires_in_ms as f64 / 1000.0
+            ),
+            Some(lease) => write!(
+                f,
+                "leader:    none (last: {}, epoch {}, expired)",
+                lease.holder, lease.epoch
+            ),
+            None => write!(f, "leader:    none yet"),
+        }
+    }
+}

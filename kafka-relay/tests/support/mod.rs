@@ -1,0 +1,406 @@
+//! Test support for the relay: a fresh outbox schema and topic prefix per test, engine
+//! transactions through the collector, Kafka readers, and relays in-process or as processes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_relay::config::Config;
+use kafka_relay::metrics::Metrics;
+use kafka_relay::shutdown::{self, ShutdownTrigger};
+use kafka_relay::{Exit, Relay};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use taskpool_collector::{Collector, EngineEvent};
+use taskpool_core::domain::task::NewTask;
+use taskpool_core::{PgStore, Store};
+use taskpool_schemas::{DecodedEvent, Payload, SourceReference, Timestamp, decode};
+use taskpool_testkit::{PgTestDb, required_env, wait_for};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+/// One test's world: its own outbox schema, topic prefix and relay name.
+pub struct World {
+    pub db: PgTestDb,
+    pub prefix: String,
+    pub relay_name: String,
+    pub bootstrap: String,
+}
+
+impl World {
+    pub async fn new() -> World {
+        World::with_bootstrap(required_env("KAFKA_BOOTSTRAP")).await
+    }
+
+    pub async fn with_bootstrap(bootstrap: String) -> World {
+        let db = PgTestDb::new().await;
+        PgStore::migrate(&db.pool).await.expect("migrate outbox");
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        World {
+            db,
+            prefix: format!("t{}", &id[..12]),
+            relay_name: format!("relay-{}", &id[..6]),
+            bootstrap,
+        }
+    }
+
+    pub fn tasks_topic(&self) -> String {
+        format!("{}.tasks", self.prefix)
+    }
+
+    /// The relay's settings as environment variables (for relay processes).
+    pub fn relay_env(&self) -> BTreeMap<String, String> {
+        let pairs = [
+            ("DATABASE__URL", self.db.url()),
+            ("KAFKA__BOOTSTRAP_SERVERS", self.bootstrap.clone()),
+            ("KAFKA__TOPIC_PREFIX", self.prefix.clone()),
+            ("KAFKA__CREATE_TOPICS", "true".into()),
+            ("KAFKA__PARTITIONS", "3".into()),
+            ("RELAY__NAME", self.relay_name.clone()),
+            ("RELAY__BATCH_SIZE", "200".into()),
+            ("LEASE__TTL_MS", "4000".into()),
+            ("LEASE__RENEW_INTERVAL_MS", "500".into()),
+            ("LEASE__SAFETY_MARGIN_MS", "1000".into()),
+            ("RELAY__LAG_INTERVAL_MS", "500".into()),
+            ("HTTP__LISTEN", "127.0.0.1:0".into()),
+            ("LOG__FORMAT", "json".into()),
+        ];
+        pairs
+            .into_iter()
+            .map(|(k, v)| (format!("{}{k}", kafka_relay::config::ENV_PREFIX), v))
+            .collect()
+    }
+
+    /// The relay's configuration for an in-process relay, with overrides (`SECTION__KEY`).
+    pub fn relay_config(&self, overrides: &[(&str, &str)]) -> Config {
+        let mut env = self.relay_env();
+        for (key, value) in overrides {
+            env.insert(
+                format!("{}{key}", kafka_relay::config::ENV_PREFIX),
+                value.to_string(),
+            );
+        }
+        Config::from_sources("", env).expect("valid test configuration")
+    }
+
+    /// Commits one engine transaction with these events.
+    pub async fn commit(&self, events: Vec<EngineEvent>) {
+        let mut tx = self.db.pool.begin().await.unwrap();
+        let mut collector = Collector::new();
+        for event in events {
+            collector.record(event).unwrap();
+        }
+        collector.flush::<PgStore>(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+/// An in-process relay and the handle to stop it.
+pub struct RunningRelay {
+    pub metrics: Arc<Metrics>,
+    trigger: ShutdownTrigger,
+    task: JoinHandle<Exit>,
+}
+
+impl RunningRelay {
+    pub async fn start(config: Config) -> RunningRelay {
+        let metrics = Arc::new(Metrics::default());
+        let relay = Relay::connect(config, metrics.clone())
+            .await
+            .expect("relay connects");
+        let (trigger, shutdown) = shutdown::channel();
+        let task = tokio::spawn(async move { relay.run(shutdown).await.expect("relay runs") });
+        RunningRelay {
+            metrics,
+            trigger,
+            task,
+        }
+    }
+
+    pub async fn stop(self) -> Exit {
+        self.trigger.trigger();
+        self.task.await.expect("relay task")
+    }
+
+    pub fn reads(&self) -> u64 {
+        self.metrics
+            .reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A relay process (the `kafka-relay` binary), its stderr kept in a temporary file.
+pub struct RelayProcess {
+    pub child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl RelayProcess {
+    pub fn spawn(env: &BTreeMap<String, String>) -> RelayProcess {
+        let log = std::env::temp_dir().join(format!("kafka-relay-{}.log", uuid::Uuid::new_v4()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+            .arg("run")
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn kafka-relay");
+        RelayProcess { child, log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id().expect("running")).unwrap()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// The address of its HTTP endpoint, from its log.
+    pub async fn http_address(&self) -> String {
+        wait_for(
+            "the relay's HTTP address in its log",
+            Duration::from_secs(30),
+            || async {
+                let log = std::fs::read_to_string(&self.log).ok()?;
+                log.lines().find_map(|line| {
+                    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+                    value["fields"]["address"].as_str().map(str::to_string)
+                })
+            },
+        )
+        .await
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A minimal HTTP GET, for `/metrics` and `/health`.
+pub async fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// The value of a metric in a Prometheus text body.
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A message as read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+impl Received {
+    pub fn event(&self) -> DecodedEvent {
+        decode(&self.payload).expect("Avro value decodes")
+    }
+
+    pub fn version(&self) -> i64 {
+        self.headers["aggregate-version"].parse().unwrap()
+    }
+}
+
+/// Reads topics from the beginning, all partitions, without a consumer group.
+pub struct KafkaReader {
+    consumer: BaseConsumer,
+    pub received: Vec<Received>,
+}
+
+impl KafkaReader {
+    pub async fn new(bootstrap: &str, topics: &[String]) -> KafkaReader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .expect("Kafka consumer");
+        let mut assignment = TopicPartitionList::new();
+        for topic in topics {
+            let partitions = wait_for("topic metadata", Duration::from_secs(60), || async {
+                let metadata = consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                    .ok()?;
+                let count = metadata.topics().first()?.partitions().len();
+                (count > 0).then_some(count)
+            })
+            .await;
+            for partition in 0..partitions {
+                assignment
+                    .add_partition_offset(
+                        topic,
+                        i32::try_from(partition).unwrap(),
+                        Offset::Beginning,
+                    )
+                    .unwrap();
+            }
+        }
+        consumer.assign(&assignment).expect("assign partitions");
+        KafkaReader {
+            consumer,
+            received: Vec::new(),
+        }
+    }
+
+    /// Reads whatever arrives within `window`.
+    pub fn poll_for(&mut self, window: Duration) {
+        let end = std::time::Instant::now() + window;
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            match self.consumer.poll(left.min(Duration::from_millis(100))) {
+                Some(Ok(message)) => {
+                    let headers = message
+                        .headers()
+                        .map(|headers| {
+                            headers
+                                .iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    self.received.push(Received {
+                        topic: message.topic().to_string(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: String::from_utf8_lossy(message.key().unwrap_or_default())
+                            .into_owned(),
+                        headers,
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                    });
+                }
+                Some(Err(error)) => panic!("Kafka read failed: {error}"),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads until `done` holds for what was received, or panics after `deadline`.
+    pub async fn read_until(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) {
+        let give_up = std::time::Instant::now() + deadline;
+        loop {
+            if done(&self.received) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "timed out after {deadline:?} waiting for {what}; received {} messages",
+                self.received.len()
+            );
+            tokio::task::block_in_place(|| self.poll_for(Duration::from_millis(200)));
+        }
+    }
+
+    /// Distinct event ids received.
+    pub fn event_ids(&self) -> std::collections::BTreeSet<String> {
+        self.received
+            .iter()
+            .map(|r| r.headers["event-id"].clone())
+            .collect()
+    }
+}
+
+pub fn new_task(name: &str) -> Box<NewTask> {
+    Box::new(NewTask {
+        source_reference: SourceReference {
+            process_instance_id: "pi".into(),
+            execution_id: "ex".into(),
+            process_definition_id: "order:1".into(),
+            process_definition_key: "order".into(),
+            process_name: "Order".into(),
+            application_name: "shop".into(),
+            tenant_id: None,
+        },
+        task_definition_key: "approve".into(),
+        name: name.into(),
+        description: None,
+        form_key: None,
+        priority: 50,
+        create_time: Timestamp(1_000),
+        due_date: None,
+        follow_up_date: None,
+        assignee: None,
+        owner: None,
+        candidate_users: Default::default(),
+        candidate_groups: ["muppets".to_string()].into(),
+        business_key: None,
+        payload: Payload::default(),
+        correlations: vec![],
+    })
+}
+
+pub fn created(task_id: &str) -> EngineEvent {
+    EngineEvent::TaskCreated {
+        task_id: task_id.into(),
+        task: new_task("Approve"),
+    }
+}
+
+pub fn assigned(task_id: &str, user: &str) -> EngineEvent {
+    EngineEvent::TaskAssigned {
+        task_id: task_id.into(),
+        assignee: Some(user.into()),
+    }
+}
+
+/// Checks per-key order: for each key, the first occurrences of versions are ascending.
+pub fn assert_first_occurrences_in_version_order(received: &[Received]) {
+    let mut seen: BTreeMap<(String, i64), ()> = BTreeMap::new();
+    let mut last_first: BTreeMap<String, i64> = BTreeMap::new();
+    for message in received {
+        let version = message.version();
+        if seen.insert((message.key.clone(), version), ()).is_some() {
+            continue;
+        }
+        if let Some(previous) = last_first.insert(message.key.clone(), version) {
+            assert!(
+                version > previous,
+                "key {}: version {version} first arrived after version {previous}",
+                message.key
+            );
+        }
+    }
+}
