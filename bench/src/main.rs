@@ -5,6 +5,8 @@
 //! prints a table and ends with one `RESULT name=value ...` line.
 
 mod outbox;
+mod relay;
+mod setup;
 mod stats;
 
 use std::process::ExitCode;
@@ -12,8 +14,12 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: taskpool-bench <benchmark> [--name value ...]
 
 benchmarks:
-  outbox   engine transaction latency without/with recording a task event, and events/s
-           options: --iterations N (2000) --workers N (4) --seconds N (5)";
+  outbox          engine transaction latency without/with recording a task event, and events/s
+                  options: --iterations N (2000) --workers N (4) --seconds N (5)
+  relay           the relay draining pre-filled outbox events to Kafka vs a raw producer
+                  options: --events N (100000) --rounds N (3)
+  relay-latency   commit-to-delivery latency at a steady rate
+                  options: --rate N (500 per second) --seconds N (30)";
 
 /// `--name value` options after the benchmark name.
 #[derive(Debug, Default)]
@@ -78,6 +84,8 @@ fn main() -> ExitCode {
     };
     let result = match benchmark.as_str() {
         "outbox" => runtime.block_on(outbox::run(&options)),
+        "relay" => runtime.block_on(relay::throughput(&options)),
+        "relay-latency" => runtime.block_on(relay::latency(&options)),
         other => {
             eprintln!("unknown benchmark {other}\n\n{USAGE}");
             return ExitCode::from(2);

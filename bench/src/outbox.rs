@@ -6,61 +6,27 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::PgPool;
 use taskpool_collector::{Collector, EngineEvent};
+use taskpool_core::PgStore;
 use taskpool_core::domain::task::NewTask;
-use taskpool_core::{PgStore, Store};
 use taskpool_schemas::{Payload, SourceReference, Timestamp};
 
+use crate::Options;
+use crate::setup::{BenchResult, Scratch, err};
 use crate::stats::Samples;
-use crate::{Options, server_env};
-
-type BenchResult<T> = Result<T, String>;
-
-fn err(context: &str) -> impl Fn(sqlx::Error) -> String + '_ {
-    move |e| format!("{context}: {e}")
-}
 
 pub async fn run(options: &Options) -> BenchResult<()> {
     let iterations = options.number("iterations", 2000)?;
     let workers = options.number("workers", 4)?;
     let seconds = options.number("seconds", 5)?;
-
-    let url = server_env("DATABASE_URL")?;
-    let base: PgConnectOptions = url
-        .parse()
-        .map_err(|e| format!("DATABASE_URL is not a PostgreSQL URL: {e}"))?;
-    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(base.clone())
-        .await
-        .map_err(err("connect to DATABASE_URL"))?;
-    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .map_err(err("create schema"))?;
-    let pool = PgPoolOptions::new()
-        .max_connections(u32::try_from(workers.max(1)).unwrap_or(u32::MAX))
-        .connect_with(base.options([("search_path", schema.as_str())]))
-        .await
-        .map_err(err("connect"))?;
-
-    let outcome = measure(&pool, iterations, workers, seconds).await;
-
-    pool.close().await;
-    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&admin)
-        .await
-        .map_err(err("drop schema"))?;
+    let scratch = Scratch::new(u32::try_from(workers).unwrap_or(u32::MAX)).await?;
+    let outcome = measure(&scratch.pool, iterations, workers, seconds).await;
+    scratch.drop_schema().await?;
     outcome
 }
 
 async fn measure(pool: &PgPool, iterations: u64, workers: u64, seconds: u64) -> BenchResult<()> {
-    PgStore::migrate(pool)
-        .await
-        .map_err(|e| format!("migrate: {e}"))?;
     sqlx::query("CREATE TABLE engine_business (id BIGSERIAL PRIMARY KEY, note TEXT NOT NULL)")
         .execute(pool)
         .await
@@ -163,7 +129,7 @@ async fn engine_transaction(
 }
 
 /// A typical task: a few hundred bytes of state.
-fn new_task() -> NewTask {
+pub fn new_task() -> NewTask {
     NewTask {
         source_reference: SourceReference {
             process_instance_id: "4f7c1e2a-1b2c-4d5e-8f90-123456789abc".into(),

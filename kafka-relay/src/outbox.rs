@@ -31,13 +31,15 @@ pub struct OutboxRow {
     pub headers_json: String,
 }
 
+// The ORDER BY names the table's columns, not the output aliases: ordering by the converted
+// output would rule out the (tracking_xid, position) index and sort the whole table.
 const READ_BATCH: &str = r#"
-SELECT position, tracking_xid::text::int8 AS tracking_xid, event_id, aggregate_type,
-       aggregate_id, aggregate_version, event_type, payload, headers::text AS headers
-FROM taskpool_outbox
-WHERE (tracking_xid, position) > ($1::text::xid8, $2)
-  AND tracking_xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tracking_xid, position
+SELECT o.position, o.tracking_xid::text::int8 AS tracking, o.event_id, o.aggregate_type,
+       o.aggregate_id, o.aggregate_version, o.event_type, o.payload, o.headers::text AS headers
+FROM taskpool_outbox o
+WHERE (o.tracking_xid, o.position) > ($1::text::xid8, $2)
+  AND o.tracking_xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY o.tracking_xid, o.position
 LIMIT $3
 "#;
 
@@ -68,7 +70,7 @@ fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
         };
     Ok(OutboxRow {
         at: Position {
-            tracking_xid: row.try_get("tracking_xid")?,
+            tracking_xid: row.try_get("tracking")?,
             position: row.try_get("position")?,
         },
         event_id: row.try_get("event_id")?,

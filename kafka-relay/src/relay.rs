@@ -4,20 +4,25 @@
 //! published again, never a loss.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use rdkafka::producer::DeliveryFuture;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use taskpool_core::{PgStore, Store};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, PermanentFailure};
+use crate::config::{Config, PermanentFailure, RelayConfig};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
-use crate::outbox::{self, OutboxRow, Position};
+use crate::outbox::{self, Fence, OutboxRow, Position};
 use crate::publisher::{PublishError, Publisher, classify};
 use crate::retention;
 use crate::shutdown::Shutdown;
@@ -28,6 +33,9 @@ const MIGRATIONS: &[(i64, &str, &str)] =
 /// How long a shutdown waits for in-flight batches before giving up on them (they are
 /// published again by the next leader: at least once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often the lease is checked while waiting for Kafka's acknowledgements.
+const LEASE_CHECK: Duration = Duration::from_millis(200);
 
 /// Failures that stop the relay process.
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +75,6 @@ enum Interrupted {
 enum Pending {
     Sent(DeliveryFuture),
     Refused(String),
-}
-
-struct Batch {
-    last: Position,
-    messages: Vec<(OutboxRow, Pending)>,
 }
 
 /// A relay process's shared parts.
@@ -197,6 +200,10 @@ impl Relay {
     }
 
     /// Publishes from the stored position until the lease is lost, shutdown, or a failure.
+    ///
+    /// Three stages overlap: a reader fetches the next batches from the outbox, this loop
+    /// hands batches to the producer (up to `max_in_flight_batches` unacknowledged), and
+    /// stores the position of acknowledged batches (several at once when they are ready).
     async fn lead(
         &self,
         shutdown: &mut Shutdown,
@@ -209,15 +216,25 @@ impl Relay {
         };
         let publisher =
             Publisher::new(&self.config.kafka).map_err(|e| Interrupted::Kafka(e.to_string()))?;
-        let mut enqueued_up_to = outbox::load_position(&self.pool, &relay.name).await?;
-        let mut in_flight: VecDeque<Batch> = VecDeque::new();
-        let mut idle = Duration::from_millis(relay.poll_min_ms);
-        let poll_max = Duration::from_millis(relay.poll_max_ms);
+        let start = outbox::load_position(&self.pool, &relay.name).await?;
         info!(
-            position = enqueued_up_to.position,
+            position = start.position,
             epoch = fence.epoch,
             "leading: publishing from the stored position"
         );
+
+        let (batches_tx, mut batches) = mpsc::channel(READ_AHEAD_BATCHES);
+        let reader = AbortOnDrop(tokio::spawn(read_ahead(
+            self.pool.clone(),
+            start,
+            relay.clone(),
+            self.metrics.clone(),
+            batches_tx,
+            shutdown.clone(),
+        )));
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut drain_started: Option<Instant> = None;
+        let mut lease_check = tokio::time::interval(LEASE_CHECK);
 
         let end = loop {
             let draining = shutdown.is_requested();
@@ -225,107 +242,193 @@ impl Relay {
                 break LeadEnd::Shutdown;
             }
             if self.lease.remaining().is_none_or(|left| left <= margin) {
-                publisher.abandon_pending();
                 break LeadEnd::LostLease;
             }
-            if !draining && in_flight.len() < relay.max_in_flight_batches {
-                let rows = outbox::read_batch(&self.pool, enqueued_up_to, relay.batch_size).await?;
-                Metrics::add(&self.metrics.reads, 1);
-                if let Some(last) = rows.last().map(|row| row.at) {
-                    let mut messages = Vec::with_capacity(rows.len());
-                    for row in rows {
-                        let pending = match publisher.enqueue(&row).await {
-                            Ok(delivery) => Pending::Sent(delivery),
-                            Err(PublishError::Permanent(reason)) => Pending::Refused(reason),
-                            Err(PublishError::Transient(e)) => {
-                                publisher.abandon_pending();
-                                return Err(Interrupted::Kafka(e.to_string()));
-                            }
-                        };
-                        messages.push((row, pending));
+            if draining && drain_started.get_or_insert_with(Instant::now).elapsed() >= DRAIN_TIMEOUT
+            {
+                warn!(
+                    "shutdown: Kafka did not acknowledge in time; unacknowledged batches will be published again"
+                );
+                break LeadEnd::Shutdown;
+            }
+            let accepting = !draining && in_flight.len() < relay.max_in_flight_batches;
+            tokio::select! {
+                outcome = wait_oldest(&mut in_flight), if !in_flight.is_empty() => {
+                    let mut done = vec![outcome];
+                    // Batches acknowledged meanwhile are stored together with this one.
+                    while let Some(ready) = poll_oldest(&mut in_flight) {
+                        done.push(ready);
                     }
-                    enqueued_up_to = last;
-                    in_flight.push_back(Batch { last, messages });
-                    idle = Duration::from_millis(relay.poll_min_ms);
-                    continue;
+                    match self.complete(done, &fence, &publisher).await? {
+                        Some(end) => break end,
+                        None => *backoff = Duration::from_millis(relay.retry_min_ms),
+                    }
                 }
-                if in_flight.is_empty() {
-                    shutdown.sleep(idle).await;
-                    idle = (idle * 2).min(poll_max);
-                    continue;
-                }
-            }
-            let Some(batch) = in_flight.pop_front() else {
-                continue;
-            };
-            let deadline = if draining {
-                DRAIN_TIMEOUT
-            } else {
-                self.lease
-                    .remaining()
-                    .map_or(Duration::ZERO, |left| left.saturating_sub(margin))
-            };
-            let (delivered, refused) = match tokio::time::timeout(
-                deadline,
-                acknowledged(batch.messages),
-            )
-            .await
-            {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(e)) => {
-                    publisher.abandon_pending();
-                    return Err(e);
-                }
-                Err(_) => {
-                    publisher.abandon_pending();
-                    break if draining {
-                        warn!(
-                            "shutdown: Kafka did not acknowledge in time; unacknowledged batches will be published again"
-                        );
-                        LeadEnd::Shutdown
-                    } else {
-                        LeadEnd::LostLease
+                next = batches.recv(), if accepting => {
+                    let Some(rows) = next else {
+                        break LeadEnd::Shutdown;
                     };
+                    in_flight.push_back(self.hand_over(rows?, &publisher).await?);
                 }
-            };
-            if let Some((_, reason)) = refused.first()
-                && relay.on_permanent_failure == PermanentFailure::Halt
-            {
-                publisher.abandon_pending();
-                break LeadEnd::Halted(reason.clone());
+                _ = lease_check.tick() => {}
+                _ = shutdown.requested(), if !draining => {}
             }
-            let mut tx = self.pool.begin().await?;
-            for (row, reason) in &refused {
-                let topic = publisher
-                    .topics()
-                    .for_aggregate(&row.aggregate_type)
-                    .unwrap_or("(none)");
-                outbox::dead_letter(&mut tx, &relay.name, row, topic, reason).await?;
-                error!(position = row.at.position, event_id = %row.event_id, %reason, "event moved to the dead-letter table");
-            }
-            if !outbox::store_position(&mut tx, &relay.name, batch.last, &fence).await? {
-                tx.rollback().await?;
-                publisher.abandon_pending();
-                break LeadEnd::LostLease;
-            }
-            tx.commit().await?;
-            Metrics::add(&self.metrics.published_events, delivered);
-            Metrics::add(&self.metrics.dead_letters, refused.len() as u64);
-            Metrics::add(&self.metrics.batches, 1);
-            self.metrics
-                .position
-                .store(batch.last.position, Ordering::Relaxed);
-            *backoff = Duration::from_millis(relay.retry_min_ms);
         };
+        drop(reader);
+        if !matches!(end, LeadEnd::Shutdown) || !in_flight.is_empty() {
+            publisher.abandon_pending();
+        }
         Ok(end)
+    }
+
+    /// Gives a batch to the producer; the result waits for all its acknowledgements.
+    async fn hand_over(
+        &self,
+        rows: Vec<OutboxRow>,
+        publisher: &Publisher,
+    ) -> Result<InFlight, Interrupted> {
+        let last = rows.last().map(|row| row.at).unwrap_or_default();
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            let pending = match publisher.enqueue(&row).await {
+                Ok(delivery) => Pending::Sent(delivery),
+                Err(PublishError::Permanent(reason)) => Pending::Refused(reason),
+                Err(PublishError::Transient(e)) => return Err(Interrupted::Kafka(e.to_string())),
+            };
+            messages.push((row, pending));
+        }
+        Ok(InFlight {
+            last,
+            acknowledgement: Box::pin(acknowledged(messages)),
+        })
+    }
+
+    /// Records acknowledged batches: dead letters, then the newest position, in one
+    /// transaction fenced by the lease. `Some` ends leading.
+    async fn complete(
+        &self,
+        done: Vec<(Position, Acknowledged)>,
+        fence: &Fence,
+        publisher: &Publisher,
+    ) -> Result<Option<LeadEnd>, Interrupted> {
+        let relay = &self.config.relay;
+        let mut delivered = 0;
+        let mut refused = Vec::new();
+        let mut last = Position::default();
+        for (position, outcome) in done {
+            let (count, rejected) = outcome?;
+            delivered += count;
+            refused.extend(rejected);
+            last = position;
+        }
+        if let Some((_, reason)) = refused.first()
+            && relay.on_permanent_failure == PermanentFailure::Halt
+        {
+            return Ok(Some(LeadEnd::Halted(reason.clone())));
+        }
+        let mut tx = self.pool.begin().await?;
+        for (row, reason) in &refused {
+            let topic = publisher
+                .topics()
+                .for_aggregate(&row.aggregate_type)
+                .unwrap_or("(none)");
+            outbox::dead_letter(&mut tx, &relay.name, row, topic, reason).await?;
+            error!(position = row.at.position, event_id = %row.event_id, %reason, "event moved to the dead-letter table");
+        }
+        if !outbox::store_position(&mut tx, &relay.name, last, fence).await? {
+            tx.rollback().await?;
+            return Ok(Some(LeadEnd::LostLease));
+        }
+        tx.commit().await?;
+        Metrics::add(&self.metrics.published_events, delivered);
+        Metrics::add(&self.metrics.dead_letters, refused.len() as u64);
+        Metrics::add(&self.metrics.batches, 1);
+        self.metrics
+            .position
+            .store(last.position, Ordering::Relaxed);
+        Ok(None)
+    }
+}
+
+/// Batches read ahead of the producer.
+const READ_AHEAD_BATCHES: usize = 2;
+
+type Acknowledged = Result<(u64, Vec<(OutboxRow, String)>), Interrupted>;
+
+/// A batch handed to the producer, until all of it is acknowledged.
+struct InFlight {
+    last: Position,
+    acknowledgement: Pin<Box<dyn Future<Output = Acknowledged> + Send>>,
+}
+
+async fn wait_oldest(in_flight: &mut VecDeque<InFlight>) -> (Position, Acknowledged) {
+    match in_flight.front_mut() {
+        Some(oldest) => {
+            let outcome = oldest.acknowledgement.as_mut().await;
+            let last = oldest.last;
+            in_flight.pop_front();
+            (last, outcome)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn poll_oldest(in_flight: &mut VecDeque<InFlight>) -> Option<(Position, Acknowledged)> {
+    let oldest = in_flight.front_mut()?;
+    let outcome = oldest.acknowledgement.as_mut().now_or_never()?;
+    let last = oldest.last;
+    in_flight.pop_front();
+    Some((last, outcome))
+}
+
+/// Reads batches after `start` as long as the channel takes them; polls with back-off when
+/// the outbox is idle. Stops on shutdown (the channel closes) or a database error (sent on).
+async fn read_ahead(
+    pool: PgPool,
+    start: Position,
+    relay: RelayConfig,
+    metrics: Arc<Metrics>,
+    batches: mpsc::Sender<Result<Vec<OutboxRow>, sqlx::Error>>,
+    mut shutdown: Shutdown,
+) {
+    let mut after = start;
+    let poll_min = Duration::from_millis(relay.poll_min_ms);
+    let mut idle = poll_min;
+    while !shutdown.is_requested() {
+        let rows = outbox::read_batch(&pool, after, relay.batch_size).await;
+        Metrics::add(&metrics.reads, 1);
+        match rows {
+            Ok(rows) if rows.is_empty() => {
+                shutdown.sleep(idle).await;
+                idle = (idle * 2).min(Duration::from_millis(relay.poll_max_ms));
+            }
+            Ok(rows) => {
+                idle = poll_min;
+                after = rows.last().map_or(after, |row| row.at);
+                if batches.send(Ok(rows)).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                let _ = batches.send(Err(error)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 /// Waits for every message of a batch: how many Kafka acknowledged, and the ones it refused
 /// for good with the reason. A transient failure interrupts.
-async fn acknowledged(
-    messages: Vec<(OutboxRow, Pending)>,
-) -> Result<(u64, Vec<(OutboxRow, String)>), Interrupted> {
+async fn acknowledged(messages: Vec<(OutboxRow, Pending)>) -> Acknowledged {
     let mut delivered = 0;
     let mut refused = Vec::new();
     for (row, pending) in messages {

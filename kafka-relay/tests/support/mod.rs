@@ -404,3 +404,114 @@ pub fn assert_first_occurrences_in_version_order(received: &[Received]) {
         }
     }
 }
+
+/// A random number in `low..high` (test pacing only).
+pub fn random_between(low: u64, high: u64) -> u64 {
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    low + random % (high - low)
+}
+
+/// Streams `total_events` events, `per_transaction` per transaction, over `tasks` task ids: first each task
+/// is created, then its priority changes, so every key has many versions. Commits at most
+/// `per_second` transactions a second; returns how many events were committed.
+pub async fn stream_events(
+    pool: sqlx::PgPool,
+    task_prefix: &'static str,
+    tasks: usize,
+    total_events: usize,
+    per_transaction: usize,
+    transactions_per_second: u64,
+) -> usize {
+    let mut interval =
+        tokio::time::interval(Duration::from_micros(1_000_000 / transactions_per_second));
+    let mut committed = 0;
+    while committed < total_events {
+        interval.tick().await;
+        let mut tx = pool.begin().await.unwrap();
+        let mut collector = Collector::new();
+        for i in 0..per_transaction.min(total_events - committed) {
+            let slot = committed + i;
+            let task_id = format!("{task_prefix}-{}", slot % tasks);
+            let event = if slot < tasks {
+                created(&task_id)
+            } else {
+                EngineEvent::TaskAttributesChanged {
+                    task_id,
+                    attributes: Box::new(taskpool_core::domain::task::TaskAttributes {
+                        priority: Some(i32::try_from(slot / tasks).unwrap()),
+                        ..Default::default()
+                    }),
+                }
+            };
+            collector.record(event).unwrap();
+        }
+        collector.flush::<PgStore>(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        committed += per_transaction.min(total_events - committed);
+    }
+    committed
+}
+
+/// Every event id in the outbox.
+pub async fn outbox_event_ids(pool: &sqlx::PgPool) -> std::collections::BTreeSet<String> {
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT event_id FROM taskpool_outbox")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    ids.into_iter().map(|id| id.to_string()).collect()
+}
+
+/// A private Tansu broker (so a test may freeze it without disturbing others).
+pub struct PrivateBroker {
+    pub child: Child,
+    pub bootstrap: String,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> PrivateBroker {
+        let binary = required_env("TANSU_BIN");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a private Tansu broker");
+        let bootstrap = format!("127.0.0.1:{port}");
+        wait_for(
+            "the private broker to listen",
+            Duration::from_secs(30),
+            || async {
+                tokio::net::TcpStream::connect(&bootstrap)
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        PrivateBroker { child, bootstrap }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("broker running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}

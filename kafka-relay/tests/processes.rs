@@ -1,0 +1,306 @@
+//! The `kafka-relay` binary under failure: SIGKILL, SIGTERM, a frozen broker, two processes.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use taskpool_testkit::wait_for;
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn expect_all(reader: &KafkaReader, expected: &std::collections::BTreeSet<String>) -> bool {
+    let ids = reader.event_ids();
+    expected.iter().all(|id| ids.contains(id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_nothing_and_keeps_per_key_order() {
+    const EVENTS: usize = 10_000;
+    let world = World::new().await;
+    let env = world.relay_env();
+    let batch_size: u64 = env[&format!("{}RELAY__BATCH_SIZE", kafka_relay::config::ENV_PREFIX)]
+        .parse()
+        .unwrap();
+    let max_in_flight = kafka_relay::config::RelayConfig::default().max_in_flight_batches as u64;
+
+    let writer = tokio::spawn(stream_events(
+        world.db.pool.clone(),
+        "task",
+        100,
+        EVENTS,
+        10,
+        120,
+    ));
+    let mut kills = 0u64;
+    while !writer.is_finished() {
+        let mut relay = RelayProcess::spawn(&env);
+        let alive_for = Duration::from_millis(random_between(300, 2000));
+        if tokio::time::timeout(alive_for, relay.child.wait())
+            .await
+            .is_ok()
+        {
+            panic!("the relay exited by itself:\n{}", relay.log_text());
+        }
+        relay.signal("KILL");
+        relay.child.wait().await.unwrap();
+        kills += 1;
+    }
+    assert_eq!(writer.await.unwrap(), EVENTS);
+    assert!(kills >= 3, "only {kills} kills happened");
+
+    let mut last = RelayProcess::spawn(&env);
+    let expected = outbox_event_ids(&world.db.pool).await;
+    assert_eq!(expected.len(), EVENTS);
+    let mut reader = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
+    let give_up = Instant::now() + DEADLINE;
+    while !expect_all(&reader, &expected) {
+        assert!(Instant::now() < give_up, "not every event arrived");
+        tokio::task::block_in_place(|| reader.poll_for(Duration::from_millis(500)));
+    }
+    last.signal("TERM");
+    assert!(last.child.wait().await.unwrap().success());
+
+    assert_first_occurrences_in_version_order(&reader.received);
+    let duplicates = reader.received.len() as u64 - expected.len() as u64;
+    let bound = kills * max_in_flight * batch_size;
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates exceed {kills} kills x {max_in_flight} batches x {batch_size}"
+    );
+    eprintln!(
+        "{kills} kills, {} messages, {duplicates} duplicates",
+        reader.received.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_stream_exits_zero_and_a_restart_publishes_no_duplicates() {
+    let world = World::new().await;
+    let env = world.relay_env();
+    let writer = tokio::spawn(stream_events(
+        world.db.pool.clone(),
+        "task",
+        50,
+        3000,
+        10,
+        150,
+    ));
+    let mut relay = RelayProcess::spawn(&env);
+    let mut reader = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
+    reader
+        .read_until("the stream to flow", DEADLINE, |r| r.len() >= 200)
+        .await;
+    relay.signal("TERM");
+    let status = tokio::time::timeout(DEADLINE, relay.child.wait())
+        .await
+        .expect("the relay exits after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", relay.log_text());
+
+    writer.await.unwrap();
+    let mut restarted = RelayProcess::spawn(&env);
+    let expected = outbox_event_ids(&world.db.pool).await;
+    let give_up = Instant::now() + DEADLINE;
+    while !expect_all(&reader, &expected) {
+        assert!(
+            Instant::now() < give_up,
+            "not every event arrived after the restart"
+        );
+        tokio::task::block_in_place(|| reader.poll_for(Duration::from_millis(500)));
+    }
+    tokio::task::block_in_place(|| reader.poll_for(Duration::from_millis(500)));
+    assert_eq!(
+        reader.received.len(),
+        expected.len(),
+        "each event exactly once: the stored position matched what Kafka acknowledged"
+    );
+    restarted.signal("TERM");
+    assert!(restarted.child.wait().await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_frozen_for_15_seconds_delays_events_but_loses_none() {
+    let broker = PrivateBroker::start().await;
+    let world = World::with_bootstrap(broker.bootstrap.clone()).await;
+    let mut relay = RelayProcess::spawn(&world.relay_env());
+    let mut reader = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
+    world.commit(vec![created("before")]).await;
+    reader
+        .read_until("the first event", DEADLINE, |r| !r.is_empty())
+        .await;
+
+    broker.signal("STOP");
+    let frozen_at = Instant::now();
+    let mut committed = 1;
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    while frozen_at.elapsed() < Duration::from_secs(15) {
+        pace.tick().await;
+        world
+            .commit(vec![created(&format!("frozen-{committed}"))])
+            .await;
+        committed += 1;
+    }
+    assert!(
+        relay.child.try_wait().unwrap().is_none(),
+        "the relay kept running while the broker was frozen"
+    );
+    broker.signal("CONT");
+
+    let expected = outbox_event_ids(&world.db.pool).await;
+    assert_eq!(expected.len(), committed);
+    let give_up = Instant::now() + DEADLINE;
+    while !expect_all(&reader, &expected) {
+        assert!(
+            Instant::now() < give_up,
+            "not every event arrived after the broker returned"
+        );
+        tokio::task::block_in_place(|| reader.poll_for(Duration::from_millis(500)));
+    }
+    assert_first_occurrences_in_version_order(&reader.received);
+    assert!(
+        relay.child.try_wait().unwrap().is_none(),
+        "the relay never crashed"
+    );
+    relay.signal("TERM");
+    assert!(relay.child.wait().await.unwrap().success());
+}
+
+async fn leader_gauge(address: &str) -> Option<f64> {
+    let (_, body) = http_get(address, "/metrics").await?;
+    metric(&body, "taskpool_relay_leader")
+}
+
+async fn published(address: &str) -> f64 {
+    let (_, body) = http_get(address, "/metrics").await.expect("metrics");
+    metric(&body, "taskpool_relay_published_events_total").expect("published metric")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_publish_one_at_a_time_and_the_standby_takes_over_within_10_seconds() {
+    let world = World::new().await;
+    let mut env = world.relay_env();
+    // The shipped lease defaults.
+    for (key, value) in [
+        ("LEASE__TTL_MS", "6000"),
+        ("LEASE__RENEW_INTERVAL_MS", "1000"),
+        ("LEASE__SAFETY_MARGIN_MS", "1500"),
+    ] {
+        env.insert(
+            format!("{}{key}", kafka_relay::config::ENV_PREFIX),
+            value.into(),
+        );
+    }
+    let mut first = RelayProcess::spawn(&env);
+    let first_address = first.http_address().await;
+    wait_for("the first relay to lead", DEADLINE, || async {
+        (leader_gauge(&first_address).await == Some(1.0)).then_some(())
+    })
+    .await;
+    let mut second = RelayProcess::spawn(&env);
+    let second_address = second.http_address().await;
+    let (status, body) = http_get(&second_address, "/health").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"leader\":false"), "{body}");
+
+    let writer = tokio::spawn(stream_events(
+        world.db.pool.clone(),
+        "before",
+        20,
+        600,
+        5,
+        100,
+    ));
+    let mut reader = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
+    while !writer.is_finished() {
+        let leaders = [
+            leader_gauge(&first_address).await,
+            leader_gauge(&second_address).await,
+        ];
+        assert_eq!(leaders, [Some(1.0), Some(0.0)], "exactly one leader");
+        assert_eq!(
+            published(&second_address).await,
+            0.0,
+            "the standby publishes nothing"
+        );
+        tokio::task::block_in_place(|| reader.poll_for(Duration::from_millis(100)));
+    }
+    writer.await.unwrap();
+    assert!(published(&first_address).await > 0.0);
+
+    first.signal("KILL");
+    first.child.wait().await.unwrap();
+    let killed_at = Instant::now();
+    wait_for(
+        "the standby to take over",
+        Duration::from_secs(10),
+        || async { (leader_gauge(&second_address).await == Some(1.0)).then_some(()) },
+    )
+    .await;
+    let takeover = killed_at.elapsed();
+    assert!(
+        takeover < Duration::from_secs(10),
+        "took over after {takeover:?}"
+    );
+    eprintln!("standby took over {takeover:?} after the leader was killed");
+
+    stream_events(world.db.pool.clone(), "after", 20, 100, 5, 100).await;
+    let expected = outbox_event_ids(&world.db.pool).await;
+    let give_up = Instant::now() + DEADLINE;
+    while !expect_all(&reader, &expected) {
+        assert!(Instant::now() < give_up, "events were lost in the takeover");
+        tokio::task::block_in_place(|| reader.poll_for(Duration::from_millis(200)));
+    }
+    assert_first_occurrences_in_version_order(&reader.received);
+    second.signal("TERM");
+    assert!(second.child.wait().await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_prints_position_head_lag_and_leader() {
+    let world = World::new().await;
+    let env = world.relay_env();
+    let mut relay = RelayProcess::spawn(&env);
+    world.commit(vec![created("a"), created("b")]).await;
+    wait_for("the events to be published", DEADLINE, || async {
+        let position = kafka_relay::outbox::load_position(&world.db.pool, &world.relay_name)
+            .await
+            .ok()?;
+        (position.position >= 2).then_some(())
+    })
+    .await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+        .arg("status")
+        .envs(&env)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("position:  2"), "{text}");
+    assert!(text.contains("head:      2"), "{text}");
+    assert!(text.contains("lag:       0 events"), "{text}");
+    assert!(text.contains("leader:    "), "{text}");
+    assert!(!text.contains("leader:    none"), "{text}");
+    relay.signal("TERM");
+    assert!(relay.child.wait().await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_configuration_key_exits_with_status_2() {
+    let world = World::new().await;
+    let mut env = world.relay_env();
+    env.insert(
+        format!("{}RELAY__BATCHSIZE", kafka_relay::config::ENV_PREFIX),
+        "5".into(),
+    );
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+        .arg("run")
+        .envs(&env)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("batchsize"), "{stderr}");
+}
