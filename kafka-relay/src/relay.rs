@@ -265,10 +265,10 @@ impl Relay {
                     }
                 }
                 next = batches.recv(), if accepting => {
-                    let Some(rows) = next else {
-                        break LeadEnd::Shutdown;
-                    };
-                    in_flight.push_back(self.hand_over(rows?, &publisher).await?);
+                    // The reader stops only on shutdown: then drain what is in flight.
+                    if let Some(rows) = next {
+                        in_flight.push_back(self.hand_over(rows?, &publisher).await?);
+                    }
                 }
                 _ = lease_check.tick() => {}
                 _ = shutdown.requested(), if !draining => {}
