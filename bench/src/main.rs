@@ -17,7 +17,7 @@ benchmarks:
   outbox          engine transaction latency without/with recording a task event, and events/s
                   options: --iterations N (2000) --workers N (4) --seconds N (5)
   relay           the relay draining pre-filled outbox events to Kafka vs a raw producer
-                  options: --events N (100000) --rounds N (3)
+                  options: --events N (100000) --rounds N (3) --batch-size N --in-flight N
   relay-latency   commit-to-delivery latency at a steady rate
                   options: --rate N (500 per second) --seconds N (30)";
 
@@ -39,6 +39,15 @@ impl Options {
             options.push((name.to_string(), value.clone()));
         }
         Ok(Options(options))
+    }
+
+    /// An option's text, if given.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A numeric option, or its default.

@@ -28,6 +28,16 @@ use crate::{Options, server_env};
 const PARTITIONS: &str = "6";
 
 fn relay_config(scratch: &Scratch, prefix: &str, bootstrap: &str) -> BenchResult<Config> {
+    relay_config_with(scratch, prefix, bootstrap, &[])
+}
+
+/// The relay's configuration for a benchmark, with `(SECTION__KEY, value)` overrides.
+fn relay_config_with(
+    scratch: &Scratch,
+    prefix: &str,
+    bootstrap: &str,
+    overrides: &[(String, String)],
+) -> BenchResult<Config> {
     let env = [
         ("DATABASE__URL", scratch.url()),
         ("KAFKA__BOOTSTRAP_SERVERS", bootstrap.to_string()),
@@ -37,6 +47,9 @@ fn relay_config(scratch: &Scratch, prefix: &str, bootstrap: &str) -> BenchResult
         ("RELAY__NAME", prefix.to_string()),
         ("HTTP__LISTEN", "127.0.0.1:0".into()),
     ]
+    .map(|(k, v)| (k.to_string(), v))
+    .into_iter()
+    .chain(overrides.iter().cloned())
     .map(|(k, v)| (format!("{}{k}", kafka_relay::config::ENV_PREFIX), v));
     Config::from_sources("", env).map_err(|e| e.to_string())
 }
@@ -81,9 +94,18 @@ fn kilobyte_task() -> taskpool_core::domain::task::NewTask {
 pub async fn throughput(options: &Options) -> BenchResult<()> {
     let events = options.number("events", 100_000)?;
     let rounds = options.number("rounds", 3)?.max(1);
+    let mut overrides = Vec::new();
+    for (option, key) in [
+        ("batch-size", "RELAY__BATCH_SIZE"),
+        ("in-flight", "RELAY__MAX_IN_FLIGHT_BATCHES"),
+    ] {
+        if let Some(value) = options.text(option) {
+            overrides.push((key.to_string(), value.to_string()));
+        }
+    }
     let bootstrap = server_env("KAFKA_BOOTSTRAP")?;
     let scratch = Scratch::new(4).await?;
-    let outcome = measure_throughput(&scratch, &bootstrap, events, rounds).await;
+    let outcome = measure_throughput(&scratch, &bootstrap, events, rounds, &overrides).await;
     scratch.drop_schema().await?;
     outcome
 }
@@ -93,6 +115,7 @@ async fn measure_throughput(
     bootstrap: &str,
     events: u64,
     rounds: u64,
+    overrides: &[(String, String)],
 ) -> BenchResult<()> {
     eprintln!("pre-filling {events} outbox events ...");
     let mut next = 0u64;
@@ -129,7 +152,7 @@ async fn measure_throughput(
     let mut relay_times = Vec::new();
     let mut raw_times = Vec::new();
     for _ in 0..rounds {
-        relay_times.push(time_relay(scratch, bootstrap, events).await?);
+        relay_times.push(time_relay(scratch, bootstrap, events, overrides).await?);
         raw_times.push(time_raw_producer(scratch, bootstrap, &messages).await?);
     }
     let relay_seconds = median(&mut relay_times);
@@ -303,9 +326,14 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Seconds for a fresh relay to drain `events` outbox rows to new topics.
-async fn time_relay(scratch: &Scratch, bootstrap: &str, events: u64) -> BenchResult<f64> {
+async fn time_relay(
+    scratch: &Scratch,
+    bootstrap: &str,
+    events: u64,
+    overrides: &[(String, String)],
+) -> BenchResult<f64> {
     let prefix = unique_prefix("relay");
-    let config = relay_config(scratch, &prefix, bootstrap)?;
+    let config = relay_config_with(scratch, &prefix, bootstrap, overrides)?;
     let metrics = Arc::new(Metrics::default());
     let relay = Relay::connect(config, metrics.clone())
         .await

@@ -26,7 +26,7 @@ CREATE TABLE taskpool_relay_dead_letters (
     event_type        TEXT NOT NULL,
     topic             TEXT NOT NULL,
     payload           BYTEA NOT NULL,
-    headers           JSONB NOT NULL,
+    headers           JSON NOT NULL,
     reason            TEXT NOT NULL,
     failed_at         TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (relay_name, position)

@@ -5,8 +5,10 @@
 //! (its transaction has not committed yet) sorts after what is read, so advancing past what
 //! was read never skips a transaction that commits late. See `taskpool_outbox.tracking_xid`.
 
+use std::collections::BTreeMap;
+
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 /// How far a relay has published. Ordered like the outbox is read.
@@ -59,29 +61,36 @@ pub async fn read_batch(
 }
 
 fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
-    let headers_json: String = row.try_get("headers")?;
-    let headers =
-        match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&headers_json) {
-            Ok(map) => map
-                .into_iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+    // Columns by index, in READ_BATCH's order: this runs for every published event.
+    let headers_json: String = row.try_get(8)?;
     Ok(OutboxRow {
         at: Position {
-            tracking_xid: row.try_get("tracking")?,
-            position: row.try_get("position")?,
+            tracking_xid: row.try_get(1)?,
+            position: row.try_get(0)?,
         },
-        event_id: row.try_get("event_id")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        version: row.try_get("aggregate_version")?,
-        event_type: row.try_get("event_type")?,
-        payload: row.try_get("payload")?,
-        headers,
+        event_id: row.try_get(2)?,
+        aggregate_type: row.try_get(3)?,
+        aggregate_id: row.try_get(4)?,
+        version: row.try_get(5)?,
+        event_type: row.try_get(6)?,
+        payload: row.try_get(7)?,
+        headers: parse_headers(&headers_json),
         headers_json,
     })
+}
+
+/// The string-valued entries of a headers object; anything else is left out.
+fn parse_headers(json: &str) -> Vec<(String, String)> {
+    if let Ok(strings) = serde_json::from_str::<BTreeMap<String, String>>(json) {
+        return strings.into_iter().collect();
+    }
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
+        .map(|map| {
+            map.into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The stored position of a relay; creates it at the start of the outbox if missing.
@@ -113,10 +122,11 @@ pub struct Fence {
     pub epoch: i64,
 }
 
-/// Stores a relay's position inside `tx`, only while `fence` still holds the lease.
-/// Returns false (and stores nothing) when another process took the lease.
+/// Stores a relay's position, only while `fence` still holds the lease (in the caller's
+/// transaction, or on its own). Returns false, storing nothing, when another process took
+/// the lease.
 pub async fn store_position(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     relay: &str,
     at: Position,
     fence: &Fence,
@@ -132,7 +142,7 @@ pub async fn store_position(
     .bind(at.position)
     .bind(&fence.holder)
     .bind(fence.epoch)
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(updated.rows_affected() == 1)
 }
@@ -148,7 +158,7 @@ pub async fn dead_letter(
     sqlx::query(
         "INSERT INTO taskpool_relay_dead_letters (relay_name, position, event_id, aggregate_type, \
          aggregate_id, aggregate_version, event_type, topic, payload, headers, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11) \
          ON CONFLICT (relay_name, position) DO NOTHING",
     )
     .bind(relay)

@@ -84,6 +84,8 @@ pub struct Relay {
     pool: PgPool,
     metrics: Arc<Metrics>,
     lease: Arc<Lease>,
+    /// Connected at start-up and kept while it works; replaced after a Kafka failure.
+    publisher: Publisher,
 }
 
 impl Relay {
@@ -118,6 +120,7 @@ impl Relay {
             pool,
             metrics,
             lease,
+            publisher,
         })
     }
 
@@ -167,6 +170,8 @@ impl Relay {
         let relay = &self.config.relay;
         let margin = Duration::from_millis(self.config.lease.safety_margin_ms);
         let mut backoff = Duration::from_millis(relay.retry_min_ms);
+        let mut replacement: Option<Publisher> = None;
+        let mut use_replacement = false;
         loop {
             if shutdown.is_requested() {
                 return Exit::Shutdown;
@@ -177,7 +182,23 @@ impl Relay {
                 }
                 continue;
             }
-            match self.lead(&mut shutdown, &mut backoff).await {
+            if use_replacement && replacement.is_none() {
+                match Publisher::new(&self.config.kafka) {
+                    Ok(publisher) => replacement = Some(publisher),
+                    Err(error) => {
+                        warn!(error = %error, "cannot create a Kafka producer");
+                        if shutdown.sleep(backoff).await {
+                            return Exit::Shutdown;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let publisher = match (&replacement, use_replacement) {
+                (Some(publisher), true) => publisher,
+                _ => &self.publisher,
+            };
+            match self.lead(publisher, &mut shutdown, &mut backoff).await {
                 Ok(LeadEnd::Shutdown) => return Exit::Shutdown,
                 Ok(LeadEnd::LostLease) => {
                     warn!("lease lost or about to expire; stopped publishing");
@@ -188,6 +209,9 @@ impl Relay {
                     return Exit::Halted { reason };
                 }
                 Err(interrupted) => {
+                    // Start over with a fresh producer: nothing of the old one is trusted.
+                    use_replacement = true;
+                    replacement = None;
                     Metrics::add(&self.metrics.retries, 1);
                     warn!(error = %interrupted, retry_in_ms = backoff.as_millis() as u64, "publishing interrupted; retrying from the stored position");
                     if shutdown.sleep(backoff).await {
@@ -206,6 +230,7 @@ impl Relay {
     /// stores the position of acknowledged batches (several at once when they are ready).
     async fn lead(
         &self,
+        publisher: &Publisher,
         shutdown: &mut Shutdown,
         backoff: &mut Duration,
     ) -> Result<LeadEnd, Interrupted> {
@@ -214,8 +239,6 @@ impl Relay {
         let Some(fence) = self.lease.fence() else {
             return Ok(LeadEnd::LostLease);
         };
-        let publisher =
-            Publisher::new(&self.config.kafka).map_err(|e| Interrupted::Kafka(e.to_string()))?;
         let start = outbox::load_position(&self.pool, &relay.name).await?;
         info!(
             position = start.position,
@@ -259,7 +282,7 @@ impl Relay {
                     while let Some(ready) = poll_oldest(&mut in_flight) {
                         done.push(ready);
                     }
-                    match self.complete(done, &fence, &publisher).await? {
+                    match self.complete(done, &fence, publisher).await? {
                         Some(end) => break end,
                         None => *backoff = Duration::from_millis(relay.retry_min_ms),
                     }
@@ -267,7 +290,7 @@ impl Relay {
                 next = batches.recv(), if accepting => {
                     // The reader stops only on shutdown: then drain what is in flight.
                     if let Some(rows) = next {
-                        in_flight.push_back(self.hand_over(rows?, &publisher).await?);
+                        in_flight.push_back(self.hand_over(rows?, publisher).await?);
                     }
                 }
                 _ = lease_check.tick() => {}
@@ -326,20 +349,29 @@ impl Relay {
         {
             return Ok(Some(LeadEnd::Halted(reason.clone())));
         }
-        let mut tx = self.pool.begin().await?;
-        for (row, reason) in &refused {
-            let topic = publisher
-                .topics()
-                .for_aggregate(&row.aggregate_type)
-                .unwrap_or("(none)");
-            outbox::dead_letter(&mut tx, &relay.name, row, topic, reason).await?;
-            error!(position = row.at.position, event_id = %row.event_id, %reason, "event moved to the dead-letter table");
-        }
-        if !outbox::store_position(&mut tx, &relay.name, last, fence).await? {
-            tx.rollback().await?;
+        // Usually there is nothing to dead-letter: then one fenced UPDATE stores the position.
+        let stored = if refused.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            outbox::store_position(&mut conn, &relay.name, last, fence).await?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            for (row, reason) in &refused {
+                let topic = publisher
+                    .topics()
+                    .for_aggregate(&row.aggregate_type)
+                    .unwrap_or("(none)");
+                outbox::dead_letter(&mut tx, &relay.name, row, topic, reason).await?;
+                error!(position = row.at.position, event_id = %row.event_id, %reason, "event moved to the dead-letter table");
+            }
+            let stored = outbox::store_position(&mut tx, &relay.name, last, fence).await?;
+            if stored {
+                tx.commit().await?;
+            }
+            stored
+        };
+        if !stored {
             return Ok(Some(LeadEnd::LostLease));
         }
-        tx.commit().await?;
         Metrics::add(&self.metrics.published_events, delivered);
         Metrics::add(&self.metrics.dead_letters, refused.len() as u64);
         Metrics::add(&self.metrics.batches, 1);

@@ -28,7 +28,8 @@ CREATE TABLE taskpool_outbox (
     event_type         TEXT NOT NULL,
     schema_fingerprint BIGINT NOT NULL,
     payload            BYTEA NOT NULL,
-    headers            JSONB NOT NULL DEFAULT '{}',
+    -- Message headers as a JSON object of strings; json, not jsonb: it is only ever read whole.
+    headers            JSON NOT NULL DEFAULT '{}',
     created_at         TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
     UNIQUE (aggregate_type, aggregate_id, aggregate_version)
 );

@@ -48,7 +48,7 @@ WITH created AS (
     INSERT INTO taskpool_outbox (tracking_xid, event_id, aggregate_type, aggregate_id,
         aggregate_version, event_type, schema_fingerprint, payload, headers)
     SELECT greatest(pg_current_xact_id(), coalesce(a.tracking_xid, '0'::xid8)),
-        e.id, e.t, e.i, e.v, e.et, e.fp, e.p, e.h::jsonb
+        e.id, e.t, e.i, e.v, e.et, e.fp, e.p, e.h::json
     FROM unnest($10::uuid[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::int8[],
                 $16::bytea[], $17::text[]) WITH ORDINALITY AS e(id, t, i, v, et, fp, p, h, n)
     LEFT JOIN taskpool_aggregates a ON a.aggregate_type = e.t AND a.aggregate_id = e.i
@@ -74,7 +74,7 @@ WITH created AS (
 )
 INSERT INTO taskpool_outbox (tracking_xid, event_id, aggregate_type, aggregate_id,
     aggregate_version, event_type, schema_fingerprint, payload, headers)
-SELECT pg_current_xact_id(), e.id, e.t, e.i, e.v, e.et, e.fp, e.p, e.h::jsonb
+SELECT pg_current_xact_id(), e.id, e.t, e.i, e.v, e.et, e.fp, e.p, e.h::json
 FROM unnest($5::uuid[], $6::text[], $7::text[], $8::int8[], $9::text[], $10::int8[],
             $11::bytea[], $12::text[]) WITH ORDINALITY AS e(id, t, i, v, et, fp, p, h, n)
 WHERE (SELECT count(*) FROM created) = cardinality($1::text[])
