@@ -15,7 +15,7 @@ const USAGE: &str = "usage: taskpool-bench <benchmark> [--name value ...]
 
 benchmarks:
   outbox          engine transaction latency without/with recording a task event, and events/s
-                  options: --iterations N (2000) --workers N (4) --seconds N (5)
+                  options: --iterations N (2000) --workers N (4) --seconds N (5) --notify on|off (off)
   relay           the relay draining pre-filled outbox events to Kafka vs a raw producer
                   options: --events N (100000) --rounds N (3) --batch-size N --in-flight N
   relay-latency   commit-to-delivery latency at a steady rate

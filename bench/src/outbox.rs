@@ -21,6 +21,20 @@ pub async fn run(options: &Options) -> BenchResult<()> {
     let workers = options.number("workers", 4)?;
     let seconds = options.number("seconds", 5)?;
     let scratch = Scratch::new(u32::try_from(workers).unwrap_or(u32::MAX)).await?;
+    if options.text("notify") == Some("on") {
+        // What a LISTEN/NOTIFY wake-up for the relay would cost the engine (see
+        // docs/decisions): a statement-level trigger notifying on every outbox insert.
+        sqlx::raw_sql(
+            "CREATE FUNCTION taskpool_notify() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_notify('taskpool_outbox', ''); RETURN NULL; END $$; \
+             CREATE TRIGGER taskpool_outbox_notify AFTER INSERT ON taskpool_outbox \
+             FOR EACH STATEMENT EXECUTE FUNCTION taskpool_notify();",
+        )
+        .execute(&scratch.pool)
+        .await
+        .map_err(err("install the NOTIFY trigger"))?;
+        println!("with a NOTIFY trigger on the outbox");
+    }
     let outcome = measure(&scratch.pool, iterations, workers, seconds).await;
     scratch.drop_schema().await?;
     outcome

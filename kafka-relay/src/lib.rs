@@ -24,4 +24,4 @@ pub mod shutdown;
 pub mod status;
 
 pub use config::Config;
-pub use relay::{Exit, Relay, RelayError};
+pub use relay::{Delivered, Exit, Relay, RelayError};

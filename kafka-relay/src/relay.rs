@@ -86,6 +86,16 @@ pub struct Relay {
     lease: Arc<Lease>,
     /// Connected at start-up and kept while it works; replaced after a Kafka failure.
     publisher: Publisher,
+    observer: Option<mpsc::UnboundedSender<Delivered>>,
+}
+
+/// An event Kafka acknowledged, for observers (see [`Relay::observe_deliveries`]).
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub event_id: uuid::Uuid,
+    pub aggregate_id: String,
+    pub version: i64,
+    pub acknowledged_at: Instant,
 }
 
 impl Relay {
@@ -121,7 +131,13 @@ impl Relay {
             metrics,
             lease,
             publisher,
+            observer: None,
         })
+    }
+
+    /// Reports every acknowledged event on `sender` (for latency measurements and tracing).
+    pub fn observe_deliveries(&mut self, sender: mpsc::UnboundedSender<Delivered>) {
+        self.observer = Some(sender);
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -322,7 +338,7 @@ impl Relay {
         }
         Ok(InFlight {
             last,
-            acknowledgement: Box::pin(acknowledged(messages)),
+            acknowledgement: Box::pin(acknowledged(messages, self.observer.clone())),
         })
     }
 
@@ -460,14 +476,27 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Waits for every message of a batch: how many Kafka acknowledged, and the ones it refused
 /// for good with the reason. A transient failure interrupts.
-async fn acknowledged(messages: Vec<(OutboxRow, Pending)>) -> Acknowledged {
+async fn acknowledged(
+    messages: Vec<(OutboxRow, Pending)>,
+    observer: Option<mpsc::UnboundedSender<Delivered>>,
+) -> Acknowledged {
     let mut delivered = 0;
     let mut refused = Vec::new();
     for (row, pending) in messages {
         match pending {
             Pending::Refused(reason) => refused.push((row, reason)),
             Pending::Sent(delivery) => match delivery.await {
-                Ok(Ok(_)) => delivered += 1,
+                Ok(Ok(_)) => {
+                    delivered += 1;
+                    if let Some(observer) = &observer {
+                        let _ = observer.send(Delivered {
+                            event_id: row.event_id,
+                            aggregate_id: row.aggregate_id,
+                            version: row.version,
+                            acknowledged_at: Instant::now(),
+                        });
+                    }
+                }
                 Ok(Err((error, _))) => match classify(error) {
                     PublishError::Permanent(reason) => refused.push((row, reason)),
                     PublishError::Transient(error) => {
