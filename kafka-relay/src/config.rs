@@ -1,15 +1,15 @@
 //! Relay configuration: defaults, then a TOML file, then environment variables; unknown keys
-//! are refused, so a typo never silently falls back to a default.
-//!
-//! Environment variables name a key by its path: `TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS`
-//! sets `kafka.bootstrap_servers`. Values are read as TOML scalars (numbers, booleans), and as
-//! strings otherwise.
+//! are refused, so a typo never silently falls back to a default (see
+//! [`taskpool_service::config`]). `TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS` sets
+//! `kafka.bootstrap_servers`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use taskpool_service::config::ConfigError;
+pub use taskpool_service::logging::{LogConfig, LogFormat};
 
 /// The prefix of environment variables that configure the relay.
 pub const ENV_PREFIX: &str = "TASKPOOL_RELAY__";
@@ -129,21 +129,6 @@ pub struct HttpConfig {
     pub listen: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    /// A tracing filter, e.g. `info` or `kafka_relay=debug,info`.
-    pub level: String,
-}
-
 mod defaults {
     pub fn yes() -> bool {
         true
@@ -209,44 +194,18 @@ impl Default for HttpConfig {
     }
 }
 
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Json,
-            level: "info".into(),
-        }
-    }
-}
-
 impl LeaseConfig {
     pub fn ttl(&self) -> Duration {
         Duration::from_millis(self.ttl_ms)
     }
 }
 
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
-
 impl Config {
     /// Loads the configuration from an optional file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let text = match file {
-            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })?,
-            None => String::new(),
-        };
-        Config::from_sources(&text, std::env::vars())
+        let config: Config = taskpool_service::config::load(file, ENV_PREFIX)?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// Builds the configuration from TOML text and `(name, value)` environment pairs.
@@ -254,20 +213,7 @@ impl Config {
         toml_text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table: toml::Table = toml_text
-            .parse()
-            .map_err(|e| ConfigError::Invalid(format!("configuration file: {e}")))?;
-        for (name, value) in env {
-            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
-            set_path(&mut table, &keys, scalar(&value))
-                .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
-        }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        let config: Config = taskpool_service::config::from_sources(toml_text, env, ENV_PREFIX)?;
         config.validate()?;
         Ok(config)
     }
@@ -291,36 +237,6 @@ impl Config {
             return invalid("kafka.topic_prefix and relay.name must not be empty");
         }
         Ok(())
-    }
-}
-
-/// An environment value as a TOML scalar when it parses as one, else as a string.
-fn scalar(value: &str) -> toml::Value {
-    if let Ok(b) = value.parse::<bool>() {
-        return toml::Value::Boolean(b);
-    }
-    if let Ok(i) = value.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    toml::Value::String(value.to_string())
-}
-
-fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
-    match keys {
-        [] => Err("empty key".into()),
-        [last] => {
-            table.insert(last.clone(), value);
-            Ok(())
-        }
-        [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match entry {
-                toml::Value::Table(inner) => set_path(inner, rest, value),
-                _ => Err(format!("{first} is not a section")),
-            }
-        }
     }
 }
 

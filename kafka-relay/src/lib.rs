@@ -9,7 +9,6 @@
 //! - [`relay`]: the publishing loop and its background tasks (lease, lag, retention).
 //! - [`retention`]: deleting old published rows.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/metrics` and `/health`.
-//! - [`shutdown`]: graceful shutdown signalling.
 //! - [`status`]: what `kafka-relay status` reports.
 
 pub mod config;
@@ -20,8 +19,8 @@ pub mod outbox;
 pub mod publisher;
 pub mod relay;
 pub mod retention;
-pub mod shutdown;
 pub mod status;
 
 pub use config::Config;
 pub use relay::{Delivered, Exit, Relay, RelayError};
+pub use taskpool_service::shutdown;

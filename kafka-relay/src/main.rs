@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kafka_relay::config::{Config, LogFormat};
+use kafka_relay::config::Config;
 use kafka_relay::metrics::Metrics;
-use kafka_relay::shutdown;
 use kafka_relay::{Exit, Relay, http, status};
-use tracing_subscriber::EnvFilter;
+use taskpool_service::{logging, shutdown};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,19 +69,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
-}
-
 async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
-    init_logging(&config);
+    logging::init(&config.log);
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
@@ -96,7 +84,7 @@ async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
             .into_future(),
     );
     tokio::spawn(async move {
-        wait_for_signal().await;
+        shutdown::signal().await;
         tracing::info!("shutdown requested: finishing in-flight batches");
         trigger.trigger();
     });
@@ -104,24 +92,6 @@ async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
     let exit = relay.run(shutdown).await?;
     server.abort();
     Ok(Some(exit))
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 async fn print_status(config: Config) -> anyhow::Result<()> {

@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{self, Fence, OutboxRow, Position};
 use crate::publisher::{PublishError, Publisher, classify};
 use crate::retention;
-use crate::shutdown::Shutdown;
+use taskpool_service::shutdown::Shutdown;
 
 const MIGRATIONS: &[(i64, &str, &str)] =
     &[(1, "relay", include_str!("../migrations/0001_relay.sql"))];

@@ -1,0 +1,11 @@
+//! What taskpool's server binaries (`kafka-relay`, `tasklist-api`) share.
+//!
+//! # Layout
+//! - [`config`]: configuration from a TOML file and prefixed environment variables, unknown
+//!   keys refused.
+//! - [`logging`]: JSON or pretty logs on stderr.
+//! - [`shutdown`]: a shutdown request any task can watch, and the signals that trigger it.
+
+pub mod config;
+pub mod logging;
+pub mod shutdown;
