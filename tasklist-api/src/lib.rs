@@ -1,0 +1,25 @@
+//! tasklist-api: projects taskpool's Kafka topics into MongoDB and serves each user's tasks,
+//! followed by a live stream of the changes that concern them.
+//!
+//! # Layout
+//! - [`config`]: typed configuration from file and environment.
+//! - [`documents`]: the stored task and data-entry documents and who sees them.
+//! - [`projection`]: the Kafka consumer writing documents, version-guarded, at least once.
+//! - [`store`]: MongoDB reads and writes.
+//! - [`query`]: filters, sort and cursors, for MongoDB and in memory alike.
+//! - [`identity`]: bearer tokens (and, when enabled, trusted gateway headers).
+//! - [`hub`]: the shared change stream and its fan-out to stream clients.
+//! - [`http`]: the axum routes; [`openapi`]: their description.
+//! - [`metrics`]: Prometheus metrics. [`server`]: wiring it all together.
+
+pub mod config;
+pub mod documents;
+pub mod http;
+pub mod hub;
+pub mod identity;
+pub mod metrics;
+pub mod openapi;
+pub mod projection;
+pub mod query;
+pub mod server;
+pub mod store;

@@ -1,0 +1,75 @@
+//! The `tasklist-api` command. Exit codes: 0 after a requested shutdown, 1 on a failure, 2 on
+//! bad configuration or usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tasklist_api::config::Config;
+use taskpool_service::{logging, shutdown};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tasklist-api",
+    version,
+    about = "Projects taskpool's Kafka topics into MongoDB and serves each user's tasks and their changes.",
+    after_help = "Configuration: a TOML file (--config) and TASKPOOL_TASKLIST__<SECTION>__<KEY> \
+                  environment variables, which win. See tasklist-api/tasklist.example.toml."
+)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, env = "TASKPOOL_TASKLIST_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Consume, project and serve until SIGTERM or SIGINT.
+    Run,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("tasklist-api: configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tasklist-api: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Command::Run = cli.command;
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "tasklist-api failed");
+            eprintln!("tasklist-api: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    logging::init(&config.log);
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "serving HTTP");
+    let (trigger, shutdown) = shutdown::channel();
+    let running = tasklist_api::server::start(config, listener, shutdown).await?;
+    shutdown::signal().await;
+    tracing::info!("shutdown requested");
+    trigger.trigger();
+    let _ = running.projection.await;
+    let _ = running.http.await;
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! The projection: a Kafka consumer group over the task and data-entry topics, applying
+//! events to MongoDB in batches. Offsets are stored only after the batch is durable in
+//! MongoDB (at least once); undecodable or unapplicable messages go to the dead-letter
+//! collection with their topic, partition, offset, raw bytes and the reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{Binary, Document, doc, spec::BinarySubtype};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use taskpool_schemas::{DecodedEvent, decode};
+use taskpool_service::shutdown::Shutdown;
+use tracing::{info, warn};
+
+use crate::config::KafkaConfig;
+use crate::documents::{DataEntryDocument, TaskDocument};
+use crate::metrics::Metrics;
+use crate::store::{DATA_ENTRIES, Store, TASKS};
+
+/// The consumer settings: offsets stored by the projection, committed automatically.
+pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.bootstrap_servers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("enable.partition.eof", "false");
+    for (key, value) in &config.consumer {
+        client.set(key, value);
+    }
+    client
+}
+
+pub fn topics(prefix: &str) -> [String; 2] {
+    [format!("{prefix}.tasks"), format!("{prefix}.data-entries")]
+}
+
+/// Runs the projection until shutdown. Returns only on shutdown or a consumer failure.
+pub async fn run(
+    config: KafkaConfig,
+    store: Store,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let consumer: StreamConsumer = consumer_config(&config).create()?;
+    let topics = topics(&config.topic_prefix);
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+    info!(topics = ?names, group = %config.group_id, "projection consuming");
+    let consumer = Arc::new(consumer);
+    let lag = tokio::spawn(watch_lag(
+        consumer.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let wait = Duration::from_millis(config.batch_wait_ms);
+    loop {
+        let batch = tokio::select! {
+            batch = next_batch(&consumer, config.batch_size, wait) => batch?,
+            _ = shutdown.requested() => break,
+        };
+        if !apply_until_durable(&store, &batch, &metrics, &mut shutdown).await {
+            break;
+        }
+        // Durable: now the offsets may move past these messages.
+        let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+        for message in &batch {
+            last.insert((message.topic(), message.partition()), message.offset());
+        }
+        for ((topic, partition), offset) in last {
+            consumer.store_offset(topic, partition, offset)?;
+        }
+        Metrics::add(&metrics.consumed_events, batch.len() as u64);
+    }
+    lag.abort();
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        warn!(error = %error, "could not commit offsets at shutdown; the last batch will be applied again");
+    }
+    Ok(())
+}
+
+/// Waits for a first message, then takes what else arrives within `wait`, up to `size`.
+async fn next_batch(
+    consumer: &StreamConsumer,
+    size: usize,
+    wait: Duration,
+) -> Result<Vec<OwnedMessage>, rdkafka::error::KafkaError> {
+    let first = consumer.recv().await?.detach();
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + wait;
+    while batch.len() < size {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(message) => batch.push(message?.detach()),
+            Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// Applies a batch, retrying while MongoDB is unavailable. False when shutdown came first
+/// (nothing of the batch may be acknowledged then).
+async fn apply_until_durable(
+    store: &Store,
+    batch: &[OwnedMessage],
+    metrics: &Metrics,
+    shutdown: &mut Shutdown,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match apply(store, batch, metrics).await {
+            Ok(()) => {
+                metrics.mongo_available.store(true, Ordering::Relaxed);
+                return true;
+            }
+            Err(error) => {
+                metrics.mongo_available.store(false, Ordering::Relaxed);
+                Metrics::add(&metrics.write_retries, 1);
+                warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "MongoDB write failed; the consumer waits");
+                if shutdown.sleep(backoff).await {
+                    return false;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Where a message came from, for dead letters.
+struct Origin<'a>(&'a OwnedMessage);
+
+impl Origin<'_> {
+    fn dead_letter(&self, reason: &str) -> Document {
+        let message = self.0;
+        doc! {
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "key": message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            "payload": Binary { subtype: BinarySubtype::Generic, bytes: message.payload().unwrap_or_default().to_vec() },
+            "reason": reason,
+            "failedAt": taskpool_schemas::Timestamp::now().millis(),
+        }
+    }
+}
+
+async fn apply(
+    store: &Store,
+    batch: &[OwnedMessage],
+    metrics: &Metrics,
+) -> mongodb::error::Result<()> {
+    let started = Instant::now();
+    // The newest version of each aggregate in the batch: older ones would change nothing.
+    let mut tasks: HashMap<String, (TaskDocument, usize)> = HashMap::new();
+    let mut entries: HashMap<String, (DataEntryDocument, usize)> = HashMap::new();
+    let mut dead = Vec::new();
+    for (index, message) in batch.iter().enumerate() {
+        let Some(payload) = message.payload() else {
+            dead.push(Origin(message).dead_letter("message has no value"));
+            continue;
+        };
+        match decode(payload) {
+            Ok(DecodedEvent::Task(event)) => {
+                let document = TaskDocument::from_event(&event);
+                let newer = tasks
+                    .get(&document.id)
+                    .is_none_or(|(stored, _)| stored.version < document.version);
+                if newer {
+                    tasks.insert(document.id.clone(), (document, index));
+                }
+            }
+            Ok(DecodedEvent::DataEntry(event)) => {
+                let document = DataEntryDocument::from_event(&event);
+                let newer = entries
+                    .get(&document.id)
+                    .is_none_or(|(stored, _)| stored.version < document.version);
+                if newer {
+                    entries.insert(document.id.clone(), (document, index));
+                }
+            }
+            Err(error) => dead.push(Origin(message).dead_letter(&format!("undecodable: {error}"))),
+        }
+    }
+    let task_list: Vec<(String, i64, &TaskDocument, usize)> = tasks
+        .values()
+        .map(|(d, i)| (d.id.clone(), d.version, d, *i))
+        .collect();
+    let entry_list: Vec<(String, i64, &DataEntryDocument, usize)> = entries
+        .values()
+        .map(|(d, i)| (d.id.clone(), d.version, d, *i))
+        .collect();
+    let applied_tasks = store
+        .upsert_versioned(
+            TASKS,
+            &task_list
+                .iter()
+                .map(|(id, v, d, _)| (id.clone(), *v, *d))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    let applied_entries = store
+        .upsert_versioned(
+            DATA_ENTRIES,
+            &entry_list
+                .iter()
+                .map(|(id, v, d, _)| (id.clone(), *v, *d))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    for (position, reason) in &applied_tasks.refused {
+        if let Some((_, _, _, index)) = task_list.get(*position) {
+            dead.push(Origin(&batch[*index]).dead_letter(&format!("not applicable: {reason}")));
+        }
+    }
+    for (position, reason) in &applied_entries.refused {
+        if let Some((_, _, _, index)) = entry_list.get(*position) {
+            dead.push(Origin(&batch[*index]).dead_letter(&format!("not applicable: {reason}")));
+        }
+    }
+    let dead_count = dead.len() as u64;
+    if dead_count > 0 {
+        warn!(
+            count = dead_count,
+            "messages moved to the dead-letter collection"
+        );
+    }
+    store.dead_letter(dead).await?;
+    Metrics::add(&metrics.dead_letters, dead_count);
+    Metrics::add(
+        &metrics.stale_events,
+        (applied_tasks.stale + applied_entries.stale) as u64,
+    );
+    Metrics::add(
+        &metrics.applied_documents,
+        (task_list.len() + entry_list.len()
+            - applied_tasks.stale
+            - applied_entries.stale
+            - applied_tasks.refused.len()
+            - applied_entries.refused.len()) as u64,
+    );
+    metrics
+        .last_batch_micros
+        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Refreshes the consumer lag (high watermark minus position, over assigned partitions).
+async fn watch_lag(consumer: Arc<StreamConsumer>, metrics: Arc<Metrics>, mut shutdown: Shutdown) {
+    loop {
+        let measured = {
+            let consumer = consumer.clone();
+            tokio::task::spawn_blocking(move || -> Option<i64> {
+                let positions = consumer.position().ok()?;
+                let mut lag = 0;
+                for element in positions.elements() {
+                    let (_, high) = consumer
+                        .fetch_watermarks(
+                            element.topic(),
+                            element.partition(),
+                            Duration::from_secs(2),
+                        )
+                        .ok()?;
+                    let position = element.offset().to_raw().filter(|p| *p >= 0).unwrap_or(0);
+                    lag += (high - position).max(0);
+                }
+                Some(lag)
+            })
+            .await
+        };
+        if let Ok(Some(lag)) = measured {
+            metrics.consumer_lag.store(lag, Ordering::Relaxed);
+        }
+        if shutdown.sleep(Duration::from_secs(5)).await {
+            return;
+        }
+    }
+}

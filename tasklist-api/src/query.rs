@@ -1,0 +1,560 @@
+//! Task list queries: filters, sort and cursor parsed from a query string, turned into a
+//! MongoDB filter for reads and matched in memory for the live stream (the two agree).
+//!
+//! Parameters: `businessKey`, `processDefinitionKey`, `application`, `priorityMin`,
+//! `priorityMax`, `dueBefore`, `dueAfter` (RFC 3339 or epoch milliseconds), `q` (text in name
+//! or description, case-insensitive), `sort` (`priority`, `createTime`, `dueDate`, `name`,
+//! each optionally prefixed by `-` for descending; default `-priority`), `limit` (1..=500,
+//! default 50) and `cursor` (from the previous page).
+
+use std::collections::HashMap;
+
+use mongodb::bson::{Bson, Document, doc};
+use serde_json::Value;
+
+use crate::documents::{ACTIVE, TaskDocument};
+
+pub const MAX_LIMIT: u32 = 500;
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_TEXT: usize = 200;
+
+/// A parameter the caller got wrong, with a message for them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidQuery(pub String);
+
+fn invalid(message: impl Into<String>) -> InvalidQuery {
+    InvalidQuery(message.into())
+}
+
+/// What a caller wants to see among the tasks visible to them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    pub business_key: Option<String>,
+    pub process_definition_key: Option<String>,
+    pub application: Option<String>,
+    pub priority_min: Option<i32>,
+    pub priority_max: Option<i32>,
+    pub due_before: Option<i64>,
+    pub due_after: Option<i64>,
+    /// Lower-cased search text.
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    Priority,
+    CreateTime,
+    DueDate,
+    Name,
+}
+
+impl SortField {
+    fn path(self) -> &'static str {
+        match self {
+            SortField::Priority => "priority",
+            SortField::CreateTime => "createTime",
+            SortField::DueDate => "dueSort",
+            SortField::Name => "name",
+        }
+    }
+
+    fn key_of(self, task: &TaskDocument) -> Value {
+        match self {
+            SortField::Priority => Value::from(task.priority),
+            SortField::CreateTime => Value::from(task.create_time),
+            SortField::DueDate => Value::from(task.due_sort),
+            SortField::Name => Value::from(task.name.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub field: SortField,
+    pub descending: bool,
+}
+
+impl Default for Sort {
+    fn default() -> Self {
+        Sort {
+            field: SortField::Priority,
+            descending: true,
+        }
+    }
+}
+
+/// Where the previous page ended: its last task's sort key and id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    pub key: Value,
+    pub id: String,
+}
+
+/// A parsed list request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskQuery {
+    pub filter: TaskFilter,
+    pub sort: Sort,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+/// Parses the parameters of `GET /api/tasks` (and of the stream, which ignores paging).
+pub fn parse_task_query(params: &HashMap<String, String>) -> Result<TaskQuery, InvalidQuery> {
+    const KNOWN: [&str; 11] = [
+        "businessKey",
+        "processDefinitionKey",
+        "application",
+        "priorityMin",
+        "priorityMax",
+        "dueBefore",
+        "dueAfter",
+        "q",
+        "sort",
+        "limit",
+        "cursor",
+    ];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(invalid(format!("unknown parameter {}", truncate(unknown))));
+    }
+    let text = |name: &str| -> Result<Option<String>, InvalidQuery> {
+        match params.get(name) {
+            None => Ok(None),
+            Some(value) if value.is_empty() => Err(invalid(format!("{name} must not be empty"))),
+            Some(value) if value.chars().count() > MAX_TEXT => Err(invalid(format!(
+                "{name} is longer than {MAX_TEXT} characters"
+            ))),
+            Some(value) => Ok(Some(value.clone())),
+        }
+    };
+    let number = |name: &str| -> Result<Option<i32>, InvalidQuery> {
+        params
+            .get(name)
+            .map(|value| {
+                value
+                    .parse::<i32>()
+                    .map_err(|_| invalid(format!("{name} must be an integer")))
+            })
+            .transpose()
+    };
+    let time = |name: &str| -> Result<Option<i64>, InvalidQuery> {
+        params
+            .get(name)
+            .map(|value| {
+                parse_time(value).ok_or_else(|| {
+                    invalid(format!(
+                        "{name} must be an RFC 3339 time or epoch milliseconds"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let filter = TaskFilter {
+        business_key: text("businessKey")?,
+        process_definition_key: text("processDefinitionKey")?,
+        application: text("application")?,
+        priority_min: number("priorityMin")?,
+        priority_max: number("priorityMax")?,
+        due_before: time("dueBefore")?,
+        due_after: time("dueAfter")?,
+        text: text("q")?.map(|q| q.to_lowercase()),
+    };
+    if let (Some(min), Some(max)) = (filter.priority_min, filter.priority_max)
+        && min > max
+    {
+        return Err(invalid("priorityMin must not exceed priorityMax"));
+    }
+    let sort = match params.get("sort") {
+        None => Sort::default(),
+        Some(value) => parse_sort(value)?,
+    };
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(value) => match value.parse::<u32>() {
+            Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => limit,
+            _ => {
+                return Err(invalid(format!(
+                    "limit must be an integer from 1 to {MAX_LIMIT}"
+                )));
+            }
+        },
+    };
+    let after = params
+        .get("cursor")
+        .map(|token| decode_cursor(token, sort))
+        .transpose()?;
+    Ok(TaskQuery {
+        filter,
+        sort,
+        limit,
+        after,
+    })
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+fn parse_sort(value: &str) -> Result<Sort, InvalidQuery> {
+    let (descending, name) = match value.strip_prefix('-') {
+        Some(name) => (true, name),
+        None => (false, value),
+    };
+    let field = match name {
+        "priority" => SortField::Priority,
+        "createTime" => SortField::CreateTime,
+        "dueDate" => SortField::DueDate,
+        "name" => SortField::Name,
+        _ => {
+            return Err(invalid(
+                "sort must be one of priority, createTime, dueDate, name (with - for descending)",
+            ));
+        }
+    };
+    Ok(Sort { field, descending })
+}
+
+/// RFC 3339 (`2024-05-01T12:00:00Z`, with optional fraction and offset) or epoch milliseconds.
+pub fn parse_time(value: &str) -> Option<i64> {
+    if let Ok(millis) = value.parse::<i64>() {
+        return Some(millis);
+    }
+    let bytes = value.as_bytes();
+    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't')
+    {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = value.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    if bytes[13] != b':' || bytes[16] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &value[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let end = fraction
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(fraction.len());
+        if end == 0 {
+            return None;
+        }
+        let padded = format!("{:0<3}", &fraction[..end.min(3)]);
+        millis = padded.parse::<i64>().ok()?;
+        rest = &fraction[end..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hours: i64 = rest.get(1..3)?.parse().ok()?;
+            if rest.get(3..4)? != ":" || rest.len() != 6 {
+                return None;
+            }
+            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (hours * 60 + minutes)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    seconds.checked_mul(1000)?.checked_add(millis)
+}
+
+/// Days since 1970-01-01 of a Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn encode_cursor(cursor: &Cursor) -> String {
+    let json = serde_json::json!([cursor.key, cursor.id]).to_string();
+    json.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(token: &str, sort: Sort) -> Result<Cursor, InvalidQuery> {
+    let bad = || invalid("cursor is not one this server handed out for this sort");
+    if !token.len().is_multiple_of(2) || token.len() > 2048 {
+        return Err(bad());
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    let value: Value = serde_json::from_slice(&bytes.ok_or_else(bad)?).map_err(|_| bad())?;
+    let [key, Value::String(id)] = value.as_array().ok_or_else(bad)?.as_slice() else {
+        return Err(bad());
+    };
+    let key_fits = match sort.field {
+        SortField::Name => key.is_string(),
+        _ => key.is_i64() || key.is_u64(),
+    };
+    if !key_fits {
+        return Err(bad());
+    }
+    Ok(Cursor {
+        key: key.clone(),
+        id: id.clone(),
+    })
+}
+
+/// The cursor for the page after one ending with `last`.
+pub fn next_cursor(sort: Sort, last: &TaskDocument) -> String {
+    encode_cursor(&Cursor {
+        key: sort.field.key_of(last),
+        id: last.id.clone(),
+    })
+}
+
+fn escape_regex(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+fn json_to_bson(value: &Value) -> Bson {
+    match value {
+        Value::String(s) => Bson::String(s.clone()),
+        Value::Number(n) => n.as_i64().map_or(Bson::Null, Bson::Int64),
+        _ => Bson::Null,
+    }
+}
+
+impl TaskFilter {
+    /// The MongoDB filter for active tasks matching this filter and visible to `principals`.
+    pub fn to_mongo(&self, principals: &[String]) -> Document {
+        let mut filter = doc! {
+            "principals": { "$in": principals },
+            "state": ACTIVE,
+        };
+        if let Some(key) = &self.business_key {
+            filter.insert("businessKey", key);
+        }
+        if let Some(key) = &self.process_definition_key {
+            filter.insert("sourceReference.processDefinitionKey", key);
+        }
+        if let Some(application) = &self.application {
+            filter.insert("sourceReference.applicationName", application);
+        }
+        let mut priority = Document::new();
+        if let Some(min) = self.priority_min {
+            priority.insert("$gte", min);
+        }
+        if let Some(max) = self.priority_max {
+            priority.insert("$lte", max);
+        }
+        if !priority.is_empty() {
+            filter.insert("priority", priority);
+        }
+        let mut due = Document::new();
+        if let Some(before) = self.due_before {
+            due.insert("$lt", before);
+        }
+        if let Some(after) = self.due_after {
+            due.insert("$gt", after);
+        }
+        if !due.is_empty() {
+            // Tasks without a due date have dueSort = i64::MAX: they are never "before".
+            due.insert("$ne", i64::MAX);
+            filter.insert("dueSort", due);
+        }
+        if let Some(text) = &self.text {
+            let pattern = escape_regex(text);
+            filter.insert(
+                "$or",
+                vec![
+                    doc! { "name": { "$regex": &pattern, "$options": "i" } },
+                    doc! { "description": { "$regex": &pattern, "$options": "i" } },
+                ],
+            );
+        }
+        filter
+    }
+
+    /// Whether a task matches, for a caller with `principals` (as [`Self::to_mongo`] would).
+    pub fn matches(&self, task: &TaskDocument, principals: &[String]) -> bool {
+        let contains = |field: &Option<String>, text: &str| {
+            field
+                .as_ref()
+                .is_some_and(|value| value.to_lowercase().contains(text))
+        };
+        task.visible_to(principals)
+            && self
+                .business_key
+                .as_ref()
+                .is_none_or(|key| task.business_key.as_ref() == Some(key))
+            && self
+                .process_definition_key
+                .as_ref()
+                .is_none_or(|key| &task.source_reference.process_definition_key == key)
+            && self
+                .application
+                .as_ref()
+                .is_none_or(|app| &task.source_reference.application_name == app)
+            && self.priority_min.is_none_or(|min| task.priority >= min)
+            && self.priority_max.is_none_or(|max| task.priority <= max)
+            && self
+                .due_before
+                .is_none_or(|before| task.due_sort != i64::MAX && task.due_sort < before)
+            && self
+                .due_after
+                .is_none_or(|after| task.due_sort != i64::MAX && task.due_sort > after)
+            && self.text.as_ref().is_none_or(|text| {
+                task.name.to_lowercase().contains(text) || contains(&task.description, text)
+            })
+    }
+}
+
+impl TaskQuery {
+    /// The MongoDB filter of this page (the filter plus the cursor's position).
+    pub fn to_mongo(&self, principals: &[String]) -> Document {
+        let mut filter = self.filter.to_mongo(principals);
+        if let Some(cursor) = &self.after {
+            let path = self.sort.field.path();
+            let beyond = if self.sort.descending { "$lt" } else { "$gt" };
+            let key = json_to_bson(&cursor.key);
+            let after = doc! {
+                "$or": [
+                    { path: { beyond: key.clone() } },
+                    { path: key, "_id": { "$gt": &cursor.id } },
+                ]
+            };
+            filter = doc! { "$and": [filter, after] };
+        }
+        filter
+    }
+
+    /// The MongoDB sort: the field, then `_id` to make the order total.
+    pub fn mongo_sort(&self) -> Document {
+        let direction = if self.sort.descending { -1 } else { 1 };
+        doc! { self.sort.field.path(): direction, "_id": 1 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_every_parameter_parse() {
+        assert_eq!(parse_task_query(&params(&[])).unwrap().limit, 50);
+        let query = parse_task_query(&params(&[
+            ("businessKey", "order-1"),
+            ("priorityMin", "10"),
+            ("priorityMax", "90"),
+            ("dueBefore", "2024-05-01T12:00:00Z"),
+            ("dueAfter", "1000"),
+            ("q", "Approve"),
+            ("sort", "-dueDate"),
+            ("limit", "20"),
+        ]))
+        .unwrap();
+        assert_eq!(query.filter.business_key.as_deref(), Some("order-1"));
+        assert_eq!(query.filter.due_before, Some(1_714_564_800_000));
+        assert_eq!(query.filter.due_after, Some(1000));
+        assert_eq!(query.filter.text.as_deref(), Some("approve"));
+        assert_eq!(
+            query.sort,
+            Sort {
+                field: SortField::DueDate,
+                descending: true
+            }
+        );
+        assert_eq!(query.limit, 20);
+    }
+
+    #[test]
+    fn malformed_parameters_are_refused_with_a_message() {
+        for (pairs, needle) in [
+            (vec![("priorityMin", "high")], "priorityMin"),
+            (vec![("priorityMin", "5"), ("priorityMax", "1")], "exceed"),
+            (vec![("dueBefore", "yesterday")], "dueBefore"),
+            (vec![("sort", "color")], "sort"),
+            (vec![("limit", "0")], "limit"),
+            (vec![("limit", "501")], "limit"),
+            (vec![("cursor", "zz")], "cursor"),
+            (vec![("businessKey", "")], "businessKey"),
+            (vec![("colour", "red")], "unknown parameter colour"),
+        ] {
+            let error = parse_task_query(&params(&pairs)).unwrap_err();
+            assert!(error.0.contains(needle), "{pairs:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_times_with_fractions_and_offsets() {
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(parse_time("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(
+            parse_time("2000-02-29T00:00:00.000Z"),
+            Some(951_782_400_000)
+        );
+        for bad in [
+            "2000-13-01T00:00:00Z",
+            "2000-01-01 00:00:00Z",
+            "2000-01-01T00:00:00",
+            "x",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        let sort = Sort::default();
+        let token = encode_cursor(&Cursor {
+            key: Value::from(50),
+            id: "t1".into(),
+        });
+        let query = parse_task_query(&params(&[("cursor", &token)])).unwrap();
+        assert_eq!(query.after.unwrap().id, "t1");
+        let name_cursor = encode_cursor(&Cursor {
+            key: Value::from("x"),
+            id: "t1".into(),
+        });
+        assert!(
+            decode_cursor(&name_cursor, sort).is_err(),
+            "wrong key type for sort"
+        );
+    }
+
+    #[test]
+    fn regex_metacharacters_in_search_text_are_literal() {
+        assert_eq!(escape_regex("a.b*(c)"), "a\\.b\\*\\(c\\)");
+    }
+}

@@ -1,0 +1,258 @@
+//! The MongoDB side: version-guarded bulk upserts for the projection, reads for the API, the
+//! dead-letter collection, and the fence documents the stream uses to line up its snapshot
+//! with the change stream.
+
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+
+use crate::config::MongoConfig;
+use crate::documents::{DataEntryDocument, TaskDocument};
+use crate::query::TaskQuery;
+
+pub const TASKS: &str = "tasks";
+pub const DATA_ENTRIES: &str = "data_entries";
+pub const DEAD_LETTERS: &str = "dead_letters";
+
+/// Fence documents share the tasks collection (so they travel in its change stream) and
+/// start with this prefix; they carry no principals, so no query ever returns them.
+pub const FENCE_PREFIX: &str = "~fence:";
+
+/// Duplicate key: MongoDB's answer when a stored document has the same or a newer version.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// What a bulk upsert did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Applied {
+    /// Documents whose stored version was the same or newer: nothing changed.
+    pub stale: usize,
+    /// Documents the server refused, by their index in the batch, with the reason.
+    pub refused: Vec<(usize, String)>,
+}
+
+/// The projection's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    database: Database,
+    write_concern: Bson,
+}
+
+impl Store {
+    pub async fn connect(config: &MongoConfig) -> mongodb::error::Result<Store> {
+        let mut options = ClientOptions::parse(&config.uri).await?;
+        options.app_name = Some("tasklist-api".into());
+        let client = Client::with_options(options)?;
+        let write_concern = match config.write_concern.parse::<i32>() {
+            Ok(nodes) => Bson::Int32(nodes),
+            Err(_) => Bson::String(config.write_concern.clone()),
+        };
+        Ok(Store {
+            database: client.database(&config.database),
+            write_concern,
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    pub fn tasks(&self) -> Collection<TaskDocument> {
+        self.database.collection(TASKS)
+    }
+
+    fn data_entries(&self) -> Collection<DataEntryDocument> {
+        self.database.collection(DATA_ENTRIES)
+    }
+
+    /// Creates the indexes the queries need (idempotent).
+    pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
+        let index = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_string()).build())
+                .build()
+        };
+        self.tasks()
+            .create_indexes([
+                index(
+                    doc! { "principals": 1, "state": 1, "priority": -1 },
+                    "visible_by_priority",
+                ),
+                index(
+                    doc! { "principals": 1, "state": 1, "dueSort": 1 },
+                    "visible_by_due",
+                ),
+                index(
+                    doc! { "principals": 1, "state": 1, "createTime": 1 },
+                    "visible_by_creation",
+                ),
+                index(doc! { "businessKey": 1 }, "business_key"),
+            ])
+            .await?;
+        self.data_entries()
+            .create_indexes([index(doc! { "principals": 1, "deleted": 1 }, "visible")])
+            .await?;
+        Ok(())
+    }
+
+    /// Answers when the server is reachable.
+    pub async fn ping(&self) -> mongodb::error::Result<()> {
+        self.database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+    }
+
+    /// Upserts documents, each only over an older version ("newer version wins"): duplicates,
+    /// replays and stale versions change nothing. Durable when this returns `Ok`.
+    pub async fn upsert_versioned<T: serde::Serialize>(
+        &self,
+        collection: &str,
+        documents: &[(String, i64, &T)],
+    ) -> mongodb::error::Result<Applied> {
+        if documents.is_empty() {
+            return Ok(Applied::default());
+        }
+        let mut updates = Vec::with_capacity(documents.len());
+        for (id, version, document) in documents {
+            let mut set = bson::to_document(document)?;
+            set.remove("_id");
+            updates.push(doc! {
+                "q": { "_id": id, "version": { "$lt": version } },
+                "u": { "$set": set },
+                "upsert": true,
+            });
+        }
+        let reply = self
+            .database
+            .run_command(doc! {
+                "update": collection,
+                "updates": updates,
+                "ordered": false,
+                "writeConcern": { "w": self.write_concern.clone(), "j": true },
+            })
+            .await?;
+        if let Ok(error) = reply.get_document("writeConcernError") {
+            return Err(mongodb::error::Error::custom(format!(
+                "write concern not satisfied: {error}"
+            )));
+        }
+        let mut applied = Applied::default();
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            for error in errors.iter().filter_map(Bson::as_document) {
+                let code = error.get_i32("code").unwrap_or_default();
+                let index = error
+                    .get_i32("index")
+                    .ok()
+                    .and_then(|i| usize::try_from(i).ok())
+                    .unwrap_or_default();
+                if code == DUPLICATE_KEY {
+                    applied.stale += 1;
+                } else {
+                    let message = error.get_str("errmsg").unwrap_or("refused").to_string();
+                    applied
+                        .refused
+                        .push((index, format!("MongoDB error {code}: {message}")));
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    pub async fn dead_letter(&self, letters: Vec<Document>) -> mongodb::error::Result<()> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        self.database
+            .run_command(doc! {
+                "insert": DEAD_LETTERS,
+                "documents": letters,
+                "ordered": true,
+                "writeConcern": { "w": self.write_concern.clone(), "j": true },
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// A page of the tasks visible to `principals`.
+    pub async fn list_tasks(
+        &self,
+        query: &TaskQuery,
+        principals: &[String],
+    ) -> mongodb::error::Result<Vec<TaskDocument>> {
+        self.tasks()
+            .find(query.to_mongo(principals))
+            .sort(query.mongo_sort())
+            .limit(i64::from(query.limit))
+            .await?
+            .try_collect()
+            .await
+    }
+
+    /// Every task matching the filter and visible to `principals` (a stream's snapshot).
+    pub async fn all_tasks(
+        &self,
+        query: &TaskQuery,
+        principals: &[String],
+    ) -> mongodb::error::Result<Vec<TaskDocument>> {
+        self.tasks()
+            .find(query.filter.to_mongo(principals))
+            .sort(query.mongo_sort())
+            .await?
+            .try_collect()
+            .await
+    }
+
+    /// One task, if it exists and `principals` may see it.
+    pub async fn visible_task(
+        &self,
+        id: &str,
+        principals: &[String],
+    ) -> mongodb::error::Result<Option<TaskDocument>> {
+        let task = self.tasks().find_one(doc! { "_id": id }).await?;
+        Ok(task.filter(|t| t.visible_to(principals)))
+    }
+
+    pub async fn list_data_entries(
+        &self,
+        principals: &[String],
+        entry_type: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> mongodb::error::Result<Vec<DataEntryDocument>> {
+        let mut filter = doc! { "principals": { "$in": principals }, "deleted": false };
+        if let Some(entry_type) = entry_type {
+            filter.insert("entryType", entry_type);
+        }
+        if let Some(after) = after {
+            filter.insert("_id", doc! { "$gt": after });
+        }
+        self.data_entries()
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit))
+            .await?
+            .try_collect()
+            .await
+    }
+
+    pub async fn visible_data_entry(
+        &self,
+        id: &str,
+        principals: &[String],
+    ) -> mongodb::error::Result<Option<DataEntryDocument>> {
+        let entry = self.data_entries().find_one(doc! { "_id": id }).await?;
+        Ok(entry.filter(|e| !e.deleted && e.principals.iter().any(|p| principals.contains(p))))
+    }
+
+    /// Writes a fence into the tasks collection; its change event marks everything before it.
+    pub async fn write_fence(&self, fence: &str) -> mongodb::error::Result<()> {
+        let fences = self.database.collection::<Document>(TASKS);
+        fences
+            .insert_one(doc! { "_id": fence, "fence": true })
+            .await?;
+        fences.delete_one(doc! { "_id": fence }).await?;
+        Ok(())
+    }
+}
