@@ -215,8 +215,10 @@ start_mongo() {
     port=$(free_port)
     mkdir -p "$STATE/mongo"
     log "MongoDB: starting nx-27017 on port $port"
+    # --data-dir: one SQLite file per database. (With --db, every database shares one set of
+    # collections, and tests that use a database each would see each other's documents.)
     nohup "$VENV/bin/python" "$ROOT/scripts/mongo-launcher.py" --host 127.0.0.1 -p "$port" \
-        --db "$STATE/mongo/data.db" > "$STATE/mongo.log" 2>&1 < /dev/null &
+        --data-dir "$STATE/mongo/data" > "$STATE/mongo.log" 2>&1 < /dev/null &
     echo $! > "$pid_file"
     wait_until 30 "nx-27017 on port $port" port_open "$port"
     set_env TASKPOOL_MONGO_PORT "$port"
@@ -261,7 +263,7 @@ case "${1:-}" in
         reset_postgres
         # A fresh MongoDB data file for each full test run.
         stop_pid "$STATE/mongo.pid" MongoDB
-        rm -f "$STATE"/mongo/data.db*
+        rm -rf "$STATE"/mongo/data "$STATE"/mongo/data.db*
         start_mongo
         ;;
     status)

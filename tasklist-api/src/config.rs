@@ -31,9 +31,17 @@ pub struct MongoConfig {
     pub uri: String,
     #[serde(default = "defaults::database")]
     pub database: String,
-    /// Write concern of projection writes: `majority` (default) or a number of nodes.
+    /// Write concern of projection writes: `"majority"` (default) or a number of nodes.
     #[serde(default = "defaults::write_concern")]
-    pub write_concern: String,
+    pub write_concern: WriteConcern,
+}
+
+/// How many nodes must have a write (journaled) before the projection moves on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum WriteConcern {
+    Nodes(u32),
+    Named(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,8 +111,8 @@ mod defaults {
     pub fn database() -> String {
         "taskpool".into()
     }
-    pub fn write_concern() -> String {
-        "majority".into()
+    pub fn write_concern() -> super::WriteConcern {
+        super::WriteConcern::Named("majority".into())
     }
     pub fn topic_prefix() -> String {
         "taskpool".into()

@@ -67,6 +67,7 @@ pub async fn run(
             batch = next_batch(&consumer, config.batch_size, wait) => batch?,
             _ = shutdown.requested() => break,
         };
+        tracing::debug!(messages = batch.len(), "applying a batch");
         if !apply_until_durable(&store, &batch, &metrics, &mut shutdown).await {
             break;
         }

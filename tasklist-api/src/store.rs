@@ -7,7 +7,7 @@ use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 
-use crate::config::MongoConfig;
+use crate::config::{MongoConfig, WriteConcern};
 use crate::documents::{DataEntryDocument, TaskDocument};
 use crate::query::TaskQuery;
 
@@ -43,9 +43,9 @@ impl Store {
         let mut options = ClientOptions::parse(&config.uri).await?;
         options.app_name = Some("tasklist-api".into());
         let client = Client::with_options(options)?;
-        let write_concern = match config.write_concern.parse::<i32>() {
-            Ok(nodes) => Bson::Int32(nodes),
-            Err(_) => Bson::String(config.write_concern.clone()),
+        let write_concern = match &config.write_concern {
+            WriteConcern::Nodes(nodes) => Bson::Int64(i64::from(*nodes)),
+            WriteConcern::Named(name) => Bson::String(name.clone()),
         };
         Ok(Store {
             database: client.database(&config.database),

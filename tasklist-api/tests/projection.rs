@@ -1,0 +1,81 @@
+//! The projection against a real broker and a real MongoDB-wire server.
+
+mod support;
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use support::*;
+use taskpool_schemas::TaskState;
+use taskpool_testkit::wait_for;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_become_documents_and_duplicates_or_older_versions_change_nothing() {
+    let world = World::new().await;
+    let service = world.start().await;
+    world
+        .send_task(&task_event("t1", 1, Some("kermit"), &[], TaskState::Active))
+        .await;
+    world.wait_for_version("t1", 1).await;
+
+    let v3 = task_event("t1", 3, Some("piggy"), &["muppets"], TaskState::Active);
+    world.send_task(&v3).await;
+    world
+        .send_task(&task_event("t1", 2, Some("gonzo"), &[], TaskState::Active))
+        .await;
+    world.send_task(&v3).await;
+    // A marker task sent last: once it is stored, everything before it was consumed.
+    world
+        .send_task(&task_event("t1-marker", 1, None, &[], TaskState::Active))
+        .await;
+    world.wait_for_version("t1-marker", 1).await;
+
+    let tasks = world.mongo().await.collection::<Document>("tasks");
+    let stored = tasks.find_one(doc! { "_id": "t1" }).await.unwrap().unwrap();
+    assert_eq!(integer(&stored, "version"), Some(3), "v3 then v2 leaves v3");
+    assert_eq!(stored.get_str("assignee").unwrap(), "piggy");
+    let principals: Vec<&str> = stored
+        .get_array("principals")
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert_eq!(principals, ["group:muppets", "user:piggy"]);
+    assert_eq!(tasks.count_documents(doc! {}).await.unwrap(), 2);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_lands_in_the_dead_letter_collection_and_the_following_are_applied() {
+    let world = World::new().await;
+    let service = world.start().await;
+    let topic = format!("{}.tasks", world.prefix);
+    world.send(&topic, "bad", b"not avro at all".to_vec()).await;
+    world
+        .send_task(&task_event(
+            "after",
+            1,
+            Some("kermit"),
+            &[],
+            TaskState::Active,
+        ))
+        .await;
+    world.wait_for_version("after", 1).await;
+
+    let dead = world.mongo().await.collection::<Document>("dead_letters");
+    let letter = wait_for("the dead letter", DEADLINE, || async {
+        dead.find_one(doc! {}).await.ok().flatten()
+    })
+    .await;
+    assert_eq!(letter.get_str("topic").unwrap(), topic);
+    assert_eq!(letter.get_str("key").unwrap(), "bad");
+    assert!(letter.get_i32("partition").is_ok());
+    assert!(integer(&letter, "offset").is_some());
+    assert_eq!(
+        letter.get_binary_generic("payload").unwrap().as_slice(),
+        b"not avro at all"
+    );
+    assert!(letter.get_str("reason").unwrap().contains("undecodable"));
+    service.stop().await;
+    let _ = Duration::ZERO;
+}
