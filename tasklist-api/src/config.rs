@@ -96,8 +96,8 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamConfig {
-    /// Events buffered per stream connection; a client that falls this far behind gets
-    /// `resync` and is disconnected.
+    /// Events buffered per stream connection (bursts of changes included); a client that
+    /// falls this far behind gets `resync` and is disconnected. Unused slots cost nothing.
     pub buffer: usize,
     /// Seconds between heartbeats on idle streams.
     pub heartbeat_secs: u64,
@@ -145,7 +145,7 @@ impl Default for HttpConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
-            buffer: 64,
+            buffer: 1024,
             heartbeat_secs: 15,
             resume_window_secs: 120,
             resume_events: 256,

@@ -22,6 +22,28 @@ pub const FENCE_PREFIX: &str = "~fence:";
 /// Duplicate key: MongoDB's answer when a stored document has the same or a newer version.
 const DUPLICATE_KEY: i32 = 11000;
 
+/// Commands stay well below MongoDB's 16 MiB document limit.
+const MAX_COMMAND_BYTES: usize = 8 * 1024 * 1024;
+
+/// Splits documents into runs whose encoded size stays under `limit` (a single larger
+/// document travels alone, and the server decides).
+fn chunks_under(documents: Vec<Document>, limit: usize) -> Vec<Vec<Document>> {
+    let mut chunks: Vec<Vec<Document>> = Vec::new();
+    let mut size = 0;
+    for document in documents {
+        let length = bson::to_vec(&document).map_or(0, |bytes| bytes.len());
+        match chunks.last_mut() {
+            Some(chunk) if size + length <= limit => chunk.push(document),
+            _ => {
+                chunks.push(vec![document]);
+                size = 0;
+            }
+        }
+        size += length;
+    }
+    chunks
+}
+
 /// What a bulk upsert did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Applied {
@@ -111,9 +133,6 @@ impl Store {
         collection: &str,
         documents: &[(String, i64, &T)],
     ) -> mongodb::error::Result<Applied> {
-        if documents.is_empty() {
-            return Ok(Applied::default());
-        }
         let mut updates = Vec::with_capacity(documents.len());
         for (id, version, document) in documents {
             let mut set = bson::to_document(document)?;
@@ -124,55 +143,59 @@ impl Store {
                 "upsert": true,
             });
         }
-        let reply = self
-            .database
-            .run_command(doc! {
-                "update": collection,
-                "updates": updates,
-                "ordered": false,
-                "writeConcern": { "w": self.write_concern.clone(), "j": true },
-            })
-            .await?;
-        if let Ok(error) = reply.get_document("writeConcernError") {
-            return Err(mongodb::error::Error::custom(format!(
-                "write concern not satisfied: {error}"
-            )));
-        }
         let mut applied = Applied::default();
-        if let Ok(errors) = reply.get_array("writeErrors") {
-            for error in errors.iter().filter_map(Bson::as_document) {
-                let code = error.get_i32("code").unwrap_or_default();
-                let index = error
-                    .get_i32("index")
-                    .ok()
-                    .and_then(|i| usize::try_from(i).ok())
-                    .unwrap_or_default();
-                if code == DUPLICATE_KEY {
-                    applied.stale += 1;
-                } else {
-                    let message = error.get_str("errmsg").unwrap_or("refused").to_string();
-                    applied
-                        .refused
-                        .push((index, format!("MongoDB error {code}: {message}")));
+        let mut offset = 0;
+        for chunk in chunks_under(updates, MAX_COMMAND_BYTES) {
+            let count = chunk.len();
+            let reply = self
+                .database
+                .run_command(doc! {
+                    "update": collection,
+                    "updates": chunk,
+                    "ordered": false,
+                    "writeConcern": { "w": self.write_concern.clone(), "j": true },
+                })
+                .await?;
+            if let Ok(error) = reply.get_document("writeConcernError") {
+                return Err(mongodb::error::Error::custom(format!(
+                    "write concern not satisfied: {error}"
+                )));
+            }
+            if let Ok(errors) = reply.get_array("writeErrors") {
+                for error in errors.iter().filter_map(Bson::as_document) {
+                    let code = error.get_i32("code").unwrap_or_default();
+                    let index = error
+                        .get_i32("index")
+                        .ok()
+                        .and_then(|i| usize::try_from(i).ok())
+                        .unwrap_or_default();
+                    if code == DUPLICATE_KEY {
+                        applied.stale += 1;
+                    } else {
+                        let message = error.get_str("errmsg").unwrap_or("refused").to_string();
+                        applied
+                            .refused
+                            .push((offset + index, format!("MongoDB error {code}: {message}")));
+                    }
                 }
             }
+            offset += count;
         }
         Ok(applied)
     }
 
     pub async fn dead_letter(&self, letters: Vec<Document>) -> mongodb::error::Result<()> {
-        if letters.is_empty() {
-            return Ok(());
+        for chunk in chunks_under(letters, MAX_COMMAND_BYTES) {
+            self.database
+                .run_command(doc! {
+                    "insert": DEAD_LETTERS,
+                    "documents": chunk,
+                    "ordered": true,
+                    "writeConcern": { "w": self.write_concern.clone(), "j": true },
+                })
+                .await?;
         }
-        self.database
-            .run_command(doc! {
-                "insert": DEAD_LETTERS,
-                "documents": letters,
-                "ordered": true,
-                "writeConcern": { "w": self.write_concern.clone(), "j": true },
-            })
-            .await
-            .map(|_| ())
+        Ok(())
     }
 
     /// A page of the tasks visible to `principals`.
@@ -254,5 +277,28 @@ impl Store {
             .await?;
         fences.delete_one(doc! { "_id": fence }).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_split_below_the_size_limit_keeping_order() {
+        let documents: Vec<Document> = (0..10)
+            .map(|i| doc! { "i": i, "blob": "x".repeat(100) })
+            .collect();
+        let one = bson::to_vec(&documents[0]).unwrap().len();
+        let chunks = chunks_under(documents, one * 3);
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        let order: Vec<i32> = chunks
+            .iter()
+            .flatten()
+            .map(|d| d.get_i32("i").unwrap())
+            .collect();
+        assert_eq!(order, (0..10).collect::<Vec<_>>());
+        assert!(chunks_under(Vec::new(), 10).is_empty());
     }
 }

@@ -1,0 +1,296 @@
+//! The HTTP API over a real socket: identity, visibility, filters, errors, operations.
+
+mod support;
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use support::*;
+use taskpool_schemas::{
+    DataEntry, DataEntryEvent, DataEntryState, Payload, ProcessingType, TaskState, Timestamp,
+};
+
+async fn seeded() -> (World, Service) {
+    let world = World::new().await;
+    let service = world.start().await;
+    let mut urgent = task_event("urgent", 1, Some("kermit"), &[], TaskState::Active);
+    urgent.task.priority = 90;
+    urgent.task.due_date = Some(Timestamp(2_000));
+    urgent.task.description = Some("Ship the ORDER today".into());
+    world.send_task(&urgent).await;
+    let mut normal = task_event("normal", 1, None, &["muppets"], TaskState::Active);
+    normal.task.priority = 50;
+    normal.task.due_date = Some(Timestamp(5_000));
+    world.send_task(&normal).await;
+    let mut low = task_event("low", 1, Some("kermit"), &[], TaskState::Active);
+    low.task.priority = 10;
+    low.task.source_reference.process_definition_key = "invoice".into();
+    world.send_task(&low).await;
+    world
+        .send_task(&task_event(
+            "piggys",
+            1,
+            Some("piggy"),
+            &[],
+            TaskState::Active,
+        ))
+        .await;
+    world
+        .send_data_entry(&DataEntryEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "DataEntryCreated".into(),
+            version: 1,
+            occurred_at: Timestamp::now(),
+            data_entry: DataEntry {
+                entry_type: "io.shop.Order".into(),
+                entry_id: "1".into(),
+                type_name: "Order".into(),
+                application_name: "shop".into(),
+                name: "Order 1".into(),
+                description: None,
+                state: DataEntryState {
+                    processing_type: ProcessingType::InProgress,
+                    state: "Submitted".into(),
+                },
+                payload: Payload::default(),
+                correlations: vec![],
+                authorized_users: ["kermit".to_string()].into(),
+                authorized_groups: Default::default(),
+                form_key: None,
+                protocol: vec![],
+                deleted: false,
+            },
+        })
+        .await;
+    for id in ["urgent", "normal", "low", "piggys"] {
+        world.wait_for_version(id, 1).await;
+    }
+    (world, service)
+}
+
+fn ids(reply: &Reply) -> Vec<String> {
+    reply.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_only_the_callers_tasks_with_filters_sort_and_pages() {
+    let (_world, service) = seeded().await;
+    let kermit = token("kermit", &["muppets"]);
+    let address = service.address.clone();
+    let at = |path: &str| {
+        let path = path.to_string();
+        let (address, kermit) = (address.clone(), kermit.clone());
+        async move { get(&address, &path, Some(&kermit)).await }
+    };
+
+    let all = at("/api/tasks").await;
+    assert_eq!(all.status, 200);
+    assert_eq!(all.headers["content-type"], "application/json");
+    assert_eq!(
+        ids(&all),
+        ["urgent", "normal", "low"],
+        "by priority, highest first"
+    );
+    assert!(
+        all.json()["items"][0].get("principals").is_none(),
+        "internals stay inside"
+    );
+
+    assert_eq!(
+        ids(&at("/api/tasks?sort=priority").await),
+        ["low", "normal", "urgent"]
+    );
+    assert_eq!(
+        ids(&at("/api/tasks?priorityMin=40&priorityMax=60").await),
+        ["normal"]
+    );
+    assert_eq!(
+        ids(&at("/api/tasks?dueBefore=1970-01-01T00:00:03Z").await),
+        ["urgent"]
+    );
+    assert_eq!(ids(&at("/api/tasks?dueAfter=3000").await), ["normal"]);
+    assert_eq!(ids(&at("/api/tasks?q=order").await), ["urgent"]);
+    assert_eq!(
+        ids(&at("/api/tasks?processDefinitionKey=invoice").await),
+        ["low"]
+    );
+    assert_eq!(
+        ids(&at("/api/tasks?businessKey=bk-normal").await),
+        ["normal"]
+    );
+
+    let first = at("/api/tasks?limit=2").await;
+    assert_eq!(ids(&first), ["urgent", "normal"]);
+    let cursor = first.json()["nextCursor"].as_str().unwrap().to_string();
+    let second = at(&format!("/api/tasks?limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&second), ["low"]);
+    assert!(second.json()["nextCursor"].is_null());
+
+    let one = at("/api/tasks/urgent").await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["id"], "urgent");
+    let entries = at("/api/data-entries").await;
+    assert_eq!(ids(&entries), ["io.shop.Order:1"]);
+    assert_eq!(
+        at("/api/data-entries/io.shop.Order/1").await.json()["name"],
+        "Order 1"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_and_visibility_errors_are_json_with_the_right_status() {
+    let (_world, service) = seeded().await;
+    let address = &service.address;
+
+    let none = get(address, "/api/tasks", None).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.headers["www-authenticate"], "Bearer");
+    assert_eq!(none.json()["error"], "unauthorized");
+
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "sub": "kermit", "exp": 4_102_444_800u64 }),
+        &jsonwebtoken::EncodingKey::from_secret(b"not-the-secret-not-the-secret-xx"),
+    )
+    .unwrap();
+    let bad = get(address, "/api/tasks", Some(&forged)).await;
+    assert_eq!(bad.status, 401);
+    assert_eq!(get(address, STREAM_PATH, Some(&forged)).await.status, 401);
+
+    let kermit = token("kermit", &[]);
+    let other = get(address, "/api/tasks/piggys", Some(&kermit)).await;
+    assert_eq!(other.status, 404, "another user's task is not found");
+    assert_eq!(other.json()["error"], "not_found");
+    assert_eq!(
+        get(
+            address,
+            "/api/data-entries/io.shop.Order/1",
+            Some(&token("piggy", &[]))
+        )
+        .await
+        .status,
+        404
+    );
+
+    for bad_query in [
+        "/api/tasks?priorityMin=high",
+        "/api/tasks?sort=colour",
+        "/api/tasks?limit=0",
+        "/api/tasks?cursor=zz",
+        "/api/tasks?dueBefore=yesterday",
+        "/api/tasks?q=a&q=b",
+        "/api/tasks?unknown=1",
+        "/api/tasks/stream?limit=5",
+        "/api/data-entries?limit=x",
+    ] {
+        let reply = get(address, bad_query, Some(&kermit)).await;
+        assert_eq!(reply.status, 400, "{bad_query}: {}", reply.body);
+        let body = reply.json();
+        assert_eq!(body["error"], "bad_request");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let missing = get(address, "/no/such/route", Some(&kermit)).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "not_found");
+    service.stop().await;
+}
+
+const STREAM_PATH: &str = "/api/tasks/stream";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_openapi_are_served() {
+    let world = World::new().await;
+    let service = world.start().await;
+    let address = &service.address;
+    assert_eq!(get(address, "/health/live", None).await.status, 200);
+    let ready = get(address, "/health/ready", None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["changeStream"], true);
+    let metrics = get(address, "/metrics", None).await;
+    assert!(
+        metrics
+            .body
+            .contains("taskpool_tasklist_consumed_events_total")
+    );
+    assert!(metrics.body.contains("taskpool_tasklist_open_streams"));
+    assert!(
+        metrics
+            .body
+            .contains("taskpool_tasklist_delivery_latency_seconds_bucket")
+    );
+    let openapi = get(address, "/openapi.json", None).await.json();
+    assert_eq!(openapi["openapi"], "3.0.3");
+    for route in tasklist_api::http::ROUTES {
+        assert!(openapi["paths"].get(route).is_some(), "{route}");
+    }
+    service.stop().await;
+}
+
+fn hostile_text() -> impl Strategy<Value = String> {
+    let pieces = prop_oneof![
+        Just("%".to_string()),
+        Just("%00".to_string()),
+        Just("%FF%FE".to_string()),
+        Just("&".to_string()),
+        Just("=".to_string()),
+        Just("+".to_string()),
+        Just("[".to_string()),
+        Just("{\"$ne\":1}".to_string()),
+        Just("$where".to_string()),
+        Just(".*".to_string()),
+        Just("-".to_string()),
+        Just("9".repeat(40)),
+        Just("\\".to_string()),
+        "[a-zA-Z]{1,12}".prop_map(|s| s),
+        Just("priorityMin".to_string()),
+        Just("sort".to_string()),
+        Just("cursor".to_string()),
+        Just("dueBefore".to_string()),
+        Just("limit".to_string()),
+    ];
+    proptest::collection::vec(pieces, 0..12).prop_map(|parts| parts.concat())
+}
+
+#[test]
+fn nothing_panics_on_hostile_query_strings() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_world, service) = runtime.block_on(async {
+        let world = World::new().await;
+        let service = world.start().await;
+        (world, service)
+    });
+    let bearer = token("kermit", &["muppets"]);
+    let mut config = ProptestConfig::with_cases(64);
+    config.failure_persistence = None;
+    proptest!(config, |(query in hostile_text(), path in prop_oneof![Just("/api/tasks"), Just("/api/data-entries")])| {
+        // Characters HTTP allows in a query stay raw (so '%', '&', '=' and '+' stay hostile);
+        // the rest is percent-encoded, as any client must.
+        let encoded: String = query
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%[]".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let reply = runtime.block_on(get(&service.address, &format!("{path}?{encoded}"), Some(&bearer)));
+        prop_assert!(reply.status == 200 || reply.status == 400, "{} for {encoded}: {}", reply.status, reply.body);
+        let body: serde_json::Value = serde_json::from_str(&reply.body)
+            .unwrap_or_else(|_| panic!("not JSON ({}) for {path}?{encoded}: {:?}", reply.status, reply.body));
+        prop_assert!(body.is_object());
+        let _: HashMap<String, serde_json::Value> = serde_json::from_value(body).unwrap();
+    });
+    runtime.block_on(service.stop());
+}
