@@ -34,6 +34,9 @@ pub struct MongoConfig {
     /// Write concern of projection writes: `"majority"` (default) or a number of nodes.
     #[serde(default = "defaults::write_concern")]
     pub write_concern: WriteConcern,
+    /// Any single MongoDB operation that takes longer fails (and is retried where it can be).
+    #[serde(default = "defaults::operation_timeout_ms")]
+    pub operation_timeout_ms: u64,
 }
 
 /// How many nodes must have a write (journaled) before the projection moves on.
@@ -113,6 +116,9 @@ mod defaults {
     }
     pub fn write_concern() -> super::WriteConcern {
         super::WriteConcern::Named("majority".into())
+    }
+    pub fn operation_timeout_ms() -> u64 {
+        30_000
     }
     pub fn topic_prefix() -> String {
         "taskpool".into()

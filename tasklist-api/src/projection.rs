@@ -67,7 +67,11 @@ pub async fn run(
             batch = next_batch(&consumer, config.batch_size, wait) => batch?,
             _ = shutdown.requested() => break,
         };
-        tracing::debug!(messages = batch.len(), "applying a batch");
+        tracing::debug!(
+            messages = batch.len(),
+            first = ?batch.first().map(|m| (m.partition(), m.offset(), String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())),
+            "applying a batch"
+        );
         if !apply_until_durable(&store, &batch, &metrics, &mut shutdown).await {
             break;
         }

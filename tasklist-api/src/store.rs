@@ -58,6 +58,9 @@ pub struct Applied {
 pub struct Store {
     database: Database,
     write_concern: Bson,
+    /// Every operation gives up after this long: a server that stops answering becomes an
+    /// error (and a retry), never a hang.
+    timeout: std::time::Duration,
 }
 
 impl Store {
@@ -72,7 +75,21 @@ impl Store {
         Ok(Store {
             database: client.database(&config.database),
             write_concern,
+            timeout: std::time::Duration::from_millis(config.operation_timeout_ms),
         })
+    }
+
+    async fn timed<T>(
+        &self,
+        operation: impl std::future::IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> mongodb::error::Result<T> {
+        match tokio::time::timeout(self.timeout, operation.into_future()).await {
+            Ok(result) => result,
+            Err(_) => Err(mongodb::error::Error::custom(format!(
+                "MongoDB did not answer within {:?}",
+                self.timeout
+            ))),
+        }
     }
 
     pub fn database(&self) -> &Database {
@@ -148,13 +165,12 @@ impl Store {
         for chunk in chunks_under(updates, MAX_COMMAND_BYTES) {
             let count = chunk.len();
             let reply = self
-                .database
-                .run_command(doc! {
+                .timed(self.database.run_command(doc! {
                     "update": collection,
                     "updates": chunk,
                     "ordered": false,
                     "writeConcern": { "w": self.write_concern.clone(), "j": true },
-                })
+                }))
                 .await?;
             if let Ok(error) = reply.get_document("writeConcernError") {
                 return Err(mongodb::error::Error::custom(format!(
@@ -186,14 +202,13 @@ impl Store {
 
     pub async fn dead_letter(&self, letters: Vec<Document>) -> mongodb::error::Result<()> {
         for chunk in chunks_under(letters, MAX_COMMAND_BYTES) {
-            self.database
-                .run_command(doc! {
-                    "insert": DEAD_LETTERS,
-                    "documents": chunk,
-                    "ordered": true,
-                    "writeConcern": { "w": self.write_concern.clone(), "j": true },
-                })
-                .await?;
+            self.timed(self.database.run_command(doc! {
+                "insert": DEAD_LETTERS,
+                "documents": chunk,
+                "ordered": true,
+                "writeConcern": { "w": self.write_concern.clone(), "j": true },
+            }))
+            .await?;
         }
         Ok(())
     }
@@ -204,13 +219,16 @@ impl Store {
         query: &TaskQuery,
         principals: &[String],
     ) -> mongodb::error::Result<Vec<TaskDocument>> {
-        self.tasks()
-            .find(query.to_mongo(principals))
-            .sort(query.mongo_sort())
-            .limit(i64::from(query.limit))
-            .await?
-            .try_collect()
-            .await
+        self.timed(async {
+            self.tasks()
+                .find(query.to_mongo(principals))
+                .sort(query.mongo_sort())
+                .limit(i64::from(query.limit))
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
     }
 
     /// Every task matching the filter and visible to `principals` (a stream's snapshot).
@@ -219,12 +237,15 @@ impl Store {
         query: &TaskQuery,
         principals: &[String],
     ) -> mongodb::error::Result<Vec<TaskDocument>> {
-        self.tasks()
-            .find(query.filter.to_mongo(principals))
-            .sort(query.mongo_sort())
-            .await?
-            .try_collect()
-            .await
+        self.timed(async {
+            self.tasks()
+                .find(query.filter.to_mongo(principals))
+                .sort(query.mongo_sort())
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
     }
 
     /// One task, if it exists and `principals` may see it.
@@ -233,7 +254,9 @@ impl Store {
         id: &str,
         principals: &[String],
     ) -> mongodb::error::Result<Option<TaskDocument>> {
-        let task = self.tasks().find_one(doc! { "_id": id }).await?;
+        let task = self
+            .timed(self.tasks().find_one(doc! { "_id": id }))
+            .await?;
         Ok(task.filter(|t| t.visible_to(principals)))
     }
 
@@ -251,13 +274,16 @@ impl Store {
         if let Some(after) = after {
             filter.insert("_id", doc! { "$gt": after });
         }
-        self.data_entries()
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(i64::from(limit))
-            .await?
-            .try_collect()
-            .await
+        self.timed(async {
+            self.data_entries()
+                .find(filter)
+                .sort(doc! { "_id": 1 })
+                .limit(i64::from(limit))
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
     }
 
     pub async fn visible_data_entry(
@@ -265,7 +291,9 @@ impl Store {
         id: &str,
         principals: &[String],
     ) -> mongodb::error::Result<Option<DataEntryDocument>> {
-        let entry = self.data_entries().find_one(doc! { "_id": id }).await?;
+        let entry = self
+            .timed(self.data_entries().find_one(doc! { "_id": id }))
+            .await?;
         Ok(entry.filter(|e| !e.deleted && e.principals.iter().any(|p| principals.contains(p))))
     }
 

@@ -79,3 +79,89 @@ async fn a_poison_message_lands_in_the_dead_letter_collection_and_the_following_
     service.stop().await;
     let _ = Duration::ZERO;
 }
+
+async fn wait_for_retries(service: &Service, above: u64) {
+    wait_for("the projection to retry its writes", DEADLINE, || async {
+        let retries = service
+            .running
+            .metrics
+            .write_retries
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (retries > above).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_stopped_and_restarted_loses_nothing_and_offsets_never_run_ahead() {
+    let mut mongo = PrivateMongo::start().await;
+    let world = World::with_mongo(mongo.uri()).await;
+    let service = world.start().await;
+    world
+        .send_task(&task_event(
+            "before",
+            1,
+            Some("kermit"),
+            &[],
+            TaskState::Active,
+        ))
+        .await;
+    world.wait_for_version("before", 1).await;
+
+    // Down while the service runs: the consumer waits, then resumes where it was.
+    mongo.kill().await;
+    for n in 0..20 {
+        world
+            .send_task(&task_event(
+                &format!("a-{n}"),
+                1,
+                Some("kermit"),
+                &[],
+                TaskState::Active,
+            ))
+            .await;
+    }
+    wait_for_retries(&service, 0).await;
+    mongo.restart().await;
+    for n in 0..20 {
+        world.wait_for_version(&format!("a-{n}"), 1).await;
+    }
+
+    // Down again: while the writes fail, the group's committed offsets must stay before the
+    // unwritten messages (or a restart would skip them).
+    let before_b = world.end_offsets().await;
+    let retries = service
+        .running
+        .metrics
+        .write_retries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    mongo.kill().await;
+    for n in 0..20 {
+        world
+            .send_task(&task_event(
+                &format!("b-{n}"),
+                1,
+                Some("kermit"),
+                &[],
+                TaskState::Active,
+            ))
+            .await;
+    }
+    // Several failed attempts span more than one auto-commit interval (1 s).
+    wait_for_retries(&service, retries + 4).await;
+    let committed = world.committed_offsets().await;
+    for (partition, offset) in &committed {
+        assert!(
+            *offset <= before_b[partition],
+            "partition {partition}: committed {offset}, but messages from {} on are not written",
+            before_b[partition]
+        );
+    }
+    mongo.restart().await;
+    for n in 0..20 {
+        world.wait_for_version(&format!("b-{n}"), 1).await;
+    }
+    let tasks = world.mongo().await.collection::<Document>("tasks");
+    assert_eq!(tasks.count_documents(doc! {}).await.unwrap(), 41);
+    service.stop().await;
+}

@@ -11,6 +11,7 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use tasklist_api::config::Config;
@@ -95,6 +96,7 @@ impl World {
             ("KAFKA__GROUP_ID", self.group.clone()),
             ("IDENTITY__HS256_SECRET", SECRET.into()),
             ("STREAM__HEARTBEAT_SECS", "1".into()),
+            ("MONGODB__OPERATION_TIMEOUT_MS", "5000".into()),
         ]
         .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
         Config::from_sources("", env).expect("test configuration")
@@ -134,6 +136,56 @@ impl World {
             )
             .await
             .expect("produce");
+    }
+
+    /// The end offset of each partition of the tasks topic.
+    pub async fn end_offsets(&self) -> BTreeMap<i32, i64> {
+        let consumer = self.offsets_reader();
+        let topic = format!("{}.tasks", self.prefix);
+        tokio::task::spawn_blocking(move || {
+            (0..3)
+                .map(|p| {
+                    let (_, high) = consumer
+                        .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                        .expect("watermarks");
+                    (p, high)
+                })
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The offsets the service's consumer group committed for the tasks topic.
+    pub async fn committed_offsets(&self) -> BTreeMap<i32, i64> {
+        let consumer = self.offsets_reader();
+        let topic = format!("{}.tasks", self.prefix);
+        tokio::task::spawn_blocking(move || {
+            let mut partitions = rdkafka::TopicPartitionList::new();
+            for p in 0..3 {
+                partitions.add_partition(&topic, p);
+            }
+            let committed = consumer
+                .committed_offsets(partitions, Duration::from_secs(10))
+                .expect("committed offsets");
+            committed
+                .elements()
+                .iter()
+                .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(0).max(0)))
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// A consumer in the service's group that never joins it: it only reads offsets.
+    fn offsets_reader(&self) -> rdkafka::consumer::BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap()
     }
 
     pub async fn mongo(&self) -> mongodb::Database {
@@ -491,5 +543,87 @@ pub fn task_event(
             state,
             delete_reason: None,
         },
+    }
+}
+
+/// A private MongoDB-wire server (so a test may stop and restart it), keeping its data in a
+/// temporary directory across restarts.
+pub struct PrivateMongo {
+    pub port: u16,
+    pub data: std::path::PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateMongo {
+    pub async fn start() -> PrivateMongo {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = std::env::temp_dir().join(format!("tasklist-mongo-{}", uuid::Uuid::new_v4()));
+        let mut mongo = PrivateMongo {
+            port,
+            data,
+            child: None,
+        };
+        mongo.restart().await;
+        mongo
+    }
+
+    pub fn uri(&self) -> String {
+        // Quick heartbeats: the driver notices the restarted server within a second.
+        format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true&heartbeatFrequencyMS=500&serverSelectionTimeoutMS=5000",
+            self.port
+        )
+    }
+
+    /// Starts the server (again) on the same port and data.
+    pub async fn restart(&mut self) {
+        let child = tokio::process::Command::new(required_env("MONGO_PYTHON"))
+            .arg(required_env("MONGO_LAUNCHER"))
+            .args([
+                "--host",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "--data-dir",
+            ])
+            .arg(&self.data)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(match std::env::var("TASKPOOL_TEST_MONGO_LOG") {
+                Ok(path) => std::process::Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .unwrap(),
+                ),
+                Err(_) => std::process::Stdio::null(),
+            })
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a private MongoDB-wire server");
+        self.child = Some(child);
+        let address = format!("127.0.0.1:{}", self.port);
+        wait_for("the private MongoDB to listen", DEADLINE, || async {
+            TcpStream::connect(&address).await.ok().map(|_| ())
+        })
+        .await;
+    }
+
+    /// Kills the server at once (no clean shutdown).
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
