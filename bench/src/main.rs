@@ -4,10 +4,15 @@
 //! `scripts/services.sh env`), measures the system and a raw baseline alternately in one run,
 //! prints a table and ends with one `RESULT name=value ...` line.
 
+/// The allocator the tasklist-api binary uses, so the in-process service measures the same.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod outbox;
 mod relay;
 mod setup;
 mod stats;
+mod tasklist;
 
 use std::process::ExitCode;
 
@@ -19,7 +24,11 @@ benchmarks:
   relay           the relay draining pre-filled outbox events to Kafka vs a raw producer
                   options: --events N (100000) --rounds N (3) --batch-size N --in-flight N
   relay-latency   commit-to-delivery latency at a steady rate
-                  options: --rate N (500 per second) --seconds N (30)";
+                  options: --rate N (500 per second) --seconds N (30)
+  projection      task events from Kafka into MongoDB vs the same bulk upserts done directly
+                  options: --events N (100000)
+  fanout          stream clients all receiving one change: latency and server memory
+                  options: --clients N (10000) --processes N (4, one 127.0.0.x each)";
 
 /// `--name value` options after the benchmark name.
 #[derive(Debug, Default)]
@@ -84,7 +93,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The fan-out clients run single-threaded: their processes share the cores with the
+    // server under test, and one thread per process keeps them cheap.
+    let runtime = if benchmark == "fanout-clients" {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
@@ -95,6 +113,9 @@ fn main() -> ExitCode {
         "outbox" => runtime.block_on(outbox::run(&options)),
         "relay" => runtime.block_on(relay::throughput(&options)),
         "relay-latency" => runtime.block_on(relay::latency(&options)),
+        "projection" => runtime.block_on(tasklist::projection(&options)),
+        "fanout" => runtime.block_on(tasklist::fanout(&options)),
+        "fanout-clients" => runtime.block_on(tasklist::fanout_clients(&options)),
         other => {
             eprintln!("unknown benchmark {other}\n\n{USAGE}");
             return ExitCode::from(2);

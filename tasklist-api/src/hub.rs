@@ -306,7 +306,6 @@ impl State {
                     },
                 );
                 self.buffering.insert(session);
-                self.count_open();
                 let _ = reply.send(Registration {
                     session,
                     attachment: 1,
@@ -336,7 +335,6 @@ impl State {
                 {
                     state.outbound = None;
                     state.detached_since = Some(Instant::now());
-                    self.count_open();
                 }
             }
             Command::Resume {
@@ -384,7 +382,6 @@ impl State {
             events,
             overflowed: state.overflowed.clone(),
         };
-        self.count_open();
         Ok(registration)
     }
 
@@ -405,13 +402,14 @@ impl State {
                 if let Some(sessions) = self.holders.get(&task.id) {
                     candidates.extend(sessions);
                 }
+                let mut body = None;
                 for session in candidates {
                     if self
                         .sessions
                         .get(&session)
                         .is_some_and(|s| s.phase == Phase::Live)
                     {
-                        self.deliver(session, &task);
+                        self.deliver(session, &task, &mut body);
                     }
                 }
             }
@@ -459,12 +457,18 @@ impl State {
         state.phase = Phase::Live;
         self.buffering.remove(&session);
         for task in newest {
-            self.deliver(session, &task);
+            self.deliver(session, &task, &mut None);
         }
     }
 
-    /// Tells one live session about a changed task, if it concerns the client.
-    fn deliver(&mut self, session: SessionId, task: &Arc<TaskDocument>) {
+    /// Tells one live session about a changed task, if it concerns the client. `body` caches
+    /// the task's JSON across the sessions of one change: it is serialized once.
+    fn deliver(
+        &mut self,
+        session: SessionId,
+        task: &Arc<TaskDocument>,
+        body: &mut Option<Arc<str>>,
+    ) {
         let Some(state) = self.sessions.get_mut(&session) else {
             return;
         };
@@ -492,7 +496,7 @@ impl State {
             return;
         };
         let body: Arc<str> = match kind {
-            EventKind::Upsert => task_json(task),
+            EventKind::Upsert => body.get_or_insert_with(|| task_json(task)).clone(),
             EventKind::Remove => serde_json::json!({ "id": task.id }).to_string().into(),
         };
         let latency = taskpool_schemas::Timestamp::now().millis() - task.occurred_at;
@@ -525,7 +529,6 @@ impl State {
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 state.outbound = None;
                 state.detached_since = Some(Instant::now());
-                self.count_open();
             }
         }
     }
@@ -539,7 +542,6 @@ impl State {
             state.detached_since.get_or_insert_with(Instant::now);
             Metrics::add(&self.metrics.stream_resyncs, 1);
         }
-        self.count_open();
     }
 
     fn issue_fence(&mut self) {
@@ -615,6 +617,7 @@ impl State {
         self.fence_queue.retain(|s| *s != session);
     }
 
+    /// Refreshes the open-streams gauge (once a second, from `sweep`).
     fn count_open(&self) {
         let open = self
             .sessions

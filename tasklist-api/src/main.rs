@@ -2,6 +2,11 @@
 //! bad configuration or usage.
 
 use std::path::PathBuf;
+
+/// jemalloc: a stream fan-out allocates and frees per client and event from many threads;
+/// measured with `taskpool-bench fanout` against the system allocator (see docs/decisions).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::process::ExitCode;
 
 use anyhow::Context;

@@ -1,0 +1,484 @@
+//! `projection` and `fanout`: the tasklist service against its raw baselines, on the broker
+//! of `KAFKA_BOOTSTRAP` and the MongoDB-wire server of `MONGODB_URI`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tasklist_api::config::{Config, MongoConfig, WriteConcern};
+use tasklist_api::documents::TaskDocument;
+use tasklist_api::metrics::Metrics;
+use tasklist_api::store::Store;
+use taskpool_schemas::{Payload, SourceReference, Task, TaskEvent, TaskState, Timestamp, encode};
+use taskpool_service::shutdown;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpSocket;
+
+use crate::setup::BenchResult;
+use crate::stats::Samples;
+use crate::{Options, server_env};
+
+const PARTITIONS: i32 = 6;
+
+fn unique(name: &str) -> String {
+    format!(
+        "bench{name}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+fn task_event(id: &str, version: i64, groups: &[&str]) -> TaskEvent {
+    TaskEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "TaskCreated".into(),
+        version,
+        occurred_at: Timestamp::now(),
+        task: Task {
+            id: id.into(),
+            source_reference: SourceReference {
+                process_instance_id: "4f7c1e2a-1b2c-4d5e-8f90-123456789abc".into(),
+                execution_id: "5a8d2f3b-2c3d-4e5f-9a01-23456789abcd".into(),
+                process_definition_id: "order-approval:3:7c1e2a4f".into(),
+                process_definition_key: "order-approval".into(),
+                process_name: "Order approval".into(),
+                application_name: "shop".into(),
+                tenant_id: None,
+            },
+            task_definition_key: "approve-order".into(),
+            name: "Approve order".into(),
+            description: Some("Check the order and approve or reject it".into()),
+            form_key: Some("shop:approve-order".into()),
+            priority: 50,
+            create_time: Timestamp::now(),
+            due_date: None,
+            follow_up_date: None,
+            assignee: None,
+            owner: None,
+            candidate_users: Default::default(),
+            candidate_groups: groups.iter().map(|g| g.to_string()).collect(),
+            business_key: Some(format!("order-{id}")),
+            payload: Payload::from_value(serde_json::json!({"amount": 1250, "customer": "ACME"}))
+                .unwrap_or_default(),
+            correlations: vec![],
+            state: TaskState::Active,
+            delete_reason: None,
+        },
+    }
+}
+
+fn config(database: &str, prefix: &str, trusted_headers: bool) -> BenchResult<Config> {
+    let mut env = vec![
+        ("MONGODB__URI", server_env("MONGODB_URI")?),
+        ("MONGODB__DATABASE", database.to_string()),
+        ("KAFKA__BOOTSTRAP_SERVERS", server_env("KAFKA_BOOTSTRAP")?),
+        ("KAFKA__TOPIC_PREFIX", prefix.to_string()),
+        ("KAFKA__GROUP_ID", format!("{prefix}-group")),
+        ("HTTP__LISTEN", "127.0.0.1:0".to_string()),
+        ("LOG__LEVEL", "warn".to_string()),
+    ];
+    if trusted_headers {
+        env.push(("IDENTITY__TRUSTED_HEADERS", "true".into()));
+    } else {
+        env.push((
+            "IDENTITY__HS256_SECRET",
+            "benchmark-secret-benchmark-secret-x".into(),
+        ));
+    }
+    Config::from_sources(
+        "",
+        env.into_iter()
+            .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v)),
+    )
+    .map_err(|e| e.to_string())
+}
+
+async fn create_topics(prefix: &str) -> BenchResult<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", server_env("KAFKA_BOOTSTRAP")?)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let topics = [format!("{prefix}.tasks"), format!("{prefix}.data-entries")];
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn delete_topics(prefix: &str) {
+    if let Ok(bootstrap) = server_env("KAFKA_BOOTSTRAP")
+        && let Ok(admin) = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create::<AdminClient<DefaultClientContext>>()
+    {
+        let topics = [format!("{prefix}.tasks"), format!("{prefix}.data-entries")];
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+    }
+}
+
+async fn drop_database(store: &Store) {
+    let _ = store.database().drop().await;
+}
+
+pub async fn projection(options: &Options) -> BenchResult<()> {
+    let events = options.number("events", 100_000)?;
+    let prefix = unique("projection");
+    create_topics(&prefix).await?;
+    let outcome = measure_projection(&prefix, events).await;
+    delete_topics(&prefix).await;
+    outcome
+}
+
+async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
+    eprintln!("producing {events} task events ...");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", server_env("KAFKA_BOOTSTRAP")?)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let topic = format!("{prefix}.tasks");
+    let mut documents = Vec::with_capacity(events as usize);
+    let mut pending = Vec::new();
+    for n in 0..events {
+        let event = task_event(&format!("task-{n}"), 1, &["approvers"]);
+        documents.push(TaskDocument::from_event(&event));
+        let bytes = encode(&event).map_err(|e| e.to_string())?;
+        let mut record = FutureRecord::to(&topic).key(&event.task.id).payload(&bytes);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err((_, returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    for result in futures::future::join_all(pending).await {
+        if !matches!(result, Ok(Ok(_))) {
+            return Err("producing the events failed".into());
+        }
+    }
+
+    // The projection: consume everything into a fresh database.
+    let database = unique("db");
+    let service_config = config(&database, prefix, false)?;
+    let store = Store::connect(&service_config.mongodb)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.ensure_indexes().await.map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::default());
+    let (trigger, stop) = shutdown::channel();
+    let running = tokio::spawn(tasklist_api::projection::run(
+        service_config.kafka.clone(),
+        store.clone(),
+        metrics.clone(),
+        stop,
+    ));
+    // The consumer group's join is not part of the measurement: the clock starts when the
+    // first batch is durable, and counts the events after it.
+    while metrics.consumed_events.load(Ordering::Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = Instant::now();
+    let first_batch = metrics.consumed_events.load(Ordering::Relaxed);
+    while metrics.consumed_events.load(Ordering::Relaxed) < events {
+        if running.is_finished() {
+            return Err("the projection stopped early".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let projection_rate = (events - first_batch) as f64 / started.elapsed().as_secs_f64();
+    trigger.trigger();
+    let _ = running.await;
+    drop_database(&store).await;
+
+    // The raw baseline: the same documents, the same version-guarded bulk upserts, the same
+    // batch size, straight into a fresh database of the same server.
+    let raw_store = Store::connect(&MongoConfig {
+        uri: server_env("MONGODB_URI")?,
+        database: unique("raw"),
+        write_concern: WriteConcern::Named("majority".into()),
+        operation_timeout_ms: 60_000,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    raw_store
+        .ensure_indexes()
+        .await
+        .map_err(|e| e.to_string())?;
+    let batch = service_config.kafka.batch_size;
+    let started = Instant::now();
+    for chunk in documents[first_batch as usize..].chunks(batch) {
+        let upserts: Vec<(String, i64, &TaskDocument)> =
+            chunk.iter().map(|d| (d.id.clone(), d.version, d)).collect();
+        raw_store
+            .upsert_versioned(tasklist_api::store::TASKS, &upserts)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let raw_rate = (events - first_batch) as f64 / started.elapsed().as_secs_f64();
+    drop_database(&raw_store).await;
+
+    println!(
+        "projection benchmark: {events} task events, {PARTITIONS} partitions, batches of {batch}"
+    );
+    println!("{:<52} {:>12}", "", "events/s");
+    println!(
+        "{:<52} {projection_rate:>12.0}",
+        "projection: Kafka -> decode -> bulk upserts"
+    );
+    println!(
+        "{:<52} {raw_rate:>12.0}",
+        "raw: the same bulk upserts of the same documents"
+    );
+    println!(
+        "RESULT projection_events_per_s={projection_rate:.0} raw_bulk_upserts_per_s={raw_rate:.0} projection_vs_raw_ratio={:.3}",
+        projection_rate / raw_rate
+    );
+    Ok(())
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn epoch_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+pub async fn fanout(options: &Options) -> BenchResult<()> {
+    let clients = options.number("clients", 10_000)?;
+    let processes = options.number("processes", 4)?.clamp(1, 64);
+    let prefix = unique("fanout");
+    create_topics(&prefix).await?;
+    let outcome = measure_fanout(&prefix, clients, processes).await;
+    delete_topics(&prefix).await;
+    outcome
+}
+
+async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResult<()> {
+    let database = unique("db");
+    let service_config = config(&database, prefix, true)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let (trigger, stop) = shutdown::channel();
+    let running = tasklist_api::server::start(service_config.clone(), listener, stop)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = Store::connect(&service_config.mongodb)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_before = rss_kib();
+
+    // Client processes, each from its own 127.0.0.x source address.
+    let executable = std::env::current_exe().map_err(|e| e.to_string())?;
+    let per_process = clients.div_ceil(processes);
+    let mut children = Vec::new();
+    for index in 0..processes {
+        let count = per_process.min(clients - index * per_process);
+        let mut child = tokio::process::Command::new(&executable)
+            .args([
+                "fanout-clients",
+                "--port",
+                &port.to_string(),
+                "--count",
+                &count.to_string(),
+                "--source",
+                &format!("127.0.0.{}", 2 + index),
+                "--first",
+                &(index * per_process).to_string(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start a client process: {e}"))?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        children.push((child, stdout.lines()));
+    }
+    let connecting = Instant::now();
+    for (_, lines) in children.iter_mut() {
+        match lines.next_line().await.map_err(|e| e.to_string())? {
+            Some(line) if line == "ready" => {}
+            other => return Err(format!("a client process failed: {other:?}")),
+        }
+    }
+    let connect_seconds = connecting.elapsed().as_secs_f64();
+    let open = running.metrics.open_streams.load(Ordering::Relaxed);
+    let rss_connected = rss_kib();
+
+    // The change: one task for everyone, written where the projection writes.
+    let event = task_event("for-everyone", 1, &["everyone"]);
+    let document = TaskDocument::from_event(&event);
+    let written_at = epoch_micros();
+    store
+        .upsert_versioned(
+            tasklist_api::store::TASKS,
+            &[(document.id.clone(), document.version, &document)],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut samples = Samples::default();
+    let mut received = 0u64;
+    for (child, lines) in children.iter_mut() {
+        while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+            if line == "done" {
+                break;
+            }
+            let at: u64 = line
+                .parse()
+                .map_err(|_| format!("bad client output {line}"))?;
+            samples.push(Duration::from_micros(at.saturating_sub(written_at)));
+            received += 1;
+        }
+        let _ = child.wait().await;
+    }
+    let rss_delivered = rss_kib();
+    trigger.trigger();
+    let _ = running.http.await;
+    let _ = store.database().drop().await;
+
+    if received != clients {
+        return Err(format!(
+            "only {received} of {clients} clients received the change"
+        ));
+    }
+    let per_client = rss_connected.saturating_sub(rss_before) as f64 / clients as f64;
+    let p50 = samples.percentile_ms(50.0);
+    let p99 = samples.percentile_ms(99.0);
+    println!(
+        "fanout benchmark: {clients} SSE clients from {processes} source addresses ({open} streams open), one change for all"
+    );
+    println!("connecting all clients (snapshot, marker): {connect_seconds:.1} s");
+    println!(
+        "delivery, write to receipt: p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
+        samples.percentile_ms(100.0)
+    );
+    println!(
+        "server memory: {rss_before} KiB before, {rss_connected} KiB connected, {rss_delivered} KiB after delivery: {per_client:.1} KiB per client"
+    );
+    println!(
+        "RESULT fanout_clients={clients} fanout_p99_ms={p99:.1} server_kib_per_client={per_client:.1}"
+    );
+    Ok(())
+}
+
+/// The client side of `fanout` (a child process): opens `count` streams from `source`,
+/// prints `ready` once every snapshot arrived, then the receipt time (epoch µs) of the change
+/// on each stream, then `done`.
+pub async fn fanout_clients(options: &Options) -> BenchResult<()> {
+    let port = options.number("port", 0)?;
+    let count = options.number("count", 0)?;
+    let first = options.number("first", 0)?;
+    let source: std::net::IpAddr = options
+        .text("source")
+        .unwrap_or("127.0.0.1")
+        .parse()
+        .map_err(|_| "bad --source".to_string())?;
+    let server: std::net::SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .map_err(|_| "bad --port".to_string())?;
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let connects = Arc::new(tokio::sync::Semaphore::new(64));
+    for n in first..first + count {
+        let (ready_tx, done_tx, connects) = (ready_tx.clone(), done_tx.clone(), connects.clone());
+        tokio::spawn(async move {
+            let outcome: Result<(), String> = async {
+                let permit = connects.acquire().await.map_err(|e| e.to_string())?;
+                let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+                socket
+                    .bind(std::net::SocketAddr::new(source, 0))
+                    .map_err(|e| e.to_string())?;
+                let mut stream = socket.connect(server).await.map_err(|e| e.to_string())?;
+                let request = format!(
+                    "GET /api/tasks/stream HTTP/1.1\r\nHost: bench\r\nX-Taskpool-User: user-{n}\r\nX-Taskpool-Groups: everyone\r\n\r\n"
+                );
+                stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                // Headers, then the chunked body: wait for the marker, then the change.
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
+                        return Err("closed before the marker".into());
+                    }
+                    if line.starts_with("event: marker") {
+                        break;
+                    }
+                }
+                drop(permit);
+                let _ = ready_tx.send(());
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
+                        return Err("closed before the change".into());
+                    }
+                    if line.starts_with("event: upsert") {
+                        let _ = done_tx.send(epoch_micros());
+                        return Ok(());
+                    }
+                }
+            }
+            .await;
+            if let Err(error) = outcome {
+                eprintln!("client {n}: {error}");
+                std::process::exit(1);
+            }
+        });
+    }
+    drop(ready_tx);
+    drop(done_tx);
+    let mut ready = 0;
+    while ready < count {
+        if ready_rx.recv().await.is_none() {
+            return Err("clients failed".into());
+        }
+        ready += 1;
+    }
+    println!("ready");
+    let mut times = Vec::new();
+    while let Some(at) = done_rx.recv().await {
+        times.push(at);
+        if times.len() as u64 == count {
+            break;
+        }
+    }
+    let mut out = String::new();
+    for at in times {
+        out.push_str(&format!("{at}\n"));
+    }
+    out.push_str("done");
+    println!("{out}");
+    let _ = BTreeSet::<u8>::new();
+    Ok(())
+}
