@@ -245,6 +245,39 @@ mod tests {
     }
 
     #[test]
+    fn rs256_tokens_are_verified_with_the_public_key() {
+        // A key pair made for this test only.
+        let private = include_bytes!("testdata/rs256-test-private.pem");
+        let public = include_str!("testdata/rs256-test-public.pem");
+        let auth = Authenticator::new(&IdentityConfig {
+            hs256_secret: None,
+            rs256_public_key_pem: Some(public.into()),
+            ..config()
+        })
+        .unwrap();
+        let signed = encode(
+            &Header::new(Algorithm::RS256),
+            &serde_json::json!({"sub": "kermit", "groups": ["muppets"], "exp": in_an_hour()}),
+            &EncodingKey::from_rsa_pem(private).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(auth.caller(&bearer(&signed)).unwrap().user, "kermit");
+        // An HS256 token is refused when only RS256 is configured.
+        let hs = token(
+            SECRET,
+            serde_json::json!({"sub": "kermit", "exp": in_an_hour()}),
+        );
+        assert_eq!(auth.caller(&bearer(&hs)), Err(Unauthenticated::Invalid));
+        assert!(
+            Authenticator::new(&IdentityConfig {
+                rs256_public_key_pem: Some("not a key".into()),
+                ..config()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
     fn gateway_headers_count_only_when_trusted() {
         let mut headers = HeaderMap::new();
         headers.insert(USER_HEADER, "kermit".parse().unwrap());

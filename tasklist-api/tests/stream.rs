@@ -610,3 +610,54 @@ async fn a_client_that_stops_reading_is_cut_off_without_delaying_the_others() {
     drop(slow);
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_is_served_on_request() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let world = World::new().await;
+    let service = world.start().await;
+    world
+        .send_task(&task_event(
+            "mine",
+            1,
+            Some("kermit"),
+            &[],
+            TaskState::Active,
+        ))
+        .await;
+    world.wait_for_version("mine", 1).await;
+    let mut stream = tokio::net::TcpStream::connect(&service.address)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {STREAM} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nAccept: application/x-ndjson\r\n\r\n",
+        token("kermit", &[])
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut objects = Vec::new();
+    let mut content_type = None;
+    while objects.len() < 2 {
+        let mut line = String::new();
+        tokio::time::timeout(DEADLINE, reader.read_line(&mut line))
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(value) = line.strip_prefix("content-type: ") {
+            content_type = Some(value.trim().to_string());
+        }
+        if line.starts_with('{') {
+            objects.push(serde_json::from_str::<Value>(&line).expect("each line is JSON"));
+        }
+    }
+    assert_eq!(content_type.as_deref(), Some("application/x-ndjson"));
+    assert_eq!(objects[0]["event"], "upsert");
+    assert_eq!(objects[0]["data"]["id"], "mine");
+    assert_eq!(objects[1]["event"], "marker");
+    assert!(
+        objects[1]["id"]
+            .as_str()
+            .is_some_and(|id| id.ends_with("-0"))
+    );
+    service.stop().await;
+}
