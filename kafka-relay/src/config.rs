@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 pub use taskpool_service::config::ConfigError;
+use taskpool_service::config::Validate;
 pub use taskpool_service::logging::{LogConfig, LogFormat};
 
 /// The prefix of environment variables that configure the relay.
@@ -203,9 +204,7 @@ impl LeaseConfig {
 impl Config {
     /// Loads the configuration from an optional file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let config: Config = taskpool_service::config::load(file, ENV_PREFIX)?;
-        config.validate()?;
-        Ok(config)
+        taskpool_service::config::load(file, ENV_PREFIX)
     }
 
     /// Builds the configuration from TOML text and `(name, value)` environment pairs.
@@ -213,11 +212,11 @@ impl Config {
         toml_text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let config: Config = taskpool_service::config::from_sources(toml_text, env, ENV_PREFIX)?;
-        config.validate()?;
-        Ok(config)
+        taskpool_service::config::from_sources(toml_text, env, ENV_PREFIX)
     }
+}
 
+impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
         if self.relay.batch_size == 0 || self.relay.max_in_flight_batches == 0 {

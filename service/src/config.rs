@@ -20,8 +20,16 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Loads `T` from an optional file and the process environment.
-pub fn load<T: DeserializeOwned>(file: Option<&Path>, env_prefix: &str) -> Result<T, ConfigError> {
+/// A configuration with rules beyond its types (ranges, required combinations).
+pub trait Validate {
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Loads and validates `T` from an optional file and the process environment.
+pub fn load<T: DeserializeOwned + Validate>(
+    file: Option<&Path>,
+    env_prefix: &str,
+) -> Result<T, ConfigError> {
     let text = match file {
         Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -32,8 +40,8 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, env_prefix: &str) -> Resul
     from_sources(&text, std::env::vars(), env_prefix)
 }
 
-/// Builds `T` from TOML text and `(name, value)` environment pairs.
-pub fn from_sources<T: DeserializeOwned>(
+/// Builds and validates `T` from TOML text and `(name, value)` environment pairs.
+pub fn from_sources<T: DeserializeOwned + Validate>(
     toml_text: &str,
     env: impl IntoIterator<Item = (String, String)>,
     env_prefix: &str,
@@ -49,9 +57,11 @@ pub fn from_sources<T: DeserializeOwned>(
         set_path(&mut table, &keys, scalar(&value))
             .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
     }
-    toml::Value::Table(table)
+    let config: T = toml::Value::Table(table)
         .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))
+        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+    config.validate()?;
+    Ok(config)
 }
 
 /// An environment value as a TOML scalar when it parses as one, else as a string.
@@ -92,6 +102,15 @@ mod tests {
     #[serde(deny_unknown_fields)]
     struct Sample {
         section: Section,
+    }
+
+    impl Validate for Sample {
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.section.count == 0 {
+                return Err(ConfigError::Invalid("count must be positive".into()));
+            }
+            Ok(())
+        }
     }
 
     #[derive(Debug, serde::Deserialize)]
@@ -143,6 +162,13 @@ mod tests {
             "P__",
         );
         assert!(environment.unwrap_err().to_string().contains("naem"));
+    }
+
+    #[test]
+    fn the_rules_beyond_the_types_are_checked() {
+        let error = from_sources::<Sample>("[section]\nname = \"a\"\ncount = 0", env(&[]), "P__")
+            .unwrap_err();
+        assert!(error.to_string().contains("positive"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 pub use taskpool_service::config::ConfigError;
+use taskpool_service::config::Validate;
 use taskpool_service::logging::LogConfig;
 
 pub const ENV_PREFIX: &str = "TASKPOOL_TASKLIST__";
@@ -160,21 +161,21 @@ impl Default for StreamConfig {
 }
 
 impl Config {
+    /// Loads the configuration from an optional file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let config: Config = taskpool_service::config::load(file, ENV_PREFIX)?;
-        config.validate()?;
-        Ok(config)
+        taskpool_service::config::load(file, ENV_PREFIX)
     }
 
+    /// Builds the configuration from TOML text and `(name, value)` environment pairs.
     pub fn from_sources(
         toml_text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let config: Config = taskpool_service::config::from_sources(toml_text, env, ENV_PREFIX)?;
-        config.validate()?;
-        Ok(config)
+        taskpool_service::config::from_sources(toml_text, env, ENV_PREFIX)
     }
+}
 
+impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
         let identity = &self.identity;

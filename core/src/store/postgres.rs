@@ -5,7 +5,10 @@
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 
-use super::{OutboxRecord, Store, StoreError, StoredAggregate, WriteBatch, migrations};
+use super::{
+    ChangedAggregate, NewAggregate, OutboxRecord, Store, StoreError, StoredAggregate, WriteBatch,
+    migrations,
+};
 use crate::command::{AggregateKey, AggregateType};
 
 /// The PostgreSQL implementation of [`Store`].
@@ -132,74 +135,9 @@ impl Store for PgStore {
         let created = &batch.created;
         let changed = &batch.changed;
         let events = &batch.events;
-        let row = sqlx::query(SAVE)
-            .bind(
-                created
-                    .iter()
-                    .map(|a| a.key.aggregate_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                created
-                    .iter()
-                    .map(|a| a.key.id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(created.iter().map(|a| a.version).collect::<Vec<_>>())
-            .bind(
-                created
-                    .iter()
-                    .map(|a| a.state.as_slice())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                changed
-                    .iter()
-                    .map(|a| a.key.aggregate_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                changed
-                    .iter()
-                    .map(|a| a.key.id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                changed
-                    .iter()
-                    .map(|a| a.expected_version)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(changed.iter().map(|a| a.version).collect::<Vec<_>>())
-            .bind(
-                changed
-                    .iter()
-                    .map(|a| a.state.as_slice())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.key.aggregate_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.key.id.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.version).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.event_type).collect::<Vec<_>>())
-            .bind(events.iter().map(fingerprint_bits).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.payload.as_slice())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.headers.as_str())
-                    .collect::<Vec<_>>(),
-            )
+        let query = bind_created(sqlx::query(SAVE), created);
+        let query = bind_changed(query, changed);
+        let row = bind_events(query, events)
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| conflict_or(e, batch))?;
@@ -219,52 +157,7 @@ impl Store for PgStore {
     ) -> Result<bool, StoreError> {
         let created = &batch.created;
         let events = &batch.events;
-        let types = || {
-            created
-                .iter()
-                .map(|a| a.key.aggregate_type.as_str())
-                .collect::<Vec<_>>()
-        };
-        let ids = || {
-            created
-                .iter()
-                .map(|a| a.key.id.as_str())
-                .collect::<Vec<_>>()
-        };
-        let states = || {
-            created
-                .iter()
-                .map(|a| a.state.as_slice())
-                .collect::<Vec<_>>()
-        };
-        let appended = sqlx::query(CREATE_IF_ABSENT)
-            .bind(types())
-            .bind(ids())
-            .bind(created.iter().map(|a| a.version).collect::<Vec<_>>())
-            .bind(states())
-            .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.key.aggregate_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.key.id.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.version).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.event_type).collect::<Vec<_>>())
-            .bind(events.iter().map(fingerprint_bits).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.payload.as_slice())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.headers.as_str())
-                    .collect::<Vec<_>>(),
-            )
+        let appended = bind_events(bind_created(sqlx::query(CREATE_IF_ABSENT), created), events)
             .execute(&mut *conn)
             .await?
             .rows_affected();
@@ -273,13 +166,112 @@ impl Store for PgStore {
         }
         // Some aggregate existed: take back the ones this batch created.
         sqlx::query(REMOVE_CREATED)
-            .bind(types())
-            .bind(ids())
-            .bind(states())
+            .bind(
+                created
+                    .iter()
+                    .map(|a| a.key.aggregate_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                created
+                    .iter()
+                    .map(|a| a.key.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                created
+                    .iter()
+                    .map(|a| a.state.as_slice())
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *conn)
             .await?;
         Ok(false)
     }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds new aggregates as four arrays: types, ids, versions, states.
+fn bind_created<'q>(query: PgQuery<'q>, created: &'q [NewAggregate]) -> PgQuery<'q> {
+    query
+        .bind(
+            created
+                .iter()
+                .map(|a| a.key.aggregate_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            created
+                .iter()
+                .map(|a| a.key.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(created.iter().map(|a| a.version).collect::<Vec<_>>())
+        .bind(
+            created
+                .iter()
+                .map(|a| a.state.as_slice())
+                .collect::<Vec<_>>(),
+        )
+}
+
+/// Binds changed aggregates as five arrays: types, ids, expected versions, versions, states.
+fn bind_changed<'q>(query: PgQuery<'q>, changed: &'q [ChangedAggregate]) -> PgQuery<'q> {
+    query
+        .bind(
+            changed
+                .iter()
+                .map(|a| a.key.aggregate_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            changed
+                .iter()
+                .map(|a| a.key.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            changed
+                .iter()
+                .map(|a| a.expected_version)
+                .collect::<Vec<_>>(),
+        )
+        .bind(changed.iter().map(|a| a.version).collect::<Vec<_>>())
+        .bind(
+            changed
+                .iter()
+                .map(|a| a.state.as_slice())
+                .collect::<Vec<_>>(),
+        )
+}
+
+/// Binds outbox records as eight arrays, in the column order of the outbox inserts.
+fn bind_events<'q>(query: PgQuery<'q>, events: &'q [OutboxRecord]) -> PgQuery<'q> {
+    query
+        .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.key.aggregate_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.key.id.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.version).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.event_type).collect::<Vec<_>>())
+        .bind(events.iter().map(fingerprint_bits).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.payload.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.headers.as_str())
+                .collect::<Vec<_>>(),
+        )
 }
 
 /// The fingerprint is 64 opaque bits; BIGINT holds them unchanged.
