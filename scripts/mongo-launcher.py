@@ -21,6 +21,9 @@
 #     --threaded), and the per-database lock is released between polls, so a waiting getMore
 #     blocks neither the event loop nor other clients. The default thread pool is enlarged
 #     (it holds only cpu_count+4 threads) so waiting getMores cannot starve other commands.
+#  5. Open database files are no longer capped at 100: past the cap the server evicts
+#     least-recently-used databases and then answers "Cannot operate on a closed database"
+#     for them; tests use a database each.
 from __future__ import annotations
 
 import asyncio
@@ -37,6 +40,7 @@ from bson.timestamp import Timestamp
 
 import nx_27017.changestream as changestream
 import nx_27017.daemon as daemon
+import nx_27017.handler as handler
 import nx_27017.nx_27017 as entry
 import nx_27017.server as server
 from nx_27017.handler import NeoSQLiteHandler
@@ -113,6 +117,9 @@ async def _patched_run_server(host, port, handler):
 
 
 server.run_server = _patched_run_server
+
+# Patch 5: never evict open databases (see the header).
+handler._MAX_OPEN_DBS = 1_000_000
 
 
 # Foreground only, no PID or log file; SIGTERM/SIGINT end waiting getMores and exit.
