@@ -265,6 +265,21 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Resident memory once the allocator has returned what connecting left behind: sampled
+/// until it stops shrinking (at most 5 s).
+async fn settled_rss() -> u64 {
+    let mut last = rss_kib();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = rss_kib();
+        if now + now / 200 >= last {
+            return now.min(last);
+        }
+        last = now;
+    }
+    last
+}
+
 fn epoch_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -334,7 +349,7 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
     }
     let connect_seconds = connecting.elapsed().as_secs_f64();
     let open = running.metrics.open_streams.load(Ordering::Relaxed);
-    let rss_connected = rss_kib();
+    let rss_connected = settled_rss().await;
 
     // The change: one task for everyone, written where the projection writes.
     let event = task_event("for-everyone", 1, &["everyone"]);
