@@ -348,8 +348,10 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
         }
     }
     let connect_seconds = connecting.elapsed().as_secs_f64();
-    let open = running.metrics.open_streams.load(Ordering::Relaxed);
     let rss_connected = settled_rss().await;
+    // The gauge is refreshed once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let open = running.metrics.open_streams.load(Ordering::Relaxed);
 
     // The change: one task for everyone, written where the projection writes.
     let event = task_event("for-everyone", 1, &["everyone"]);
