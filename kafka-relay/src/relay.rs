@@ -214,7 +214,10 @@ impl Relay {
                 (Some(publisher), true) => publisher,
                 _ => &self.publisher,
             };
-            match self.lead(publisher, &mut shutdown, &mut backoff).await {
+            let led = self.lead(publisher, &mut shutdown, &mut backoff).await;
+            // Whatever ended the lead, nothing this producer still holds may go out later.
+            publisher.abandon_pending();
+            match led {
                 Ok(LeadEnd::Shutdown) => return Exit::Shutdown,
                 Ok(LeadEnd::LostLease) => {
                     warn!("lease lost or about to expire; stopped publishing");
@@ -314,9 +317,6 @@ impl Relay {
             }
         };
         drop(reader);
-        if !matches!(end, LeadEnd::Shutdown) || !in_flight.is_empty() {
-            publisher.abandon_pending();
-        }
         Ok(end)
     }
 

@@ -88,7 +88,7 @@ enum Command {
     Resume {
         session: SessionId,
         after: u64,
-        user: String,
+        principals: Vec<String>,
         reply: oneshot::Sender<Result<Registration, ResumeRefused>>,
     },
 }
@@ -135,6 +135,7 @@ impl Hub {
             buffering: HashSet::new(),
             fence_queue: Vec::new(),
             fence_in_flight: None,
+            fence_issued_at: Instant::now(),
             config,
             store,
             metrics,
@@ -183,19 +184,20 @@ impl Hub {
         });
     }
 
-    /// Continues a session after event `after`, replaying what the client missed.
+    /// Continues a session after event `after`, replaying what the client missed. Only the
+    /// same caller with the same groups may resume: anything else starts afresh.
     pub async fn resume(
         &self,
         session: SessionId,
         after: u64,
-        user: &str,
+        caller: &Caller,
     ) -> Result<Registration, ResumeRefused> {
         let (reply, resumed) = oneshot::channel();
         self.commands
             .send(Command::Resume {
                 session,
                 after,
-                user: user.to_string(),
+                principals: sorted(caller.principals()),
                 reply,
             })
             .map_err(|_| ResumeRefused)?;
@@ -211,7 +213,7 @@ enum Phase {
 }
 
 struct Session {
-    user: String,
+    /// The caller's principals, sorted: a resume must present the same.
     principals: Vec<String>,
     filter: TaskFilter,
     phase: Phase,
@@ -236,6 +238,7 @@ struct State {
     buffering: HashSet<SessionId>,
     fence_queue: Vec<SessionId>,
     fence_in_flight: Option<(String, Vec<SessionId>)>,
+    fence_issued_at: Instant,
     config: StreamConfig,
     store: Store,
     metrics: Arc<Metrics>,
@@ -280,7 +283,7 @@ impl State {
                 };
                 let (outbound, events) = mpsc::channel(self.config.buffer);
                 let overflowed = Arc::new(AtomicBool::new(false));
-                let principals = caller.principals();
+                let principals = sorted(caller.principals());
                 for principal in &principals {
                     self.by_principal
                         .entry(principal.clone())
@@ -290,7 +293,6 @@ impl State {
                 self.sessions.insert(
                     session,
                     Session {
-                        user: caller.user,
                         principals,
                         filter,
                         phase: Phase::Snapshot,
@@ -306,12 +308,16 @@ impl State {
                     },
                 );
                 self.buffering.insert(session);
-                let _ = reply.send(Registration {
+                let registration = Registration {
                     session,
                     attachment: 1,
                     events,
                     overflowed,
-                });
+                };
+                if reply.send(registration).is_err() {
+                    // The client went away while waiting: nobody will ever read this session.
+                    self.remove(session);
+                }
             }
             Command::SnapshotTaken { session, tasks } => {
                 let Some(state) = self.sessions.get_mut(&session) else {
@@ -340,11 +346,19 @@ impl State {
             Command::Resume {
                 session,
                 after,
-                user,
+                principals,
                 reply,
             } => {
-                let resumed = self.resume(session, after, &user);
-                let _ = reply.send(resumed);
+                let resumed = self.resume(session, after, &principals);
+                if let Err(Ok(lost)) = reply.send(resumed) {
+                    // The client went away while resuming: detached again.
+                    if let Some(state) = self.sessions.get_mut(&lost.session)
+                        && state.attachment == lost.attachment
+                    {
+                        state.outbound = None;
+                        state.detached_since = Some(Instant::now());
+                    }
+                }
             }
         }
     }
@@ -353,12 +367,15 @@ impl State {
         &mut self,
         session: SessionId,
         after: u64,
-        user: &str,
+        principals: &[String],
     ) -> Result<Registration, ResumeRefused> {
         let buffer = self.config.buffer;
         let state = self.sessions.get_mut(&session).ok_or(ResumeRefused)?;
         let oldest_kept = state.recent.front().map_or(state.next_seq, |e| e.seq);
-        if state.user != user || state.broken || after >= state.next_seq || after + 1 < oldest_kept
+        if state.principals != principals
+            || state.broken
+            || after >= state.next_seq
+            || after + 1 < oldest_kept
         {
             return Err(ResumeRefused);
         }
@@ -550,6 +567,7 @@ impl State {
         }
         let fence = format!("{FENCE_PREFIX}{}", uuid::Uuid::new_v4().simple());
         self.fence_in_flight = Some((fence.clone(), std::mem::take(&mut self.fence_queue)));
+        self.fence_issued_at = Instant::now();
         self.spawn_fence_write(fence);
     }
 
@@ -575,8 +593,33 @@ impl State {
         }
     }
 
-    /// Drops sessions that can no longer be resumed.
+    /// Drops sessions that can no longer be resumed, cuts off sessions whose buffer of changes
+    /// grew past any reasonable snapshot, and replaces a fence that never arrived.
     fn sweep(&mut self) {
+        if self.fence_in_flight.is_some() && self.fence_issued_at.elapsed() >= FENCE_PATIENCE {
+            if let Some((_, waiting)) = self.fence_in_flight.take() {
+                warn!("a stream fence did not arrive; writing another");
+                self.fence_queue.extend(waiting);
+            }
+            self.issue_fence();
+        }
+        let overfull: Vec<SessionId> = self
+            .buffering
+            .iter()
+            .filter(|s| {
+                self.sessions
+                    .get(s)
+                    .is_some_and(|s| s.pending.len() > MAX_PENDING)
+            })
+            .copied()
+            .collect();
+        for session in overfull {
+            self.cut_off(session);
+            self.buffering.remove(&session);
+            if let Some(state) = self.sessions.get_mut(&session) {
+                state.pending = Vec::new();
+            }
+        }
         let window = Duration::from_secs(self.config.resume_window_secs);
         let expired: Vec<SessionId> = self
             .sessions
@@ -628,6 +671,18 @@ impl State {
             .open_streams
             .store(i64::try_from(open).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
+}
+
+/// How long a fence may take to come back through the change stream before another is written.
+const FENCE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Changes a session may buffer while its snapshot is read and fenced.
+const MAX_PENDING: usize = 100_000;
+
+fn sorted(mut principals: Vec<String>) -> Vec<String> {
+    principals.sort();
+    principals.dedup();
+    principals
 }
 
 /// The API view of a task, serialized once and shared by every client that receives it.

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub last_batch_micros: AtomicU64,
     pub mongo_available: AtomicBool,
     pub change_stream_open: AtomicBool,
+    pub projection_running: AtomicBool,
     pub open_streams: AtomicI64,
     pub stream_events: AtomicU64,
     pub stream_resyncs: AtomicU64,

@@ -62,10 +62,27 @@ pub async fn run(
         shutdown.clone(),
     ));
     let wait = Duration::from_millis(config.batch_wait_ms);
+    metrics.projection_running.store(true, Ordering::Relaxed);
+    let mut backoff = Duration::from_millis(100);
     loop {
         let batch = tokio::select! {
-            batch = next_batch(&consumer, config.batch_size, wait) => batch?,
+            batch = next_batch(&consumer, config.batch_size, wait) => batch,
             _ = shutdown.requested() => break,
+        };
+        let batch = match batch {
+            Ok(batch) => {
+                backoff = Duration::from_millis(100);
+                batch
+            }
+            Err(error) => {
+                // Broker unreachable, topic not there yet, a rebalance: wait and go on.
+                warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "cannot consume; retrying");
+                if shutdown.sleep(backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
         };
         tracing::debug!(
             messages = batch.len(),
@@ -81,18 +98,24 @@ pub async fn run(
             last.insert((message.topic(), message.partition()), message.offset());
         }
         for ((topic, partition), offset) in last {
-            consumer.store_offset(topic, partition, offset)?;
+            if let Err(error) = consumer.store_offset(topic, partition, offset) {
+                // The partition moved to another member (rebalance): it re-reads from the last
+                // commit, so these messages are applied again there, never lost.
+                warn!(error = %error, topic, partition, "offset not stored");
+            }
         }
         Metrics::add(&metrics.consumed_events, batch.len() as u64);
     }
     lag.abort();
+    metrics.projection_running.store(false, Ordering::Relaxed);
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         warn!(error = %error, "could not commit offsets at shutdown; the last batch will be applied again");
     }
     Ok(())
 }
 
-/// Waits for a first message, then takes what else arrives within `wait`, up to `size`.
+/// Waits for a first message, then takes what else arrives within `wait`, up to `size`. An
+/// error after the first message ends the batch early (the error comes back on the next call).
 async fn next_batch(
     consumer: &StreamConsumer,
     size: usize,
@@ -103,8 +126,8 @@ async fn next_batch(
     let deadline = tokio::time::Instant::now() + wait;
     while batch.len() < size {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(message) => batch.push(message?.detach()),
-            Err(_) => break,
+            Ok(Ok(message)) => batch.push(message.detach()),
+            Ok(Err(_)) | Err(_) => break,
         }
     }
     Ok(batch)

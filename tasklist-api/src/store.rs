@@ -300,10 +300,9 @@ impl Store {
     /// Writes a fence into the tasks collection; its change event marks everything before it.
     pub async fn write_fence(&self, fence: &str) -> mongodb::error::Result<()> {
         let fences = self.database.collection::<Document>(TASKS);
-        fences
-            .insert_one(doc! { "_id": fence, "fence": true })
+        self.timed(fences.insert_one(doc! { "_id": fence, "fence": true }))
             .await?;
-        fences.delete_one(doc! { "_id": fence }).await?;
+        self.timed(fences.delete_one(doc! { "_id": fence })).await?;
         Ok(())
     }
 }

@@ -209,9 +209,13 @@ async fn health_metrics_and_openapi_are_served() {
     let service = world.start().await;
     let address = &service.address;
     assert_eq!(get(address, "/health/live", None).await.status, 200);
-    let ready = get(address, "/health/ready", None).await;
-    assert_eq!(ready.status, 200, "{}", ready.body);
+    let ready = taskpool_testkit::wait_for("readiness", DEADLINE, || async {
+        let ready = get(address, "/health/ready", None).await;
+        (ready.status == 200).then_some(ready)
+    })
+    .await;
     assert_eq!(ready.json()["changeStream"], true);
+    assert_eq!(ready.json()["projection"], true);
     let metrics = get(address, "/metrics", None).await;
     assert!(
         metrics

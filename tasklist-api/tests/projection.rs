@@ -165,3 +165,43 @@ async fn mongodb_stopped_and_restarted_loses_nothing_and_offsets_never_run_ahead
     assert_eq!(tasks.count_documents(doc! {}).await.unwrap(), 41);
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projection_waits_for_topics_that_do_not_exist_yet() {
+    let world = World::new().await;
+    let mut config = world.config();
+    let prefix = format!("{}-later", world.prefix);
+    config.kafka.topic_prefix = prefix.clone();
+    let service = Service::start(config).await;
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &world.bootstrap)
+            .create()
+            .unwrap();
+    let topics = [format!("{prefix}.tasks"), format!("{prefix}.data-entries")];
+    let new: Vec<_> = topics
+        .iter()
+        .map(|t| rdkafka::admin::NewTopic::new(t, 3, rdkafka::admin::TopicReplication::Fixed(1)))
+        .collect();
+    admin
+        .create_topics(&new, &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap();
+    let event = task_event("late-topic", 1, Some("kermit"), &[], TaskState::Active);
+    world
+        .send(
+            &topics[0],
+            "late-topic",
+            taskpool_schemas::encode(&event).unwrap(),
+        )
+        .await;
+    world.wait_for_version("late-topic", 1).await;
+    assert!(
+        service
+            .running
+            .metrics
+            .projection_running
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    service.stop().await;
+}

@@ -465,6 +465,17 @@ async fn a_client_resuming_with_last_event_id_ends_with_exactly_the_right_tasks(
     assert_eq!(tasklist.ids(), set(&["gained", "keep", "seen"]));
     assert_eq!(tasklist.resyncs, 0, "resumed without a gap");
 
+    // The same session with other groups (say, a group was revoked): no resume.
+    let other_groups = token("kermit", &["muppets"]);
+    let mut changed = StreamClient::open(
+        &service.address,
+        STREAM,
+        &other_groups,
+        resumed.last_id.as_deref(),
+    )
+    .await;
+    assert_eq!(changed.expect("resync", DEADLINE).await.name, "resync");
+
     // An id this server never handed out: resync, then a fresh snapshot.
     let mut stranger = StreamClient::open(
         &service.address,

@@ -147,20 +147,21 @@ async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "live" }))
 }
 
-/// Ready when MongoDB answers and the shared change stream is open.
+/// Ready when MongoDB answers, the shared change stream is open and the projection runs.
 async fn ready(State(state): State<AppState>) -> Response {
     let mongo = tokio::time::timeout(Duration::from_secs(2), state.store.ping())
         .await
         .is_ok_and(|ping| ping.is_ok());
     let stream = state.metrics.change_stream_open.load(Ordering::Relaxed);
-    let status = if mongo && stream {
+    let projection = state.metrics.projection_running.load(Ordering::Relaxed);
+    let status = if mongo && stream && projection {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(json!({ "mongodb": mongo, "changeStream": stream })),
+        Json(json!({ "mongodb": mongo, "changeStream": stream, "projection": projection })),
     )
         .into_response()
 }

@@ -123,7 +123,7 @@ pub async fn stream(
 
     if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         match parse_event_id(last) {
-            Some((session, seq)) => match state.hub.resume(session, seq, &caller.user).await {
+            Some((session, seq)) => match state.hub.resume(session, seq, &caller).await {
                 Ok(registration) => {
                     let guard = DetachOnDrop::new(&state.hub, &registration);
                     return Ok(respond(format, Vec::new(), registration, guard, &state));
