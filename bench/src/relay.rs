@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use kafka_relay::config::Config;
+use kafka_relay::config::{Config, Layered};
 use kafka_relay::metrics::Metrics;
 use kafka_relay::publisher::{Topics, producer_config};
 use kafka_relay::{Relay, shutdown};

@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tasklist_api::config::{Config, MongoConfig, WriteConcern};
+use tasklist_api::config::{Config, Layered, MongoConfig, WriteConcern};
 use tasklist_api::documents::TaskDocument;
 use tasklist_api::metrics::Metrics;
 use tasklist_api::store::Store;
@@ -311,8 +311,7 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
     let store = Store::connect(&service_config.mongodb)
         .await
         .map_err(|e| e.to_string())?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_before = rss_kib();
+    let rss_before = settled_rss().await;
 
     // Client processes, each from its own 127.0.0.x source address.
     let executable = std::env::current_exe().map_err(|e| e.to_string())?;

@@ -4,11 +4,11 @@
 //! `kafka.bootstrap_servers`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 pub use taskpool_service::config::ConfigError;
+pub use taskpool_service::config::Layered;
 use taskpool_service::config::Validate;
 pub use taskpool_service::logging::{LogConfig, LogFormat};
 
@@ -201,19 +201,8 @@ impl LeaseConfig {
     }
 }
 
-impl Config {
-    /// Loads the configuration from an optional file and the process environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        taskpool_service::config::load(file, ENV_PREFIX)
-    }
-
-    /// Builds the configuration from TOML text and `(name, value)` environment pairs.
-    pub fn from_sources(
-        toml_text: &str,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        taskpool_service::config::from_sources(toml_text, env, ENV_PREFIX)
-    }
+impl Layered for Config {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
 }
 
 impl Validate for Config {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kafka_relay::config::Config;
+use kafka_relay::config::{Config, Layered};
 use kafka_relay::metrics::Metrics;
 use kafka_relay::{Exit, Relay, http, status};
 use taskpool_service::{logging, shutdown};

@@ -25,6 +25,26 @@ pub trait Validate {
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
+/// A configuration loaded in layers; implementors name their environment prefix and get
+/// `load` and `from_sources`.
+pub trait Layered: DeserializeOwned + Validate {
+    /// The prefix of the environment variables that set keys, e.g. `TASKPOOL_RELAY__`.
+    const ENV_PREFIX: &'static str;
+
+    /// From an optional file and the process environment.
+    fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        load(file, Self::ENV_PREFIX)
+    }
+
+    /// From TOML text and `(name, value)` environment pairs.
+    fn from_sources(
+        toml_text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        from_sources(toml_text, env, Self::ENV_PREFIX)
+    }
+}
+
 /// Loads and validates `T` from an optional file and the process environment.
 pub fn load<T: DeserializeOwned + Validate>(
     file: Option<&Path>,

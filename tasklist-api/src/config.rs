@@ -2,10 +2,10 @@
 //! environment variables; unknown keys are refused (see [`taskpool_service::config`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Deserialize;
 pub use taskpool_service::config::ConfigError;
+pub use taskpool_service::config::Layered;
 use taskpool_service::config::Validate;
 use taskpool_service::logging::LogConfig;
 
@@ -160,19 +160,8 @@ impl Default for StreamConfig {
     }
 }
 
-impl Config {
-    /// Loads the configuration from an optional file and the process environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        taskpool_service::config::load(file, ENV_PREFIX)
-    }
-
-    /// Builds the configuration from TOML text and `(name, value)` environment pairs.
-    pub fn from_sources(
-        toml_text: &str,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        taskpool_service::config::from_sources(toml_text, env, ENV_PREFIX)
-    }
+impl Layered for Config {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
 }
 
 impl Validate for Config {

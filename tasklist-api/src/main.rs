@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tasklist_api::config::Config;
+use tasklist_api::config::{Config, Layered};
 use taskpool_service::{logging, shutdown};
 
 #[derive(Debug, Parser)]

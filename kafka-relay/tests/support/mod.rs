@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_relay::config::Config;
+use kafka_relay::config::{Config, Layered};
 use kafka_relay::metrics::Metrics;
 use kafka_relay::shutdown::{self, ShutdownTrigger};
 use kafka_relay::{Exit, Relay};

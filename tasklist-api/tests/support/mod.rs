@@ -14,7 +14,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use tasklist_api::config::Config;
+use tasklist_api::config::{Config, Layered};
 use tasklist_api::server::{Running, start};
 use taskpool_schemas::{
     DataEntryEvent, Payload, SourceReference, Task, TaskEvent, TaskState, Timestamp, encode as avro,
