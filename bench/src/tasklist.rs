@@ -1,7 +1,6 @@
 //! `projection` and `fanout`: the tasklist service against its raw baselines, on the broker
 //! of `KAFKA_BOOTSTRAP` and the MongoDB-wire server of `MONGODB_URI`.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -460,7 +459,10 @@ pub async fn fanout_clients(options: &Options) -> BenchResult<()> {
                         return Err("closed before the change".into());
                     }
                     if line.starts_with("event: upsert") {
-                        let _ = done_tx.send(epoch_micros());
+                        // The connection stays open until every client has the change: real
+                        // clients do not hang up on receipt, and hang-ups would load the server
+                        // while it is still delivering.
+                        let _ = done_tx.send((epoch_micros(), reader));
                         return Ok(());
                     }
                 }
@@ -483,8 +485,10 @@ pub async fn fanout_clients(options: &Options) -> BenchResult<()> {
     }
     println!("ready");
     let mut times = Vec::new();
-    while let Some(at) = done_rx.recv().await {
+    let mut open_streams = Vec::new();
+    while let Some((at, stream)) = done_rx.recv().await {
         times.push(at);
+        open_streams.push(stream);
         if times.len() as u64 == count {
             break;
         }
@@ -495,6 +499,6 @@ pub async fn fanout_clients(options: &Options) -> BenchResult<()> {
     }
     out.push_str("done");
     println!("{out}");
-    let _ = BTreeSet::<u8>::new();
+    drop(open_streams);
     Ok(())
 }

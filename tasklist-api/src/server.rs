@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use crate::config::Config;
-use crate::http::{AppState, router};
+use crate::http::{AppState, router, serve};
 use crate::hub::Hub;
 use crate::identity::Authenticator;
 use crate::metrics::Metrics;
@@ -68,15 +68,7 @@ pub async fn start(
         metrics: metrics.clone(),
         stream: config.stream.clone(),
     };
-    let mut stopping = shutdown.clone();
-    let http = tokio::spawn(async move {
-        let served = axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move { stopping.requested().await })
-            .await;
-        if let Err(e) = served {
-            error!(error = %e, "the HTTP server stopped");
-        }
-    });
+    let http = tokio::spawn(serve(listener, router(state), shutdown));
     info!("tasklist-api started");
     Ok(Running {
         metrics,

@@ -672,3 +672,25 @@ async fn ndjson_is_served_on_request() {
     );
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_and_the_server_stops() {
+    let world = World::new().await;
+    let service = world.start().await;
+    let (mut client, _) = connect(&service.address, "kermit", &["muppets"]).await;
+    let address = service.address.clone();
+
+    let stopped = tokio::spawn(service.stop());
+    let ended = tokio::time::timeout(DEADLINE, client.next())
+        .await
+        .expect("the open stream ends on shutdown");
+    assert!(ended.is_none(), "no event after shutdown, got {ended:?}");
+    tokio::time::timeout(DEADLINE, stopped)
+        .await
+        .expect("the server stops once its streams ended")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(&address).await.is_err(),
+        "the listener is closed"
+    );
+}

@@ -1,8 +1,11 @@
 //! The HTTP API (axum): routes, the shared state, and errors as JSON without internals.
 
 mod data_entries;
+mod serve;
 mod stream;
 mod tasks;
+
+pub use serve::serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
