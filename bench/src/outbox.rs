@@ -2,7 +2,9 @@
 //!
 //! Latency: one engine transaction (insert one business row, commit) without and with
 //! recording one TaskCreated through the collector, alternating in the same run on one
-//! connection. Throughput: transactions recording 10 events each, from several connections.
+//! connection. For scale, a third variant adds one more trivial business insert instead: what
+//! any extra statement (one more round trip) costs. Throughput: transactions recording 10
+//! events each, from several connections.
 
 use std::time::{Duration, Instant};
 
@@ -49,13 +51,16 @@ async fn measure(pool: &PgPool, iterations: u64, workers: u64, seconds: u64) -> 
     let warmup = (iterations / 10).max(50);
     let mut without = Samples::default();
     let mut with = Samples::default();
+    let mut extra = Samples::default();
     let mut next_task = 0u64;
     for i in 0..warmup + iterations {
-        let plain = engine_transaction(pool, 0, &mut next_task).await?;
-        let recorded = engine_transaction(pool, 1, &mut next_task).await?;
+        let plain = engine_transaction(pool, Variant::Plain, &mut next_task).await?;
+        let recorded = engine_transaction(pool, Variant::Record(1), &mut next_task).await?;
+        let extra_insert = engine_transaction(pool, Variant::ExtraInsert, &mut next_task).await?;
         if i >= warmup {
             without.push(plain);
             with.push(recorded);
+            extra.push(extra_insert);
         }
     }
 
@@ -68,7 +73,7 @@ async fn measure(pool: &PgPool, iterations: u64, workers: u64, seconds: u64) -> 
                 let mut next_task = (worker + 1) * 1_000_000_000;
                 let mut events = 0u64;
                 while Instant::now() < deadline {
-                    engine_transaction(&pool, 10, &mut next_task).await?;
+                    engine_transaction(&pool, Variant::Record(10), &mut next_task).await?;
                     events += 10;
                 }
                 Ok::<u64, String>(events)
@@ -83,6 +88,7 @@ async fn measure(pool: &PgPool, iterations: u64, workers: u64, seconds: u64) -> 
 
     let (p50_without, p99_without) = (without.percentile_ms(50.0), without.percentile_ms(99.0));
     let (p50_with, p99_with) = (with.percentile_ms(50.0), with.percentile_ms(99.0));
+    let (p50_extra, p99_extra) = (extra.percentile_ms(50.0), extra.percentile_ms(99.0));
     println!(
         "outbox benchmark: {iterations} transactions per variant, alternating, one connection"
     );
@@ -99,6 +105,11 @@ async fn measure(pool: &PgPool, iterations: u64, workers: u64, seconds: u64) -> 
         "... and record one TaskCreated"
     );
     println!(
+        "{:<42} {p50_extra:>9.3} {p99_extra:>9.3}   (p50 ratio {:.3}: one more round trip)",
+        "... and insert a second business row",
+        p50_extra / p50_without
+    );
+    println!(
         "throughput: {workers} connections, {seconds} s, 10 TaskCreated per transaction: {events} events, {events_per_s:.0} events/s"
     );
     println!(
@@ -110,10 +121,20 @@ async fn measure(pool: &PgPool, iterations: u64, workers: u64, seconds: u64) -> 
     Ok(())
 }
 
-/// One engine transaction recording `events` TaskCreated events; returns how long it took.
+#[derive(Debug, Clone, Copy)]
+enum Variant {
+    /// Insert one business row, commit.
+    Plain,
+    /// The same, plus a second business row: the cost of one more statement.
+    ExtraInsert,
+    /// The same, recording this many TaskCreated events through the collector.
+    Record(u64),
+}
+
+/// One engine transaction of `variant`; returns how long it took.
 async fn engine_transaction(
     pool: &PgPool,
-    events: u64,
+    variant: Variant,
     next_task: &mut u64,
 ) -> BenchResult<Duration> {
     let started = Instant::now();
@@ -122,7 +143,13 @@ async fn engine_transaction(
         .execute(&mut *tx)
         .await
         .map_err(err("business insert"))?;
-    if events > 0 {
+    if let Variant::ExtraInsert = variant {
+        sqlx::query("INSERT INTO engine_business (note) VALUES ('next step')")
+            .execute(&mut *tx)
+            .await
+            .map_err(err("second business insert"))?;
+    }
+    if let Variant::Record(events) = variant {
         let mut collector = Collector::new();
         for _ in 0..events {
             *next_task += 1;
