@@ -15,7 +15,20 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health", get(health))
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "only GET is answered here",
+            )
+        })
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such resource") })
         .with_state(metrics)
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> impl IntoResponse {
+    let body = serde_json::json!({ "error": code, "message": message });
+    (status, Json(body))
 }
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {

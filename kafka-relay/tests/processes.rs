@@ -202,6 +202,9 @@ async fn two_relays_publish_one_at_a_time_and_the_standby_takes_over_within_10_s
     let (status, body) = http_get(&second_address, "/health").await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"leader\":false"), "{body}");
+    let (status, body) = http_get(&second_address, "/no/such/path").await.unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("\"error\":\"not_found\""), "{body}");
 
     let writer = tokio::spawn(stream_events(
         world.db.pool.clone(),

@@ -198,6 +198,16 @@ async fn identity_and_visibility_errors_are_json_with_the_right_status() {
     let missing = get(address, "/no/such/route", Some(&kermit)).await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"], "not_found");
+    for (method, path) in [("POST", "/api/tasks"), ("DELETE", "/api/tasks/mine")] {
+        let refused = request(address, method, path, Some(&kermit)).await;
+        assert_eq!(refused.status, 405, "{method} {path}: {}", refused.body);
+        assert_eq!(refused.json()["error"], "method_not_allowed");
+        assert!(
+            refused.headers["allow"].contains("GET"),
+            "{:?}",
+            refused.headers
+        );
+    }
     service.stop().await;
 }
 

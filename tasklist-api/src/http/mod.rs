@@ -69,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        // After every route: it applies to the routes added before it.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
 }
@@ -79,6 +81,7 @@ pub enum ApiError {
     BadRequest(String),
     Unauthorized(Unauthenticated),
     NotFound,
+    MethodNotAllowed,
     /// A dependency (MongoDB) failed; the cause is logged, not shown.
     Unavailable(String),
 }
@@ -113,6 +116,11 @@ impl IntoResponse for ApiError {
                 "not_found",
                 "no such resource".into(),
             ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this resource only answers GET".into(),
+            ),
             ApiError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "request failed on a dependency");
                 (
@@ -144,6 +152,10 @@ pub fn parse_params(raw: Option<&str>) -> Result<HashMap<String, String>, ApiErr
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 async fn live() -> Json<serde_json::Value> {

@@ -282,8 +282,12 @@ impl Reply {
 }
 
 async fn send_request(address: &str, path: &str, headers: &[(&str, &str)]) -> TcpStream {
+    send(address, "GET", path, headers).await
+}
+
+async fn send(address: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> TcpStream {
     let mut stream = TcpStream::connect(address).await.expect("connect");
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -294,12 +298,17 @@ async fn send_request(address: &str, path: &str, headers: &[(&str, &str)]) -> Tc
 
 /// A GET whose whole response is read (`Connection: close`).
 pub async fn get(address: &str, path: &str, bearer: Option<&str>) -> Reply {
+    request(address, "GET", path, bearer).await
+}
+
+/// A bodiless request whose whole response is read (`Connection: close`).
+pub async fn request(address: &str, method: &str, path: &str, bearer: Option<&str>) -> Reply {
     let auth = bearer.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Connection", "close")];
+    let mut headers = vec![("Connection", "close"), ("Content-Length", "0")];
     if let Some(auth) = &auth {
         headers.push(("Authorization", auth));
     }
-    let mut stream = send_request(address, path, &headers).await;
+    let mut stream = send(address, method, path, &headers).await;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
