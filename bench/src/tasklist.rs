@@ -13,11 +13,12 @@ use tasklist_api::config::{Config, Layered, MongoConfig, WriteConcern};
 use tasklist_api::documents::TaskDocument;
 use tasklist_api::metrics::Metrics;
 use tasklist_api::store::Store;
-use taskpool_schemas::{Payload, SourceReference, Task, TaskEvent, TaskState, Timestamp, encode};
+use taskpool_schemas::{TaskEvent, Timestamp, encode};
 use taskpool_service::shutdown;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
 
+use crate::outbox::new_task;
 use crate::setup::BenchResult;
 use crate::stats::Samples;
 use crate::{Options, server_env};
@@ -32,41 +33,15 @@ fn unique(name: &str) -> String {
 }
 
 fn task_event(id: &str, version: i64, groups: &[&str]) -> TaskEvent {
+    let mut task = new_task();
+    task.candidate_groups = groups.iter().map(|g| g.to_string()).collect();
+    task.business_key = Some(format!("order-{id}"));
     TaskEvent {
         event_id: uuid::Uuid::new_v4(),
         event_type: "TaskCreated".into(),
         version,
         occurred_at: Timestamp::now(),
-        task: Task {
-            id: id.into(),
-            source_reference: SourceReference {
-                process_instance_id: "4f7c1e2a-1b2c-4d5e-8f90-123456789abc".into(),
-                execution_id: "5a8d2f3b-2c3d-4e5f-9a01-23456789abcd".into(),
-                process_definition_id: "order-approval:3:7c1e2a4f".into(),
-                process_definition_key: "order-approval".into(),
-                process_name: "Order approval".into(),
-                application_name: "shop".into(),
-                tenant_id: None,
-            },
-            task_definition_key: "approve-order".into(),
-            name: "Approve order".into(),
-            description: Some("Check the order and approve or reject it".into()),
-            form_key: Some("shop:approve-order".into()),
-            priority: 50,
-            create_time: Timestamp::now(),
-            due_date: None,
-            follow_up_date: None,
-            assignee: None,
-            owner: None,
-            candidate_users: Default::default(),
-            candidate_groups: groups.iter().map(|g| g.to_string()).collect(),
-            business_key: Some(format!("order-{id}")),
-            payload: Payload::from_value(serde_json::json!({"amount": 1250, "customer": "ACME"}))
-                .unwrap_or_default(),
-            correlations: vec![],
-            state: TaskState::Active,
-            delete_reason: None,
-        },
+        task: task.to_active_task(id),
     }
 }
 

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kafka_relay::config::{Config, Layered};
+use kafka_relay::config::Config;
 use kafka_relay::metrics::Metrics;
 use kafka_relay::{Exit, Relay, http, status};
-use taskpool_service::{logging, shutdown};
+use taskpool_service::{logging, shutdown, startup};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,19 +40,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("kafka-relay: configuration: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("kafka-relay: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match startup::prepare::<Config>("kafka-relay", cli.config.as_deref()) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
     let outcome = match cli.command {
         Command::Run => runtime.block_on(run(config)),

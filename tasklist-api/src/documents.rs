@@ -158,6 +158,11 @@ pub struct ProtocolLine {
 }
 
 impl DataEntryDocument {
+    /// Whether a caller with `principals` may see the entry (deleted entries are gone).
+    pub fn visible_to(&self, principals: &[String]) -> bool {
+        !self.deleted && self.principals.iter().any(|p| principals.contains(p))
+    }
+
     pub fn from_event(event: &DataEntryEvent) -> DataEntryDocument {
         let entry = &event.data_entry;
         let mut principals: Vec<String> = entry

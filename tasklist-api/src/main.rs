@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tasklist_api::config::{Config, Layered};
-use taskpool_service::{logging, shutdown};
+use tasklist_api::config::Config;
+use taskpool_service::{logging, shutdown, startup};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,19 +38,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("tasklist-api: configuration: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tasklist-api: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match startup::prepare::<Config>("tasklist-api", cli.config.as_deref())
+    {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
     let Command::Run = cli.command;
     match runtime.block_on(run(config)) {

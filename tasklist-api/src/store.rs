@@ -294,7 +294,7 @@ impl Store {
         let entry = self
             .timed(self.data_entries().find_one(doc! { "_id": id }))
             .await?;
-        Ok(entry.filter(|e| !e.deleted && e.principals.iter().any(|p| principals.contains(p))))
+        Ok(entry.filter(|e| e.visible_to(principals)))
     }
 
     /// Writes a fence into the tasks collection; its change event marks everything before it.

@@ -26,6 +26,33 @@ pub struct NewTask {
     pub correlations: Vec<DataEntryReference>,
 }
 
+impl NewTask {
+    /// The task this creates: active, with the given id and these fields.
+    pub fn to_active_task(&self, task_id: &str) -> Task {
+        Task {
+            id: task_id.to_string(),
+            source_reference: self.source_reference.clone(),
+            task_definition_key: self.task_definition_key.clone(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            form_key: self.form_key.clone(),
+            priority: self.priority,
+            create_time: self.create_time,
+            due_date: self.due_date,
+            follow_up_date: self.follow_up_date,
+            assignee: self.assignee.clone(),
+            owner: self.owner.clone(),
+            candidate_users: self.candidate_users.clone(),
+            candidate_groups: self.candidate_groups.clone(),
+            business_key: self.business_key.clone(),
+            payload: self.payload.clone(),
+            correlations: self.correlations.clone(),
+            state: TaskState::Active,
+            delete_reason: None,
+        }
+    }
+}
+
 /// A partial update of a task's attributes: `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskAttributes {
@@ -299,27 +326,7 @@ fn create(task_id: &str, new: &NewTask) -> Result<TaskChange, TaskRejection> {
     }
     principals_non_empty(&new.candidate_users, "candidate user")?;
     principals_non_empty(&new.candidate_groups, "candidate group")?;
-    let task = Task {
-        id: task_id.to_string(),
-        source_reference: new.source_reference.clone(),
-        task_definition_key: new.task_definition_key.clone(),
-        name: new.name.clone(),
-        description: new.description.clone(),
-        form_key: new.form_key.clone(),
-        priority: new.priority,
-        create_time: new.create_time,
-        due_date: new.due_date,
-        follow_up_date: new.follow_up_date,
-        assignee: new.assignee.clone(),
-        owner: new.owner.clone(),
-        candidate_users: new.candidate_users.clone(),
-        candidate_groups: new.candidate_groups.clone(),
-        business_key: new.business_key.clone(),
-        payload: new.payload.clone(),
-        correlations: new.correlations.clone(),
-        state: TaskState::Active,
-        delete_reason: None,
-    };
+    let task = new.to_active_task(task_id);
     Ok(TaskChange {
         event_type: TaskEventType::Created,
         task,
