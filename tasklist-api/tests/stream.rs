@@ -242,6 +242,49 @@ const CLIENTS: [(&str, &[&str]); 4] = [
 ];
 
 /// Changes the tasks through the sequence, returning the final state of each task.
+/// A last change concerning every client (gonzo, in none of the groups, gets his own): once a
+/// client has it, it has every change before it.
+async fn send_last_changes(world: &World) {
+    world
+        .send_task(&task_event(
+            "last",
+            1,
+            None,
+            &["muppets", "frogs", "pigs"],
+            TaskState::Active,
+        ))
+        .await;
+    world
+        .send_task(&task_event(
+            "last-gonzo",
+            1,
+            Some("gonzo"),
+            &[],
+            TaskState::Active,
+        ))
+        .await;
+}
+
+fn last_change_for(user: &str) -> &'static str {
+    if user == "gonzo" {
+        "last-gonzo"
+    } else {
+        "last"
+    }
+}
+
+/// The client holds exactly the final tasks it may see, plus its last change.
+fn assert_final_tasklist(
+    tasklist: &Tasklist,
+    finals: &BTreeMap<String, (Option<&str>, Vec<&str>, TaskState)>,
+    user: &str,
+    groups: &[&str],
+) {
+    let mut want = expected(finals, user, groups);
+    want.insert(last_change_for(user).to_string());
+    assert_eq!(tasklist.ids(), want, "{user}'s tasklist");
+}
+
 async fn run_changes(
     world: &World,
     steps: std::ops::Range<u64>,
@@ -278,32 +321,10 @@ async fn clients_never_receive_a_task_they_may_not_see_and_end_with_exactly_thei
         clients.push((user, groups, connect(&service.address, user, groups).await));
     }
     run_changes(&world, 20..200, &mut versions, &mut finals).await;
-    // A last marker change concerning everyone: once it arrives, everything before it has.
-    world
-        .send_task(&task_event(
-            "last",
-            1,
-            None,
-            &["muppets", "frogs", "pigs"],
-            TaskState::Active,
-        ))
-        .await;
-    world
-        .send_task(&task_event(
-            "last-gonzo",
-            1,
-            Some("gonzo"),
-            &[],
-            TaskState::Active,
-        ))
-        .await;
+    send_last_changes(&world).await;
 
     for (user, groups, (mut client, mut tasklist)) in clients {
-        let marker = if user == "gonzo" {
-            "last-gonzo"
-        } else {
-            "last"
-        };
+        let marker = last_change_for(user);
         while !tasklist.tasks.contains_key(marker) {
             let event = client.expect("the last change", DEADLINE).await;
             if event.name == "upsert" {
@@ -315,9 +336,7 @@ async fn clients_never_receive_a_task_they_may_not_see_and_end_with_exactly_thei
             }
             tasklist.apply(&event);
         }
-        let mut want = expected(&finals, user, groups);
-        want.insert(marker.to_string());
-        assert_eq!(tasklist.ids(), want, "{user}'s tasklist");
+        assert_final_tasklist(&tasklist, &finals, user, groups);
         assert_eq!(tasklist.resyncs, 0);
     }
     service.stop().await;
@@ -341,37 +360,14 @@ async fn changes_committed_while_clients_are_between_snapshot_and_stream_are_not
     let mut finals = BTreeMap::new();
     run_changes(&world, 0..300, &mut versions, &mut finals).await;
     let clients = connecting.await.unwrap();
-    world
-        .send_task(&task_event(
-            "last",
-            1,
-            None,
-            &["muppets", "frogs", "pigs"],
-            TaskState::Active,
-        ))
-        .await;
-    world
-        .send_task(&task_event(
-            "last-gonzo",
-            1,
-            Some("gonzo"),
-            &[],
-            TaskState::Active,
-        ))
-        .await;
+    send_last_changes(&world).await;
     for (user, groups, (mut client, mut tasklist)) in clients {
-        let marker = if user == "gonzo" {
-            "last-gonzo"
-        } else {
-            "last"
-        };
+        let marker = last_change_for(user);
         read_until(&mut client, &mut tasklist, "the last change", |t| {
             t.tasks.contains_key(marker)
         })
         .await;
-        let mut want = expected(&finals, user, groups);
-        want.insert(marker.to_string());
-        assert_eq!(tasklist.ids(), want, "{user}'s tasklist");
+        assert_final_tasklist(&tasklist, &finals, user, groups);
     }
     service.stop().await;
 }

@@ -2,6 +2,9 @@
 //! starts, and waiting for a condition with a deadline instead of sleeping.
 //!
 //! Tests never skip: a missing server is a failure with a message saying how to start it.
+//! [`fixtures`] holds domain values many tests build.
+
+pub mod fixtures;
 
 use std::future::Future;
 use std::path::PathBuf;

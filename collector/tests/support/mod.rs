@@ -6,11 +6,9 @@ use std::collections::BTreeSet;
 use sqlx::{Row, Transaction};
 use taskpool_collector::{Collector, CollectorError, EngineEvent};
 use taskpool_core::domain::data_entry::DataEntryContent;
-use taskpool_core::domain::task::NewTask;
 use taskpool_core::{PgStore, RecordedEvent, SqliteStore, Store};
-use taskpool_schemas::{
-    DataEntryState, DecodedEvent, Payload, ProcessingType, SourceReference, Timestamp, decode,
-};
+use taskpool_schemas::{DataEntryState, DecodedEvent, Payload, ProcessingType, decode};
+pub use taskpool_testkit::fixtures::new_task;
 use taskpool_testkit::{PgTestDb, SqliteTestDb};
 
 /// One outbox row as a reader sees it.
@@ -222,35 +220,6 @@ impl Harness for Sqlite {
 }
 
 /// A valid task as an engine would report it at creation.
-pub fn new_task(name: &str) -> Box<NewTask> {
-    Box::new(NewTask {
-        source_reference: SourceReference {
-            process_instance_id: "pi-1".into(),
-            execution_id: "ex-1".into(),
-            process_definition_id: "order:1".into(),
-            process_definition_key: "order".into(),
-            process_name: "Order approval".into(),
-            application_name: "shop".into(),
-            tenant_id: None,
-        },
-        task_definition_key: "approve".into(),
-        name: name.into(),
-        description: None,
-        form_key: None,
-        priority: 50,
-        create_time: Timestamp(1_000),
-        due_date: None,
-        follow_up_date: None,
-        assignee: None,
-        owner: None,
-        candidate_users: BTreeSet::new(),
-        candidate_groups: ["muppets".to_string()].into(),
-        business_key: None,
-        payload: Payload::default(),
-        correlations: vec![],
-    })
-}
-
 pub fn order_content(state: &str) -> Box<DataEntryContent> {
     Box::new(DataEntryContent {
         type_name: "Order".into(),

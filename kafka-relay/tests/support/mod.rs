@@ -16,9 +16,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use taskpool_collector::{Collector, EngineEvent};
-use taskpool_core::domain::task::NewTask;
 use taskpool_core::{PgStore, Store};
-use taskpool_schemas::{DecodedEvent, Payload, SourceReference, Timestamp, decode};
+use taskpool_schemas::{DecodedEvent, decode};
+pub use taskpool_testkit::fixtures::new_task;
 use taskpool_testkit::{PgTestDb, required_env, wait_for};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -341,35 +341,6 @@ impl KafkaReader {
             .map(|r| r.headers["event-id"].clone())
             .collect()
     }
-}
-
-pub fn new_task(name: &str) -> Box<NewTask> {
-    Box::new(NewTask {
-        source_reference: SourceReference {
-            process_instance_id: "pi".into(),
-            execution_id: "ex".into(),
-            process_definition_id: "order:1".into(),
-            process_definition_key: "order".into(),
-            process_name: "Order".into(),
-            application_name: "shop".into(),
-            tenant_id: None,
-        },
-        task_definition_key: "approve".into(),
-        name: name.into(),
-        description: None,
-        form_key: None,
-        priority: 50,
-        create_time: Timestamp(1_000),
-        due_date: None,
-        follow_up_date: None,
-        assignee: None,
-        owner: None,
-        candidate_users: Default::default(),
-        candidate_groups: ["muppets".to_string()].into(),
-        business_key: None,
-        payload: Payload::default(),
-        correlations: vec![],
-    })
 }
 
 pub fn created(task_id: &str) -> EngineEvent {
