@@ -322,9 +322,13 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
     }
     let connect_seconds = connecting.elapsed().as_secs_f64();
     let rss_connected = settled_rss().await;
-    // The gauge is refreshed once a second.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let open = running.metrics.open_streams.load(Ordering::Relaxed);
+    // The gauge is refreshed once a second: wait until it counts every client (at most 5 s).
+    let counted = Instant::now() + Duration::from_secs(5);
+    let mut open = running.metrics.open_streams.load(Ordering::Relaxed);
+    while u64::try_from(open).unwrap_or(0) < clients && Instant::now() < counted {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        open = running.metrics.open_streams.load(Ordering::Relaxed);
+    }
 
     // The change: one task for everyone, written where the projection writes.
     let event = task_event("for-everyone", 1, &["everyone"]);
