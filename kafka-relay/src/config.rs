@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+use taskpool_service::SecretString;
 pub use taskpool_service::config::ConfigError;
 pub use taskpool_service::config::Layered;
 use taskpool_service::config::Validate;
+pub use taskpool_service::kafka::{Compression, KafkaSecurity};
 pub use taskpool_service::logging::{LogConfig, LogFormat};
 
 /// The prefix of environment variables that configure the relay.
@@ -36,8 +38,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// PostgreSQL URL of the database holding the outbox.
-    pub url: String,
+    /// PostgreSQL URL of the database holding the outbox; TLS through its parameters, e.g.
+    /// `?sslmode=verify-full&sslrootcert=/etc/taskpool/pg-ca.pem`. Kept secret: it may hold a
+    /// password.
+    pub url: SecretString,
     /// Connections the relay may open.
     #[serde(default = "defaults::db_connections")]
     pub max_connections: u32,
@@ -65,7 +69,14 @@ pub struct KafkaConfig {
     /// broker's limit so oversized events are recognised before they reach the broker.
     #[serde(default = "defaults::message_max_bytes")]
     pub message_max_bytes: u32,
-    /// Extra librdkafka producer properties, e.g. `"linger.ms" = "10"`.
+    /// TLS and SASL towards the brokers.
+    #[serde(default)]
+    pub security: KafkaSecurity,
+    /// Producer `compression.type`: none, gzip, snappy, lz4 or zstd.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Extra librdkafka producer properties, e.g. `"linger.ms" = "10"` (in the environment,
+    /// `..._PRODUCER__LINGER_MS=10`: `_` stands for `.`).
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
 }
@@ -221,6 +232,7 @@ impl Validate for Config {
                 "lease.ttl_ms must exceed lease.renew_interval_ms + lease.safety_margin_ms",
             );
         }
+        self.kafka.security.check().map_err(ConfigError::Invalid)?;
         if self.kafka.topic_prefix.is_empty() || self.relay.name.is_empty() {
             return invalid("kafka.topic_prefix and relay.name must not be empty");
         }
@@ -231,6 +243,7 @@ impl Validate for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use taskpool_service::ExposeSecret;
 
     const MINIMAL: &str = r#"
         [database]
@@ -287,7 +300,54 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(config.database.url, "postgres://h/db");
+        assert_eq!(config.database.url.expose_secret(), "postgres://h/db");
+    }
+
+    #[test]
+    fn the_environment_alone_sets_digit_secrets_overrides_and_compression() {
+        let config = Config::from_sources(
+            "",
+            env(&[
+                ("TASKPOOL_RELAY__DATABASE__URL", "postgres://u:0042@h/db"),
+                ("TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS", "h:1"),
+                ("TASKPOOL_RELAY__KAFKA__COMPRESSION", "zstd"),
+                ("TASKPOOL_RELAY__KAFKA__PRODUCER__LINGER_MS", "10"),
+                ("TASKPOOL_RELAY__KAFKA__SECURITY__PROTOCOL", "SSL"),
+                (
+                    "TASKPOOL_RELAY__KAFKA__SECURITY__SSL_CA_LOCATION",
+                    "/ca.pem",
+                ),
+                (
+                    "TASKPOOL_RELAY__KAFKA__SECURITY__SSL_KEY_PASSWORD",
+                    "0975310",
+                ),
+                ("TASKPOOL_RELAY__RELAY__NAME", "42"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.relay.name, "42");
+        let producer = crate::publisher::producer_config(&config.kafka);
+        assert_eq!(producer.get("linger.ms"), Some("10"));
+        assert_eq!(producer.get("compression.type"), Some("zstd"));
+        assert_eq!(producer.get("security.protocol"), Some("ssl"));
+        assert_eq!(producer.get("ssl.key.password"), Some("0975310"));
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("u:0042") && !debug.contains("0975310"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_its_key_and_source() {
+        let error = Config::from_sources(
+            MINIMAL,
+            env(&[("TASKPOOL_RELAY__RELAY__BATCH_SIZE", "lots")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("relay.batch_size"), "{error}");
+        assert!(error.contains("the environment"), "{error}");
     }
 
     #[test]

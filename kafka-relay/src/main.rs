@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use kafka_relay::config::Config;
 use kafka_relay::metrics::Metrics;
 use kafka_relay::{Exit, Relay, http, status};
-use taskpool_service::{logging, shutdown, startup};
+use taskpool_service::{ExposeSecret, logging, shutdown, startup};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,7 +87,7 @@ async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
 async fn print_status(config: Config) -> anyhow::Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .connect(&config.database.url)
+        .connect(config.database.url.expose_secret())
         .await
         .context("cannot connect to PostgreSQL")?;
     let status = status::read(&pool, &config.relay.name)

@@ -10,6 +10,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use taskpool_service::kafka;
 
 use crate::config::KafkaConfig;
 use crate::outbox::OutboxRow;
@@ -74,20 +75,21 @@ pub fn classify(error: KafkaError) -> PublishError {
 
 /// The librdkafka settings shared by the relay and the raw-producer baseline of the benchmark.
 pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.bootstrap_servers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        // Never give up on a message on our own: a broker outage is waited out, in order.
-        .set("message.timeout.ms", "0")
-        .set("message.max.bytes", config.message_max_bytes.to_string())
-        .set("linger.ms", "5")
-        .set("compression.type", "none");
-    for (key, value) in &config.producer {
-        client.set(key, value);
-    }
-    client
+    let message_max_bytes = config.message_max_bytes.to_string();
+    kafka::client_config(
+        &config.bootstrap_servers,
+        &config.security,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            // Never give up on a message on our own: a broker outage is waited out, in order.
+            ("message.timeout.ms", "0"),
+            ("message.max.bytes", &message_max_bytes),
+            ("linger.ms", "5"),
+            ("compression.type", config.compression.property()),
+        ],
+        &config.producer,
+    )
 }
 
 /// A connected producer for one relay.
@@ -195,10 +197,14 @@ impl Publisher {
                 missing.join(", ")
             ));
         }
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &config.bootstrap_servers)
-            .create()
-            .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+        let admin: AdminClient<DefaultClientContext> = kafka::client_config(
+            &config.bootstrap_servers,
+            &config.security,
+            &[],
+            &config.producer,
+        )
+        .create()
+        .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
         let new_topics: Vec<NewTopic> = missing
             .iter()
             .map(|name| {

@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{self, Fence, OutboxRow, Position};
 use crate::publisher::{PublishError, Publisher, classify};
 use crate::retention;
+use taskpool_service::ExposeSecret;
 use taskpool_service::shutdown::Shutdown;
 
 const MIGRATIONS: &[(i64, &str, &str)] =
@@ -104,7 +105,7 @@ impl Relay {
         let pool = PgPoolOptions::new()
             .max_connections(config.database.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
-            .connect(&config.database.url)
+            .connect(config.database.url.expose_secret())
             .await?;
         if config.database.migrate {
             PgStore::migrate(&pool)

@@ -1,21 +1,29 @@
 //! Layered configuration: defaults (in the typed structs), then a TOML file, then environment
 //! variables, which win. A variable names a key by its path after a prefix, sections joined by
 //! `__`: with prefix `TASKPOOL_RELAY__`, `TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS` sets
-//! `kafka.bootstrap_servers`. Values are read as TOML booleans or integers when they parse as
-//! one, and as strings otherwise. Unknown keys fail deserialization (`deny_unknown_fields`).
+//! `kafka.bootstrap_servers`.
+//!
+//! Environment values stay text until the target type reads them (config-rs converts on
+//! demand), so a group id `"42"`, an all-digit secret `"0012"` or an override `"10"` arrive as
+//! written, while numbers, floats and booleans parse where the field wants one. Lists come from
+//! the environment as comma-separated text ([`list`]). Errors name the key and where the value
+//! came from (the file's path, or "the environment"). Unknown keys are refused
+//! (`deny_unknown_fields`), so a typo never falls back to a default silently.
 
+use std::collections::HashMap;
 use std::path::Path;
 
+use config::{Environment, File, FileFormat};
 use serde::de::DeserializeOwned;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    /// A source could not be read or a value does not fit its key; the message names the key
+    /// and the source.
+    #[error(transparent)]
+    Load(#[from] config::ConfigError),
+    /// The values fit their types but break a rule between them.
     #[error("{0}")]
     Invalid(String),
 }
@@ -50,14 +58,11 @@ pub fn load<T: DeserializeOwned + Validate>(
     file: Option<&Path>,
     env_prefix: &str,
 ) -> Result<T, ConfigError> {
-    let text = match file {
-        Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?,
-        None => String::new(),
-    };
-    from_sources(&text, std::env::vars(), env_prefix)
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+    }
+    finish(builder.add_source(environment(env_prefix, None)))
 }
 
 /// Builds and validates `T` from TOML text and `(name, value)` environment pairs.
@@ -66,57 +71,53 @@ pub fn from_sources<T: DeserializeOwned + Validate>(
     env: impl IntoIterator<Item = (String, String)>,
     env_prefix: &str,
 ) -> Result<T, ConfigError> {
-    let mut table: toml::Table = toml_text
-        .parse()
-        .map_err(|e| ConfigError::Invalid(format!("configuration file: {e}")))?;
-    for (name, value) in env {
-        let Some(path) = name.strip_prefix(env_prefix) else {
-            continue;
-        };
-        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
-        set_path(&mut table, &keys, scalar(&value))
-            .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
-    }
-    let config: T = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+    let pairs: HashMap<String, String> = env.into_iter().collect();
+    finish(
+        config::Config::builder()
+            .add_source(File::from_str(toml_text, FileFormat::Toml))
+            .add_source(environment(env_prefix, Some(pairs))),
+    )
+}
+
+fn environment(prefix: &str, pairs: Option<HashMap<String, String>>) -> Environment {
+    Environment::with_prefix(prefix.trim_end_matches('_'))
+        .prefix_separator("__")
+        .separator("__")
+        .source(pairs)
+}
+
+fn finish<T: DeserializeOwned + Validate>(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+) -> Result<T, ConfigError> {
+    let config: T = builder.build()?.try_deserialize()?;
     config.validate()?;
     Ok(config)
 }
 
-/// An environment value as a TOML scalar when it parses as one, else as a string.
-fn scalar(value: &str) -> toml::Value {
-    if let Ok(b) = value.parse::<bool>() {
-        return toml::Value::Boolean(b);
+/// Deserializes a list from a sequence (files) or from comma-separated text (the
+/// environment); blank items are dropped. Use with `#[serde(deserialize_with = ...)]`.
+pub fn list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        Text(String),
     }
-    if let Ok(i) = value.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    toml::Value::String(value.to_string())
-}
-
-fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
-    match keys {
-        [] => Err("empty key".into()),
-        [last] => {
-            table.insert(last.clone(), value);
-            Ok(())
-        }
-        [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match entry {
-                toml::Value::Table(inner) => set_path(inner, rest, value),
-                _ => Err(format!("{first} is not a section")),
-            }
-        }
-    }
+    Ok(match serde::Deserialize::deserialize(deserializer)? {
+        OneOrMany::Many(items) => items,
+        OneOrMany::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::{ExposeSecret, SecretString};
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -140,6 +141,14 @@ mod tests {
         count: u32,
         #[serde(default)]
         flag: bool,
+        #[serde(default)]
+        ratio: f64,
+        #[serde(default, deserialize_with = "list")]
+        items: Vec<String>,
+        #[serde(default)]
+        secret: Option<SecretString>,
+        #[serde(default)]
+        overrides: std::collections::BTreeMap<String, String>,
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -150,22 +159,84 @@ mod tests {
     }
 
     #[test]
-    fn environment_wins_over_the_file_and_scalars_are_typed() {
+    fn environment_wins_over_the_file_and_the_target_type_decides_the_parsing() {
         let sample: Sample = from_sources(
             "[section]\nname = \"file\"\ncount = 1",
             env(&[
+                ("P__SECTION__NAME", "0042"),
                 ("P__SECTION__COUNT", "7"),
                 ("P__SECTION__FLAG", "true"),
+                ("P__SECTION__RATIO", "0.25"),
+                ("P__SECTION__ITEMS", "a, b,,c"),
+                ("P__SECTION__SECRET", "000123"),
+                ("P__SECTION__OVERRIDES__LINGER_MS", "10"),
                 ("OTHER", "x"),
             ]),
             "P__",
         )
         .unwrap();
+        let section = &sample.section;
+        assert_eq!((section.name.as_str(), section.count), ("0042", 7));
+        assert!(section.flag);
+        assert_eq!(section.ratio, 0.25);
+        assert_eq!(section.items, ["a", "b", "c"]);
         assert_eq!(
-            (sample.section.name.as_str(), sample.section.count),
-            ("file", 7)
+            section.secret.as_ref().map(|s| s.expose_secret()),
+            Some("000123")
         );
-        assert!(sample.section.flag);
+        assert_eq!(
+            section.overrides.get("linger_ms").map(String::as_str),
+            Some("10")
+        );
+    }
+
+    #[test]
+    fn a_file_list_and_a_file_number_for_a_text_field_are_read() {
+        let sample: Sample = from_sources(
+            "[section]\nname = 12\ncount = 1\nitems = [\"x\", \"y\"]",
+            env(&[]),
+            "P__",
+        )
+        .unwrap();
+        assert_eq!(sample.section.name, "12");
+        assert_eq!(sample.section.items, ["x", "y"]);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_its_source() {
+        let error = from_sources::<Sample>(
+            "[section]\nname = \"a\"\ncount = 1",
+            env(&[("P__SECTION__COUNT", "many")]),
+            "P__",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("section.count"), "{error}");
+        assert!(error.contains("the environment"), "{error}");
+
+        let dir = std::env::temp_dir().join(format!("taskpool-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[section]\nname = \"a\"\ncount = \"lots\"").unwrap();
+        let error = load::<Sample>(Some(&path), "TASKPOOL_CONFIG_TEST_UNUSED__")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("section.count"), "{error}");
+        assert!(error.contains("bad.toml"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_debug_output() {
+        let sample: Sample = from_sources(
+            "[section]\nname = \"a\"\ncount = 1",
+            env(&[("P__SECTION__SECRET", "hunter2-secret")]),
+            "P__",
+        )
+        .unwrap();
+        let debug = format!("{sample:?}");
+        assert!(!debug.contains("hunter2-secret"), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
     }
 
     #[test]

@@ -3,11 +3,16 @@
 //! # Layout
 //! - [`config`]: configuration from a TOML file and prefixed environment variables, unknown
 //!   keys refused.
+//! - [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses.
 //! - [`logging`]: JSON or pretty logs on stderr.
 //! - [`shutdown`]: a shutdown request any task can watch, and the signals that trigger it.
 //! - [`startup`]: configuration and runtime, or the exit code explaining why not.
 
 pub mod config;
+pub mod kafka;
 pub mod logging;
 pub mod shutdown;
 pub mod startup;
+
+/// Secrets in configuration: redacted in `Debug` output, exposed only where they are used.
+pub use secrecy::{ExposeSecret, SecretString};

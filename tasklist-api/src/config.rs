@@ -7,7 +7,9 @@ use serde::Deserialize;
 pub use taskpool_service::config::ConfigError;
 pub use taskpool_service::config::Layered;
 use taskpool_service::config::Validate;
+pub use taskpool_service::kafka::KafkaSecurity;
 use taskpool_service::logging::LogConfig;
+use taskpool_service::{ExposeSecret, SecretString};
 
 pub const ENV_PREFIX: &str = "TASKPOOL_TASKLIST__";
 
@@ -41,11 +43,29 @@ pub struct MongoConfig {
 }
 
 /// How many nodes must have a write (journaled) before the projection moves on.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteConcern {
     Nodes(u32),
     Named(String),
+}
+
+impl<'de> Deserialize<'de> for WriteConcern {
+    /// A number of nodes or a name, from a number or from text: the environment gives text.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Nodes(u32),
+            Text(String),
+        }
+        Ok(match Raw::deserialize(deserializer)? {
+            Raw::Nodes(nodes) => WriteConcern::Nodes(nodes),
+            Raw::Text(text) => match text.parse() {
+                Ok(nodes) => WriteConcern::Nodes(nodes),
+                Err(_) => WriteConcern::Named(text),
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,7 +82,10 @@ pub struct KafkaConfig {
     /// How long a batch may wait to fill up.
     #[serde(default = "defaults::batch_wait_ms")]
     pub batch_wait_ms: u64,
-    /// Extra librdkafka consumer properties.
+    /// TLS and SASL towards the brokers.
+    #[serde(default)]
+    pub security: KafkaSecurity,
+    /// Extra librdkafka consumer properties (in the environment, `_` stands for `.`).
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
 }
@@ -72,7 +95,7 @@ pub struct KafkaConfig {
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     /// Secret for HS256-signed bearer tokens.
-    pub hs256_secret: Option<String>,
+    pub hs256_secret: Option<SecretString>,
     /// PEM public key for RS256-signed bearer tokens.
     pub rs256_public_key_pem: Option<String>,
     /// Required `iss`, if set.
@@ -179,10 +202,11 @@ impl Validate for Config {
         if identity
             .hs256_secret
             .as_ref()
-            .is_some_and(|secret| secret.len() < 32)
+            .is_some_and(|secret| secret.expose_secret().len() < 32)
         {
             return invalid("identity.hs256_secret must be at least 32 bytes");
         }
+        self.kafka.security.check().map_err(ConfigError::Invalid)?;
         if self.kafka.batch_size == 0 || self.stream.buffer == 0 || self.stream.resume_events == 0 {
             return invalid(
                 "kafka.batch_size, stream.buffer and stream.resume_events must be positive",
@@ -219,6 +243,45 @@ mod tests {
         assert!(Config::from_sources(&without, Vec::new()).is_err());
         let weak = MINIMAL.replace("0123456789abcdef0123456789abcdef", "short");
         assert!(Config::from_sources(&weak, Vec::new()).is_err());
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_environment_alone_configures_numeric_names_digit_secrets_and_overrides() {
+        let config = Config::from_sources(
+            "",
+            env(&[
+                ("MONGODB__URI", "mongodb://m:27017"),
+                ("MONGODB__WRITE_CONCERN", "2"),
+                ("KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092"),
+                ("KAFKA__GROUP_ID", "4711"),
+                ("KAFKA__CONSUMER__FETCH_MAX_BYTES", "10"),
+                ("KAFKA__SECURITY__PROTOCOL", "SASL_SSL"),
+                ("KAFKA__SECURITY__SASL_MECHANISM", "SCRAM-SHA-256"),
+                ("KAFKA__SECURITY__SASL_USERNAME", "007"),
+                ("KAFKA__SECURITY__SASL_PASSWORD", "12345678"),
+                ("IDENTITY__HS256_SECRET", "01234567890123456789012345678901"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.bootstrap_servers, "k1:9092,k2:9092");
+        assert_eq!(config.kafka.group_id, "4711");
+        assert_eq!(config.mongodb.write_concern, WriteConcern::Nodes(2));
+        assert_eq!(config.kafka.security.sasl_username.as_deref(), Some("007"));
+        let client = crate::projection::consumer_config(&config.kafka);
+        assert_eq!(client.get("fetch.max.bytes"), Some("10"));
+        assert_eq!(client.get("group.id"), Some("4711"));
+        assert_eq!(client.get("sasl.password"), Some("12345678"));
+        let secret = config.identity.hs256_secret.as_ref().unwrap();
+        assert_eq!(secret.expose_secret(), "01234567890123456789012345678901");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("12345678"), "{debug}");
     }
 
     #[test]

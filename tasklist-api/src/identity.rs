@@ -7,6 +7,8 @@ use axum::http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde_json::Value;
 
+use taskpool_service::ExposeSecret;
+
 use crate::config::IdentityConfig;
 use crate::documents::{group_principal, user_principal};
 
@@ -75,7 +77,7 @@ impl Authenticator {
         let mut keys = Vec::new();
         if let Some(secret) = &config.hs256_secret {
             keys.push((
-                DecodingKey::from_secret(secret.as_bytes()),
+                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
                 validation(Algorithm::HS256),
             ));
         }

@@ -13,6 +13,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use taskpool_schemas::{DecodedEvent, decode};
+use taskpool_service::kafka;
 use taskpool_service::shutdown::Shutdown;
 use tracing::{info, warn};
 
@@ -23,20 +24,20 @@ use crate::store::{DATA_ENTRIES, Store, TASKS};
 
 /// The consumer settings: offsets stored by the projection, committed automatically.
 pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.bootstrap_servers)
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("enable.partition.eof", "false");
-    for (key, value) in &config.consumer {
-        client.set(key, value);
-    }
-    client
+    kafka::client_config(
+        &config.bootstrap_servers,
+        &config.security,
+        &[
+            ("group.id", &config.group_id),
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "1000"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "6000"),
+            ("enable.partition.eof", "false"),
+        ],
+        &config.consumer,
+    )
 }
 
 pub fn topics(prefix: &str) -> [String; 2] {
