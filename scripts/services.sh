@@ -18,6 +18,15 @@
 #                              virtualenv, started through scripts/mongo-launcher.py (patches
 #                              for the Rust driver's change streams); MONGO_PYTHON and
 #                              MONGO_LAUNCHER let tests start private servers.
+#   TLS         TASKPOOL_TLS_CA  a test certificate authority (openssl) whose server certificate
+#                              names localhost and 127.0.0.1, for:
+#               DATABASE_TLS_URL   a private PostgreSQL cluster that refuses connections without
+#                              TLS (verify-full against the test authority);
+#               KAFKA_TLS_BOOTSTRAP a second Tansu behind stunnel (Debian's stunnel4), which
+#                              advertises the TLS address, so every connection is encrypted.
+#
+# On a server this script did not start (PostgreSQL on 5432), it creates a test database with
+# a name of its own and only ever drops that one.
 #
 # State (PID files, data, logs, connection settings) lives in .services/ (git-ignored), or in
 # $TASKPOOL_SERVICES_DIR.
@@ -26,7 +35,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${TASKPOOL_SERVICES_DIR:-$ROOT/.services}"
 ENV_FILE="$STATE/env"
-TEST_DATABASE="taskpool_test"
 
 log() { echo "services: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -87,71 +95,148 @@ psql_at() { # psql_at <port> <sql>
     PGCONNECT_TIMEOUT=5 psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAtc "$2"
 }
 
+run_as_postgres() { # PostgreSQL refuses to run as root.
+    if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/sh -c "$1"; else sh -c "$1"; fi
+}
+
+# start_cluster <dir> <port> [postgres -c options...]: a private cluster, created when missing.
+start_cluster() {
+    local own_dir=$1 port=$2; shift 2
+    local bindir
+    bindir=$(pg_bindir || true)
+    if [ -z "$bindir" ]; then
+        apt_install postgresql
+        bindir=$(pg_bindir) || die "PostgreSQL installed but initdb not found"
+    fi
+    mkdir -p "$own_dir"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$own_dir"
+    if [ ! -f "$own_dir/data/PG_VERSION" ]; then
+        run_as_postgres "'$bindir/initdb' -D '$own_dir/data' -U postgres -A trust >'$own_dir/initdb.log' 2>&1" \
+            || die "initdb failed, see $own_dir/initdb.log"
+    fi
+    if [ -f "$own_dir/setup" ]; then
+        # A hook that adjusts the new cluster (certificates, pg_hba.conf) before it starts.
+        bash "$own_dir/setup" "$own_dir/data"
+        [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$own_dir"
+    fi
+    run_as_postgres "'$bindir/pg_ctl' -D '$own_dir/data' -l '$own_dir/server.log' -w -t 60 \
+        -o '-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on $*' start" >/dev/null \
+        || die "PostgreSQL did not start, see $own_dir/server.log"
+    echo "$bindir" > "$own_dir/bindir"
+}
+
+stop_cluster() { # stop_cluster <dir> <name>
+    local own_dir=$1
+    if [ -f "$own_dir/data/postmaster.pid" ] && [ -f "$own_dir/bindir" ]; then
+        run_as_postgres "'$(cat "$own_dir/bindir")/pg_ctl' -D '$own_dir/data' -m fast stop" >/dev/null || true
+        log "$2: stopped"
+    fi
+}
+
+# The test database: on a private cluster `taskpool_test`; on a server this script did not
+# start, a name of its own, so that it never drops or reuses a database somebody else made.
+test_database() {
+    local name
+    name=$(get_env TASKPOOL_PG_DATABASE || true)
+    if [ -z "$name" ]; then
+        if [ "$(get_env TASKPOOL_PG_PRIVATE || true)" = 1 ]; then
+            name=taskpool_test
+        else
+            name="taskpool_test_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
+        fi
+        set_env TASKPOOL_PG_DATABASE "$name"
+    fi
+    echo "$name"
+}
+
 start_postgres() {
-    local port own_dir="$STATE/postgres"
+    local port database
     port=$(get_env TASKPOOL_PG_PORT || true)
     if [ -n "$port" ] && port_open "$port"; then
         return 0
     fi
     if port_open 5432 && [ -z "${TASKPOOL_PRIVATE_POSTGRES:-}" ]; then
         port=5432
+        set_env TASKPOOL_PG_PRIVATE 0
         log "PostgreSQL: using the server on 127.0.0.1:5432"
     else
-        local bindir
-        bindir=$(pg_bindir || true)
-        if [ -z "$bindir" ]; then
-            apt_install postgresql
-            bindir=$(pg_bindir) || die "PostgreSQL installed but initdb not found"
-        fi
         port=$(free_port)
+        set_env TASKPOOL_PG_PRIVATE 1
         log "PostgreSQL: starting a private cluster on port $port"
-        mkdir -p "$own_dir"
-        local run_as=()
-        if [ "$(id -u)" -eq 0 ]; then
-            # PostgreSQL refuses to run as root.
-            chown -R postgres:postgres "$own_dir"
-            run_as=(su postgres -s /bin/sh -c)
-        else
-            run_as=(sh -c)
-        fi
-        if [ ! -f "$own_dir/data/PG_VERSION" ]; then
-            "${run_as[@]}" "'$bindir/initdb' -D '$own_dir/data' -U postgres -A trust >'$own_dir/initdb.log' 2>&1" \
-                || die "initdb failed, see $own_dir/initdb.log"
-        fi
-        "${run_as[@]}" "'$bindir/pg_ctl' -D '$own_dir/data' -l '$own_dir/server.log' -w -t 60 \
-            -o '-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on' start" >/dev/null \
-            || die "PostgreSQL did not start, see $own_dir/server.log"
-        echo "$bindir" > "$own_dir/bindir"
+        start_cluster "$STATE/postgres" "$port"
     fi
     command -v psql >/dev/null || apt_install postgresql-client
     wait_until 30 "PostgreSQL on port $port" psql_at "$port" "SELECT 1"
-    if [ "$(psql_at "$port" "SELECT count(*) FROM pg_database WHERE datname = '$TEST_DATABASE'")" = 0 ]; then
-        psql_at "$port" "CREATE DATABASE $TEST_DATABASE" >/dev/null
+    database=$(test_database)
+    if [ "$(psql_at "$port" "SELECT count(*) FROM pg_database WHERE datname = '$database'")" = 0 ]; then
+        psql_at "$port" "CREATE DATABASE $database" >/dev/null
     fi
     set_env TASKPOOL_PG_PORT "$port"
-    set_env DATABASE_URL "postgres://postgres@127.0.0.1:$port/$TEST_DATABASE"
+    set_env DATABASE_URL "postgres://postgres@127.0.0.1:$port/$database"
 }
 
 stop_postgres() {
-    local own_dir="$STATE/postgres"
-    if [ -f "$own_dir/data/postmaster.pid" ] && [ -f "$own_dir/bindir" ]; then
-        local bindir
-        bindir=$(cat "$own_dir/bindir")
-        if [ "$(id -u)" -eq 0 ]; then
-            su postgres -s /bin/sh -c "'$bindir/pg_ctl' -D '$own_dir/data' -m fast stop" >/dev/null || true
-        else
-            "$bindir/pg_ctl" -D "$own_dir/data" -m fast stop >/dev/null || true
-        fi
-        log "PostgreSQL: stopped the private cluster"
+    local port database
+    port=$(get_env TASKPOOL_PG_PORT || true)
+    database=$(get_env TASKPOOL_PG_DATABASE || true)
+    if [ "$(get_env TASKPOOL_PG_PRIVATE || true)" = 0 ] && [ -n "$database" ] && port_open "$port"; then
+        psql_at "$port" "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null || true
     fi
+    stop_cluster "$STATE/postgres" "PostgreSQL (private cluster)"
 }
 
-# Drops and recreates the test database, so each full test run starts clean.
+# Drops and recreates this script's own test database, so each full test run starts clean.
 reset_postgres() {
-    local port
+    local port database
     port=$(get_env TASKPOOL_PG_PORT) || die "not started"
-    psql_at "$port" "DROP DATABASE IF EXISTS $TEST_DATABASE WITH (FORCE)" >/dev/null
-    psql_at "$port" "CREATE DATABASE $TEST_DATABASE" >/dev/null
+    database=$(get_env TASKPOOL_PG_DATABASE) || die "not started"
+    psql_at "$port" "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
+    psql_at "$port" "CREATE DATABASE $database" >/dev/null
+}
+
+# ---------------------------------------------------------------- TLS
+
+# A test certificate authority and a server certificate for localhost and 127.0.0.1.
+make_certificates() {
+    local dir="$STATE/tls"
+    [ -f "$dir/server.pem" ] && return 0
+    command -v openssl >/dev/null || apt_install openssl
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=taskpool test CA" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile server.ext -out server.pem
+    ) >"$STATE/tls.log" 2>&1 || die "cannot make test certificates, see $STATE/tls.log"
+    set_env TASKPOOL_TLS_CA "$dir/ca.pem"
+}
+
+# A private PostgreSQL cluster that accepts only TLS connections.
+start_postgres_tls() {
+    local port own_dir="$STATE/postgres-tls"
+    port=$(get_env TASKPOOL_PG_TLS_PORT || true)
+    if [ -n "$port" ] && port_open "$port"; then
+        return 0
+    fi
+    port=$(free_port)
+    log "PostgreSQL: starting a TLS-only cluster on port $port"
+    mkdir -p "$own_dir"
+    cat > "$own_dir/setup" <<SETUP
+set -e
+cp "$STATE/tls/server.pem" "$STATE/tls/server.key" "\$1/"
+chmod 600 "\$1/server.key"
+printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n' > "\$1/pg_hba.conf"
+SETUP
+    start_cluster "$own_dir" "$port" -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key
+    wait_until 30 "PostgreSQL (TLS) on port $port" psql_at "$port" "SELECT 1"
+    if [ "$(psql_at "$port" "SELECT count(*) FROM pg_database WHERE datname = 'taskpool_test'")" = 0 ]; then
+        psql_at "$port" "CREATE DATABASE taskpool_test" >/dev/null
+    fi
+    set_env TASKPOOL_PG_TLS_PORT "$port"
+    set_env DATABASE_TLS_URL "'postgres://postgres@127.0.0.1:$port/taskpool_test?sslmode=verify-full&sslrootcert=$STATE/tls/ca.pem'"
 }
 
 # ---------------------------------------------------------------- Python tools (venv)
@@ -202,6 +287,43 @@ start_kafka() {
     set_env TANSU_BIN "$bin"
 }
 
+# A second broker whose clients connect over TLS only: Tansu on an inner port advertises the
+# outer port, where stunnel terminates TLS with the test certificate.
+start_kafka_tls() {
+    local pid_file="$STATE/kafka-tls.pid" tunnel_pid="$STATE/stunnel.pid" port inner bin
+    if pid_alive "$pid_file" && pid_alive "$tunnel_pid" && port=$(get_env TASKPOOL_KAFKA_TLS_PORT) \
+        && port_open "$port"; then
+        return 0
+    fi
+    stop_pid "$tunnel_pid" stunnel
+    stop_pid "$pid_file" "Kafka (TLS)"
+    command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || apt_install stunnel4
+    bin=$(tansu_bin)
+    inner=$(free_port)
+    port=$(free_port)
+    log "Kafka: starting Tansu behind stunnel, TLS on port $port"
+    nohup "$bin" broker --listener-url "tcp://127.0.0.1:$inner" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "memory://tansu-tls/" \
+        > "$STATE/kafka-tls.log" 2>&1 < /dev/null &
+    echo $! > "$pid_file"
+    wait_until 30 "Tansu (TLS) on port $inner" port_open "$inner"
+    cat > "$STATE/stunnel.conf" <<CONF
+foreground = yes
+[kafka]
+accept = 127.0.0.1:$port
+connect = 127.0.0.1:$inner
+cert = $STATE/tls/server.pem
+key = $STATE/tls/server.key
+CONF
+    local stunnel
+    stunnel=$(command -v stunnel4 || command -v stunnel)
+    nohup "$stunnel" "$STATE/stunnel.conf" > "$STATE/stunnel.log" 2>&1 < /dev/null &
+    echo $! > "$tunnel_pid"
+    wait_until 30 "stunnel on port $port" port_open "$port"
+    set_env TASKPOOL_KAFKA_TLS_PORT "$port"
+    set_env KAFKA_TLS_BOOTSTRAP "127.0.0.1:$port"
+}
+
 # ---------------------------------------------------------------- MongoDB (nx-27017)
 
 MONGO_PACKAGE="nx-27017==0.8.1"
@@ -245,18 +367,24 @@ case "${1:-}" in
     start)
         mkdir -p "$STATE"
         start_postgres
+        make_certificates
+        start_postgres_tls
         start_kafka
+        start_kafka_tls
         start_mongo
         ;;
     stop)
         stop_pid "$STATE/mongo.pid" MongoDB
+        stop_pid "$STATE/stunnel.pid" stunnel
+        stop_pid "$STATE/kafka-tls.pid" "Kafka (TLS)"
         stop_pid "$STATE/kafka.pid" Kafka
         stop_postgres
+        stop_cluster "$STATE/postgres-tls" "PostgreSQL (TLS)"
         rm -f "$ENV_FILE"
         ;;
     env)
         [ -f "$ENV_FILE" ] || die "services are not started: run scripts/services.sh start"
-        grep -v -e '^export TASKPOOL_PG_PORT=' -e '^export TASKPOOL_KAFKA_PORT=' \
+        grep -v -e '^export TASKPOOL_PG_' -e '^export TASKPOOL_KAFKA_' \
             -e '^export TASKPOOL_MONGO_PORT=' "$ENV_FILE"
         ;;
     reset)

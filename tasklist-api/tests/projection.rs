@@ -205,3 +205,22 @@ async fn the_projection_waits_for_topics_that_do_not_exist_yet() {
     );
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projection_consumes_compressed_events_from_a_broker_that_accepts_only_tls() {
+    for codec in ["gzip", "lz4", "zstd", "snappy"] {
+        let world = World::over_tls(codec).await;
+        let service = world.start().await;
+        world
+            .send_task(&task_event("t1", 1, Some("kermit"), &[], TaskState::Active))
+            .await;
+        world
+            .send_task(&task_event("t1", 2, Some("piggy"), &[], TaskState::Active))
+            .await;
+        world.wait_for_version("t1", 2).await;
+        let tasks = world.mongo().await.collection::<Document>("tasks");
+        let stored = tasks.find_one(doc! { "_id": "t1" }).await.unwrap().unwrap();
+        assert_eq!(stored.get_str("assignee").unwrap(), "piggy", "{codec}");
+        service.stop().await;
+    }
+}

@@ -30,6 +30,7 @@ pub struct PgTestDb {
     pub pool: PgPool,
     pub schema: String,
     pub options: PgConnectOptions,
+    server_url: String,
 }
 
 impl PgTestDb {
@@ -38,9 +39,15 @@ impl PgTestDb {
     }
 
     pub async fn with_pool_size(max_connections: u32) -> PgTestDb {
-        let url = required_env("DATABASE_URL");
+        PgTestDb::on("DATABASE_URL", max_connections).await
+    }
+
+    /// A fresh schema on the server named by the URL in environment variable `url_variable`
+    /// (`DATABASE_TLS_URL`: the server that accepts TLS connections only).
+    pub async fn on(url_variable: &str, max_connections: u32) -> PgTestDb {
+        let url = required_env(url_variable);
         let base = PgConnectOptions::from_str(&url)
-            .unwrap_or_else(|e| panic!("DATABASE_URL is not a PostgreSQL URL: {e}"));
+            .unwrap_or_else(|e| panic!("{url_variable} is not a PostgreSQL URL: {e}"));
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPoolOptions::new()
             .max_connections(1)
@@ -48,7 +55,7 @@ impl PgTestDb {
             .connect_with(base.clone())
             .await
             .unwrap_or_else(|e| {
-                panic!("cannot connect to PostgreSQL at DATABASE_URL ({e}); {START_SERVICES}")
+                panic!("cannot connect to PostgreSQL at {url_variable} ({e}); {START_SERVICES}")
             });
         sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&admin)
@@ -65,12 +72,13 @@ impl PgTestDb {
             pool,
             schema,
             options,
+            server_url: url,
         }
     }
 
     /// A connection string for this schema, for processes started by a test.
     pub fn url(&self) -> String {
-        let url = required_env("DATABASE_URL");
+        let url = &self.server_url;
         let separator = if url.contains('?') { '&' } else { '?' };
         format!("{url}{separator}options=-csearch_path%3D{}", self.schema)
     }

@@ -29,6 +29,8 @@ pub struct World {
     pub prefix: String,
     pub relay_name: String,
     pub bootstrap: String,
+    /// Client properties every Kafka client of the test needs (TLS), beyond the brokers.
+    pub kafka_properties: Vec<(&'static str, String)>,
 }
 
 impl World {
@@ -37,7 +39,28 @@ impl World {
     }
 
     pub async fn with_bootstrap(bootstrap: String) -> World {
-        let db = PgTestDb::new().await;
+        World::build(PgTestDb::new().await, bootstrap, Vec::new()).await
+    }
+
+    /// The outbox on the PostgreSQL server that accepts TLS only, the broker behind TLS.
+    pub async fn over_tls() -> World {
+        let properties = vec![
+            ("security.protocol", "ssl".to_string()),
+            ("ssl.ca.location", required_env("TASKPOOL_TLS_CA")),
+        ];
+        World::build(
+            PgTestDb::on("DATABASE_TLS_URL", 8).await,
+            required_env("KAFKA_TLS_BOOTSTRAP"),
+            properties,
+        )
+        .await
+    }
+
+    async fn build(
+        db: PgTestDb,
+        bootstrap: String,
+        kafka_properties: Vec<(&'static str, String)>,
+    ) -> World {
         PgStore::migrate(&db.pool).await.expect("migrate outbox");
         let id = uuid::Uuid::new_v4().simple().to_string();
         World {
@@ -45,7 +68,14 @@ impl World {
             prefix: format!("t{}", &id[..12]),
             relay_name: format!("relay-{}", &id[..6]),
             bootstrap,
+            kafka_properties,
         }
+    }
+
+    /// A reader of this world's topics from their beginning.
+    pub async fn reader(&self) -> KafkaReader {
+        let topics = [self.tasks_topic(), format!("{}.data-entries", self.prefix)];
+        KafkaReader::with_properties(&self.bootstrap, &self.kafka_properties, &topics).await
     }
 
     pub fn tasks_topic(&self) -> String {
@@ -69,8 +99,14 @@ impl World {
             ("HTTP__LISTEN", "127.0.0.1:0".into()),
             ("LOG__FORMAT", "json".into()),
         ];
+        let security = self.kafka_properties.iter().map(|(key, value)| match *key {
+            "security.protocol" => ("KAFKA__SECURITY__PROTOCOL", value.to_uppercase()),
+            "ssl.ca.location" => ("KAFKA__SECURITY__SSL_CA_LOCATION", value.clone()),
+            other => panic!("no relay setting for {other}"),
+        });
         pairs
             .into_iter()
+            .chain(security)
             .map(|(k, v)| (format!("{}{k}", kafka_relay::config::ENV_PREFIX), v))
             .collect()
     }
@@ -242,7 +278,19 @@ pub struct KafkaReader {
 
 impl KafkaReader {
     pub async fn new(bootstrap: &str, topics: &[String]) -> KafkaReader {
-        let consumer: BaseConsumer = ClientConfig::new()
+        KafkaReader::with_properties(bootstrap, &[], topics).await
+    }
+
+    pub async fn with_properties(
+        bootstrap: &str,
+        properties: &[(&str, String)],
+        topics: &[String],
+    ) -> KafkaReader {
+        let mut client = ClientConfig::new();
+        for (key, value) in properties {
+            client.set(*key, value);
+        }
+        let consumer: BaseConsumer = client
             .set("bootstrap.servers", bootstrap)
             .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")

@@ -34,8 +34,24 @@ pub struct World {
     pub bootstrap: String,
     pub prefix: String,
     pub group: String,
+    /// TLS settings of every Kafka client, as `kafka.security` keys (empty: plaintext).
+    pub security: Vec<(&'static str, String)>,
     producer: FutureProducer,
     client: mongodb::Client,
+}
+
+/// A client for `bootstrap` with `security` (`kafka.security` keys, upper case) applied.
+fn kafka_client(bootstrap: &str, security: &[(&'static str, String)]) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    for (key, value) in security {
+        match *key {
+            "PROTOCOL" => client.set("security.protocol", value),
+            "SSL_CA_LOCATION" => client.set("ssl.ca.location", value),
+            other => panic!("no client property for {other}"),
+        };
+    }
+    client
 }
 
 /// An integer field, whichever integer type the server returns it as.
@@ -53,13 +69,45 @@ impl World {
     }
 
     pub async fn with_mongo(mongo_uri: String) -> World {
-        let bootstrap = required_env("KAFKA_BOOTSTRAP");
+        World::build(
+            mongo_uri,
+            required_env("KAFKA_BOOTSTRAP"),
+            Vec::new(),
+            "none",
+        )
+        .await
+    }
+
+    /// A world whose broker accepts TLS only, and whose producer compresses with `codec`.
+    pub async fn over_tls(codec: &str) -> World {
+        let security = vec![
+            ("PROTOCOL", "SSL".to_string()),
+            ("SSL_CA_LOCATION", required_env("TASKPOOL_TLS_CA")),
+        ];
+        World::build(
+            required_env("MONGODB_URI"),
+            required_env("KAFKA_TLS_BOOTSTRAP"),
+            security,
+            codec,
+        )
+        .await
+    }
+
+    /// A Kafka client configuration with this world's broker and TLS settings.
+    pub fn kafka_client(&self) -> ClientConfig {
+        kafka_client(&self.bootstrap, &self.security)
+    }
+
+    async fn build(
+        mongo_uri: String,
+        bootstrap: String,
+        security: Vec<(&'static str, String)>,
+        codec: &str,
+    ) -> World {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("t{}", &id[..12]);
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
+        let admin: AdminClient<DefaultClientContext> =
+            kafka_client(&bootstrap, &security).create().unwrap();
         let topics = [format!("{prefix}.tasks"), format!("{prefix}.data-entries")];
         let new_topics: Vec<NewTopic> = topics
             .iter()
@@ -69,10 +117,10 @@ impl World {
             .create_topics(&new_topics, &AdminOptions::new())
             .await
             .expect("create topics");
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
+        let producer = kafka_client(&bootstrap, &security)
             .set("enable.idempotence", "true")
             .set("linger.ms", "1")
+            .set("compression.type", codec)
             .create()
             .unwrap();
         let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
@@ -83,6 +131,7 @@ impl World {
             bootstrap,
             prefix,
             group: format!("g{}", &id[..12]),
+            security,
             producer,
         }
     }
@@ -98,6 +147,13 @@ impl World {
             ("STREAM__HEARTBEAT_SECS", "1".into()),
             ("MONGODB__OPERATION_TIMEOUT_MS", "5000".into()),
         ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(
+            self.security
+                .iter()
+                .map(|(k, v)| (format!("KAFKA__SECURITY__{k}"), v.clone())),
+        )
         .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
         Config::from_sources("", env).expect("test configuration")
     }
@@ -180,8 +236,7 @@ impl World {
 
     /// A consumer in the service's group that never joins it: it only reads offsets.
     fn offsets_reader(&self) -> rdkafka::consumer::BaseConsumer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        self.kafka_client()
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .create()
