@@ -24,6 +24,9 @@
 #  5. Open database files are no longer capped at 100: past the cap the server evicts
 #     least-recently-used databases and then answers "Cannot operate on a closed database"
 #     for them; tests use a database each.
+#  6. An update that sets a boolean takes the server's Python path: its SQL path binds the
+#     value as an SQLite parameter, and SQLite stores Python's False as the integer 0, so a
+#     `$set` of `deleted: false` came back as 0 (MongoDB keeps the boolean).
 from __future__ import annotations
 
 import asyncio
@@ -44,6 +47,7 @@ import nx_27017.handler as handler
 import nx_27017.nx_27017 as entry
 import nx_27017.server as server
 from nx_27017.handler import NeoSQLiteHandler
+from neosqlite.collection.query_helper._sql_updates import SqlUpdatesMixin
 
 POLL_INTERVAL_S = 0.005
 DEFAULT_AWAIT_MS = 1000
@@ -120,6 +124,29 @@ server.run_server = _patched_run_server
 
 # Patch 5: never evict open databases (see the header).
 handler._MAX_OPEN_DBS = 1_000_000
+
+
+# Patch 6: booleans in an update keep their type (see the header).
+def _holds_bool(value) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(v) for v in value)
+    return False
+
+
+_can_use_sql_updates = SqlUpdatesMixin._can_use_sql_updates
+
+
+def _patched_can_use_sql_updates(self, update_spec, doc_id, original_doc=None):
+    if _holds_bool(update_spec):
+        return False
+    return _can_use_sql_updates(self, update_spec, doc_id, original_doc)
+
+
+SqlUpdatesMixin._can_use_sql_updates = _patched_can_use_sql_updates
 
 
 # Foreground only, no PID or log file; SIGTERM/SIGINT end waiting getMores and exit.

@@ -151,11 +151,11 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
     // The projection: consume everything into a fresh database.
     let database = unique("db");
     let service_config = config(&database, prefix, false)?;
-    let store = Store::connect(&service_config.mongodb)
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::connect(&service_config.mongodb, metrics.clone())
         .await
         .map_err(|e| e.to_string())?;
     store.ensure_indexes().await.map_err(|e| e.to_string())?;
-    let metrics = Arc::new(Metrics::default());
     let (trigger, stop) = shutdown::channel();
     let running = tokio::spawn(tasklist_api::projection::run(
         service_config.kafka.clone(),
@@ -183,12 +183,15 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
 
     // The raw baseline: the same documents, the same version-guarded bulk upserts, the same
     // batch size, straight into a fresh database of the same server.
-    let raw_store = Store::connect(&MongoConfig {
-        uri: server_env("MONGODB_URI")?,
-        database: unique("raw"),
-        write_concern: WriteConcern::Named("majority".into()),
-        operation_timeout_ms: 60_000,
-    })
+    let raw_store = Store::connect(
+        &MongoConfig {
+            uri: server_env("MONGODB_URI")?,
+            database: unique("raw"),
+            write_concern: WriteConcern::Named("majority".into()),
+            operation_timeout_ms: 60_000,
+        },
+        Arc::new(Metrics::default()),
+    )
     .await
     .map_err(|e| e.to_string())?;
     raw_store
@@ -282,7 +285,7 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
     let running = tasklist_api::server::start(service_config.clone(), listener, stop)
         .await
         .map_err(|e| e.to_string())?;
-    let store = Store::connect(&service_config.mongodb)
+    let store = Store::connect(&service_config.mongodb, Arc::new(Metrics::default()))
         .await
         .map_err(|e| e.to_string())?;
     let rss_before = settled_rss().await;

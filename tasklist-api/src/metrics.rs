@@ -13,6 +13,7 @@ pub struct Metrics {
     pub stale_events: AtomicU64,
     pub dead_letters: AtomicU64,
     pub write_retries: AtomicU64,
+    pub unreadable_documents: AtomicU64,
     pub consumer_lag: AtomicI64,
     pub last_batch_micros: AtomicU64,
     pub mongo_available: AtomicBool,
@@ -70,6 +71,11 @@ impl Metrics {
                 "taskpool_tasklist_write_retries_total",
                 "MongoDB batch writes retried.",
                 load(&self.write_retries),
+            ),
+            (
+                "taskpool_tasklist_unreadable_documents_total",
+                "Stored documents that could not be read and were left out of an answer.",
+                load(&self.unreadable_documents),
             ),
             (
                 "taskpool_tasklist_stream_events_total",

@@ -39,7 +39,7 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let auth = Authenticator::new(&config.identity).map_err(StartError::Identity)?;
     let metrics = Arc::new(Metrics::default());
-    let store = Store::connect(&config.mongodb).await?;
+    let store = Store::connect(&config.mongodb, metrics.clone()).await?;
     store.ensure_indexes().await?;
     let hub = Hub::start(
         store.clone(),

@@ -2,6 +2,8 @@
 //! dead-letter collection, and the fence documents the stream uses to line up its snapshot
 //! with the change stream.
 
+use std::sync::Arc;
+
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
@@ -9,6 +11,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 
 use crate::config::{MongoConfig, WriteConcern};
 use crate::documents::{DataEntryDocument, TaskDocument};
+use crate::metrics::Metrics;
 use crate::query::TaskQuery;
 
 pub const TASKS: &str = "tasks";
@@ -61,10 +64,15 @@ pub struct Store {
     /// Every operation gives up after this long: a server that stops answering becomes an
     /// error (and a retry), never a hang.
     timeout: std::time::Duration,
+    /// Counts stored documents that cannot be read as their type.
+    metrics: Arc<Metrics>,
 }
 
 impl Store {
-    pub async fn connect(config: &MongoConfig) -> mongodb::error::Result<Store> {
+    pub async fn connect(
+        config: &MongoConfig,
+        metrics: Arc<Metrics>,
+    ) -> mongodb::error::Result<Store> {
         let mut options = ClientOptions::parse(&config.uri).await?;
         options.app_name = Some("tasklist-api".into());
         let client = Client::with_options(options)?;
@@ -76,7 +84,35 @@ impl Store {
             database: client.database(&config.database),
             write_concern,
             timeout: std::time::Duration::from_millis(config.operation_timeout_ms),
+            metrics,
         })
+    }
+
+    /// The documents that read as `T`. One that does not (written by another version, or
+    /// damaged) is logged and counted and left out, so it never fails a whole answer.
+    fn readable<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: &str,
+        raw: Vec<Document>,
+    ) -> Vec<T> {
+        raw.into_iter()
+            .filter_map(|document| match bson::from_document(document.clone()) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    let id = document
+                        .get("_id")
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::error!(collection, id, %error, "unreadable document left out");
+                    Metrics::add(&self.metrics.unreadable_documents, 1);
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn raw(&self, collection: &str) -> Collection<Document> {
+        self.database.collection(collection)
     }
 
     async fn timed<T>(
@@ -219,16 +255,18 @@ impl Store {
         query: &TaskQuery,
         principals: &[String],
     ) -> mongodb::error::Result<Vec<TaskDocument>> {
-        self.timed(async {
-            self.tasks()
-                .find(query.to_mongo(principals))
-                .sort(query.mongo_sort())
-                .limit(i64::from(query.limit))
-                .await?
-                .try_collect()
-                .await
-        })
-        .await
+        let raw = self
+            .timed(async {
+                self.raw(TASKS)
+                    .find(query.to_mongo(principals))
+                    .sort(query.mongo_sort())
+                    .limit(i64::from(query.limit))
+                    .await?
+                    .try_collect()
+                    .await
+            })
+            .await?;
+        Ok(self.readable(TASKS, raw))
     }
 
     /// Every task matching the filter and visible to `principals` (a stream's snapshot).
@@ -237,15 +275,17 @@ impl Store {
         query: &TaskQuery,
         principals: &[String],
     ) -> mongodb::error::Result<Vec<TaskDocument>> {
-        self.timed(async {
-            self.tasks()
-                .find(query.filter.to_mongo(principals))
-                .sort(query.mongo_sort())
-                .await?
-                .try_collect()
-                .await
-        })
-        .await
+        let raw = self
+            .timed(async {
+                self.raw(TASKS)
+                    .find(query.filter.to_mongo(principals))
+                    .sort(query.mongo_sort())
+                    .await?
+                    .try_collect()
+                    .await
+            })
+            .await?;
+        Ok(self.readable(TASKS, raw))
     }
 
     /// One task, if it exists and `principals` may see it.
@@ -254,9 +294,10 @@ impl Store {
         id: &str,
         principals: &[String],
     ) -> mongodb::error::Result<Option<TaskDocument>> {
-        let task = self
-            .timed(self.tasks().find_one(doc! { "_id": id }))
+        let raw = self
+            .timed(self.raw(TASKS).find_one(doc! { "_id": id }))
             .await?;
+        let task: Option<TaskDocument> = self.readable(TASKS, raw.into_iter().collect()).pop();
         Ok(task.filter(|t| t.visible_to(principals)))
     }
 
@@ -274,16 +315,18 @@ impl Store {
         if let Some(after) = after {
             filter.insert("_id", doc! { "$gt": after });
         }
-        self.timed(async {
-            self.data_entries()
-                .find(filter)
-                .sort(doc! { "_id": 1 })
-                .limit(i64::from(limit))
-                .await?
-                .try_collect()
-                .await
-        })
-        .await
+        let raw = self
+            .timed(async {
+                self.raw(DATA_ENTRIES)
+                    .find(filter)
+                    .sort(doc! { "_id": 1 })
+                    .limit(i64::from(limit))
+                    .await?
+                    .try_collect()
+                    .await
+            })
+            .await?;
+        Ok(self.readable(DATA_ENTRIES, raw))
     }
 
     pub async fn visible_data_entry(
@@ -291,9 +334,11 @@ impl Store {
         id: &str,
         principals: &[String],
     ) -> mongodb::error::Result<Option<DataEntryDocument>> {
-        let entry = self
-            .timed(self.data_entries().find_one(doc! { "_id": id }))
+        let raw = self
+            .timed(self.raw(DATA_ENTRIES).find_one(doc! { "_id": id }))
             .await?;
+        let entry: Option<DataEntryDocument> =
+            self.readable(DATA_ENTRIES, raw.into_iter().collect()).pop();
         Ok(entry.filter(|e| e.visible_to(principals)))
     }
 

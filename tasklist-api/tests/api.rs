@@ -9,6 +9,7 @@ use support::*;
 use taskpool_schemas::{
     DataEntry, DataEntryEvent, DataEntryState, Payload, ProcessingType, TaskState, Timestamp,
 };
+use taskpool_testkit::wait_for;
 
 async fn seeded() -> (World, Service) {
     let world = World::new().await;
@@ -35,37 +36,45 @@ async fn seeded() -> (World, Service) {
             TaskState::Active,
         ))
         .await;
-    world
-        .send_data_entry(&DataEntryEvent {
-            event_id: uuid::Uuid::new_v4(),
-            event_type: "DataEntryCreated".into(),
-            version: 1,
-            occurred_at: Timestamp::now(),
-            data_entry: DataEntry {
-                entry_type: "io.shop.Order".into(),
-                entry_id: "1".into(),
-                type_name: "Order".into(),
-                application_name: "shop".into(),
-                name: "Order 1".into(),
-                description: None,
-                state: DataEntryState {
-                    processing_type: ProcessingType::InProgress,
-                    state: "Submitted".into(),
-                },
-                payload: Payload::default(),
-                correlations: vec![],
-                authorized_users: ["kermit".to_string()].into(),
-                authorized_groups: Default::default(),
-                form_key: None,
-                protocol: vec![],
-                deleted: false,
-            },
-        })
-        .await;
+    world.send_data_entry(&order(1, "Submitted")).await;
     for id in ["urgent", "normal", "low", "piggys"] {
         world.wait_for_version(id, 1).await;
     }
     (world, service)
+}
+
+/// Order 1 of the shop at `version`, in `state`, authorized for kermit.
+fn order(version: i64, state: &str) -> DataEntryEvent {
+    DataEntryEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: if version == 1 {
+            "DataEntryCreated"
+        } else {
+            "DataEntryUpdated"
+        }
+        .into(),
+        version,
+        occurred_at: Timestamp::now(),
+        data_entry: DataEntry {
+            entry_type: "io.shop.Order".into(),
+            entry_id: "1".into(),
+            type_name: "Order".into(),
+            application_name: "shop".into(),
+            name: "Order 1".into(),
+            description: None,
+            state: DataEntryState {
+                processing_type: ProcessingType::InProgress,
+                state: state.into(),
+            },
+            payload: Payload::default(),
+            correlations: vec![],
+            authorized_users: ["kermit".to_string()].into(),
+            authorized_groups: Default::default(),
+            form_key: None,
+            protocol: vec![],
+            deleted: false,
+        },
+    }
 }
 
 fn ids(reply: &Reply) -> Vec<String> {
@@ -139,6 +148,70 @@ async fn the_api_serves_only_the_callers_tasks_with_filters_sort_and_pages() {
     assert_eq!(
         at("/api/data-entries/io.shop.Order/1").await.json()["name"],
         "Order 1"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_entry_updated_twice_reads_with_its_last_state_through_both_routes() {
+    let world = World::new().await;
+    let service = world.start().await;
+    for (version, state) in [(1, "Submitted"), (2, "Approved"), (3, "Shipped")] {
+        world.send_data_entry(&order(version, state)).await;
+    }
+    let kermit = token("kermit", &[]);
+    let list = wait_for("the third version listed", DEADLINE, || async {
+        let reply = get(&service.address, "/api/data-entries", Some(&kermit)).await;
+        (reply.status != 200 || reply.json()["items"][0]["state"] == "Shipped").then_some(reply)
+    })
+    .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.json()["items"].as_array().unwrap().len(), 1);
+    let one = get(
+        &service.address,
+        "/api/data-entries/io.shop.Order/1",
+        Some(&kermit),
+    )
+    .await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.json()["state"], "Shipped");
+    assert_eq!(one.json()["version"], 3);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_document_is_left_out_and_counted_not_a_failed_answer() {
+    let (world, service) = seeded().await;
+    let kermit = token("kermit", &[]);
+    world
+        .mongo()
+        .await
+        .collection::<mongodb::bson::Document>("data_entries")
+        .insert_one(mongodb::bson::doc! {
+            "_id": "io.shop.Order:0", "principals": ["user:kermit"], "deleted": false,
+            "name": 42,
+        })
+        .await
+        .unwrap();
+    let list = get(&service.address, "/api/data-entries", Some(&kermit)).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let items = list.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["entryId"], "1");
+    let broken = get(
+        &service.address,
+        "/api/data-entries/io.shop.Order/0",
+        Some(&kermit),
+    )
+    .await;
+    assert_eq!(broken.status, 404, "{}", broken.body);
+    let metrics = get(&service.address, "/metrics", None).await;
+    assert!(
+        metrics
+            .body
+            .contains("taskpool_tasklist_unreadable_documents_total 2"),
+        "{}",
+        metrics.body
     );
     service.stop().await;
 }
