@@ -98,6 +98,22 @@ pub struct IdentityConfig {
     pub hs256_secret: Option<SecretString>,
     /// PEM public key for RS256-signed bearer tokens.
     pub rs256_public_key_pem: Option<String>,
+    /// URL of the identity provider's key set (JWKS), e.g. Keycloak's
+    /// `https://sso.example.com/realms/<realm>/protocol/openid-connect/certs`; tokens name
+    /// their key with `kid`, and rotated keys are fetched when first seen.
+    pub jwks_url: Option<String>,
+    /// PEM file of a certificate authority to trust for `jwks_url`, besides the system's.
+    pub jwks_ca_location: Option<String>,
+    /// The key set is fetched again when it is older than this.
+    #[serde(default = "defaults::jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
+    /// Fetches of the key set are at least this far apart (unknown `kid`s do not flood the
+    /// provider).
+    #[serde(default = "defaults::jwks_min_refresh_ms")]
+    pub jwks_min_refresh_ms: u64,
+    /// Clock skew allowed when checking `exp` and `nbf`.
+    #[serde(default = "defaults::leeway_secs")]
+    pub leeway_secs: u64,
     /// Required `iss`, if set.
     pub issuer: Option<String>,
     /// Required `aud`, if set.
@@ -118,6 +134,10 @@ pub struct IdentityConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: String,
+    /// Origins of browser tasklists served from elsewhere that may call the API (CORS), e.g.
+    /// `["https://tasks.example.com"]`, or comma-separated in the environment. Empty: none.
+    #[serde(deserialize_with = "taskpool_service::config::list")]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +176,15 @@ mod defaults {
     pub fn batch_wait_ms() -> u64 {
         20
     }
+    pub fn jwks_refresh_secs() -> u64 {
+        300
+    }
+    pub fn jwks_min_refresh_ms() -> u64 {
+        10_000
+    }
+    pub fn leeway_secs() -> u64 {
+        30
+    }
     pub fn user_claim() -> String {
         "sub".into()
     }
@@ -168,6 +197,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -193,10 +223,11 @@ impl Validate for Config {
         let identity = &self.identity;
         if identity.hs256_secret.is_none()
             && identity.rs256_public_key_pem.is_none()
+            && identity.jwks_url.is_none()
             && !identity.trusted_headers
         {
             return invalid(
-                "identity: set hs256_secret or rs256_public_key_pem (or trusted_headers = true)",
+                "identity: set jwks_url, hs256_secret or rs256_public_key_pem (or trusted_headers = true)",
             );
         }
         if identity

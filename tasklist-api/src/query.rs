@@ -216,77 +216,14 @@ fn parse_sort(value: &str) -> Result<Sort, InvalidQuery> {
 }
 
 /// RFC 3339 (`2024-05-01T12:00:00Z`, with optional fraction and offset) or epoch milliseconds.
+/// Dates that do not exist (`2000-02-31`) are refused.
 pub fn parse_time(value: &str) -> Option<i64> {
     if let Ok(millis) = value.parse::<i64>() {
         return Some(millis);
     }
-    let bytes = value.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't')
-    {
-        return None;
-    }
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = value.get(range)?;
-        part.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    if bytes[13] != b':' || bytes[16] != b':' {
-        return None;
-    }
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &value[19..];
-    let mut millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let end = fraction
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(fraction.len());
-        if end == 0 {
-            return None;
-        }
-        let padded = format!("{:0<3}", &fraction[..end.min(3)]);
-        millis = padded.parse::<i64>().ok()?;
-        rest = &fraction[end..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let hours: i64 = rest.get(1..3)?.parse().ok()?;
-            if rest.get(3..4)? != ":" || rest.len() != 6 {
-                return None;
-            }
-            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (hours * 60 + minutes)
-        }
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    seconds.checked_mul(1000)?.checked_add(millis)
-}
-
-/// Days since 1970-01-01 of a Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = if month > 2 { month - 3 } else { month + 9 };
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let time =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 fn encode_cursor(cursor: &Cursor) -> String {
@@ -518,6 +455,8 @@ mod tests {
     #[test]
     fn rfc3339_times_with_fractions_and_offsets() {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        // RFC 3339 lets applications separate date and time with a space.
+        assert_eq!(parse_time("1970-01-01 00:00:00Z"), Some(0));
         assert_eq!(parse_time("1970-01-01T00:00:01.5Z"), Some(1500));
         assert_eq!(parse_time("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(
@@ -526,7 +465,10 @@ mod tests {
         );
         for bad in [
             "2000-13-01T00:00:00Z",
-            "2000-01-01 00:00:00Z",
+            "2000-02-31T00:00:00Z",
+            "2001-02-29T00:00:00Z",
+            "2000-01-01T24:00:00Z",
+            "2000-01-01",
             "2000-01-01T00:00:00",
             "x",
         ] {

@@ -25,9 +25,9 @@ pub struct Running {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("identity: {0}")]
-    Identity(String),
-    #[error("MongoDB: {0}")]
+    #[error("identity settings")]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("MongoDB")]
     Mongo(#[from] mongodb::error::Error),
 }
 
@@ -37,7 +37,8 @@ pub async fn start(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<Running, StartError> {
-    let auth = Authenticator::new(&config.identity).map_err(StartError::Identity)?;
+    let auth = Authenticator::new(&config.identity)?;
+    auth.load_keys().await;
     let metrics = Arc::new(Metrics::default());
     let store = Store::connect(&config.mongodb, metrics.clone()).await?;
     store.ensure_indexes().await?;
@@ -68,7 +69,11 @@ pub async fn start(
         metrics: metrics.clone(),
         stream: config.stream.clone(),
     };
-    let http = tokio::spawn(serve(listener, router(state), shutdown));
+    let http = tokio::spawn(serve(
+        listener,
+        router(state, &config.http.cors_allowed_origins),
+        shutdown,
+    ));
     info!("tasklist-api started");
     Ok(Running {
         metrics,

@@ -14,7 +14,7 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.caller(&headers)?;
+    let caller = state.caller(&headers).await?;
     let params = parse_params(raw.as_deref())?;
     if let Some(unknown) = params
         .keys()
@@ -54,7 +54,7 @@ pub async fn one(
     headers: HeaderMap,
     Path((entry_type, entry_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.caller(&headers)?;
+    let caller = state.caller(&headers).await?;
     let id = format!("{entry_type}:{entry_id}");
     match state
         .store

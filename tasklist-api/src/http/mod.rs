@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::StreamConfig;
 use crate::hub::Hub;
@@ -37,8 +38,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        self.auth.caller(headers).map_err(ApiError::Unauthorized)
+    async fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        self.auth
+            .caller(headers)
+            .await
+            .map_err(ApiError::Unauthorized)
     }
 }
 
@@ -55,7 +59,36 @@ pub const ROUTES: [&str; 9] = [
     "/openapi.json",
 ];
 
-pub fn router(state: AppState) -> Router {
+/// Cross-origin access for browser tasklists served from `allowed_origins` (none when empty):
+/// their preflights are answered and their responses carry the CORS headers; other origins get
+/// none, so browsers keep them out.
+fn cors(allowed_origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
+    let mut router = routes(state);
+    if !cors_allowed_origins.is_empty() {
+        router = router.layer(cors(cors_allowed_origins));
+    }
+    router
+}
+
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/api/tasks", get(tasks::list))
         .route("/api/tasks/stream", get(stream::stream))

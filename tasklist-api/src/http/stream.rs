@@ -110,7 +110,7 @@ pub async fn stream(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let caller = state.caller(&headers)?;
+    let caller = state.caller(&headers).await?;
     let params = parse_params(raw.as_deref())?;
     if params.contains_key("cursor") || params.contains_key("limit") {
         return Err(ApiError::BadRequest(

@@ -13,7 +13,7 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.caller(&headers)?;
+    let caller = state.caller(&headers).await?;
     let query = parse_task_query(&parse_params(raw.as_deref())?)?;
     let tasks = state.store.list_tasks(&query, &caller.principals()).await?;
     let next = (tasks.len() == query.limit as usize)
@@ -28,7 +28,7 @@ pub async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.caller(&headers)?;
+    let caller = state.caller(&headers).await?;
     // Not visible and not there look the same: a caller learns nothing of others' tasks.
     match state.store.visible_task(&id, &caller.principals()).await? {
         Some(task) => Ok(Json(task.to_api())),

@@ -363,7 +363,18 @@ pub async fn request(address: &str, method: &str, path: &str, bearer: Option<&st
     if let Some(auth) = &auth {
         headers.push(("Authorization", auth));
     }
-    let mut stream = send(address, method, path, &headers).await;
+    request_with(address, method, path, &headers).await
+}
+
+/// A request with exactly these headers, whose whole response is read (send
+/// `Connection: close`).
+pub async fn request_with(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut stream = send(address, method, path, headers).await;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();

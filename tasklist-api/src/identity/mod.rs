@@ -1,7 +1,13 @@
-//! Who is calling: a verified bearer token (HS256 or RS256), or, only when configured, headers
-//! set by a trusted gateway. No identity, no access.
+//! Who is calling: a verified bearer token (signed with a key of the identity provider's key
+//! set, or with a configured HS256 secret or RS256 public key), or, only when configured,
+//! headers set by a trusted gateway. No identity, no access.
+
+mod fetch;
+mod jwks;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
@@ -11,6 +17,8 @@ use taskpool_service::ExposeSecret;
 
 use crate::config::IdentityConfig;
 use crate::documents::{group_principal, user_principal};
+pub use fetch::FetchError;
+use jwks::KeySet;
 
 pub const USER_HEADER: &str = "x-taskpool-user";
 pub const GROUPS_HEADER: &str = "x-taskpool-groups";
@@ -45,57 +53,116 @@ pub enum Unauthenticated {
 /// Verifies callers as configured.
 #[derive(Clone)]
 pub struct Authenticator {
+    /// Keys configured directly, each with its validation rules; chosen by the token's `alg`.
     keys: Vec<(DecodingKey, Validation)>,
+    /// The provider's key set, for tokens that name their key with `kid`.
+    key_set: Option<Arc<KeySet>>,
+    rules: Rules,
     user_claim: String,
     groups_claim: String,
     trusted_headers: bool,
+}
+
+/// What every token must satisfy besides its signature.
+#[derive(Debug, Clone)]
+struct Rules {
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway_secs: u64,
+}
+
+impl Rules {
+    fn validation(&self, algorithms: &[Algorithm]) -> Validation {
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms.to_vec();
+        validation.required_spec_claims = ["exp".to_string()].into();
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway_secs;
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        validation
+    }
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("keys", &self.keys.len())
+            .field("key_set", &self.key_set)
             .field("trusted_headers", &self.trusted_headers)
             .finish()
     }
 }
 
+/// Why the identity settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("identity.rs256_public_key_pem is not a PEM public key")]
+    PublicKey(#[source] jsonwebtoken::errors::Error),
+    #[error("identity.jwks_ca_location")]
+    KeySetAuthority(#[source] FetchError),
+}
+
 impl Authenticator {
-    pub fn new(config: &IdentityConfig) -> Result<Authenticator, String> {
-        let validation = |algorithm| {
-            let mut validation = Validation::new(algorithm);
-            validation.required_spec_claims = ["exp".to_string()].into();
-            if let Some(issuer) = &config.issuer {
-                validation.set_issuer(&[issuer]);
-            }
-            match &config.audience {
-                Some(audience) => validation.set_audience(&[audience]),
-                None => validation.validate_aud = false,
-            }
-            validation
+    pub fn new(config: &IdentityConfig) -> Result<Authenticator, IdentityError> {
+        let rules = Rules {
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            leeway_secs: config.leeway_secs,
         };
         let mut keys = Vec::new();
         if let Some(secret) = &config.hs256_secret {
             keys.push((
                 DecodingKey::from_secret(secret.expose_secret().as_bytes()),
-                validation(Algorithm::HS256),
+                rules.validation(&[Algorithm::HS256]),
             ));
         }
         if let Some(pem) = &config.rs256_public_key_pem {
-            let key = DecodingKey::from_rsa_pem(pem.as_bytes())
-                .map_err(|e| format!("identity.rs256_public_key_pem: {e}"))?;
-            keys.push((key, validation(Algorithm::RS256)));
+            let key =
+                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(IdentityError::PublicKey)?;
+            keys.push((key, rules.validation(&[Algorithm::RS256])));
         }
+        let key_set = match &config.jwks_url {
+            Some(url) => {
+                let fetcher = fetch::Fetcher::new(
+                    config.jwks_ca_location.as_deref(),
+                    Duration::from_secs(10),
+                )
+                .map_err(IdentityError::KeySetAuthority)?;
+                Some(Arc::new(KeySet::new(
+                    url.clone(),
+                    fetcher,
+                    Duration::from_secs(config.jwks_refresh_secs),
+                    Duration::from_millis(config.jwks_min_refresh_ms),
+                )))
+            }
+            None => None,
+        };
         Ok(Authenticator {
             keys,
+            key_set,
+            rules,
             user_claim: config.user_claim.clone(),
             groups_claim: config.groups_claim.clone(),
             trusted_headers: config.trusted_headers,
         })
     }
 
+    /// Loads the provider's key set, if one is configured (a failure is logged; the next token
+    /// tries again).
+    pub async fn load_keys(&self) {
+        if let Some(key_set) = &self.key_set {
+            key_set.refresh().await;
+        }
+    }
+
     /// The caller of a request, from its headers.
-    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Unauthenticated> {
+    pub async fn caller(&self, headers: &HeaderMap) -> Result<Caller, Unauthenticated> {
         if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
             let token = value
                 .to_str()
@@ -105,7 +172,7 @@ impl Authenticator {
                         .or_else(|| v.strip_prefix("bearer "))
                 })
                 .ok_or(Unauthenticated::Invalid)?;
-            return self.verify(token.trim());
+            return self.verify(token.trim()).await;
         }
         if self.trusted_headers {
             let user = headers
@@ -133,16 +200,25 @@ impl Authenticator {
         Err(Unauthenticated::Missing)
     }
 
-    fn verify(&self, token: &str) -> Result<Caller, Unauthenticated> {
+    async fn verify(&self, token: &str) -> Result<Caller, Unauthenticated> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Unauthenticated::Invalid)?;
-        let (key, validation) = self
-            .keys
-            .iter()
-            .find(|(_, validation)| validation.algorithms.contains(&header.alg))
-            .ok_or(Unauthenticated::Invalid)?;
-        let claims = decode::<HashMap<String, Value>>(token, key, validation)
-            .map_err(|_| Unauthenticated::Invalid)?
-            .claims;
+        let claims = match (&header.kid, &self.key_set) {
+            (Some(kid), Some(key_set)) => {
+                let signing = key_set.key(kid).await.ok_or(Unauthenticated::Invalid)?;
+                let validation = self.rules.validation(&signing.algorithms);
+                decode::<HashMap<String, Value>>(token, &signing.key, &validation)
+            }
+            _ => {
+                let (key, validation) = self
+                    .keys
+                    .iter()
+                    .find(|(_, validation)| validation.algorithms.contains(&header.alg))
+                    .ok_or(Unauthenticated::Invalid)?;
+                decode::<HashMap<String, Value>>(token, key, validation)
+            }
+        }
+        .map_err(|_| Unauthenticated::Invalid)?
+        .claims;
         let user = claims
             .get(&self.user_claim)
             .and_then(Value::as_str)
@@ -206,48 +282,51 @@ mod tests {
             + 3600
     }
 
-    #[test]
-    fn a_valid_token_gives_the_user_and_groups() {
+    #[tokio::test]
+    async fn a_valid_token_gives_the_user_and_groups() {
         let auth = Authenticator::new(&config()).unwrap();
         let token = token(
             SECRET,
             serde_json::json!({"sub": "kermit", "groups": ["muppets"], "exp": in_an_hour()}),
         );
-        let caller = auth.caller(&bearer(&token)).unwrap();
+        let caller = auth.caller(&bearer(&token)).await.unwrap();
         assert_eq!(caller.user, "kermit");
         assert_eq!(caller.principals(), ["user:kermit", "group:muppets"]);
     }
 
-    #[test]
-    fn missing_forged_expired_and_userless_tokens_are_refused() {
+    #[tokio::test]
+    async fn missing_forged_expired_and_userless_tokens_are_refused() {
         let auth = Authenticator::new(&config()).unwrap();
         assert_eq!(
-            auth.caller(&HeaderMap::new()),
+            auth.caller(&HeaderMap::new()).await,
             Err(Unauthenticated::Missing)
         );
         let forged = token(
             "another-secret-another-secret-xx",
             serde_json::json!({"sub": "kermit", "exp": in_an_hour()}),
         );
-        assert_eq!(auth.caller(&bearer(&forged)), Err(Unauthenticated::Invalid));
+        assert_eq!(
+            auth.caller(&bearer(&forged)).await,
+            Err(Unauthenticated::Invalid)
+        );
         let expired = token(SECRET, serde_json::json!({"sub": "kermit", "exp": 1_000}));
         assert_eq!(
-            auth.caller(&bearer(&expired)),
+            auth.caller(&bearer(&expired)).await,
             Err(Unauthenticated::Invalid)
         );
         let userless = token(SECRET, serde_json::json!({"exp": in_an_hour()}));
         assert_eq!(
-            auth.caller(&bearer(&userless)),
+            auth.caller(&bearer(&userless)).await,
             Err(Unauthenticated::NoUser)
         );
         assert_eq!(
-            auth.caller(&bearer("not.a.jwt")),
+            auth.caller(&bearer("not.a.jwt")).await,
             Err(Unauthenticated::Invalid)
         );
     }
 
-    #[test]
-    fn rs256_tokens_are_verified_with_the_public_key() {
+    #[tokio::test]
+    async fn rs256_tokens_are_verified_with_the_public_key() {
         // A key pair made for this test only.
         let private = include_bytes!("testdata/rs256-test-private.pem");
         let public = include_str!("testdata/rs256-test-public.pem");
@@ -263,13 +342,16 @@ mod tests {
             &EncodingKey::from_rsa_pem(private).unwrap(),
         )
         .unwrap();
-        assert_eq!(auth.caller(&bearer(&signed)).unwrap().user, "kermit");
+        assert_eq!(auth.caller(&bearer(&signed)).await.unwrap().user, "kermit");
         // An HS256 token is refused when only RS256 is configured.
         let hs = token(
             SECRET,
             serde_json::json!({"sub": "kermit", "exp": in_an_hour()}),
         );
-        assert_eq!(auth.caller(&bearer(&hs)), Err(Unauthenticated::Invalid));
+        assert_eq!(
+            auth.caller(&bearer(&hs)).await,
+            Err(Unauthenticated::Invalid)
+        );
         assert!(
             Authenticator::new(&IdentityConfig {
                 rs256_public_key_pem: Some("not a key".into()),
@@ -279,20 +361,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn gateway_headers_count_only_when_trusted() {
+    #[tokio::test]
+    async fn gateway_headers_count_only_when_trusted() {
         let mut headers = HeaderMap::new();
         headers.insert(USER_HEADER, "kermit".parse().unwrap());
         headers.insert(GROUPS_HEADER, "muppets, frogs".parse().unwrap());
         let strict = Authenticator::new(&config()).unwrap();
-        assert_eq!(strict.caller(&headers), Err(Unauthenticated::Missing));
+        assert_eq!(strict.caller(&headers).await, Err(Unauthenticated::Missing));
         let trusting = Authenticator::new(&IdentityConfig {
             trusted_headers: true,
             ..config()
         })
         .unwrap();
         assert_eq!(
-            trusting.caller(&headers).unwrap().groups,
+            trusting.caller(&headers).await.unwrap().groups,
             ["muppets", "frogs"]
         );
     }
