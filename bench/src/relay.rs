@@ -359,7 +359,8 @@ async fn time_raw_producer(
     kafka_relay::publisher::Publisher::new(&config)
         .map_err(|e| e.to_string())?
         .ensure_topics(&config)
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     let producer: FutureProducer = producer_config(&config)
         .create()
         .map_err(|e| e.to_string())?;

@@ -107,6 +107,8 @@ pub struct RelayConfig {
     /// Back-off after a failure, doubling up to `retry_max_ms`.
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
+    /// Share of each back-off pause that is random (0 to 1), so relays do not retry in step.
+    pub retry_jitter: f64,
     pub on_permanent_failure: PermanentFailure,
     /// How often lag metrics are refreshed.
     pub lag_interval_ms: u64,
@@ -172,6 +174,7 @@ impl Default for RelayConfig {
             poll_max_ms: 25,
             retry_min_ms: 100,
             retry_max_ms: 10_000,
+            retry_jitter: 0.2,
             on_permanent_failure: PermanentFailure::DeadLetter,
             lag_interval_ms: 2000,
         }
@@ -221,6 +224,9 @@ impl Validate for Config {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
         if self.relay.batch_size == 0 || self.relay.max_in_flight_batches == 0 {
             return invalid("relay.batch_size and relay.max_in_flight_batches must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.relay.retry_jitter) {
+            return invalid("relay.retry_jitter must be from 0 to 1");
         }
         if self.relay.poll_min_ms == 0 || self.relay.poll_min_ms > self.relay.poll_max_ms {
             return invalid("relay.poll_min_ms must be positive and at most relay.poll_max_ms");
@@ -322,10 +328,12 @@ mod tests {
                     "0975310",
                 ),
                 ("TASKPOOL_RELAY__RELAY__NAME", "42"),
+                ("TASKPOOL_RELAY__RELAY__RETRY_JITTER", "0.35"),
             ]),
         )
         .unwrap();
         assert_eq!(config.relay.name, "42");
+        assert_eq!(config.relay.retry_jitter, 0.35);
         let producer = crate::publisher::producer_config(&config.kafka);
         assert_eq!(producer.get("linger.ms"), Some("10"));
         assert_eq!(producer.get("compression.type"), Some("zstd"));

@@ -7,10 +7,15 @@
 //! `safety_margin` before that, hence before any standby can take over. Position updates are
 //! fenced by holder and epoch (see `outbox::store_position`).
 
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
+use taskpool_service::shutdown::Shutdown;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
 
 use crate::outbox::Fence;
 
@@ -169,4 +174,44 @@ pub async fn current(pool: &PgPool, relay: &str) -> Result<Option<LeaseInfo>, sq
         epoch,
         expires_in_ms: ms as i64,
     }))
+}
+
+/// Takes the lease when free and keeps renewing it while held.
+pub async fn keep_lease(
+    pool: PgPool,
+    lease: Arc<Lease>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        match lease.acquire_or_renew(&pool).await {
+            Ok(leader) => {
+                if leader && !metrics.leader.swap(true, Ordering::Relaxed) {
+                    info!("lease acquired: this process publishes");
+                }
+                if !leader && metrics.leader.swap(false, Ordering::Relaxed) {
+                    warn!("lease taken by another process: standing by");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot renew the lease");
+                if lease.expire_if_due() {
+                    metrics.leader.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        if shutdown.sleep(interval).await {
+            return;
+        }
+    }
+}
+
+/// This machine's name, for lease holder names.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "relay".into())
 }

@@ -6,16 +6,18 @@
 //! - [`outbox`]: gap-safe reading of the outbox; the relay's position and dead-letter tables.
 //! - [`publisher`]: the idempotent producer, topics, error classification.
 //! - [`lease`]: the leader lease and its fencing.
-//! - [`relay`]: the publishing loop and its background tasks (lease, lag, retention).
+//! - [`relay`]: start-up and the leadership loop: publish while holding the lease.
+//! - [`pipeline`]: batches in flight until Kafka acknowledged them; storing the position.
 //! - [`retention`]: deleting old published rows.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/metrics` and `/health`.
-//! - [`status`]: what `kafka-relay status` reports.
+//! - [`status`]: what `kafka-relay status` reports, and the lag metrics.
 
 pub mod config;
 pub mod http;
 pub mod lease;
 pub mod metrics;
 pub mod outbox;
+pub mod pipeline;
 pub mod publisher;
 pub mod relay;
 pub mod retention;

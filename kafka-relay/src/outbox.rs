@@ -6,10 +6,18 @@
 //! was read never skips a transaction that commits late. See `taskpool_outbox.tracking_xid`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+use taskpool_service::backoff::Backoff;
+use taskpool_service::shutdown::Shutdown;
+use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use crate::config::RelayConfig;
+use crate::metrics::Metrics;
 
 /// How far a relay has published. Ordered like the outbox is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -205,4 +213,44 @@ pub async fn head(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM taskpool_outbox")
         .fetch_one(pool)
         .await
+}
+
+/// Reads batches after `start` as long as the channel takes them; polls with back-off when
+/// the outbox is idle. Stops on shutdown (the channel closes) or a database error (sent on).
+pub async fn read_ahead(
+    pool: PgPool,
+    start: Position,
+    relay: RelayConfig,
+    metrics: Arc<Metrics>,
+    batches: mpsc::Sender<Result<Vec<OutboxRow>, sqlx::Error>>,
+    mut shutdown: Shutdown,
+) {
+    let mut after = start;
+    // Idle polling slows down from poll_min_ms to poll_max_ms, exactly (no jitter: one reader).
+    let mut idle = Backoff::new(
+        Duration::from_millis(relay.poll_min_ms),
+        Duration::from_millis(relay.poll_max_ms),
+    )
+    .with_jitter(0.0);
+    // Ends on shutdown, or once the relay stopped taking batches (it dropped the receiver).
+    while !shutdown.is_requested() && !batches.is_closed() {
+        let rows = read_batch(&pool, after, relay.batch_size).await;
+        Metrics::add(&metrics.reads, 1);
+        match rows {
+            Ok(rows) if rows.is_empty() => {
+                shutdown.sleep(idle.next_pause()).await;
+            }
+            Ok(rows) => {
+                idle.reset();
+                after = rows.last().map_or(after, |row| row.at);
+                if batches.send(Ok(rows)).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                let _ = batches.send(Err(error)).await;
+                return;
+            }
+        }
+    }
 }

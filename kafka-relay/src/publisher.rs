@@ -92,6 +92,22 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
     )
 }
 
+/// Why the relay's topics are not there.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("cannot read Kafka metadata")]
+    Metadata(#[source] KafkaError),
+    #[error("Kafka topics {0} do not exist; create them or set kafka.create_topics = true")]
+    Missing(String),
+    #[error("cannot create Kafka topics")]
+    Admin(#[source] KafkaError),
+    #[error("cannot create topic {topic}: {code}")]
+    Create {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
 /// A connected producer for one relay.
 pub struct Publisher {
     producer: FutureProducer,
@@ -176,12 +192,12 @@ impl Publisher {
     }
 
     /// Creates the relay's topics if missing (`create` true) or checks that they exist.
-    pub async fn ensure_topics(&self, config: &KafkaConfig) -> Result<(), String> {
+    pub async fn ensure_topics(&self, config: &KafkaConfig) -> Result<(), TopicError> {
         let metadata = self
             .producer
             .client()
             .fetch_metadata(None, Timeout::After(Duration::from_secs(10)))
-            .map_err(|e| format!("cannot read Kafka metadata: {e}"))?;
+            .map_err(TopicError::Metadata)?;
         let missing: Vec<&str> = self
             .topics
             .all()
@@ -192,10 +208,7 @@ impl Publisher {
             return Ok(());
         }
         if !config.create_topics {
-            return Err(format!(
-                "Kafka topics {} do not exist; create them or set kafka.create_topics = true",
-                missing.join(", ")
-            ));
+            return Err(TopicError::Missing(missing.join(", ")));
         }
         let admin: AdminClient<DefaultClientContext> = kafka::client_config(
             &config.bootstrap_servers,
@@ -204,7 +217,7 @@ impl Publisher {
             &config.producer,
         )
         .create()
-        .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+        .map_err(TopicError::Admin)?;
         let new_topics: Vec<NewTopic> = missing
             .iter()
             .map(|name| {
@@ -218,11 +231,11 @@ impl Publisher {
         let results = admin
             .create_topics(&new_topics, &AdminOptions::new())
             .await
-            .map_err(|e| format!("cannot create Kafka topics: {e}"))?;
+            .map_err(TopicError::Admin)?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => return Err(format!("cannot create topic {topic}: {code}")),
+                Err((topic, code)) => return Err(TopicError::Create { topic, code }),
             }
         }
         Ok(())

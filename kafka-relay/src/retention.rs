@@ -1,9 +1,16 @@
 //! Retention: published outbox rows older than the configured age are deleted in bounded
 //! batches. A row is deleted only when every relay reading the outbox has published it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use taskpool_service::shutdown::Shutdown;
+use tracing::warn;
+
+use crate::config::Config;
+use crate::lease::Lease;
+use crate::metrics::Metrics;
 
 const DELETE_PUBLISHED: &str = r#"
 DELETE FROM taskpool_outbox
@@ -30,4 +37,41 @@ pub async fn delete_batch(
         .execute(pool)
         .await?;
     Ok(deleted.rows_affected())
+}
+
+/// Deletes old published rows, in bounded batches, while this process is the leader.
+pub async fn apply_retention(
+    pool: PgPool,
+    config: Config,
+    lease: Arc<Lease>,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) {
+    let retention = &config.retention;
+    if retention.max_age_secs == 0 {
+        return;
+    }
+    let max_age = Duration::from_secs(retention.max_age_secs);
+    loop {
+        while lease.remaining().is_some() && !shutdown.is_requested() {
+            match delete_batch(&pool, max_age, retention.batch_size).await {
+                Ok(deleted) => {
+                    Metrics::add(&metrics.deleted_by_retention, deleted);
+                    if deleted < u64::from(retention.batch_size) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "retention failed");
+                    break;
+                }
+            }
+        }
+        if shutdown
+            .sleep(Duration::from_secs(retention.interval_secs.max(1)))
+            .await
+        {
+            return;
+        }
+    }
 }

@@ -1,8 +1,16 @@
-//! `kafka-relay status`: position, head, lag and leader of a relay.
+//! A relay's status: what `kafka-relay status` reports (position, head, lag, leader), and the
+//! lag metrics a running relay keeps fresh.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use sqlx::PgPool;
+use taskpool_service::shutdown::Shutdown;
+use tracing::warn;
+
+use crate::metrics::Metrics;
 
 use crate::lease::{self, LeaseInfo};
 use crate::outbox::{self, Lag, Position};
@@ -55,6 +63,34 @@ impl fmt::Display for Status {
                 lease.holder, lease.epoch
             ),
             None => write!(f, "leader:    none yet"),
+        }
+    }
+}
+
+/// Refreshes the lag metrics from the stored position.
+pub async fn watch_lag(
+    pool: PgPool,
+    relay: String,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        match outbox::load_position(&pool, &relay).await {
+            Ok(position) => match outbox::lag(&pool, position).await {
+                Ok(lag) => {
+                    metrics.lag_events.store(lag.events, Ordering::Relaxed);
+                    metrics
+                        .lag_millis
+                        .store((lag.seconds * 1000.0) as i64, Ordering::Relaxed);
+                    metrics.position.store(position.position, Ordering::Relaxed);
+                }
+                Err(e) => warn!(error = %e, "cannot measure lag"),
+            },
+            Err(e) => warn!(error = %e, "cannot read the stored position"),
+        }
+        if shutdown.sleep(interval).await {
+            return;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What taskpool's server binaries (`kafka-relay`, `tasklist-api`) share.
 //!
 //! # Layout
+//! - [`backoff`]: the exponential back-off with jitter every retry loop uses.
 //! - [`config`]: configuration from a TOML file and prefixed environment variables, unknown
 //!   keys refused.
 //! - [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses.
@@ -8,6 +9,7 @@
 //! - [`shutdown`]: a shutdown request any task can watch, and the signals that trigger it.
 //! - [`startup`]: configuration and runtime, or the exit code explaining why not.
 
+pub mod backoff;
 pub mod config;
 pub mod kafka;
 pub mod logging;

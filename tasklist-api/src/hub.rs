@@ -738,12 +738,11 @@ async fn watch(
         metrics.change_stream_open.store(false, Ordering::Relaxed);
         warn!(%error, "change stream interrupted; reopening");
         let token = stream.resume_token();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = crate::projection::retry_backoff();
         stream = loop {
-            if shutdown.sleep(backoff).await {
+            if shutdown.sleep(backoff.next_pause()).await {
                 return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
             match open_stream(&store, token.clone()).await {
                 Ok(stream) => break stream,
                 Err(error) => {

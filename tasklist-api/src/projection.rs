@@ -13,6 +13,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use taskpool_schemas::{DecodedEvent, decode};
+use taskpool_service::backoff::Backoff;
 use taskpool_service::kafka;
 use taskpool_service::shutdown::Shutdown;
 use tracing::{info, warn};
@@ -64,7 +65,7 @@ pub async fn run(
     ));
     let wait = Duration::from_millis(config.batch_wait_ms);
     metrics.projection_running.store(true, Ordering::Relaxed);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = retry_backoff();
     loop {
         let batch = tokio::select! {
             batch = next_batch(&consumer, config.batch_size, wait) => batch,
@@ -72,16 +73,16 @@ pub async fn run(
         };
         let batch = match batch {
             Ok(batch) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 batch
             }
             Err(error) => {
                 // Broker unreachable, topic not there yet, a rebalance: wait and go on.
-                warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "cannot consume; retrying");
-                if shutdown.sleep(backoff).await {
+                let pause = backoff.next_pause();
+                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot consume; retrying");
+                if shutdown.sleep(pause).await {
                     break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
@@ -134,6 +135,11 @@ async fn next_batch(
     Ok(batch)
 }
 
+/// How the projection waits between attempts against Kafka or MongoDB.
+pub fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+}
+
 /// Applies a batch, retrying while MongoDB is unavailable. False when shutdown came first
 /// (nothing of the batch may be acknowledged then).
 async fn apply_until_durable(
@@ -142,7 +148,7 @@ async fn apply_until_durable(
     metrics: &Metrics,
     shutdown: &mut Shutdown,
 ) -> bool {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = retry_backoff();
     loop {
         match apply(store, batch, metrics).await {
             Ok(()) => {
@@ -152,11 +158,11 @@ async fn apply_until_durable(
             Err(error) => {
                 metrics.mongo_available.store(false, Ordering::Relaxed);
                 Metrics::add(&metrics.write_retries, 1);
-                warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "MongoDB write failed; the consumer waits");
-                if shutdown.sleep(backoff).await {
+                let pause = backoff.next_pause();
+                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "MongoDB write failed; the consumer waits");
+                if shutdown.sleep(pause).await {
                     return false;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

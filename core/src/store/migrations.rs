@@ -1,4 +1,5 @@
-//! Embedded SQL migrations, one folder per database kind (`core/migrations/<kind>/`).
+//! Embedded SQL migrations, one folder per database kind (`core/migrations/<kind>/`), and the
+//! one helper every taskpool component runs its embedded migrations with.
 
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -7,7 +8,17 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 /// engine's own application may use in the same database.
 pub const MIGRATIONS_TABLE: &str = "taskpool_migrations";
 
+/// A migrator for core's own tables (recorded in [`MIGRATIONS_TABLE`]).
 pub fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
+    migrator_recording_in(migrations, MIGRATIONS_TABLE)
+}
+
+/// A migrator for `(version, description, sql)` migrations embedded in a binary, recording
+/// what it applied in `table`, so that each component's migrations are versioned apart.
+pub fn migrator_recording_in(
+    migrations: &[(i64, &'static str, &'static str)],
+    table: &'static str,
+) -> Migrator {
     let mut migrator = Migrator::with_migrations(
         migrations
             .iter()
@@ -22,6 +33,6 @@ pub fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
             })
             .collect(),
     );
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator.dangerous_set_table_name(table);
     migrator
 }

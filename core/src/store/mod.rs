@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::command::AggregateKey;
 
-mod migrations;
+pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,0 +1,170 @@
+//! The acknowledgement pipeline: batches handed to the producer stay in flight until Kafka
+//! acknowledged every message of them; then dead letters and the newest position are stored
+//! in one transaction fenced by the lease. Batches complete in the order they were handed over.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures::FutureExt;
+use rdkafka::producer::DeliveryFuture;
+use tokio::sync::mpsc;
+use tracing::error;
+
+use crate::config::PermanentFailure;
+use crate::metrics::Metrics;
+use crate::outbox::{self, Fence, OutboxRow, Position};
+use crate::publisher::{PublishError, Publisher, classify};
+use crate::relay::{Delivered, Interrupted, LeadEnd, Relay};
+
+enum Pending {
+    Sent(DeliveryFuture),
+    Refused(String),
+}
+
+pub(crate) type Acknowledged = Result<(u64, Vec<(OutboxRow, String)>), Interrupted>;
+
+/// A batch handed to the producer, until all of it is acknowledged.
+pub(crate) struct InFlight {
+    last: Position,
+    acknowledgement: Pin<Box<dyn Future<Output = Acknowledged> + Send>>,
+}
+
+/// The oldest batch's outcome, once it is known.
+pub(crate) async fn wait_oldest(in_flight: &mut VecDeque<InFlight>) -> (Position, Acknowledged) {
+    match in_flight.front_mut() {
+        Some(oldest) => {
+            let outcome = oldest.acknowledgement.as_mut().await;
+            let last = oldest.last;
+            in_flight.pop_front();
+            (last, outcome)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The oldest batch's outcome if it is already known.
+pub(crate) fn poll_oldest(in_flight: &mut VecDeque<InFlight>) -> Option<(Position, Acknowledged)> {
+    let oldest = in_flight.front_mut()?;
+    let outcome = oldest.acknowledgement.as_mut().now_or_never()?;
+    let last = oldest.last;
+    in_flight.pop_front();
+    Some((last, outcome))
+}
+
+impl Relay {
+    /// Gives a batch to the producer; the result waits for all its acknowledgements.
+    pub(crate) async fn hand_over(
+        &self,
+        rows: Vec<OutboxRow>,
+        publisher: &Publisher,
+    ) -> Result<InFlight, Interrupted> {
+        let last = rows.last().map(|row| row.at).unwrap_or_default();
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            let pending = match publisher.enqueue(&row).await {
+                Ok(delivery) => Pending::Sent(delivery),
+                Err(PublishError::Permanent(reason)) => Pending::Refused(reason),
+                Err(PublishError::Transient(e)) => return Err(Interrupted::Kafka(e.to_string())),
+            };
+            messages.push((row, pending));
+        }
+        Ok(InFlight {
+            last,
+            acknowledgement: Box::pin(acknowledged(messages, self.observer.clone())),
+        })
+    }
+
+    /// Records acknowledged batches: dead letters, then the newest position, in one
+    /// transaction fenced by the lease. `Some` ends leading.
+    pub(crate) async fn complete(
+        &self,
+        done: Vec<(Position, Acknowledged)>,
+        fence: &Fence,
+        publisher: &Publisher,
+    ) -> Result<Option<LeadEnd>, Interrupted> {
+        let relay = &self.config.relay;
+        let mut delivered = 0;
+        let mut refused = Vec::new();
+        let mut last = Position::default();
+        for (position, outcome) in done {
+            let (count, rejected) = outcome?;
+            delivered += count;
+            refused.extend(rejected);
+            last = position;
+        }
+        if let Some((_, reason)) = refused.first()
+            && relay.on_permanent_failure == PermanentFailure::Halt
+        {
+            return Ok(Some(LeadEnd::Halted(reason.clone())));
+        }
+        // Usually there is nothing to dead-letter: then one fenced UPDATE stores the position.
+        let stored = if refused.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            outbox::store_position(&mut conn, &relay.name, last, fence).await?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            for (row, reason) in &refused {
+                let topic = publisher
+                    .topics()
+                    .for_aggregate(&row.aggregate_type)
+                    .unwrap_or("(none)");
+                outbox::dead_letter(&mut tx, &relay.name, row, topic, reason).await?;
+                error!(position = row.at.position, event_id = %row.event_id, %reason, "event moved to the dead-letter table");
+            }
+            let stored = outbox::store_position(&mut tx, &relay.name, last, fence).await?;
+            if stored {
+                tx.commit().await?;
+            }
+            stored
+        };
+        if !stored {
+            return Ok(Some(LeadEnd::LostLease));
+        }
+        Metrics::add(&self.metrics.published_events, delivered);
+        Metrics::add(&self.metrics.dead_letters, refused.len() as u64);
+        Metrics::add(&self.metrics.batches, 1);
+        self.metrics
+            .position
+            .store(last.position, Ordering::Relaxed);
+        Ok(None)
+    }
+}
+
+/// Waits for every message of a batch: how many Kafka acknowledged, and the ones it refused
+/// for good with the reason. A transient failure interrupts.
+async fn acknowledged(
+    messages: Vec<(OutboxRow, Pending)>,
+    observer: Option<mpsc::UnboundedSender<Delivered>>,
+) -> Acknowledged {
+    let mut delivered = 0;
+    let mut refused = Vec::new();
+    for (row, pending) in messages {
+        match pending {
+            Pending::Refused(reason) => refused.push((row, reason)),
+            Pending::Sent(delivery) => match delivery.await {
+                Ok(Ok(_)) => {
+                    delivered += 1;
+                    if let Some(observer) = &observer {
+                        let _ = observer.send(Delivered {
+                            event_id: row.event_id,
+                            aggregate_id: row.aggregate_id,
+                            version: row.version,
+                            acknowledged_at: Instant::now(),
+                        });
+                    }
+                }
+                Ok(Err((error, _))) => match classify(error) {
+                    PublishError::Permanent(reason) => refused.push((row, reason)),
+                    PublishError::Transient(error) => {
+                        return Err(Interrupted::Kafka(error.to_string()));
+                    }
+                },
+                Err(_) => return Err(Interrupted::Kafka("producer dropped a delivery".into())),
+            },
+        }
+    }
+    Ok((delivered, refused))
+}
