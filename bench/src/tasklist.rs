@@ -282,7 +282,7 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
         .map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let (trigger, stop) = shutdown::channel();
-    let running = tasklist_api::server::start(service_config.clone(), listener, stop)
+    let running = tasklist_api::service::start(service_config.clone(), listener, stop)
         .await
         .map_err(|e| e.to_string())?;
     let store = Store::connect(&service_config.mongodb, Arc::new(Metrics::default()))
@@ -361,7 +361,7 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
     }
     let rss_delivered = rss_kib();
     trigger.trigger();
-    let _ = running.http.await;
+    running.stopped().await;
     let _ = store.database().drop().await;
 
     if received != clients {

@@ -8,18 +8,18 @@
 //! - [`store`]: MongoDB reads and writes.
 //! - [`query`]: filters, sort and cursors, for MongoDB and in memory alike.
 //! - [`identity`]: bearer tokens (and, when enabled, trusted gateway headers).
-//! - [`hub`]: the shared change stream and its fan-out to stream clients.
-//! - [`http`]: the axum routes; [`openapi`]: their description.
-//! - [`metrics`]: Prometheus metrics. [`server`]: wiring it all together.
+//! - [`stream`]: the shared change stream and its fan-out to stream clients.
+//! - [`http`]: the axum routes and the connection loop; [`openapi`]: their description.
+//! - [`metrics`]: Prometheus metrics. [`service`]: starting it all and wiring it together.
 
 pub mod config;
 pub mod documents;
 pub mod http;
-pub mod hub;
 pub mod identity;
 pub mod metrics;
 pub mod openapi;
 pub mod projection;
 pub mod query;
-pub mod server;
+pub mod service;
 pub mod store;
+pub mod stream;

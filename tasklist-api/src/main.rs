@@ -61,11 +61,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving HTTP");
     let (trigger, shutdown) = shutdown::channel();
-    let running = tasklist_api::server::start(config, listener, shutdown).await?;
-    shutdown::signal().await;
-    tracing::info!("shutdown requested");
+    let mut running = tasklist_api::service::start(config, listener, shutdown).await?;
+    let failure = tokio::select! {
+        _ = shutdown::signal() => {
+            tracing::info!("shutdown requested");
+            None
+        }
+        failure = running.failure() => Some(failure),
+    };
     trigger.trigger();
-    let _ = running.projection.await;
-    let _ = running.http.await;
-    Ok(())
+    running.stopped().await;
+    match failure {
+        // Exiting lets a supervisor restart the process or alert, instead of a service that
+        // answers 503 forever.
+        Some(failure) => Err(failure.into()),
+        None => Ok(()),
+    }
 }

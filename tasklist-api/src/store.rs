@@ -1,6 +1,5 @@
-//! The MongoDB side: version-guarded bulk upserts for the projection, reads for the API, the
-//! dead-letter collection, and the fence documents the stream uses to line up its snapshot
-//! with the change stream.
+//! The MongoDB side: version-guarded bulk upserts for the projection, reads for the API, and
+//! the dead-letter collection.
 
 use std::sync::Arc;
 
@@ -17,10 +16,6 @@ use crate::query::TaskQuery;
 pub const TASKS: &str = "tasks";
 pub const DATA_ENTRIES: &str = "data_entries";
 pub const DEAD_LETTERS: &str = "dead_letters";
-
-/// Fence documents share the tasks collection (so they travel in its change stream) and
-/// start with this prefix; they carry no principals, so no query ever returns them.
-pub const FENCE_PREFIX: &str = "~fence:";
 
 /// Duplicate key: MongoDB's answer when a stored document has the same or a newer version.
 const DUPLICATE_KEY: i32 = 11000;
@@ -115,7 +110,8 @@ impl Store {
         self.database.collection(collection)
     }
 
-    async fn timed<T>(
+    /// Runs one MongoDB operation, giving up after the configured operation timeout.
+    pub(crate) async fn timed<T>(
         &self,
         operation: impl std::future::IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> mongodb::error::Result<T> {
@@ -340,15 +336,6 @@ impl Store {
         let entry: Option<DataEntryDocument> =
             self.readable(DATA_ENTRIES, raw.into_iter().collect()).pop();
         Ok(entry.filter(|e| e.visible_to(principals)))
-    }
-
-    /// Writes a fence into the tasks collection; its change event marks everything before it.
-    pub async fn write_fence(&self, fence: &str) -> mongodb::error::Result<()> {
-        let fences = self.database.collection::<Document>(TASKS);
-        self.timed(fences.insert_one(doc! { "_id": fence, "fence": true }))
-            .await?;
-        self.timed(fences.delete_one(doc! { "_id": fence })).await?;
-        Ok(())
     }
 }
 

@@ -1,11 +1,11 @@
 //! The HTTP API (axum): routes, the shared state, and errors as JSON without internals.
 
+mod connections;
 mod data_entries;
-mod serve;
 mod stream;
 mod tasks;
 
-pub use serve::serve;
+pub use connections::serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,11 +21,11 @@ use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::StreamConfig;
-use crate::hub::Hub;
 use crate::identity::{Authenticator, Caller, Unauthenticated};
 use crate::metrics::Metrics;
 use crate::query::InvalidQuery;
 use crate::store::Store;
+use crate::stream::Hub;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]

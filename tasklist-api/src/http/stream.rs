@@ -17,9 +17,9 @@ use futures::stream::{self, Stream, StreamExt};
 use serde_json::json;
 
 use super::{ApiError, AppState, parse_params};
-use crate::hub::{EventKind, Hub, Registration, SessionId, StreamEvent, task_json};
 use crate::metrics::Metrics;
 use crate::query::parse_task_query;
+use crate::stream::{EventKind, Hub, Registration, SessionId, StreamEvent, task_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {

@@ -15,7 +15,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use tasklist_api::config::{Config, Layered};
-use tasklist_api::server::{Running, start};
+use tasklist_api::service::{Running, start};
 use taskpool_schemas::{
     DataEntryEvent, Payload, SourceReference, Task, TaskEvent, TaskState, Timestamp, encode as avro,
 };
@@ -137,7 +137,12 @@ impl World {
     }
 
     pub fn config(&self) -> Config {
-        let env = [
+        Config::from_sources("", self.env()).expect("test configuration")
+    }
+
+    /// The service's settings as environment variables (for service processes).
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
             ("MONGODB__URI", self.mongo_uri.clone()),
             ("MONGODB__DATABASE", self.database.clone()),
             ("KAFKA__BOOTSTRAP_SERVERS", self.bootstrap.clone()),
@@ -154,8 +159,8 @@ impl World {
                 .iter()
                 .map(|(k, v)| (format!("KAFKA__SECURITY__{k}"), v.clone())),
         )
-        .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
-        Config::from_sources("", env).expect("test configuration")
+        .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v))
+        .collect()
     }
 
     pub async fn start(&self) -> Service {
@@ -302,8 +307,7 @@ impl Service {
 
     pub async fn stop(self) {
         self.trigger.trigger();
-        let _ = self.running.projection.await;
-        let _ = self.running.http.await;
+        self.running.stopped().await;
     }
 }
 

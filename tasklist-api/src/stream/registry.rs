@@ -1,256 +1,69 @@
-//! The stream hub: one shared change stream on the tasks collection, fanned out in memory to
-//! every connected stream client ("session").
-//!
-//! A session starts buffering every change before its snapshot is read. After the snapshot, a
-//! fence document is written into the tasks collection; when the change stream delivers the
-//! fence, every change committed before the snapshot has been delivered too. The session then
-//! takes, for each task in its buffer, the newest buffered version (at least as new as the
-//! snapshot's), and from then on applies changes as they come. Per session the hub knows which
-//! tasks the client holds (and at which version), so a change that takes a task out of the
-//! client's sight becomes a `remove` for exactly the clients that hold it.
-//!
-//! Each session's events go through a bounded channel; a client that falls that far behind is
-//! cut off with `resync` and never slows the others. Sessions outlive their connection for a
-//! while, remembering their recent events, so a client can resume with `Last-Event-ID`.
+//! The registry: the one task that owns every session. It fans each change out to the sessions
+//! whose callers may see the task or hold it, turns a task leaving a client's sight into
+//! `remove`, and cuts off clients that fall behind. It is an actor: connections talk to it
+//! through [`super::Hub`], the watcher through its channel, so no lock is ever held.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use mongodb::bson::{self, Document};
-use mongodb::change_stream::event::{OperationType, ResumeToken};
-use mongodb::options::FullDocumentType;
 use taskpool_service::shutdown::Shutdown;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
 
+use super::fence::Fences;
+use super::hub::Command;
+use super::session::{Phase, Session};
+use super::watcher::Change;
+use super::{EventKind, Registration, ResumeRefused, SessionId, StreamEvent, sorted, task_json};
 use crate::config::StreamConfig;
 use crate::documents::TaskDocument;
-use crate::identity::Caller;
 use crate::metrics::Metrics;
-use crate::query::TaskFilter;
-use crate::store::{FENCE_PREFIX, Store, TASKS};
+use crate::store::Store;
 
-pub type SessionId = u64;
+/// Changes a session may buffer while its snapshot is read and fenced.
+const MAX_PENDING: usize = 100_000;
 
-/// What a client is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Upsert,
-    Remove,
-}
-
-/// One event of a session: `body` is the task (upsert) or `{"id": ...}` (remove) as JSON.
-#[derive(Debug, Clone)]
-pub struct StreamEvent {
-    pub seq: u64,
-    pub kind: EventKind,
-    pub body: Arc<str>,
-}
-
-/// A connection's handle on its session.
-#[derive(Debug)]
-pub struct Registration {
-    pub session: SessionId,
-    pub attachment: u64,
-    pub events: mpsc::Receiver<StreamEvent>,
-    /// Set when the client fell too far behind: it must be told to resync.
-    pub overflowed: Arc<AtomicBool>,
-}
-
-/// Why a resume was refused: the client must resync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the stream cannot be resumed from that event")]
-pub struct ResumeRefused;
-
-/// The hub is gone (shutting down).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the stream hub is not running")]
-pub struct HubGone;
-
-enum Command {
-    Register {
-        caller: Caller,
-        filter: TaskFilter,
-        reply: oneshot::Sender<Registration>,
-    },
-    SnapshotTaken {
-        session: SessionId,
-        tasks: Vec<(String, i64)>,
-    },
-    Cancel(SessionId),
-    Detach {
-        session: SessionId,
-        attachment: u64,
-    },
-    Resume {
-        session: SessionId,
-        after: u64,
-        principals: Vec<String>,
-        reply: oneshot::Sender<Result<Registration, ResumeRefused>>,
-    },
-}
-
-/// What the change-stream watcher reports.
-enum Change {
-    Task(Arc<TaskDocument>),
-    Fence(String),
-    /// The stream had to restart without its resume token: changes may have been missed.
-    Gap,
-}
-
-/// A handle to the hub task.
-#[derive(Debug, Clone)]
-pub struct Hub {
-    commands: mpsc::UnboundedSender<Command>,
-}
-
-impl Hub {
-    /// Opens the shared change stream, then starts the hub. Returns once the stream is open,
-    /// so that no snapshot is ever read before it.
-    pub async fn start(
-        store: Store,
-        config: StreamConfig,
-        metrics: Arc<Metrics>,
-        shutdown: Shutdown,
-    ) -> Result<Hub, mongodb::error::Error> {
-        let (changes_tx, changes) = mpsc::channel(1024);
-        let stream = open_stream(&store, None).await?;
-        metrics.change_stream_open.store(true, Ordering::Relaxed);
-        tokio::spawn(watch(
-            store.clone(),
-            stream,
-            changes_tx,
-            metrics.clone(),
-            shutdown.clone(),
-        ));
-        let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (fenced_tx, fenced) = mpsc::unbounded_channel();
-        let state = State {
-            sessions: HashMap::new(),
-            by_principal: HashMap::new(),
-            holders: HashMap::new(),
-            buffering: HashSet::new(),
-            fence_queue: Vec::new(),
-            fence_in_flight: None,
-            fence_issued_at: Instant::now(),
-            config,
-            store,
-            metrics,
-            fence_failures: fenced_tx,
-        };
-        tokio::spawn(state.run(commands, changes, fenced, shutdown));
-        Ok(Hub {
-            commands: commands_tx,
-        })
-    }
-
-    /// Starts a session for a caller; it buffers changes until its snapshot is taken.
-    pub async fn register(
-        &self,
-        caller: Caller,
-        filter: TaskFilter,
-    ) -> Result<Registration, HubGone> {
-        let (reply, registration) = oneshot::channel();
-        self.commands
-            .send(Command::Register {
-                caller,
-                filter,
-                reply,
-            })
-            .map_err(|_| HubGone)?;
-        registration.await.map_err(|_| HubGone)
-    }
-
-    /// The snapshot of `session` was read: the ids and versions of the tasks sent.
-    pub fn snapshot_taken(&self, session: SessionId, tasks: Vec<(String, i64)>) {
-        let _ = self
-            .commands
-            .send(Command::SnapshotTaken { session, tasks });
-    }
-
-    /// Forgets a session whose snapshot could not be read.
-    pub fn cancel(&self, session: SessionId) {
-        let _ = self.commands.send(Command::Cancel(session));
-    }
-
-    /// The connection of a session ended; the session stays resumable for a while.
-    pub fn detach(&self, session: SessionId, attachment: u64) {
-        let _ = self.commands.send(Command::Detach {
-            session,
-            attachment,
-        });
-    }
-
-    /// Continues a session after event `after`, replaying what the client missed. Only the
-    /// same caller with the same groups may resume: anything else starts afresh.
-    pub async fn resume(
-        &self,
-        session: SessionId,
-        after: u64,
-        caller: &Caller,
-    ) -> Result<Registration, ResumeRefused> {
-        let (reply, resumed) = oneshot::channel();
-        self.commands
-            .send(Command::Resume {
-                session,
-                after,
-                principals: sorted(caller.principals()),
-                reply,
-            })
-            .map_err(|_| ResumeRefused)?;
-        resumed.await.map_err(|_| ResumeRefused)?
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Snapshot,
-    AwaitingFence,
-    Live,
-}
-
-struct Session {
-    /// The caller's principals, sorted: a resume must present the same.
-    principals: Vec<String>,
-    filter: TaskFilter,
-    phase: Phase,
-    /// Changes seen while the snapshot was being read and fenced.
-    pending: Vec<Arc<TaskDocument>>,
-    /// Tasks the client holds, with their versions.
-    visible: HashMap<String, i64>,
-    next_seq: u64,
-    recent: VecDeque<StreamEvent>,
-    outbound: Option<mpsc::Sender<StreamEvent>>,
-    attachment: u64,
-    overflowed: Arc<AtomicBool>,
-    /// Cut off (too slow, or the change stream had a gap): cannot be resumed.
-    broken: bool,
-    detached_since: Option<Instant>,
-}
-
-struct State {
+pub(super) struct Registry {
     sessions: HashMap<SessionId, Session>,
     by_principal: HashMap<String, HashSet<SessionId>>,
     holders: HashMap<String, HashSet<SessionId>>,
     buffering: HashSet<SessionId>,
-    fence_queue: Vec<SessionId>,
-    fence_in_flight: Option<(String, Vec<SessionId>)>,
-    fence_issued_at: Instant,
+    fences: Fences,
     config: StreamConfig,
-    store: Store,
     metrics: Arc<Metrics>,
-    fence_failures: mpsc::UnboundedSender<String>,
 }
 
-impl State {
-    async fn run(
+impl Registry {
+    /// A registry without sessions; fence writes run on `tasks`. The receiver reports failed
+    /// fence writes and goes to [`Registry::run`].
+    pub(super) fn new(
+        config: StreamConfig,
+        store: Store,
+        metrics: Arc<Metrics>,
+        tasks: TaskTracker,
+    ) -> (Registry, mpsc::UnboundedReceiver<String>) {
+        let (fences, failed_fences) = Fences::new(store, tasks);
+        let registry = Registry {
+            sessions: HashMap::new(),
+            by_principal: HashMap::new(),
+            holders: HashMap::new(),
+            buffering: HashSet::new(),
+            fences,
+            config,
+            metrics,
+        };
+        (registry, failed_fences)
+    }
+
+    /// Serves connections and changes until shutdown, then ends every stream.
+    pub(super) async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut changes: mpsc::Receiver<Change>,
-        mut fence_failures: mpsc::UnboundedReceiver<String>,
+        mut failed_fences: mpsc::UnboundedReceiver<String>,
         mut shutdown: Shutdown,
     ) {
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
@@ -258,7 +71,7 @@ impl State {
             tokio::select! {
                 Some(command) = commands.recv() => self.command(command),
                 Some(change) = changes.recv() => self.change(change),
-                Some(fence) = fence_failures.recv() => self.retry_fence(fence),
+                Some(fence) = failed_fences.recv() => self.fences.retry(fence),
                 _ = sweep.tick() => self.sweep(),
                 _ = shutdown.requested() => break,
                 else => break,
@@ -328,8 +141,7 @@ impl State {
                     state.visible.insert(id, version);
                 }
                 state.phase = Phase::AwaitingFence;
-                self.fence_queue.push(session);
-                self.issue_fence();
+                self.fences.enqueue(session);
             }
             Command::Cancel(session) => self.remove(session),
             Command::Detach {
@@ -431,15 +243,8 @@ impl State {
                 }
             }
             Change::Fence(fence) => {
-                let released = match &self.fence_in_flight {
-                    Some((id, _)) if *id == fence => self.fence_in_flight.take(),
-                    _ => None,
-                };
-                if let Some((_, sessions)) = released {
-                    for session in sessions {
-                        self.go_live(session);
-                    }
-                    self.issue_fence();
+                for session in self.fences.arrived(&fence) {
+                    self.go_live(session);
                 }
             }
             Change::Gap => {
@@ -561,48 +366,10 @@ impl State {
         }
     }
 
-    fn issue_fence(&mut self) {
-        if self.fence_in_flight.is_some() || self.fence_queue.is_empty() {
-            return;
-        }
-        let fence = format!("{FENCE_PREFIX}{}", uuid::Uuid::new_v4().simple());
-        self.fence_in_flight = Some((fence.clone(), std::mem::take(&mut self.fence_queue)));
-        self.fence_issued_at = Instant::now();
-        self.spawn_fence_write(fence);
-    }
-
-    fn spawn_fence_write(&self, fence: String) {
-        let store = self.store.clone();
-        let failures = self.fence_failures.clone();
-        tokio::spawn(async move {
-            if let Err(error) = store.write_fence(&fence).await {
-                warn!(error = %error, "cannot write a stream fence; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let _ = failures.send(fence);
-            }
-        });
-    }
-
-    fn retry_fence(&mut self, fence: String) {
-        if self
-            .fence_in_flight
-            .as_ref()
-            .is_some_and(|(id, _)| *id == fence)
-        {
-            self.spawn_fence_write(fence);
-        }
-    }
-
     /// Drops sessions that can no longer be resumed, cuts off sessions whose buffer of changes
     /// grew past any reasonable snapshot, and replaces a fence that never arrived.
     fn sweep(&mut self) {
-        if self.fence_in_flight.is_some() && self.fence_issued_at.elapsed() >= FENCE_PATIENCE {
-            if let Some((_, waiting)) = self.fence_in_flight.take() {
-                warn!("a stream fence did not arrive; writing another");
-                self.fence_queue.extend(waiting);
-            }
-            self.issue_fence();
-        }
+        self.fences.replace_overdue();
         let overfull: Vec<SessionId> = self
             .buffering
             .iter()
@@ -657,7 +424,7 @@ impl State {
             }
         }
         self.buffering.remove(&session);
-        self.fence_queue.retain(|s| *s != session);
+        self.fences.forget(session);
     }
 
     /// Refreshes the open-streams gauge (once a second, from `sweep`).
@@ -670,118 +437,5 @@ impl State {
         self.metrics
             .open_streams
             .store(i64::try_from(open).unwrap_or(i64::MAX), Ordering::Relaxed);
-    }
-}
-
-/// How long a fence may take to come back through the change stream before another is written.
-const FENCE_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Changes a session may buffer while its snapshot is read and fenced.
-const MAX_PENDING: usize = 100_000;
-
-fn sorted(mut principals: Vec<String>) -> Vec<String> {
-    principals.sort();
-    principals.dedup();
-    principals
-}
-
-/// The API view of a task, serialized once and shared by every client that receives it.
-pub fn task_json(task: &TaskDocument) -> Arc<str> {
-    task.to_api().to_string().into()
-}
-
-type TaskStream = mongodb::change_stream::ChangeStream<
-    mongodb::change_stream::event::ChangeStreamEvent<Document>,
->;
-
-async fn open_stream(
-    store: &Store,
-    resume: Option<ResumeToken>,
-) -> mongodb::error::Result<TaskStream> {
-    store
-        .database()
-        .collection::<Document>(TASKS)
-        .watch()
-        .full_document(FullDocumentType::UpdateLookup)
-        .max_await_time(Duration::from_millis(500))
-        .resume_after(resume)
-        .await
-}
-
-/// Reads the shared change stream; reopens it after errors, resuming where it was. If the
-/// server no longer knows that position, it starts afresh and reports a gap.
-async fn watch(
-    store: Store,
-    mut stream: TaskStream,
-    changes: mpsc::Sender<Change>,
-    metrics: Arc<Metrics>,
-    mut shutdown: Shutdown,
-) {
-    info!("change stream on the tasks collection open");
-    loop {
-        let next = tokio::select! {
-            next = stream.next() => next,
-            _ = shutdown.requested() => return,
-        };
-        let error = match next {
-            Some(Ok(event)) => {
-                if let Some(change) = read_change(event)
-                    && changes.send(change).await.is_err()
-                {
-                    return;
-                }
-                continue;
-            }
-            Some(Err(error)) => error.to_string(),
-            None => "the change stream ended".to_string(),
-        };
-        metrics.change_stream_open.store(false, Ordering::Relaxed);
-        warn!(%error, "change stream interrupted; reopening");
-        let token = stream.resume_token();
-        let mut backoff = crate::projection::retry_backoff();
-        stream = loop {
-            if shutdown.sleep(backoff.next_pause()).await {
-                return;
-            }
-            match open_stream(&store, token.clone()).await {
-                Ok(stream) => break stream,
-                Err(error) => {
-                    warn!(error = %error, "cannot reopen the change stream");
-                    // Reachable, yet the position is refused: start over, clients resync.
-                    if token.is_some()
-                        && store.ping().await.is_ok()
-                        && let Ok(stream) = open_stream(&store, None).await
-                    {
-                        if changes.send(Change::Gap).await.is_err() {
-                            return;
-                        }
-                        break stream;
-                    }
-                }
-            }
-        };
-        metrics.change_stream_open.store(true, Ordering::Relaxed);
-        info!("change stream reopened");
-    }
-}
-
-fn read_change(
-    event: mongodb::change_stream::event::ChangeStreamEvent<Document>,
-) -> Option<Change> {
-    let document = match event.operation_type {
-        OperationType::Insert | OperationType::Update | OperationType::Replace => {
-            event.full_document?
-        }
-        _ => return None,
-    };
-    match document.get_str("_id") {
-        Ok(id) if id.starts_with(FENCE_PREFIX) => Some(Change::Fence(id.to_string())),
-        _ => match bson::from_document::<TaskDocument>(document) {
-            Ok(task) => Some(Change::Task(Arc::new(task))),
-            Err(error) => {
-                warn!(error = %error, "a tasks document does not read as a task; ignored");
-                None
-            }
-        },
     }
 }

@@ -1,0 +1,116 @@
+//! The running service: MongoDB, the stream hub (change stream first), the projection and the
+//! HTTP server, started together, tracked, and stopped together.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use taskpool_service::shutdown::Shutdown;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::Config;
+use crate::http::{AppState, router, serve};
+use crate::identity::Authenticator;
+use crate::metrics::Metrics;
+use crate::projection;
+use crate::store::Store;
+use crate::stream::Hub;
+
+/// A started service: its parts run until shutdown is requested.
+#[derive(Debug)]
+pub struct Running {
+    pub metrics: Arc<Metrics>,
+    /// Every task of the service: the connection loop, the projection, the stream hub's.
+    tasks: TaskTracker,
+    /// Reports a part that stopped for good while the service runs.
+    failures: mpsc::Receiver<Failure>,
+}
+
+/// A part of the service that stopped for good: the process cannot do its job any more.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("the projection stopped: its Kafka consumer cannot run")]
+    Projection(#[source] rdkafka::error::KafkaError),
+}
+
+impl Running {
+    /// Resolves when a part stopped for good (never, while all is well).
+    pub async fn failure(&mut self) -> Failure {
+        match self.failures.recv().await {
+            Some(failure) => failure,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Waits until every task has ended (they end once shutdown is requested).
+    pub async fn stopped(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("identity settings")]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("MongoDB")]
+    Mongo(#[from] mongodb::error::Error),
+}
+
+/// Starts everything; returns once the change stream is open and the listener serves.
+pub async fn start(
+    config: Config,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<Running, StartError> {
+    let auth = Authenticator::new(&config.identity)?;
+    auth.load_keys().await;
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::connect(&config.mongodb, metrics.clone()).await?;
+    store.ensure_indexes().await?;
+    let tasks = TaskTracker::new();
+    let hub = Hub::start(
+        store.clone(),
+        config.stream.clone(),
+        metrics.clone(),
+        &tasks,
+        shutdown.clone(),
+    )
+    .await?;
+
+    let (report, failures) = mpsc::channel(1);
+    tasks.spawn(
+        projection::run(
+            config.kafka.clone(),
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )
+        .map(move |result| {
+            if let Err(error) = result {
+                let _ = report.try_send(Failure::Projection(error));
+            }
+        }),
+    );
+
+    let state = AppState {
+        store,
+        hub,
+        auth,
+        metrics: metrics.clone(),
+        stream: config.stream.clone(),
+    };
+    tasks.spawn(serve(
+        listener,
+        router(state, &config.http.cors_allowed_origins),
+        shutdown,
+    ));
+    info!("tasklist-api started");
+    Ok(Running {
+        metrics,
+        tasks,
+        failures,
+    })
+}

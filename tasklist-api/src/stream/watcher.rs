@@ -1,0 +1,134 @@
+//! The shared change stream on the tasks collection: opened before any snapshot is read,
+//! reopened after errors where it left off, and reported as a gap only when the server no
+//! longer knows that position.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use mongodb::bson::{self, Document};
+use mongodb::change_stream::event::{OperationType, ResumeToken};
+use mongodb::options::FullDocumentType;
+use taskpool_service::shutdown::Shutdown;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::fence::FENCE_PREFIX;
+use crate::documents::TaskDocument;
+use crate::metrics::Metrics;
+use crate::store::{Store, TASKS};
+
+/// What the change-stream watcher reports.
+pub(super) enum Change {
+    Task(Arc<TaskDocument>),
+    Fence(String),
+    /// The stream had to restart without its resume token: changes may have been missed.
+    Gap,
+}
+
+pub(super) type TaskStream = mongodb::change_stream::ChangeStream<
+    mongodb::change_stream::event::ChangeStreamEvent<Document>,
+>;
+
+pub(super) async fn open_stream(
+    store: &Store,
+    resume: Option<ResumeToken>,
+) -> mongodb::error::Result<TaskStream> {
+    store
+        .database()
+        .collection::<Document>(TASKS)
+        .watch()
+        .full_document(FullDocumentType::UpdateLookup)
+        .max_await_time(Duration::from_millis(500))
+        .resume_after(resume)
+        .await
+}
+
+/// Reads the shared change stream; reopens it after errors, resuming where it was. If the
+/// server no longer knows that position, it starts afresh and reports a gap.
+pub(super) async fn watch(
+    store: Store,
+    mut stream: TaskStream,
+    changes: mpsc::Sender<Change>,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) {
+    info!("change stream on the tasks collection open");
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = shutdown.requested() => return,
+        };
+        let error = match next {
+            Some(Ok(event)) => {
+                if let Some(change) = read_change(event)
+                    && changes.send(change).await.is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Some(Err(error)) => error.to_string(),
+            None => "the change stream ended".to_string(),
+        };
+        metrics.change_stream_open.store(false, Ordering::Relaxed);
+        warn!(%error, "change stream interrupted; reopening");
+        let token = stream.resume_token();
+        let mut backoff = crate::projection::retry_backoff();
+        stream = loop {
+            if shutdown.sleep(backoff.next_pause()).await {
+                return;
+            }
+            match open_stream(&store, token.clone()).await {
+                Ok(stream) => break stream,
+                Err(error) => {
+                    warn!(error = %error, "cannot reopen the change stream");
+                    // Only a position the server no longer has makes us start over, and every
+                    // client resync; anything else (a failover, a timeout) is tried again.
+                    if token.is_some()
+                        && resume_point_lost(&error)
+                        && let Ok(stream) = open_stream(&store, None).await
+                    {
+                        if changes.send(Change::Gap).await.is_err() {
+                            return;
+                        }
+                        break stream;
+                    }
+                }
+            }
+        };
+        metrics.change_stream_open.store(true, Ordering::Relaxed);
+        info!("change stream reopened");
+    }
+}
+
+/// MongoDB's answers for a resume token it cannot continue from: `InvalidResumeToken` (260),
+/// `ChangeStreamFatalError` (280), `ChangeStreamHistoryLost` (286).
+fn resume_point_lost(error: &mongodb::error::Error) -> bool {
+    match error.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(command) => matches!(command.code, 260 | 280 | 286),
+        _ => false,
+    }
+}
+
+fn read_change(
+    event: mongodb::change_stream::event::ChangeStreamEvent<Document>,
+) -> Option<Change> {
+    let document = match event.operation_type {
+        OperationType::Insert | OperationType::Update | OperationType::Replace => {
+            event.full_document?
+        }
+        _ => return None,
+    };
+    match document.get_str("_id") {
+        Ok(id) if id.starts_with(FENCE_PREFIX) => Some(Change::Fence(id.to_string())),
+        _ => match bson::from_document::<TaskDocument>(document) {
+            Ok(task) => Some(Change::Task(Arc::new(task))),
+            Err(error) => {
+                warn!(error = %error, "a tasks document does not read as a task; ignored");
+                None
+            }
+        },
+    }
+}
