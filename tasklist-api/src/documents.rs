@@ -50,9 +50,23 @@ pub struct TaskDocument {
     pub principals: Vec<String>,
     /// When the change that produced this version happened (milliseconds).
     pub occurred_at: i64,
+    /// Name and description, case-folded with [`fold_case`]: what the `q` filter searches,
+    /// the same way in MongoDB and in memory. (Documents written before it existed read as
+    /// empty and match no search until their next change.)
+    #[serde(default)]
+    pub search_text: String,
 }
 
 pub const ACTIVE: &str = "ACTIVE";
+
+/// Lower-cases text one character at a time. Search text and stored text are folded alike,
+/// so a case-insensitive search is a plain substring test, which MongoDB (a literal regular
+/// expression) and the stream's matcher answer identically for any script. (Neither a server's
+/// case-insensitive regex nor `str::to_lowercase`, which lower-cases a final sigma by context,
+/// would agree with the other everywhere.)
+pub fn fold_case(text: &str) -> String {
+    text.chars().flat_map(char::to_lowercase).collect()
+}
 
 impl TaskDocument {
     pub fn from_event(event: &TaskEvent) -> TaskDocument {
@@ -95,6 +109,11 @@ impl TaskDocument {
             delete_reason: task.delete_reason.clone(),
             principals,
             occurred_at: event.occurred_at.millis(),
+            search_text: format!(
+                "{}\n{}",
+                fold_case(&task.name),
+                fold_case(task.description.as_deref().unwrap_or_default())
+            ),
         }
     }
 
@@ -113,6 +132,7 @@ impl TaskDocument {
             }
             map.remove("principals");
             map.remove("dueSort");
+            map.remove("searchText");
         }
         value
     }
