@@ -138,6 +138,9 @@ pub struct HttpConfig {
     /// `["https://tasks.example.com"]`, or comma-separated in the environment. Empty: none.
     #[serde(deserialize_with = "taskpool_service::config::list")]
     pub cors_allowed_origins: Vec<String>,
+    /// Connections served at once; more are answered 503. Default: the process's
+    /// file-descriptor limit less 512.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +201,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
             cors_allowed_origins: Vec::new(),
+            max_connections: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::Config;
-use crate::http::{AppState, router, serve};
+use crate::http::{AppState, default_max_connections, router, serve};
 use crate::identity::Authenticator;
 use crate::metrics::Metrics;
 use crate::projection;
@@ -102,9 +102,15 @@ pub async fn start(
         metrics: metrics.clone(),
         stream: config.stream.clone(),
     };
+    let max_connections = config
+        .http
+        .max_connections
+        .unwrap_or_else(default_max_connections);
+    info!(max_connections, "serving HTTP");
     tasks.spawn(serve(
         listener,
         router(state, &config.http.cors_allowed_origins),
+        max_connections,
         shutdown,
     ));
     info!("tasklist-api started");

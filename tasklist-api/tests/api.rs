@@ -381,3 +381,30 @@ fn nothing_panics_on_hostile_query_strings() {
     });
     runtime.block_on(service.stop());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_answered_503_and_served_again_once_others_close() {
+    let world = World::new().await;
+    let mut config = world.config();
+    config.http.max_connections = Some(2);
+    let service = Service::start(config).await;
+    let kermit = token("kermit", &[]);
+    let first = StreamClient::open(&service.address, "/api/tasks/stream", &kermit, None).await;
+    let second = StreamClient::open(&service.address, "/api/tasks/stream", &kermit, None).await;
+    assert_eq!((first.status, second.status), (200, 200));
+
+    let refused = get(&service.address, "/health/live", None).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "unavailable");
+    assert!(refused.headers.contains_key("retry-after"));
+
+    drop(first);
+    let served = wait_for("a connection slot to free up", DEADLINE, || async {
+        let reply = get(&service.address, "/health/live", None).await;
+        (reply.status == 200).then_some(reply)
+    })
+    .await;
+    assert_eq!(served.json()["status"], "live");
+    drop(second);
+    service.stop().await;
+}

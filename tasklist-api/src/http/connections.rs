@@ -5,6 +5,7 @@
 //! that also speaks HTTP/2 first sniffs each connection's opening bytes, and handing those back
 //! grows every connection's read buffer from 8 to 16 KiB (measured with the `fanout` benchmark).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,19 +13,37 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use taskpool_service::shutdown::Shutdown;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{debug, warn};
 
 /// A client that has not sent its request head within this time is disconnected.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` until shutdown is requested, then lets every open connection finish its
-/// response (streams end when the hub closes them) and returns once all are closed.
-pub async fn serve(listener: TcpListener, router: Router, mut shutdown: Shutdown) {
+/// Connections turned away at once (beyond that, further ones are closed without an answer).
+const MAX_REFUSING: usize = 64;
+
+/// What a connection beyond the cap is told before it is closed.
+const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+Retry-After: 5\r\nConnection: close\r\nContent-Length: 87\r\n\r\n\
+{\"error\":\"unavailable\",\"message\":\"too many connections; try again or another instance\"}";
+
+/// Serves `router` on at most `max_connections` connections at once (more are answered 503,
+/// so a crowd of clients costs neither memory nor file descriptors beyond the cap) until
+/// shutdown is requested, then lets every open connection finish its response (streams end
+/// when the hub closes them) and returns once all are closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+    mut shutdown: Shutdown,
+) {
     let (stopping_tx, stopping) = watch::channel(false);
     // Every connection task holds a sender: `recv` returns `None` once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -38,12 +57,21 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: Shutdown
             },
             _ = shutdown.requested() => break,
         };
-        tokio::spawn(connection(
-            stream,
-            router.clone(),
-            stopping.clone(),
-            open.clone(),
-        ));
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                tokio::spawn(connection(
+                    stream,
+                    router.clone(),
+                    stopping.clone(),
+                    (open.clone(), slot),
+                ));
+            }
+            Err(_) => {
+                if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                    tokio::spawn(refuse(stream, permit));
+                }
+            }
+        }
     }
     drop(listener);
     let _ = stopping_tx.send(true);
@@ -51,11 +79,24 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: Shutdown
     let _ = all_closed.recv().await;
 }
 
+/// Answers 503 on a connection beyond the cap: reads what the client sent (briefly), so the
+/// answer is not lost to a reset, then closes.
+async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+    let mut request = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut request)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(FULL).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
 async fn connection(
     stream: TcpStream,
     router: Router,
     mut stopping: watch::Receiver<bool>,
-    _open: mpsc::Sender<()>,
+    // Held while the connection lives: the shutdown's count and a slot under the cap.
+    _held: (mpsc::Sender<()>, OwnedSemaphorePermit),
 ) {
     // Events are small and must go out at once.
     let _ = stream.set_nodelay(true);
@@ -77,5 +118,45 @@ async fn connection(
     }
     if let Err(error) = connection.await {
         debug!(%error, "connection ended with an error while shutting down");
+    }
+}
+
+/// A connection cap below this process's file-descriptor limit, leaving room for MongoDB,
+/// Kafka and log files: the soft `Max open files` of `/proc/self/limits` less 512 (at least
+/// 64), or 10,000 where that cannot be read.
+pub fn default_max_connections() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|line| line.starts_with("Max open files"))
+                .and_then(|line| line.split_whitespace().nth(3))
+                .and_then(|soft| soft.parse::<usize>().ok())
+        })
+        .map_or(10_000, |soft| soft.saturating_sub(512).max(64))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_refusal_is_complete_json() {
+        let text = std::str::from_utf8(super::FULL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), length);
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "unavailable");
+    }
+
+    #[test]
+    fn the_default_cap_stays_below_the_descriptor_limit() {
+        let cap = super::default_max_connections();
+        assert!(cap >= 64);
     }
 }

@@ -5,7 +5,7 @@ mod data_entries;
 mod stream;
 mod tasks;
 
-pub use connections::serve;
+pub use connections::{default_max_connections, serve};
 
 use std::collections::HashMap;
 use std::sync::Arc;
