@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -331,7 +330,7 @@ async fn time_relay(
     let (trigger, shutdown) = shutdown::channel();
     let started = Instant::now();
     let running = tokio::spawn(relay.run(shutdown));
-    while metrics.published_events.load(Ordering::Relaxed) < events {
+    while metrics.published_events.get() < events {
         if running.is_finished() {
             return Err("the relay stopped early".into());
         }

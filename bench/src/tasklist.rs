@@ -2,7 +2,6 @@
 //! of `KAFKA_BOOTSTRAP` and the MongoDB-wire server of `MONGODB_URI`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::ClientConfig;
@@ -165,12 +164,12 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
     ));
     // The consumer group's join is not part of the measurement: the clock starts when the
     // first batch is durable, and counts the events after it.
-    while metrics.consumed_events.load(Ordering::Relaxed) == 0 {
+    while metrics.consumed_events.get() == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let started = Instant::now();
-    let first_batch = metrics.consumed_events.load(Ordering::Relaxed);
-    while metrics.consumed_events.load(Ordering::Relaxed) < events {
+    let first_batch = metrics.consumed_events.get();
+    while metrics.consumed_events.get() < events {
         if running.is_finished() {
             return Err("the projection stopped early".into());
         }
@@ -327,10 +326,10 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
     let rss_connected = settled_rss().await;
     // The gauge is refreshed once a second: wait until it counts every client (at most 5 s).
     let counted = Instant::now() + Duration::from_secs(5);
-    let mut open = running.metrics.open_streams.load(Ordering::Relaxed);
+    let mut open = running.metrics.open_streams.get();
     while u64::try_from(open).unwrap_or(0) < clients && Instant::now() < counted {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        open = running.metrics.open_streams.load(Ordering::Relaxed);
+        open = running.metrics.open_streams.get();
     }
 
     // The change: one task for everyone, written where the projection writes.

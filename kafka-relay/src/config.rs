@@ -112,6 +112,9 @@ pub struct RelayConfig {
     pub on_permanent_failure: PermanentFailure,
     /// How often lag metrics are refreshed.
     pub lag_interval_ms: u64,
+    /// `/health` answers 503 ("stalled") when this process leads, has events to publish, and
+    /// stored no batch for longer than this.
+    pub stalled_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +180,7 @@ impl Default for RelayConfig {
             retry_jitter: 0.2,
             on_permanent_failure: PermanentFailure::DeadLetter,
             lag_interval_ms: 2000,
+            stalled_after_secs: 60,
         }
     }
 }

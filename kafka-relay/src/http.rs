@@ -1,7 +1,7 @@
 //! `/metrics` and `/health` on a small HTTP port.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -11,7 +11,15 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-pub fn router(metrics: Arc<Metrics>) -> Router {
+/// What the handlers read: the metrics, and after how long without progress a leader with
+/// events to publish is reported stalled.
+#[derive(Debug, Clone)]
+struct Health {
+    metrics: Arc<Metrics>,
+    stalled_after: Duration,
+}
+
+pub fn router(metrics: Arc<Metrics>, stalled_after: Duration) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health", get(health))
@@ -23,7 +31,10 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
             )
         })
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such resource") })
-        .with_state(metrics)
+        .with_state(Health {
+            metrics,
+            stalled_after,
+        })
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> impl IntoResponse {
@@ -31,24 +42,38 @@ fn error(status: StatusCode, code: &str, message: &str) -> impl IntoResponse {
     (status, Json(body))
 }
 
-async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn render_metrics(State(health): State<Health>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.render(),
+        [(
+            header::CONTENT_TYPE,
+            taskpool_service::metrics::CONTENT_TYPE,
+        )],
+        health.metrics.render(),
     )
 }
 
-/// 200 while the relay runs (leader or standby); 503 once it halted on a permanent failure.
-async fn health(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    let halted = metrics.halted.load(Ordering::Relaxed);
-    let body = serde_json::json!({
-        "status": if halted { "halted" } else { "ok" },
-        "leader": metrics.leader.load(Ordering::Relaxed),
-    });
-    let status = if halted {
-        StatusCode::SERVICE_UNAVAILABLE
+/// 200 while the relay works (a standby, an idle leader, or a leader that keeps publishing);
+/// 503 once it halted on a permanent failure, or while it leads with events to publish but has
+/// stored no batch for longer than `relay.stalled_after_secs` (the broker refuses it, say).
+async fn health(State(health): State<Health>) -> impl IntoResponse {
+    let metrics = &health.metrics;
+    let leader = metrics.is_leader();
+    let without_progress = metrics.seconds_without_progress();
+    let stalled = leader
+        && metrics.lag_events.get() > 0
+        && u64::try_from(without_progress).unwrap_or(0) > health.stalled_after.as_secs();
+    let (status, code) = if metrics.halted.get() == 1 {
+        (StatusCode::SERVICE_UNAVAILABLE, "halted")
+    } else if stalled {
+        (StatusCode::SERVICE_UNAVAILABLE, "stalled")
     } else {
-        StatusCode::OK
+        (StatusCode::OK, "ok")
     };
+    let body = serde_json::json!({
+        "status": code,
+        "leader": leader,
+        "lagEvents": metrics.lag_events.get(),
+        "secondsWithoutProgress": if leader { Some(without_progress) } else { None },
+    });
     (status, Json(body))
 }

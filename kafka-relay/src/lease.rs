@@ -7,7 +7,6 @@
 //! `safety_margin` before that, hence before any standby can take over. Position updates are
 //! fenced by holder and epoch (see `outbox::store_position`).
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -187,17 +186,19 @@ pub async fn keep_lease(
     loop {
         match lease.acquire_or_renew(&pool).await {
             Ok(leader) => {
-                if leader && !metrics.leader.swap(true, Ordering::Relaxed) {
+                let was_leader = metrics.is_leader();
+                metrics.leader.set(i64::from(leader));
+                if leader && !was_leader {
                     info!("lease acquired: this process publishes");
                 }
-                if !leader && metrics.leader.swap(false, Ordering::Relaxed) {
+                if !leader && was_leader {
                     warn!("lease taken by another process: standing by");
                 }
             }
             Err(e) => {
                 warn!(error = %e, "cannot renew the lease");
                 if lease.expire_if_due() {
-                    metrics.leader.store(false, Ordering::Relaxed);
+                    metrics.leader.set(0);
                 }
             }
         }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -69,9 +70,15 @@ async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
     let (trigger, shutdown) = shutdown::channel();
     let mut http_shutdown = shutdown.clone();
     let server = tokio::spawn(
-        axum::serve(listener, http::router(metrics.clone()))
-            .with_graceful_shutdown(async move { http_shutdown.requested().await })
-            .into_future(),
+        axum::serve(
+            listener,
+            http::router(
+                metrics.clone(),
+                Duration::from_secs(config.relay.stalled_after_secs),
+            ),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.requested().await })
+        .into_future(),
     );
     tokio::spawn(async move {
         shutdown::signal().await;

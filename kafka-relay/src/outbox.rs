@@ -235,7 +235,7 @@ pub async fn read_ahead(
     // Ends on shutdown, or once the relay stopped taking batches (it dropped the receiver).
     while !shutdown.is_requested() && !batches.is_closed() {
         let rows = read_batch(&pool, after, relay.batch_size).await;
-        Metrics::add(&metrics.reads, 1);
+        metrics.reads.inc();
         match rows {
             Ok(rows) if rows.is_empty() => {
                 shutdown.sleep(idle.next_pause()).await;

@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures::FutureExt;
@@ -14,7 +13,6 @@ use tokio::sync::mpsc;
 use tracing::error;
 
 use crate::config::PermanentFailure;
-use crate::metrics::Metrics;
 use crate::outbox::{self, Fence, OutboxRow, Position};
 use crate::publisher::{PublishError, Publisher, classify};
 use crate::relay::{Delivered, Interrupted, LeadEnd, Relay};
@@ -112,6 +110,7 @@ impl Relay {
                     .for_aggregate(&row.aggregate_type)
                     .unwrap_or("(none)");
                 outbox::dead_letter(&mut tx, &relay.name, row, topic, reason).await?;
+                self.metrics.dead_letters.with_label_values(&[topic]).inc();
                 error!(position = row.at.position, event_id = %row.event_id, %reason, "event moved to the dead-letter table");
             }
             let stored = outbox::store_position(&mut tx, &relay.name, last, fence).await?;
@@ -123,12 +122,10 @@ impl Relay {
         if !stored {
             return Ok(Some(LeadEnd::LostLease));
         }
-        Metrics::add(&self.metrics.published_events, delivered);
-        Metrics::add(&self.metrics.dead_letters, refused.len() as u64);
-        Metrics::add(&self.metrics.batches, 1);
-        self.metrics
-            .position
-            .store(last.position, Ordering::Relaxed);
+        self.metrics.published_events.inc_by(delivered);
+        self.metrics.batches.inc();
+        self.metrics.position.set(last.position);
+        self.metrics.progressed();
         Ok(None)
     }
 }

@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -178,7 +177,7 @@ impl Relay {
         if let Err(e) = self.lease.release(&self.pool).await {
             warn!(error = %e, "could not release the lease; a standby takes over when it expires");
         }
-        self.metrics.leader.store(false, Ordering::Relaxed);
+        self.metrics.leader.set(0);
         info!(?exit, "relay stopped");
         Ok(exit)
     }
@@ -228,7 +227,7 @@ impl Relay {
                     warn!("lease lost or about to expire; stopped publishing");
                 }
                 Ok(LeadEnd::Halted(reason)) => {
-                    self.metrics.halted.store(true, Ordering::Relaxed);
+                    self.metrics.halted.set(1);
                     error!(%reason, "halted: a message can never be published (on_permanent_failure = halt)");
                     return Exit::Halted { reason };
                 }
@@ -236,7 +235,7 @@ impl Relay {
                     // Start over with a fresh producer: nothing of the old one is trusted.
                     use_replacement = true;
                     replacement = None;
-                    Metrics::add(&self.metrics.retries, 1);
+                    self.metrics.retries.inc();
                     let pause = backoff.next_pause();
                     warn!(error = %interrupted, retry_in_ms = pause.as_millis() as u64, "publishing interrupted; retrying from the stored position");
                     if shutdown.sleep(pause).await {
@@ -269,6 +268,7 @@ impl Relay {
             epoch = fence.epoch,
             "leading: publishing from the stored position"
         );
+        self.metrics.progressed();
 
         let (batches_tx, mut batches) = mpsc::channel(READ_AHEAD_BATCHES);
         let reader = tokio::spawn(outbox::read_ahead(

@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -79,11 +78,9 @@ pub async fn watch_lag(
         match outbox::load_position(&pool, &relay).await {
             Ok(position) => match outbox::lag(&pool, position).await {
                 Ok(lag) => {
-                    metrics.lag_events.store(lag.events, Ordering::Relaxed);
-                    metrics
-                        .lag_millis
-                        .store((lag.seconds * 1000.0) as i64, Ordering::Relaxed);
-                    metrics.position.store(position.position, Ordering::Relaxed);
+                    metrics.lag_events.set(lag.events);
+                    metrics.lag_seconds.set(lag.seconds);
+                    metrics.position.set(position.position);
                 }
                 Err(e) => warn!(error = %e, "cannot measure lag"),
             },

@@ -123,16 +123,28 @@ async fn sigterm_mid_stream_exits_zero_and_a_restart_publishes_no_duplicates() {
 async fn a_broker_frozen_for_15_seconds_delays_events_but_loses_none() {
     let broker = PrivateBroker::start().await;
     let world = World::with_bootstrap(broker.bootstrap.clone()).await;
-    let mut relay = RelayProcess::spawn(&world.relay_env());
+    let mut env = world.relay_env();
+    env.insert(
+        format!(
+            "{}RELAY__STALLED_AFTER_SECS",
+            kafka_relay::config::ENV_PREFIX
+        ),
+        "3".into(),
+    );
+    let mut relay = RelayProcess::spawn(&env);
+    let address = relay.http_address().await;
     let mut reader = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
     world.commit(vec![created("before")]).await;
     reader
         .read_until("the first event", DEADLINE, |r| !r.is_empty())
         .await;
+    let (status, _) = http_get(&address, "/health").await.expect("health");
+    assert_eq!(status, 200);
 
     broker.signal("STOP");
     let frozen_at = Instant::now();
     let mut committed = 1;
+    let mut reported_stalled = false;
     let mut pace = tokio::time::interval(Duration::from_millis(50));
     while frozen_at.elapsed() < Duration::from_secs(15) {
         pace.tick().await;
@@ -140,7 +152,17 @@ async fn a_broker_frozen_for_15_seconds_delays_events_but_loses_none() {
             .commit(vec![created(&format!("frozen-{committed}"))])
             .await;
         committed += 1;
+        if committed % 20 == 0
+            && let Some((503, body)) = http_get(&address, "/health").await
+        {
+            assert!(body.contains("stalled"), "{body}");
+            reported_stalled = true;
+        }
     }
+    assert!(
+        reported_stalled,
+        "/health said the relay could not publish while the broker was frozen"
+    );
     assert!(
         relay.child.try_wait().unwrap().is_none(),
         "the relay kept running while the broker was frozen"
@@ -162,6 +184,10 @@ async fn a_broker_frozen_for_15_seconds_delays_events_but_loses_none() {
         relay.child.try_wait().unwrap().is_none(),
         "the relay never crashed"
     );
+    wait_for("health to recover", DEADLINE, || async {
+        matches!(http_get(&address, "/health").await, Some((200, _))).then_some(())
+    })
+    .await;
     relay.signal("TERM");
     assert!(relay.child.wait().await.unwrap().success());
 }

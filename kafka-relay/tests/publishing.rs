@@ -3,7 +3,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kafka_relay::Exit;
@@ -200,7 +199,14 @@ async fn a_message_over_the_size_limit_is_dead_lettered_and_the_rest_is_publishe
         dead.1
     );
     assert_eq!(dead.2, 1);
-    assert_eq!(relay.metrics.dead_letters.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        relay
+            .metrics
+            .dead_letters
+            .with_label_values(&[&world.tasks_topic()])
+            .get(),
+        1
+    );
     relay.stop().await;
 }
 
@@ -231,7 +237,7 @@ async fn in_halt_mode_a_message_over_the_size_limit_stops_publishing_before_it()
         .await;
 
     wait_for("the relay to halt", DEADLINE, || async {
-        relay.metrics.halted.load(Ordering::Relaxed).then_some(())
+        (relay.metrics.halted.get() == 1).then_some(())
     })
     .await;
     assert!(matches!(relay.stop().await, Exit::Halted { .. }));
@@ -319,10 +325,7 @@ async fn the_relay_applies_retention_while_it_leads() {
         (left == 0).then_some(())
     })
     .await;
-    assert_eq!(
-        relay.metrics.deleted_by_retention.load(Ordering::Relaxed),
-        2
-    );
+    assert_eq!(relay.metrics.deleted_by_retention.get(), 2);
     relay.stop().await;
 }
 

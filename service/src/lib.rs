@@ -5,6 +5,7 @@
 //! - [`config`]: configuration from a TOML file and prefixed environment variables, unknown
 //!   keys refused.
 //! - [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses.
+//! - [`metrics`]: Prometheus metrics: one registry with the process's own, one renderer.
 //! - [`logging`]: JSON or pretty logs on stderr.
 //! - [`shutdown`]: a shutdown request any task can watch, and the signals that trigger it.
 //! - [`startup`]: configuration and runtime, or the exit code explaining why not.
@@ -13,6 +14,7 @@ pub mod backoff;
 pub mod config;
 pub mod kafka;
 pub mod logging;
+pub mod metrics;
 pub mod shutdown;
 pub mod startup;
 

@@ -141,6 +141,9 @@ pub struct HttpConfig {
     /// Connections served at once; more are answered 503. Default: the process's
     /// file-descriptor limit less 512.
     pub max_connections: Option<usize>,
+    /// A separate address for `/metrics` and the health endpoints (an admin port reachable
+    /// only from inside the cluster); when set, `listen` no longer serves `/metrics`.
+    pub admin_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +205,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             cors_allowed_origins: Vec::new(),
             max_connections: None,
+            admin_listen: None,
         }
     }
 }

@@ -1,150 +1,147 @@
-//! tasklist-api metrics in the Prometheus text format.
+//! tasklist-api's metrics, registered with the process metrics in one Prometheus registry.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use taskpool_service::metrics::{self, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
-/// Upper bounds (milliseconds) of the delivery-latency histogram buckets.
-const LATENCY_BUCKETS_MS: [u64; 11] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10_000];
+/// Why a stream client was told to resync (the `reason` label).
+pub mod resync {
+    /// Its buffer filled up: it read too slowly.
+    pub const SLOW_CLIENT: &str = "slow_client";
+    /// The shared change stream restarted without its position.
+    pub const GAP: &str = "gap";
+    /// Too many changes arrived while its snapshot was read.
+    pub const SNAPSHOT_OVERRUN: &str = "snapshot_overrun";
+    /// Its `Last-Event-ID` could not be resumed.
+    pub const RESUME_REFUSED: &str = "resume_refused";
+}
 
-#[derive(Debug, Default)]
+/// Every metric of the service.
+#[derive(Debug, Clone)]
 pub struct Metrics {
-    pub consumed_events: AtomicU64,
-    pub applied_documents: AtomicU64,
-    pub stale_events: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub write_retries: AtomicU64,
-    pub unreadable_documents: AtomicU64,
-    pub consumer_lag: AtomicI64,
-    pub last_batch_micros: AtomicU64,
-    pub mongo_available: AtomicBool,
-    pub change_stream_open: AtomicBool,
-    pub projection_running: AtomicBool,
-    pub open_streams: AtomicI64,
-    pub stream_events: AtomicU64,
-    pub stream_resyncs: AtomicU64,
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
-    latency_count: AtomicU64,
-    latency_sum_ms: AtomicU64,
+    registry: Registry,
+    pub consumed_events: IntCounter,
+    pub applied_documents: IntCounter,
+    pub stale_events: IntCounter,
+    pub dead_letters: IntCounter,
+    pub write_retries: IntCounter,
+    pub unreadable_documents: IntCounter,
+    pub consumer_lag: IntGauge,
+    pub batch_seconds: Histogram,
+    /// 1 when the last MongoDB write succeeded.
+    pub mongo_available: IntGauge,
+    /// 1 while the shared change stream is open.
+    pub change_stream_open: IntGauge,
+    /// 1 while the projection consumes.
+    pub projection_running: IntGauge,
+    pub open_streams: IntGauge,
+    pub stream_events: IntCounter,
+    pub stream_resyncs: IntCounterVec,
+    pub delivery_seconds: Histogram,
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn new() -> Metrics {
+        let registry = metrics::registry();
+        let r = &registry;
+        let counter = |name, help| metrics::counter(r, name, help);
+        let gauge = |name, help| metrics::gauge(r, name, help);
+        Metrics {
+            consumed_events: counter(
+                "taskpool_tasklist_consumed_events_total",
+                "Kafka messages consumed and made durable.",
+            ),
+            applied_documents: counter(
+                "taskpool_tasklist_applied_documents_total",
+                "Documents written with a newer version.",
+            ),
+            stale_events: counter(
+                "taskpool_tasklist_stale_events_total",
+                "Events ignored because the stored version was the same or newer.",
+            ),
+            dead_letters: counter(
+                "taskpool_tasklist_dead_letters_total",
+                "Messages moved to the dead-letter collection.",
+            ),
+            write_retries: counter(
+                "taskpool_tasklist_write_retries_total",
+                "MongoDB batch writes retried.",
+            ),
+            unreadable_documents: counter(
+                "taskpool_tasklist_unreadable_documents_total",
+                "Stored documents that could not be read and were left out of an answer.",
+            ),
+            consumer_lag: gauge(
+                "taskpool_tasklist_consumer_lag",
+                "Messages behind the partitions' ends.",
+            ),
+            batch_seconds: metrics::histogram(
+                r,
+                "taskpool_tasklist_batch_seconds",
+                "Time to make one consumed batch durable in MongoDB.",
+                &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
+            ),
+            mongo_available: gauge(
+                "taskpool_tasklist_mongodb_available",
+                "1 when the last MongoDB write succeeded.",
+            ),
+            change_stream_open: gauge(
+                "taskpool_tasklist_change_stream_open",
+                "1 while the shared change stream is open.",
+            ),
+            projection_running: gauge(
+                "taskpool_tasklist_projection_running",
+                "1 while the projection consumes.",
+            ),
+            open_streams: gauge(
+                "taskpool_tasklist_open_streams",
+                "Connected stream clients.",
+            ),
+            stream_events: counter(
+                "taskpool_tasklist_stream_events_total",
+                "Events delivered to stream clients.",
+            ),
+            stream_resyncs: metrics::counter_vec(
+                r,
+                "taskpool_tasklist_stream_resyncs_total",
+                "Stream clients told to resync, by reason.",
+                &["reason"],
+            ),
+            delivery_seconds: metrics::histogram(
+                r,
+                "taskpool_tasklist_delivery_latency_seconds",
+                "From a change's occurrence to a stream client's buffer.",
+                &[
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                ],
+            ),
+            registry,
+        }
     }
 
     /// Records how long a change took from its occurrence to a stream client's buffer.
     pub fn observe_delivery(&self, millis: u64) {
-        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_MS) {
-            if millis <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_ms.fetch_add(millis, Ordering::Relaxed);
+        self.delivery_seconds.observe(millis as f64 / 1000.0);
     }
 
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let counters = [
-            (
-                "taskpool_tasklist_consumed_events_total",
-                "Kafka messages consumed and made durable.",
-                load(&self.consumed_events),
-            ),
-            (
-                "taskpool_tasklist_applied_documents_total",
-                "Documents written with a newer version.",
-                load(&self.applied_documents),
-            ),
-            (
-                "taskpool_tasklist_stale_events_total",
-                "Events ignored because the stored version was the same or newer.",
-                load(&self.stale_events),
-            ),
-            (
-                "taskpool_tasklist_dead_letters_total",
-                "Messages moved to the dead-letter collection.",
-                load(&self.dead_letters),
-            ),
-            (
-                "taskpool_tasklist_write_retries_total",
-                "MongoDB batch writes retried.",
-                load(&self.write_retries),
-            ),
-            (
-                "taskpool_tasklist_unreadable_documents_total",
-                "Stored documents that could not be read and were left out of an answer.",
-                load(&self.unreadable_documents),
-            ),
-            (
-                "taskpool_tasklist_stream_events_total",
-                "Events delivered to stream clients.",
-                load(&self.stream_events),
-            ),
-            (
-                "taskpool_tasklist_stream_resyncs_total",
-                "Stream clients told to resync.",
-                load(&self.stream_resyncs),
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        }
-        let gauges = [
-            (
-                "taskpool_tasklist_consumer_lag",
-                "Messages behind the partitions' ends.",
-                self.consumer_lag.load(Ordering::Relaxed),
-            ),
-            (
-                "taskpool_tasklist_open_streams",
-                "Connected stream clients.",
-                self.open_streams.load(Ordering::Relaxed),
-            ),
-            (
-                "taskpool_tasklist_mongodb_available",
-                "1 when the last MongoDB write succeeded.",
-                i64::from(self.mongo_available.load(Ordering::Relaxed)),
-            ),
-            (
-                "taskpool_tasklist_change_stream_open",
-                "1 while the shared change stream is open.",
-                i64::from(self.change_stream_open.load(Ordering::Relaxed)),
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        let name = "taskpool_tasklist_delivery_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} From a change's occurrence to a stream client's buffer.\n# TYPE {name} histogram"
-        );
-        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_MS) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {}",
-                bound as f64 / 1000.0,
-                load(bucket)
-            );
-        }
-        let count = load(&self.latency_count);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            load(&self.latency_sum_ms) as f64 / 1000.0
-        );
-        let _ = writeln!(out, "{name}_count {count}");
-        out
+    /// Counts a stream client told to resync.
+    pub fn resynced(&self, reason: &str) {
+        self.stream_resyncs.with_label_values(&[reason]).inc();
     }
+
+    /// Prometheus text exposition of every metric, the process's included.
+    pub fn render(&self) -> String {
+        metrics::render(&self.registry)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// A flag as a 0/1 gauge value.
+pub fn flag(on: bool) -> i64 {
+    i64::from(on)
 }
 
 #[cfg(test)]
@@ -153,9 +150,10 @@ mod tests {
 
     #[test]
     fn the_latency_histogram_is_cumulative() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new();
         metrics.observe_delivery(3);
         metrics.observe_delivery(40);
+        metrics.resynced(resync::SLOW_CLIENT);
         let text = metrics.render();
         assert!(
             text.contains("taskpool_tasklist_delivery_latency_seconds_bucket{le=\"0.001\"} 0\n")
@@ -167,5 +165,9 @@ mod tests {
             text.contains("taskpool_tasklist_delivery_latency_seconds_bucket{le=\"0.05\"} 2\n")
         );
         assert!(text.contains("taskpool_tasklist_delivery_latency_seconds_count 2\n"));
+        assert!(
+            text.contains("taskpool_tasklist_stream_resyncs_total{reason=\"slow_client\"} 1\n")
+        );
+        assert!(text.contains("process_resident_memory_bytes"));
     }
 }

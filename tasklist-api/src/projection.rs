@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Binary, Document, doc, spec::BinarySubtype};
@@ -20,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::config::KafkaConfig;
 use crate::documents::{DataEntryDocument, TaskDocument};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, flag};
 use crate::store::{DATA_ENTRIES, Store, TASKS};
 
 /// The consumer settings: offsets stored by the projection, committed automatically.
@@ -64,7 +63,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let wait = Duration::from_millis(config.batch_wait_ms);
-    metrics.projection_running.store(true, Ordering::Relaxed);
+    metrics.projection_running.set(flag(true));
     let mut backoff = retry_backoff();
     loop {
         let batch = tokio::select! {
@@ -106,10 +105,10 @@ pub async fn run(
                 warn!(error = %error, topic, partition, "offset not stored");
             }
         }
-        Metrics::add(&metrics.consumed_events, batch.len() as u64);
+        metrics.consumed_events.inc_by(batch.len() as u64);
     }
     lag.abort();
-    metrics.projection_running.store(false, Ordering::Relaxed);
+    metrics.projection_running.set(flag(false));
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         warn!(error = %error, "could not commit offsets at shutdown; the last batch will be applied again");
     }
@@ -152,12 +151,12 @@ async fn apply_until_durable(
     loop {
         match apply(store, batch, metrics).await {
             Ok(()) => {
-                metrics.mongo_available.store(true, Ordering::Relaxed);
+                metrics.mongo_available.set(flag(true));
                 return true;
             }
             Err(error) => {
-                metrics.mongo_available.store(false, Ordering::Relaxed);
-                Metrics::add(&metrics.write_retries, 1);
+                metrics.mongo_available.set(flag(false));
+                metrics.write_retries.inc();
                 let pause = backoff.next_pause();
                 warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "MongoDB write failed; the consumer waits");
                 if shutdown.sleep(pause).await {
@@ -267,13 +266,11 @@ async fn apply(
         );
     }
     store.dead_letter(dead).await?;
-    Metrics::add(&metrics.dead_letters, dead_count);
-    Metrics::add(
-        &metrics.stale_events,
-        (applied_tasks.stale + applied_entries.stale) as u64,
-    );
-    Metrics::add(
-        &metrics.applied_documents,
+    metrics.dead_letters.inc_by(dead_count);
+    metrics
+        .stale_events
+        .inc_by((applied_tasks.stale + applied_entries.stale) as u64);
+    metrics.applied_documents.inc_by(
         (task_list.len() + entry_list.len()
             - applied_tasks.stale
             - applied_entries.stale
@@ -281,8 +278,8 @@ async fn apply(
             - applied_entries.refused.len()) as u64,
     );
     metrics
-        .last_batch_micros
-        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -310,7 +307,7 @@ async fn watch_lag(consumer: Arc<StreamConsumer>, metrics: Arc<Metrics>, mut shu
             .await
         };
         if let Ok(Some(lag)) = measured {
-            metrics.consumer_lag.store(lag, Ordering::Relaxed);
+            metrics.consumer_lag.set(lag);
         }
         if shutdown.sleep(Duration::from_secs(5)).await {
             return;

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::Config;
-use crate::http::{AppState, default_max_connections, router, serve};
+use crate::http::{AppState, admin_router, default_max_connections, router, serve};
 use crate::identity::Authenticator;
 use crate::metrics::Metrics;
 use crate::projection;
@@ -22,6 +22,8 @@ use crate::stream::Hub;
 #[derive(Debug)]
 pub struct Running {
     pub metrics: Arc<Metrics>,
+    /// Where `/metrics` is served when it has an admin port of its own.
+    pub admin_address: Option<std::net::SocketAddr>,
     /// Every task of the service: the connection loop, the projection, the stream hub's.
     tasks: TaskTracker,
     /// Reports a part that stopped for good while the service runs.
@@ -57,7 +59,15 @@ pub enum StartError {
     Identity(#[from] crate::identity::IdentityError),
     #[error("MongoDB")]
     Mongo(#[from] mongodb::error::Error),
+    #[error("cannot listen on the admin address {address}")]
+    Admin {
+        address: String,
+        source: std::io::Error,
+    },
 }
+
+/// Connections the admin port serves at once (scrapers and probes).
+const ADMIN_CONNECTIONS: usize = 64;
 
 /// Starts everything; returns once the change stream is open and the listener serves.
 pub async fn start(
@@ -102,6 +112,26 @@ pub async fn start(
         metrics: metrics.clone(),
         stream: config.stream.clone(),
     };
+    let admin_address = match &config.http.admin_listen {
+        Some(address) => {
+            let admin = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Admin {
+                    address: address.clone(),
+                    source,
+                })?;
+            let bound = admin.local_addr().ok();
+            info!(address = ?bound, "serving /metrics and health on the admin port");
+            tasks.spawn(serve(
+                admin,
+                admin_router(state.clone()),
+                ADMIN_CONNECTIONS,
+                shutdown.clone(),
+            ));
+            bound
+        }
+        None => None,
+    };
     let max_connections = config
         .http
         .max_connections
@@ -109,13 +139,18 @@ pub async fn start(
     info!(max_connections, "serving HTTP");
     tasks.spawn(serve(
         listener,
-        router(state, &config.http.cors_allowed_origins),
+        router(
+            state,
+            &config.http.cors_allowed_origins,
+            admin_address.is_none(),
+        ),
         max_connections,
         shutdown,
     ));
     info!("tasklist-api started");
     Ok(Running {
         metrics,
+        admin_address,
         tasks,
         failures,
     })

@@ -99,7 +99,7 @@ impl Store {
                         .map(ToString::to_string)
                         .unwrap_or_default();
                     tracing::error!(collection, id, %error, "unreadable document left out");
-                    Metrics::add(&self.metrics.unreadable_documents, 1);
+                    self.metrics.unreadable_documents.inc();
                     None
                 }
             })

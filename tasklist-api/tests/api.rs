@@ -408,3 +408,24 @@ async fn connections_beyond_the_cap_are_answered_503_and_served_again_once_other
     drop(second);
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_to_the_admin_port_when_it_is_configured() {
+    let world = World::new().await;
+    let mut config = world.config();
+    config.http.admin_listen = Some("127.0.0.1:0".into());
+    let service = Service::start(config).await;
+    let admin = service
+        .running
+        .admin_address
+        .expect("the admin port is bound")
+        .to_string();
+    assert_eq!(get(&service.address, "/metrics", None).await.status, 404);
+    let metrics = get(&admin, "/metrics", None).await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains("taskpool_tasklist_open_streams"));
+    assert!(metrics.body.contains("process_open_fds"));
+    assert_eq!(get(&admin, "/health/live", None).await.status, 200);
+    assert_eq!(get(&admin, "/api/tasks", None).await.status, 404);
+    service.stop().await;
+}

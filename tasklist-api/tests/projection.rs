@@ -82,11 +82,7 @@ async fn a_poison_message_lands_in_the_dead_letter_collection_and_the_following_
 
 async fn wait_for_retries(service: &Service, above: u64) {
     wait_for("the projection to retry its writes", DEADLINE, || async {
-        let retries = service
-            .running
-            .metrics
-            .write_retries
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let retries = service.running.metrics.write_retries.get();
         (retries > above).then_some(())
     })
     .await;
@@ -130,11 +126,7 @@ async fn mongodb_stopped_and_restarted_loses_nothing_and_offsets_never_run_ahead
     // Down again: while the writes fail, the group's committed offsets must stay before the
     // unwritten messages (or a restart would skip them).
     let before_b = world.end_offsets().await;
-    let retries = service
-        .running
-        .metrics
-        .write_retries
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let retries = service.running.metrics.write_retries.get();
     mongo.kill().await;
     for n in 0..20 {
         world
@@ -196,13 +188,7 @@ async fn the_projection_waits_for_topics_that_do_not_exist_yet() {
         )
         .await;
     world.wait_for_version("late-topic", 1).await;
-    assert!(
-        service
-            .running
-            .metrics
-            .projection_running
-            .load(std::sync::atomic::Ordering::Relaxed)
-    );
+    assert!(service.running.metrics.projection_running.get() == 1);
     service.stop().await;
 }
 

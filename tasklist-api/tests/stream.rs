@@ -605,13 +605,13 @@ async fn a_client_that_stops_reading_is_cut_off_without_delaying_the_others() {
         "the reading client was never cut off"
     );
     taskpool_testkit::wait_for("the slow client to be cut off", DEADLINE, || async {
-        (service
+        let slow_clients = service
             .running
             .metrics
             .stream_resyncs
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1)
-            .then_some(())
+            .with_label_values(&[tasklist_api::metrics::resync::SLOW_CLIENT])
+            .get();
+        (slow_clients >= 1).then_some(())
     })
     .await;
     drop(slow);

@@ -163,9 +163,7 @@ impl RunningRelay {
     }
 
     pub fn reads(&self) -> u64 {
-        self.metrics
-            .reads
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.metrics.reads.get()
     }
 }
 

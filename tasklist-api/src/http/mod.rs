@@ -9,7 +9,6 @@ pub use connections::{default_max_connections, serve};
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -80,16 +79,28 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-pub fn router(state: AppState, cors_allowed_origins: &[String]) -> Router {
-    let mut router = routes(state);
+/// The public routes; `/metrics` among them unless it has an admin port of its own.
+pub fn router(state: AppState, cors_allowed_origins: &[String], with_metrics: bool) -> Router {
+    let mut router = routes(state, with_metrics);
     if !cors_allowed_origins.is_empty() {
         router = router.layer(cors(cors_allowed_origins));
     }
     router
 }
 
-fn routes(state: AppState) -> Router {
+/// The admin port's routes: `/metrics` and the health endpoints.
+pub fn admin_router(state: AppState) -> Router {
     Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn routes(state: AppState, with_metrics: bool) -> Router {
+    let router = Router::new()
         .route("/api/tasks", get(tasks::list))
         .route("/api/tasks/stream", get(stream::stream))
         .route("/api/tasks/{id}", get(tasks::one))
@@ -100,9 +111,14 @@ fn routes(state: AppState) -> Router {
         )
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        // After every route: it applies to the routes added before it.
+        .route("/openapi.json", get(openapi));
+    let router = if with_metrics {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    // After every route: it applies to the routes added before it.
+    router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
@@ -200,8 +216,8 @@ async fn ready(State(state): State<AppState>) -> Response {
     let mongo = tokio::time::timeout(Duration::from_secs(2), state.store.ping())
         .await
         .is_ok_and(|ping| ping.is_ok());
-    let stream = state.metrics.change_stream_open.load(Ordering::Relaxed);
-    let projection = state.metrics.projection_running.load(Ordering::Relaxed);
+    let stream = state.metrics.change_stream_open.get() == 1;
+    let projection = state.metrics.projection_running.get() == 1;
     let status = if mongo && stream && projection {
         StatusCode::OK
     } else {
@@ -216,7 +232,10 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            taskpool_service::metrics::CONTENT_TYPE,
+        )],
         state.metrics.render(),
     )
         .into_response()

@@ -17,7 +17,7 @@ use futures::stream::{self, Stream, StreamExt};
 use serde_json::json;
 
 use super::{ApiError, AppState, parse_params};
-use crate::metrics::Metrics;
+use crate::metrics::resync;
 use crate::query::parse_task_query;
 use crate::stream::{EventKind, Hub, Registration, SessionId, StreamEvent, task_json};
 
@@ -132,7 +132,7 @@ pub async fn stream(
             },
             None => preamble.push(format.resync("unknown Last-Event-ID")),
         }
-        Metrics::add(&state.metrics.stream_resyncs, 1);
+        state.metrics.resynced(resync::RESUME_REFUSED);
     }
 
     let registration = state

@@ -2,7 +2,6 @@
 //! resumes or detaches them, by messages to the registry actor; and starting it all.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use taskpool_service::shutdown::Shutdown;
 use tokio::sync::{mpsc, oneshot};
@@ -12,7 +11,7 @@ use super::registry::Registry;
 use super::{Registration, ResumeRefused, SessionId, sorted, watcher};
 use crate::config::StreamConfig;
 use crate::identity::Caller;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, flag};
 use crate::query::TaskFilter;
 use crate::store::Store;
 
@@ -65,7 +64,7 @@ impl Hub {
     ) -> Result<Hub, mongodb::error::Error> {
         let (changes_tx, changes) = mpsc::channel(1024);
         let stream = watcher::open_stream(&store, None).await?;
-        metrics.change_stream_open.store(true, Ordering::Relaxed);
+        metrics.change_stream_open.set(flag(true));
         tasks.spawn(watcher::watch(
             store.clone(),
             stream,

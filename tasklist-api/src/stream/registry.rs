@@ -20,7 +20,7 @@ use super::watcher::Change;
 use super::{EventKind, Registration, ResumeRefused, SessionId, StreamEvent, sorted, task_json};
 use crate::config::StreamConfig;
 use crate::documents::TaskDocument;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, resync};
 use crate::store::Store;
 
 /// Changes a session may buffer while its snapshot is read and fenced.
@@ -253,7 +253,7 @@ impl Registry {
                 );
                 let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
                 for session in sessions {
-                    self.cut_off(session);
+                    self.cut_off(session, resync::GAP);
                 }
             }
         }
@@ -346,8 +346,8 @@ impl Registry {
             return;
         };
         match outbound.try_send(event) {
-            Ok(()) => Metrics::add(&self.metrics.stream_events, 1),
-            Err(mpsc::error::TrySendError::Full(_)) => self.cut_off(session),
+            Ok(()) => self.metrics.stream_events.inc(),
+            Err(mpsc::error::TrySendError::Full(_)) => self.cut_off(session, resync::SLOW_CLIENT),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 state.outbound = None;
                 state.detached_since = Some(Instant::now());
@@ -356,13 +356,13 @@ impl Registry {
     }
 
     /// Ends a session's stream with `resync`: it fell behind, or changes may be missing.
-    fn cut_off(&mut self, session: SessionId) {
+    fn cut_off(&mut self, session: SessionId, reason: &'static str) {
         if let Some(state) = self.sessions.get_mut(&session) {
             state.overflowed.store(true, Ordering::Relaxed);
             state.outbound = None;
             state.broken = true;
             state.detached_since.get_or_insert_with(Instant::now);
-            Metrics::add(&self.metrics.stream_resyncs, 1);
+            self.metrics.resynced(reason);
         }
     }
 
@@ -381,7 +381,7 @@ impl Registry {
             .copied()
             .collect();
         for session in overfull {
-            self.cut_off(session);
+            self.cut_off(session, resync::SNAPSHOT_OVERRUN);
             self.buffering.remove(&session);
             if let Some(state) = self.sessions.get_mut(&session) {
                 state.pending = Vec::new();
@@ -436,6 +436,6 @@ impl Registry {
             .count();
         self.metrics
             .open_streams
-            .store(i64::try_from(open).unwrap_or(i64::MAX), Ordering::Relaxed);
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 }

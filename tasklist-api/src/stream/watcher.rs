@@ -3,7 +3,6 @@
 //! longer knows that position.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -16,7 +15,7 @@ use tracing::{info, warn};
 
 use super::fence::FENCE_PREFIX;
 use crate::documents::TaskDocument;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, flag};
 use crate::store::{Store, TASKS};
 
 /// What the change-stream watcher reports.
@@ -72,7 +71,7 @@ pub(super) async fn watch(
             Some(Err(error)) => error.to_string(),
             None => "the change stream ended".to_string(),
         };
-        metrics.change_stream_open.store(false, Ordering::Relaxed);
+        metrics.change_stream_open.set(flag(false));
         warn!(%error, "change stream interrupted; reopening");
         let token = stream.resume_token();
         let mut backoff = crate::projection::retry_backoff();
@@ -98,7 +97,7 @@ pub(super) async fn watch(
                 }
             }
         };
-        metrics.change_stream_open.store(true, Ordering::Relaxed);
+        metrics.change_stream_open.set(flag(true));
         info!("change stream reopened");
     }
 }
