@@ -15,34 +15,7 @@ use taskpool_service::kafka;
 use crate::config::KafkaConfig;
 use crate::outbox::OutboxRow;
 
-/// Topic names for the aggregate types.
-#[derive(Debug, Clone)]
-pub struct Topics {
-    pub tasks: String,
-    pub data_entries: String,
-}
-
-impl Topics {
-    pub fn new(prefix: &str) -> Topics {
-        Topics {
-            tasks: format!("{prefix}.tasks"),
-            data_entries: format!("{prefix}.data-entries"),
-        }
-    }
-
-    /// The topic of an aggregate type (`task`, `data-entry`), if known.
-    pub fn for_aggregate(&self, aggregate_type: &str) -> Option<&str> {
-        match aggregate_type {
-            "task" => Some(&self.tasks),
-            "data-entry" => Some(&self.data_entries),
-            _ => None,
-        }
-    }
-
-    pub fn all(&self) -> [&str; 2] {
-        [&self.tasks, &self.data_entries]
-    }
-}
+pub use taskpool_schemas::Topics;
 
 /// Why a message could not be handed to Kafka.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use mongodb::bson::{Binary, Document, doc, spec::BinarySubtype};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use taskpool_schemas::{DecodedEvent, decode};
+use taskpool_schemas::{DecodedEvent, Topics, decode};
 use taskpool_service::backoff::Backoff;
 use taskpool_service::kafka;
 use taskpool_service::shutdown::Shutdown;
@@ -40,10 +40,6 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
     )
 }
 
-pub fn topics(prefix: &str) -> [String; 2] {
-    [format!("{prefix}.tasks"), format!("{prefix}.data-entries")]
-}
-
 /// Runs the projection until shutdown. Returns only on shutdown or a consumer failure.
 pub async fn run(
     config: KafkaConfig,
@@ -52,8 +48,8 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let consumer: StreamConsumer = consumer_config(&config).create()?;
-    let topics = topics(&config.topic_prefix);
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let topics = Topics::new(&config.topic_prefix);
+    let names = topics.all();
     consumer.subscribe(&names)?;
     info!(topics = ?names, group = %config.group_id, "projection consuming");
     let consumer = Arc::new(consumer);
