@@ -87,6 +87,11 @@ async fn create_topics(prefix: &str) -> BenchResult<()> {
     Ok(())
 }
 
+/// Deletes the benchmark's topics. Callers stop every consumer of them first (the projection's
+/// task has ended, its consumer dropped): a consumer still fetching a deleted topic gets Tansu's
+/// unknown-topic answer, which carries an all-zero topic id and a current leader, and
+/// librdkafka 2.12 then looks up a topic without a name (`rd_kafka_metadata_update_op` ->
+/// `rd_kafka_metadata_cache_find` -> `strcmp(NULL, ...)`) and the process dies with SIGSEGV.
 async fn delete_topics(prefix: &str) {
     if let Ok(bootstrap) = server_env("KAFKA_BOOTSTRAP")
         && let Ok(admin) = ClientConfig::new()
@@ -316,10 +321,25 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
         children.push((child, stdout.lines()));
     }
     let connecting = Instant::now();
+    // Every client connects within this time, or the benchmark fails saying so (instead of
+    // waiting forever when the server or the machine cannot take that many connections).
+    let connect_deadline = Duration::from_secs(60 + clients / 100);
+    eprintln!("connecting {clients} stream clients (at most {connect_deadline:?})");
     for (_, lines) in children.iter_mut() {
-        match lines.next_line().await.map_err(|e| e.to_string())? {
-            Some(line) if line == "ready" => {}
-            other => return Err(format!("a client process failed: {other:?}")),
+        let left = connect_deadline.saturating_sub(connecting.elapsed());
+        match tokio::time::timeout(left, lines.next_line()).await {
+            Ok(Ok(Some(line))) if line == "ready" => {}
+            Ok(other) => {
+                return Err(format!(
+                    "a client process failed ({other:?}); its error is above"
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "not every one of {clients} clients had its snapshot within {connect_deadline:?}; the server's open streams: {}",
+                    running.metrics.open_streams.get()
+                ));
+            }
         }
     }
     let connect_seconds = connecting.elapsed().as_secs_f64();
@@ -345,8 +365,15 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
         .map_err(|e| e.to_string())?;
     let mut samples = Samples::default();
     let mut received = 0u64;
+    let delivery_deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     for (child, lines) in children.iter_mut() {
-        while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+        while let Some(line) = tokio::time::timeout_at(delivery_deadline, lines.next_line())
+            .await
+            .map_err(|_| {
+                format!("only {received} of {clients} clients got the change within 120 s")
+            })?
+            .map_err(|e| e.to_string())?
+        {
             if line == "done" {
                 break;
             }
@@ -422,6 +449,15 @@ pub async fn fanout_clients(options: &Options) -> BenchResult<()> {
                 stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
                 let mut reader = BufReader::new(stream);
                 let mut line = String::new();
+                reader.read_line(&mut line).await.map_err(|e| e.to_string())?;
+                if !line.starts_with("HTTP/1.1 200") {
+                    let status = line.trim();
+                    return Err(if status.contains(" 503 ") {
+                        format!("refused ({status}): the server's connection cap is reached; lower --clients or raise http.max_connections and the file-descriptor limit")
+                    } else {
+                        format!("the server answered {status:?}")
+                    });
+                }
                 // Headers, then the chunked body: wait for the marker, then the change.
                 loop {
                     line.clear();

@@ -270,6 +270,12 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_loads() {
+        let config = Config::from_sources(include_str!("../relay.example.toml"), env(&[])).unwrap();
+        assert_eq!(config.kafka.topic_prefix, "taskpool");
+    }
+
+    #[test]
     fn a_minimal_file_gets_defaults() {
         let config = Config::from_sources(MINIMAL, env(&[])).unwrap();
         assert_eq!(config.kafka.topic_prefix, "taskpool");

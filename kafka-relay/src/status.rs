@@ -35,33 +35,40 @@ pub async fn read(pool: &PgPool, relay: &str) -> Result<Status, sqlx::Error> {
 }
 
 impl fmt::Display for Status {
+    /// Published up to a row, how many committed rows are still to publish, and the leader.
+    /// (Rows are published in commit order, not in position order: the newest position says
+    /// nothing about what is left, so it is shown only for orientation.)
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "relay:     {}", self.relay)?;
+        writeln!(f, "relay:       {}", self.relay)?;
         writeln!(
             f,
-            "position:  {} (transaction {})",
+            "published:   through outbox row {} (transaction {})",
             self.position.position, self.position.tracking_xid
         )?;
-        writeln!(f, "head:      {}", self.head)?;
-        writeln!(
-            f,
-            "lag:       {} events, oldest {:.1} s",
-            self.lag.events, self.lag.seconds
-        )?;
+        if self.lag.events == 0 {
+            writeln!(f, "to publish:  nothing")?;
+        } else {
+            writeln!(
+                f,
+                "to publish:  {} committed events, the oldest waiting {:.1} s",
+                self.lag.events, self.lag.seconds
+            )?;
+        }
+        writeln!(f, "newest row:  {}", self.head)?;
         match &self.leader {
             Some(lease) if lease.expires_in_ms > 0 => write!(
                 f,
-                "leader:    {} (epoch {}, lease valid {:.1} s more)",
+                "leader:      {} (epoch {}, lease valid {:.1} s more)",
                 lease.holder,
                 lease.epoch,
                 lease.expires_in_ms as f64 / 1000.0
             ),
             Some(lease) => write!(
                 f,
-                "leader:    none (last: {}, epoch {}, expired)",
+                "leader:      none (last: {}, epoch {}, expired)",
                 lease.holder, lease.epoch
             ),
-            None => write!(f, "leader:    none yet"),
+            None => write!(f, "leader:      none yet"),
         }
     }
 }

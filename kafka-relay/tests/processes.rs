@@ -286,7 +286,7 @@ async fn two_relays_publish_one_at_a_time_and_the_standby_takes_over_within_10_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_prints_position_head_lag_and_leader() {
+async fn status_prints_what_is_published_what_is_left_and_the_leader() {
     let world = World::new().await;
     let env = world.relay_env();
     let mut relay = RelayProcess::spawn(&env);
@@ -298,21 +298,32 @@ async fn status_prints_position_head_lag_and_leader() {
         (position.position >= 2).then_some(())
     })
     .await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
-        .arg("status")
-        .envs(&env)
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success());
-    let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("position:  2"), "{text}");
-    assert!(text.contains("head:      2"), "{text}");
-    assert!(text.contains("lag:       0 events"), "{text}");
-    assert!(text.contains("leader:    "), "{text}");
-    assert!(!text.contains("leader:    none"), "{text}");
+    let status = || async {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+            .arg("status")
+            .envs(&env)
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let text = status().await;
+    assert!(
+        text.contains("published:   through outbox row 2 "),
+        "{text}"
+    );
+    assert!(text.contains("to publish:  nothing"), "{text}");
+    assert!(text.contains("newest row:  2"), "{text}");
+    assert!(text.contains("leader:      "), "{text}");
+    assert!(!text.contains("leader:      none"), "{text}");
     relay.signal("TERM");
     assert!(relay.child.wait().await.unwrap().success());
+
+    world.commit(vec![created("c")]).await;
+    let text = status().await;
+    assert!(text.contains("to publish:  1 committed events"), "{text}");
+    assert!(text.contains("newest row:  3"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

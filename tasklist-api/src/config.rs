@@ -269,6 +269,13 @@ mod tests {
     "#;
 
     #[test]
+    fn the_example_configuration_loads() {
+        let config =
+            Config::from_sources(include_str!("../tasklist.example.toml"), Vec::new()).unwrap();
+        assert_eq!(config.identity.leeway_secs, 30);
+    }
+
+    #[test]
     fn a_minimal_configuration_gets_defaults() {
         let config = Config::from_sources(MINIMAL, Vec::new()).unwrap();
         assert_eq!(config.mongodb.database, "taskpool");

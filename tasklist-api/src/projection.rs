@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use mongodb::bson::{Binary, Document, doc, spec::BinarySubtype};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Message, OwnedMessage};
 use taskpool_schemas::{DecodedEvent, Topics, decode};
 use taskpool_service::backoff::Backoff;
@@ -103,10 +104,16 @@ pub async fn run(
         }
         metrics.consumed_events.inc_by(batch.len() as u64);
     }
-    lag.abort();
+    // The loop ends only on shutdown, which also ends the lag watcher.
+    let _ = lag.await;
     metrics.projection_running.set(flag(false));
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        warn!(error = %error, "could not commit offsets at shutdown; the last batch will be applied again");
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing stored since the last automatic commit: nothing to do.
+        Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+        Err(error) => {
+            warn!(error = %error, "could not commit offsets at shutdown; the last batch will be applied again");
+        }
     }
     Ok(())
 }
