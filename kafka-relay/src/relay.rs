@@ -73,7 +73,7 @@ pub(crate) enum LeadEnd {
 /// A failure while leading: the relay backs off and starts again from the stored position.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Interrupted {
-    #[error("database: {0}")]
+    #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("kafka: {0}")]
     Kafka(String),

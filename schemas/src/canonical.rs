@@ -12,7 +12,7 @@ const PRIMITIVES: [&str; 8] = [
 /// Why a schema text has no canonical form.
 #[derive(Debug, thiserror::Error)]
 pub enum CanonicalError {
-    #[error("schema is not JSON: {0}")]
+    #[error("schema is not JSON")]
     Json(#[from] serde_json::Error),
     #[error("malformed schema: {0}")]
     Malformed(String),

@@ -32,7 +32,7 @@ impl WireEvent for DataEntryEvent {
 pub enum EncodeError {
     #[error("the current {0:?} schema cannot be used for writing: {1}")]
     Schema(SchemaFamily, String),
-    #[error("cannot encode {family:?}: {source}")]
+    #[error("cannot encode {family:?}")]
     Value {
         family: SchemaFamily,
         #[source]
@@ -55,7 +55,7 @@ pub enum DecodeError {
         expected: SchemaFamily,
         actual: SchemaFamily,
     },
-    #[error("body does not match its schema: {0}")]
+    #[error("body does not match its schema")]
     Body(#[source] apache_avro::Error),
     #[error("{0} trailing bytes after the Avro body")]
     TrailingBytes(usize),

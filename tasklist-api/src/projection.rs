@@ -15,6 +15,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use taskpool_schemas::{DecodedEvent, Topics, decode};
 use taskpool_service::backoff::Backoff;
 use taskpool_service::kafka;
+use taskpool_service::logging::error_chain;
 use taskpool_service::shutdown::Shutdown;
 use tracing::{info, warn};
 
@@ -222,7 +223,9 @@ async fn apply(
                     entries.insert(document.id.clone(), (document, index));
                 }
             }
-            Err(error) => dead.push(Origin(message).dead_letter(&format!("undecodable: {error}"))),
+            Err(error) => dead.push(
+                Origin(message).dead_letter(&format!("undecodable: {}", error_chain(&error))),
+            ),
         }
     }
     let task_list: Vec<(String, i64, &TaskDocument, usize)> = tasks

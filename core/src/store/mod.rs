@@ -84,9 +84,9 @@ pub enum StoreError {
     /// Stored state that cannot be read back (written by something else than taskpool).
     #[error("stored state of {aggregate} is unreadable: {reason}")]
     CorruptState { aggregate: String, reason: String },
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
+    #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use taskpool_service::logging::error_chain;
 use tokio::sync::{Mutex, RwLock};
 use tracing::{info, warn};
 
@@ -79,7 +80,11 @@ impl KeySet {
             return;
         }
         *last_attempt = Some(Instant::now());
-        let fetched = self.fetcher.get(&self.url).await.map_err(|e| e.to_string());
+        let fetched = self
+            .fetcher
+            .get(&self.url)
+            .await
+            .map_err(|e| error_chain(&e));
         let parsed = fetched.and_then(|body| {
             serde_json::from_slice::<JwkSet>(&body).map_err(|e| format!("not a JWKS: {e}"))
         });
