@@ -65,7 +65,7 @@ impl Relay {
             let pending = match publisher.enqueue(&row).await {
                 Ok(delivery) => Pending::Sent(delivery),
                 Err(PublishError::Permanent(reason)) => Pending::Refused(reason),
-                Err(PublishError::Transient(e)) => return Err(Interrupted::Kafka(e.to_string())),
+                Err(PublishError::Transient(e)) => return Err(Interrupted::Kafka(e)),
             };
             messages.push((row, pending));
         }
@@ -156,10 +156,10 @@ async fn acknowledged(
                 Ok(Err((error, _))) => match classify(error) {
                     PublishError::Permanent(reason) => refused.push((row, reason)),
                     PublishError::Transient(error) => {
-                        return Err(Interrupted::Kafka(error.to_string()));
+                        return Err(Interrupted::Kafka(error));
                     }
                 },
-                Err(_) => return Err(Interrupted::Kafka("producer dropped a delivery".into())),
+                Err(_) => return Err(Interrupted::DeliveryLost),
             },
         }
     }

@@ -13,6 +13,7 @@ use taskpool_core::store::migrations::migrator_recording_in;
 use taskpool_core::{PgStore, Store};
 use taskpool_service::ExposeSecret;
 use taskpool_service::backoff::Backoff;
+use taskpool_service::logging::error_chain;
 use taskpool_service::shutdown::{self, Shutdown};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -75,8 +76,10 @@ pub(crate) enum LeadEnd {
 pub(crate) enum Interrupted {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("kafka: {0}")]
-    Kafka(String),
+    #[error("Kafka")]
+    Kafka(#[source] rdkafka::error::KafkaError),
+    #[error("the producer dropped a delivery report")]
+    DeliveryLost,
 }
 
 /// A relay process's shared parts.
@@ -237,7 +240,11 @@ impl Relay {
                     replacement = None;
                     self.metrics.retries.inc();
                     let pause = backoff.next_pause();
-                    warn!(error = %interrupted, retry_in_ms = pause.as_millis() as u64, "publishing interrupted; retrying from the stored position");
+                    warn!(
+                        error = error_chain(&interrupted),
+                        retry_in_ms = pause.as_millis() as u64,
+                        "publishing interrupted; retrying from the stored position"
+                    );
                     if shutdown.sleep(pause).await {
                         return Exit::Shutdown;
                     }

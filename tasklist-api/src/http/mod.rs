@@ -131,8 +131,8 @@ pub enum ApiError {
     Unauthorized(Unauthenticated),
     NotFound,
     MethodNotAllowed,
-    /// A dependency (MongoDB) failed; the cause is logged, not shown.
-    Unavailable(String),
+    /// A dependency failed; the cause is logged, not shown.
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<InvalidQuery> for ApiError {
@@ -143,7 +143,7 @@ impl From<InvalidQuery> for ApiError {
 
 impl From<mongodb::error::Error> for ApiError {
     fn from(error: mongodb::error::Error) -> Self {
-        ApiError::Unavailable(error.to_string())
+        ApiError::Unavailable(Box::new(error))
     }
 }
 
@@ -171,7 +171,10 @@ impl IntoResponse for ApiError {
                 "this resource only answers GET".into(),
             ),
             ApiError::Unavailable(cause) => {
-                tracing::error!(error = %cause, "request failed on a dependency");
+                tracing::error!(
+                    error = taskpool_service::logging::error_chain(cause.as_ref()),
+                    "request failed on a dependency"
+                );
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",

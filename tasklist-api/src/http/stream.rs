@@ -139,7 +139,7 @@ pub async fn stream(
         .hub
         .register(caller.clone(), query.filter.clone())
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
     // From here on, a client that goes away (even mid-snapshot) detaches its session.
     let guard = DetachOnDrop::new(&state.hub, &registration);
     let snapshot = match state.store.all_tasks(&query, &caller.principals()).await {
