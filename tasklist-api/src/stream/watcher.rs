@@ -131,3 +131,33 @@ fn read_change(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::{self, doc};
+    use mongodb::error::{CommandError, Error, ErrorKind};
+
+    fn command_error(code: i32) -> Error {
+        let command: CommandError =
+            bson::from_document(doc! { "code": code, "codeName": "X", "errmsg": "x" }).unwrap();
+        Error::from(ErrorKind::Command(command))
+    }
+
+    #[test]
+    fn only_a_lost_resume_point_makes_the_stream_start_over() {
+        for lost in [260, 280, 286] {
+            assert!(super::resume_point_lost(&command_error(lost)), "{lost}");
+        }
+        // Not primary, interrupted at shutdown, a network error: retry from the same point.
+        for transient in [10107, 11600, 91] {
+            assert!(
+                !super::resume_point_lost(&command_error(transient)),
+                "{transient}"
+            );
+        }
+        let network = Error::from(ErrorKind::Io(std::sync::Arc::new(std::io::Error::other(
+            "connection reset",
+        ))));
+        assert!(!super::resume_point_lost(&network));
+    }
+}
