@@ -80,15 +80,21 @@ async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
         .with_graceful_shutdown(async move { http_shutdown.requested().await })
         .into_future(),
     );
-    tokio::spawn(async move {
-        shutdown::signal().await;
-        tracing::info!("shutdown requested: finishing in-flight batches");
-        trigger.trigger();
-    });
     let relay = Relay::connect(config, metrics).await?;
-    let exit = relay.run(shutdown).await?;
-    server.abort();
-    Ok(Some(exit))
+    let run = relay.run(shutdown);
+    tokio::pin!(run);
+    let exit = tokio::select! {
+        exit = &mut run => exit,
+        _ = shutdown::signal() => {
+            tracing::info!("shutdown requested: finishing in-flight batches");
+            trigger.trigger();
+            run.await
+        }
+    };
+    // Also after a halt: the HTTP server stops, and is waited for.
+    trigger.trigger();
+    let _ = server.await;
+    Ok(Some(exit?))
 }
 
 async fn print_status(config: Config) -> anyhow::Result<()> {
