@@ -344,3 +344,32 @@ async fn an_unknown_configuration_key_exits_with_status_2() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("batchsize"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_password_never_appears_in_the_log() {
+    const PASSWORD: &str = "Pw-0042-never-logged";
+    let world = World::new().await;
+    let mut env = world.relay_env();
+    let prefix = kafka_relay::config::ENV_PREFIX;
+    let url = env[&format!("{prefix}DATABASE__URL")].clone();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    // The test server trusts local connections: the password is sent only if asked for, and
+    // must not show up anywhere in the log, debug level included.
+    env.insert(
+        format!("{prefix}DATABASE__URL"),
+        format!("{scheme}://{user}:{PASSWORD}@{host}"),
+    );
+    env.insert(format!("{prefix}LOG__LEVEL"), "debug".into());
+    let mut relay = RelayProcess::spawn(&env);
+    let mut reader = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
+    world.commit(vec![created("secret-test")]).await;
+    reader
+        .read_until("the event", DEADLINE, |r| !r.is_empty())
+        .await;
+    relay.signal("TERM");
+    assert!(relay.child.wait().await.unwrap().success());
+    let log = relay.log_text();
+    assert!(log.contains("relay started"), "{log}");
+    assert!(!log.contains(PASSWORD), "{log}");
+}

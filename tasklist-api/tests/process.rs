@@ -15,6 +15,7 @@ async fn a_projection_that_cannot_run_ends_the_process_with_a_failure_status() {
         .arg("run")
         .envs(world.env())
         .env(format!("{prefix}HTTP__LISTEN"), "127.0.0.1:0")
+        .env(format!("{prefix}LOG__LEVEL"), "debug")
         // librdkafka refuses to create a consumer with a property it does not know.
         .env(format!("{prefix}KAFKA__CONSUMER__NO_SUCH_PROPERTY"), "1")
         .stdout(Stdio::null())
@@ -29,4 +30,9 @@ async fn a_projection_that_cannot_run_ends_the_process_with_a_failure_status() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("projection stopped"), "{stderr}");
+    assert!(stderr.contains("tasklist-api started"), "{stderr}");
+    assert!(
+        !stderr.contains(SECRET),
+        "the token secret never appears in the log"
+    );
 }
