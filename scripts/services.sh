@@ -135,17 +135,17 @@ stop_cluster() { # stop_cluster <dir> <name>
 
 # The test database: on a private cluster `taskpool_test`; on a server this script did not
 # start, a name of its own, so that it never drops or reuses a database somebody else made.
+# A name recorded for the other kind of server is never reused.
 test_database() {
-    local name
+    local name private
+    private=$(get_env TASKPOOL_PG_PRIVATE || true)
     name=$(get_env TASKPOOL_PG_DATABASE || true)
-    if [ -z "$name" ]; then
-        if [ "$(get_env TASKPOOL_PG_PRIVATE || true)" = 1 ]; then
-            name=taskpool_test
-        else
-            name="taskpool_test_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
-        fi
-        set_env TASKPOOL_PG_DATABASE "$name"
+    if [ "$private" = 1 ]; then
+        name=taskpool_test
+    elif [[ "$name" != taskpool_test_* ]]; then
+        name="taskpool_test_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
     fi
+    set_env TASKPOOL_PG_DATABASE "$name"
     echo "$name"
 }
 
@@ -201,6 +201,7 @@ reset_postgres() {
 # A test certificate authority and a server certificate for localhost and 127.0.0.1.
 make_certificates() {
     local dir="$STATE/tls"
+    set_env TASKPOOL_TLS_CA "$dir/ca.pem"
     [ -f "$dir/server.pem" ] && return 0
     command -v openssl >/dev/null || apt_install openssl
     mkdir -p "$dir"
@@ -213,7 +214,6 @@ make_certificates() {
         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
             -extfile server.ext -out server.pem
     ) >"$STATE/tls.log" 2>&1 || die "cannot make test certificates, see $STATE/tls.log"
-    set_env TASKPOOL_TLS_CA "$dir/ca.pem"
 }
 
 # A private PostgreSQL cluster that accepts only TLS connections.
@@ -391,6 +391,9 @@ case "${1:-}" in
         ;;
     reset)
         reset_postgres
+        tls_port=$(get_env TASKPOOL_PG_TLS_PORT) || die "not started"
+        psql_at "$tls_port" "DROP DATABASE IF EXISTS taskpool_test WITH (FORCE)" >/dev/null
+        psql_at "$tls_port" "CREATE DATABASE taskpool_test" >/dev/null
         # A fresh MongoDB data file for each full test run.
         stop_pid "$STATE/mongo.pid" MongoDB
         rm -rf "$STATE"/mongo/data "$STATE"/mongo/data.db*

@@ -189,7 +189,7 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
     // batch size, straight into a fresh database of the same server.
     let raw_store = Store::connect(
         &MongoConfig {
-            uri: server_env("MONGODB_URI")?,
+            uri: server_env("MONGODB_URI")?.into(),
             database: unique("raw"),
             write_concern: WriteConcern::Named("majority".into()),
             operation_timeout_ms: 60_000,

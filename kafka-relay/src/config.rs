@@ -3,7 +3,6 @@
 //! [`taskpool_service::config`]). `TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS` sets
 //! `kafka.bootstrap_servers`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -11,7 +10,7 @@ use taskpool_service::SecretString;
 pub use taskpool_service::config::ConfigError;
 pub use taskpool_service::config::Layered;
 use taskpool_service::config::Validate;
-pub use taskpool_service::kafka::{Compression, KafkaSecurity};
+pub use taskpool_service::kafka::{Compression, KafkaSecurity, Overrides};
 pub use taskpool_service::logging::{LogConfig, LogFormat};
 
 /// The prefix of environment variables that configure the relay.
@@ -78,7 +77,7 @@ pub struct KafkaConfig {
     /// Extra librdkafka producer properties, e.g. `"linger.ms" = "10"` (in the environment,
     /// `..._PRODUCER__LINGER_MS=10`: `_` stands for `.`).
     #[serde(default)]
-    pub producer: BTreeMap<String, String>,
+    pub producer: Overrides,
 }
 
 /// What to do with a message Kafka can never accept (too large, invalid).

@@ -189,6 +189,8 @@ pub async fn keep_lease(
                 let was_leader = metrics.is_leader();
                 metrics.leader.set(i64::from(leader));
                 if leader && !was_leader {
+                    // The stalled clock starts with leadership, not with each retry of a lead.
+                    metrics.progressed();
                     info!("lease acquired: this process publishes");
                 }
                 if !leader && was_leader {

@@ -24,5 +24,6 @@ pub mod retention;
 pub mod status;
 
 pub use config::Config;
-pub use relay::{Delivered, Exit, Relay, RelayError};
+pub use pipeline::Delivered;
+pub use relay::{Exit, Relay, RelayError};
 pub use taskpool_service::shutdown;

@@ -13,9 +13,38 @@ use tokio::sync::mpsc;
 use tracing::error;
 
 use crate::config::PermanentFailure;
+use crate::config::RelayConfig;
+use crate::metrics::Metrics;
 use crate::outbox::{self, Fence, OutboxRow, Position};
 use crate::publisher::{PublishError, Publisher, classify};
-use crate::relay::{Delivered, Interrupted, LeadEnd, Relay};
+use sqlx::PgPool;
+
+/// Why leading ended.
+pub(crate) enum LeadEnd {
+    Shutdown,
+    LostLease,
+    Halted(String),
+}
+
+/// A failure while leading: the relay backs off and starts again from the stored position.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Interrupted {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("Kafka")]
+    Kafka(#[source] rdkafka::error::KafkaError),
+    #[error("the producer dropped a delivery report")]
+    DeliveryLost,
+}
+
+/// An event Kafka acknowledged, for observers (see [`crate::Relay::observe_deliveries`]).
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub event_id: uuid::Uuid,
+    pub aggregate_id: String,
+    pub version: i64,
+    pub acknowledged_at: Instant,
+}
 
 enum Pending {
     Sent(DeliveryFuture),
@@ -52,29 +81,37 @@ pub(crate) fn poll_oldest(in_flight: &mut VecDeque<InFlight>) -> Option<(Positio
     Some((last, outcome))
 }
 
-impl Relay {
-    /// Gives a batch to the producer; the result waits for all its acknowledgements.
-    pub(crate) async fn hand_over(
-        &self,
-        rows: Vec<OutboxRow>,
-        publisher: &Publisher,
-    ) -> Result<InFlight, Interrupted> {
-        let last = rows.last().map(|row| row.at).unwrap_or_default();
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in rows {
-            let pending = match publisher.enqueue(&row).await {
-                Ok(delivery) => Pending::Sent(delivery),
-                Err(PublishError::Permanent(reason)) => Pending::Refused(reason),
-                Err(PublishError::Transient(e)) => return Err(Interrupted::Kafka(e)),
-            };
-            messages.push((row, pending));
-        }
-        Ok(InFlight {
-            last,
-            acknowledgement: Box::pin(acknowledged(messages, self.observer.clone())),
-        })
+/// Gives a batch to the producer; the result waits for all its acknowledgements (and reports
+/// each to `observer`).
+pub(crate) async fn hand_over(
+    rows: Vec<OutboxRow>,
+    publisher: &Publisher,
+    observer: Option<mpsc::UnboundedSender<Delivered>>,
+) -> Result<InFlight, Interrupted> {
+    let last = rows.last().map(|row| row.at).unwrap_or_default();
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in rows {
+        let pending = match publisher.enqueue(&row).await {
+            Ok(delivery) => Pending::Sent(delivery),
+            Err(PublishError::Permanent(reason)) => Pending::Refused(reason),
+            Err(PublishError::Transient(e)) => return Err(Interrupted::Kafka(e)),
+        };
+        messages.push((row, pending));
     }
+    Ok(InFlight {
+        last,
+        acknowledgement: Box::pin(acknowledged(messages, observer)),
+    })
+}
 
+/// Where acknowledged batches are recorded and counted.
+pub(crate) struct Completion<'a> {
+    pub pool: &'a PgPool,
+    pub relay: &'a RelayConfig,
+    pub metrics: &'a Metrics,
+}
+
+impl Completion<'_> {
     /// Records acknowledged batches: dead letters, then the newest position, in one
     /// transaction fenced by the lease. `Some` ends leading.
     pub(crate) async fn complete(
@@ -83,7 +120,7 @@ impl Relay {
         fence: &Fence,
         publisher: &Publisher,
     ) -> Result<Option<LeadEnd>, Interrupted> {
-        let relay = &self.config.relay;
+        let relay = self.relay;
         let mut delivered = 0;
         let mut refused = Vec::new();
         let mut last = Position::default();

@@ -23,7 +23,9 @@ use crate::config::Config;
 use crate::lease::{self, Lease};
 use crate::metrics::Metrics;
 use crate::outbox;
-use crate::pipeline::{InFlight, poll_oldest, wait_oldest};
+use crate::pipeline::{
+    self, Completion, Delivered, InFlight, Interrupted, LeadEnd, poll_oldest, wait_oldest,
+};
 use crate::publisher::Publisher;
 use crate::{retention, status};
 
@@ -40,6 +42,9 @@ const LEASE_CHECK: Duration = Duration::from_millis(200);
 
 /// Batches read ahead of the producer.
 const READ_AHEAD_BATCHES: usize = 2;
+
+/// How long the outbox reader may take to notice that the lead ended before it is aborted.
+const READER_STOP: Duration = Duration::from_millis(500);
 
 /// Failures that stop the relay process.
 #[derive(Debug, thiserror::Error)]
@@ -65,42 +70,16 @@ pub enum Exit {
     Halted { reason: String },
 }
 
-pub(crate) enum LeadEnd {
-    Shutdown,
-    LostLease,
-    Halted(String),
-}
-
-/// A failure while leading: the relay backs off and starts again from the stored position.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Interrupted {
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error("Kafka")]
-    Kafka(#[source] rdkafka::error::KafkaError),
-    #[error("the producer dropped a delivery report")]
-    DeliveryLost,
-}
-
 /// A relay process's shared parts.
 #[derive(Debug)]
 pub struct Relay {
-    pub(crate) config: Config,
-    pub(crate) pool: PgPool,
-    pub(crate) metrics: Arc<Metrics>,
+    config: Config,
+    pool: PgPool,
+    metrics: Arc<Metrics>,
     lease: Arc<Lease>,
     /// Connected at start-up and kept while it works; replaced after a Kafka failure.
     publisher: Publisher,
-    pub(crate) observer: Option<mpsc::UnboundedSender<Delivered>>,
-}
-
-/// An event Kafka acknowledged, for observers (see [`Relay::observe_deliveries`]).
-#[derive(Debug, Clone)]
-pub struct Delivered {
-    pub event_id: uuid::Uuid,
-    pub aggregate_id: String,
-    pub version: i64,
-    pub acknowledged_at: Instant,
+    observer: Option<mpsc::UnboundedSender<Delivered>>,
 }
 
 impl Relay {
@@ -275,7 +254,6 @@ impl Relay {
             epoch = fence.epoch,
             "leading: publishing from the stored position"
         );
-        self.metrics.progressed();
 
         let (batches_tx, mut batches) = mpsc::channel(READ_AHEAD_BATCHES);
         let reader = tokio::spawn(outbox::read_ahead(
@@ -314,7 +292,12 @@ impl Relay {
                         while let Some(ready) = poll_oldest(&mut in_flight) {
                             done.push(ready);
                         }
-                        match self.complete(done, &fence, publisher).await? {
+                        let completion = Completion {
+                            pool: &self.pool,
+                            relay,
+                            metrics: &self.metrics,
+                        };
+                        match completion.complete(done, &fence, publisher).await? {
                             Some(end) => return Ok(end),
                             None => backoff.reset(),
                         }
@@ -322,7 +305,8 @@ impl Relay {
                     next = batches.recv(), if accepting => {
                         // The reader stops only on shutdown: then drain what is in flight.
                         if let Some(rows) = next {
-                            in_flight.push_back(self.hand_over(rows?, publisher).await?);
+                            let observer = self.observer.clone();
+                            in_flight.push_back(pipeline::hand_over(rows?, publisher, observer).await?);
                         }
                     }
                     _ = lease_check.tick() => {}
@@ -331,10 +315,17 @@ impl Relay {
             }
         }
         .await;
-        // The reader ends once nobody takes its batches; join it so nothing outlives the lead.
+        // The reader ends once nobody takes its batches. It may be inside a query that a
+        // failing database does not answer: then it is aborted, so a lost lease or a shutdown
+        // never waits for it. Either way it is joined: nothing outlives the lead.
         drop(batches);
-        if let Err(error) = reader.await {
-            warn!(%error, "the outbox reader failed");
+        let mut reader = reader;
+        if tokio::time::timeout(READER_STOP, &mut reader)
+            .await
+            .is_err()
+        {
+            reader.abort();
+            let _ = reader.await;
         }
         end
     }

@@ -191,6 +191,18 @@ impl Compression {
     }
 }
 
+/// Extra librdkafka properties an operator sets (`kafka.producer`, `kafka.consumer`). They may
+/// hold credentials (`sasl.password`), so `Debug` shows the keys only.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Overrides(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
 /// A librdkafka client configuration for `bootstrap_servers` with `security` applied, then
 /// `settings` (the caller's fixed properties), then the operator's `overrides`. Override keys
 /// may use `_` for `.` (`linger_ms` is `linger.ms`), because environment variable names cannot
@@ -199,7 +211,7 @@ pub fn client_config(
     bootstrap_servers: &str,
     security: &KafkaSecurity,
     settings: &[(&str, &str)],
-    overrides: &BTreeMap<String, String>,
+    overrides: &Overrides,
 ) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", bootstrap_servers);
@@ -207,7 +219,7 @@ pub fn client_config(
     for (key, value) in settings {
         client.set(*key, *value);
     }
-    for (key, value) in overrides {
+    for (key, value) in &overrides.0 {
         client.set(key.replace('_', "."), value);
     }
     client
@@ -264,8 +276,15 @@ mod tests {
             "#,
         );
         security.check().unwrap();
-        let mut overrides = BTreeMap::new();
-        overrides.insert("linger_ms".to_string(), "10".to_string());
+        let mut overrides = Overrides::default();
+        overrides.0.insert(
+            "sasl.oauthbearer.config".to_string(),
+            "secret=abc".to_string(),
+        );
+        overrides
+            .0
+            .insert("linger_ms".to_string(), "10".to_string());
+        assert!(!format!("{overrides:?}").contains("secret=abc"));
         let client = client_config("b:9093", &security, &[("acks", "all")], &overrides);
         for (key, value) in [
             ("bootstrap.servers", "b:9093"),

@@ -1,13 +1,11 @@
 //! tasklist-api configuration: defaults, a TOML file, then `TASKPOOL_TASKLIST__<SECTION>__<KEY>`
 //! environment variables; unknown keys are refused (see [`taskpool_service::config`]).
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 pub use taskpool_service::config::ConfigError;
 pub use taskpool_service::config::Layered;
 use taskpool_service::config::Validate;
-pub use taskpool_service::kafka::KafkaSecurity;
+pub use taskpool_service::kafka::{KafkaSecurity, Overrides};
 use taskpool_service::logging::LogConfig;
 use taskpool_service::{ExposeSecret, SecretString};
 
@@ -30,8 +28,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MongoConfig {
-    /// `mongodb://host:port/...`
-    pub uri: String,
+    /// `mongodb://host:port/...`; kept secret: it may hold credentials.
+    pub uri: SecretString,
     #[serde(default = "defaults::database")]
     pub database: String,
     /// Write concern of projection writes: `"majority"` (default) or a number of nodes.
@@ -87,7 +85,7 @@ pub struct KafkaConfig {
     pub security: KafkaSecurity,
     /// Extra librdkafka consumer properties (in the environment, `_` stands for `.`).
     #[serde(default)]
-    pub consumer: BTreeMap<String, String>,
+    pub consumer: Overrides,
 }
 
 /// How callers prove who they are.
@@ -246,6 +244,18 @@ impl Validate for Config {
             return invalid("identity.hs256_secret must be at least 32 bytes");
         }
         self.kafka.security.check().map_err(ConfigError::Invalid)?;
+        for origin in &self.http.cors_allowed_origins {
+            let valid = origin != "*"
+                && origin.parse::<axum::http::HeaderValue>().is_ok()
+                && origin.parse::<axum::http::Uri>().is_ok_and(|uri| {
+                    uri.scheme().is_some() && uri.host().is_some() && uri.path() == "/"
+                });
+            if !valid {
+                return Err(ConfigError::Invalid(format!(
+                    "http.cors_allowed_origins: {origin:?} is not an origin such as https://tasks.example.com (\"*\" is not allowed: list the origins)"
+                )));
+            }
+        }
         if self.kafka.batch_size == 0 || self.stream.buffer == 0 || self.stream.resume_events == 0 {
             return invalid(
                 "kafka.batch_size, stream.buffer and stream.resume_events must be positive",
@@ -328,6 +338,27 @@ mod tests {
         assert_eq!(secret.expose_secret(), "01234567890123456789012345678901");
         let debug = format!("{config:?}");
         assert!(!debug.contains("12345678"), "{debug}");
+    }
+
+    #[test]
+    fn cors_origins_must_be_listed_origins() {
+        for bad in ["*", "tasks.example.com", "https://tasks.example.com/app"] {
+            let error = Config::from_sources(MINIMAL, env(&[("HTTP__CORS_ALLOWED_ORIGINS", bad)]))
+                .unwrap_err();
+            assert!(
+                error.to_string().contains("cors_allowed_origins"),
+                "{bad}: {error}"
+            );
+        }
+        let config = Config::from_sources(
+            MINIMAL,
+            env(&[(
+                "HTTP__CORS_ALLOWED_ORIGINS",
+                "https://tasks.example.com, http://localhost:3000",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(config.http.cors_allowed_origins.len(), 2);
     }
 
     #[test]

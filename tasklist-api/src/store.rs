@@ -8,6 +8,8 @@ use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 
+use taskpool_service::ExposeSecret;
+
 use crate::config::{MongoConfig, WriteConcern};
 use crate::documents::{DataEntryDocument, TaskDocument};
 use crate::metrics::Metrics;
@@ -51,6 +53,24 @@ pub struct Applied {
     pub refused: Vec<(usize, String)>,
 }
 
+/// One page of a list: the documents that read as their type, and, when the server filled the
+/// page (there may be more), the last document it returned, readable or not, for the cursor.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub last_of_full_page: Option<Document>,
+}
+
+impl<T> Page<T> {
+    fn from_raw(items: Vec<T>, mut raw: Vec<Document>, limit: usize) -> Page<T> {
+        let last_of_full_page = if raw.len() == limit { raw.pop() } else { None };
+        Page {
+            items,
+            last_of_full_page,
+        }
+    }
+}
+
 /// The projection's database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -68,7 +88,7 @@ impl Store {
         config: &MongoConfig,
         metrics: Arc<Metrics>,
     ) -> mongodb::error::Result<Store> {
-        let mut options = ClientOptions::parse(&config.uri).await?;
+        let mut options = ClientOptions::parse(config.uri.expose_secret()).await?;
         options.app_name = Some("tasklist-api".into());
         let client = Client::with_options(options)?;
         let write_concern = match &config.write_concern {
@@ -88,9 +108,9 @@ impl Store {
     fn readable<T: serde::de::DeserializeOwned>(
         &self,
         collection: &str,
-        raw: Vec<Document>,
+        raw: &[Document],
     ) -> Vec<T> {
-        raw.into_iter()
+        raw.iter()
             .filter_map(|document| match bson::from_document(document.clone()) {
                 Ok(value) => Some(value),
                 Err(error) => {
@@ -250,8 +270,8 @@ impl Store {
         &self,
         query: &TaskQuery,
         principals: &[String],
-    ) -> mongodb::error::Result<Vec<TaskDocument>> {
-        let raw = self
+    ) -> mongodb::error::Result<Page<TaskDocument>> {
+        let raw: Vec<Document> = self
             .timed(async {
                 self.raw(TASKS)
                     .find(query.to_mongo(principals))
@@ -262,7 +282,8 @@ impl Store {
                     .await
             })
             .await?;
-        Ok(self.readable(TASKS, raw))
+        let items = self.readable(TASKS, &raw);
+        Ok(Page::from_raw(items, raw, query.limit as usize))
     }
 
     /// Every task matching the filter and visible to `principals` (a stream's snapshot).
@@ -271,7 +292,7 @@ impl Store {
         query: &TaskQuery,
         principals: &[String],
     ) -> mongodb::error::Result<Vec<TaskDocument>> {
-        let raw = self
+        let raw: Vec<Document> = self
             .timed(async {
                 self.raw(TASKS)
                     .find(query.filter.to_mongo(principals))
@@ -281,7 +302,7 @@ impl Store {
                     .await
             })
             .await?;
-        Ok(self.readable(TASKS, raw))
+        Ok(self.readable(TASKS, &raw))
     }
 
     /// One task, if it exists and `principals` may see it.
@@ -293,7 +314,7 @@ impl Store {
         let raw = self
             .timed(self.raw(TASKS).find_one(doc! { "_id": id }))
             .await?;
-        let task: Option<TaskDocument> = self.readable(TASKS, raw.into_iter().collect()).pop();
+        let task: Option<TaskDocument> = self.readable(TASKS, raw.as_slice()).pop();
         Ok(task.filter(|t| t.visible_to(principals)))
     }
 
@@ -303,7 +324,7 @@ impl Store {
         entry_type: Option<&str>,
         after: Option<&str>,
         limit: u32,
-    ) -> mongodb::error::Result<Vec<DataEntryDocument>> {
+    ) -> mongodb::error::Result<Page<DataEntryDocument>> {
         let mut filter = doc! { "principals": { "$in": principals }, "deleted": false };
         if let Some(entry_type) = entry_type {
             filter.insert("entryType", entry_type);
@@ -311,7 +332,7 @@ impl Store {
         if let Some(after) = after {
             filter.insert("_id", doc! { "$gt": after });
         }
-        let raw = self
+        let raw: Vec<Document> = self
             .timed(async {
                 self.raw(DATA_ENTRIES)
                     .find(filter)
@@ -322,7 +343,8 @@ impl Store {
                     .await
             })
             .await?;
-        Ok(self.readable(DATA_ENTRIES, raw))
+        let items = self.readable(DATA_ENTRIES, &raw);
+        Ok(Page::from_raw(items, raw, limit as usize))
     }
 
     pub async fn visible_data_entry(
@@ -333,8 +355,7 @@ impl Store {
         let raw = self
             .timed(self.raw(DATA_ENTRIES).find_one(doc! { "_id": id }))
             .await?;
-        let entry: Option<DataEntryDocument> =
-            self.readable(DATA_ENTRIES, raw.into_iter().collect()).pop();
+        let entry: Option<DataEntryDocument> = self.readable(DATA_ENTRIES, raw.as_slice()).pop();
         Ok(entry.filter(|e| e.visible_to(principals)))
     }
 }

@@ -198,6 +198,18 @@ async fn an_unreadable_document_is_left_out_and_counted_not_a_failed_answer() {
     let items = list.json()["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["entryId"], "1");
+    // A page that holds only the unreadable document still leads on to the next one.
+    let first = get(&service.address, "/api/data-entries?limit=1", Some(&kermit)).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["items"].as_array().unwrap().len(), 0);
+    let cursor = first.json()["nextCursor"].as_str().unwrap().to_string();
+    let second = get(
+        &service.address,
+        &format!("/api/data-entries?limit=1&cursor={cursor}"),
+        Some(&kermit),
+    )
+    .await;
+    assert_eq!(second.json()["items"][0]["entryId"], "1", "{}", second.body);
     let broken = get(
         &service.address,
         "/api/data-entries/io.shop.Order/0",
@@ -209,7 +221,7 @@ async fn an_unreadable_document_is_left_out_and_counted_not_a_failed_answer() {
     assert!(
         metrics
             .body
-            .contains("taskpool_tasklist_unreadable_documents_total 2"),
+            .contains("taskpool_tasklist_unreadable_documents_total 3"),
         "{}",
         metrics.body
     );

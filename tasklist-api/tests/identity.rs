@@ -143,6 +143,28 @@ async fn keys_rotated_at_the_provider_are_picked_up_and_retired_ones_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_secret_published_in_the_key_set_is_never_used() {
+    let secret = EncodingKey::from_secret(b"published-for-everyone-to-read-0123");
+    let mut oct = Jwk::from_encoding_key(&secret, Algorithm::HS256).unwrap();
+    oct.common.key_id = Some("shared".into());
+    let provider = Provider::start(vec![oct]).await;
+    let auth = Authenticator::new(&with_key_set(&provider.url, 0)).unwrap();
+    auth.load_keys().await;
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("shared".into());
+    let forged = encode(
+        &header,
+        &serde_json::json!({ "sub": "kermit", "exp": now() + 3600 }),
+        &secret,
+    )
+    .unwrap();
+    assert_eq!(
+        auth.caller(&bearer(&forged)).await,
+        Err(Unauthenticated::Invalid)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_key_ids_do_not_flood_the_provider_and_an_outage_keeps_the_known_keys() {
     let provider = Provider::start(vec![public_jwk(FIRST_KEY, "first")]).await;
     let auth = Authenticator::new(&with_key_set(&provider.url, 60_000)).unwrap();

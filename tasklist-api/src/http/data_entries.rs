@@ -33,7 +33,7 @@ pub async fn list(
                 ApiError::BadRequest(format!("limit must be an integer from 1 to {MAX_LIMIT}"))
             })?,
     };
-    let entries = state
+    let page = state
         .store
         .list_data_entries(
             &caller.principals(),
@@ -42,10 +42,11 @@ pub async fn list(
             limit,
         )
         .await?;
-    let next = (entries.len() == limit as usize)
-        .then(|| entries.last().map(|e| e.id.clone()))
-        .flatten();
-    let items: Vec<Value> = entries.iter().map(|e| e.to_api()).collect();
+    let next = page
+        .last_of_full_page
+        .as_ref()
+        .and_then(|last| last.get_str("_id").ok().map(str::to_string));
+    let items: Vec<Value> = page.items.iter().map(|e| e.to_api()).collect();
     Ok(Json(json!({ "items": items, "nextCursor": next })))
 }
 

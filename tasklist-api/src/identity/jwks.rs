@@ -57,25 +57,42 @@ impl KeySet {
         }
     }
 
-    /// The key with id `kid`, fetching the set again when it is unknown or the set is old.
+    /// The key with id `kid`. An unknown `kid` waits for the set to be fetched again (keys
+    /// rotate). A known one is answered at once; if the set is old, this request fetches it
+    /// again unless another one already does, so a slow provider delays one request per
+    /// `min_interval`, not all of them.
     pub async fn key(&self, kid: &str) -> Option<SigningKey> {
-        {
+        let (known, stale) = {
             let keys = self.keys.read().await;
-            let fresh = keys
+            let stale = keys
                 .fetched_at
-                .is_some_and(|at| at.elapsed() < self.max_age);
-            if let Some(key) = keys.by_id.get(kid).filter(|_| fresh) {
-                return Some(key.clone());
+                .is_none_or(|at| at.elapsed() >= self.max_age);
+            (keys.by_id.get(kid).cloned(), stale)
+        };
+        match known {
+            Some(key) if !stale => Some(key),
+            Some(_) => {
+                if let Ok(last_attempt) = self.last_attempt.try_lock() {
+                    self.fetch_if_due(last_attempt).await;
+                }
+                // A fetched set without the key retired it; a failed fetch changed nothing.
+                self.keys.read().await.by_id.get(kid).cloned()
+            }
+            None => {
+                self.refresh().await;
+                self.keys.read().await.by_id.get(kid).cloned()
             }
         }
-        self.refresh().await;
-        self.keys.read().await.by_id.get(kid).cloned()
     }
 
     /// Fetches the set unless that was tried less than `min_interval` ago. A failed fetch keeps
     /// the keys known so far: a provider outage must not lock every user out at once.
     pub async fn refresh(&self) {
-        let mut last_attempt = self.last_attempt.lock().await;
+        let last_attempt = self.last_attempt.lock().await;
+        self.fetch_if_due(last_attempt).await;
+    }
+
+    async fn fetch_if_due(&self, mut last_attempt: tokio::sync::MutexGuard<'_, Option<Instant>>) {
         if last_attempt.is_some_and(|at| at.elapsed() < self.min_interval) {
             return;
         }
@@ -104,12 +121,14 @@ impl KeySet {
     }
 }
 
-/// The signing keys of a set, by `kid`; keys for encryption, without `kid`, or of a kind this
-/// service cannot verify with are left out.
+/// The signing keys of a set, by `kid`; keys for encryption, without `kid`, of a kind this
+/// service cannot verify with, or symmetric (a published shared secret lets anyone who reads
+/// the set sign tokens) are left out.
 fn usable_keys(set: &JwkSet) -> HashMap<String, SigningKey> {
     set.keys
         .iter()
         .filter(|jwk| jwk.common.public_key_use != Some(PublicKeyUse::Encryption))
+        .filter(|jwk| !matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)))
         .filter_map(|jwk| {
             let kid = jwk.common.key_id.clone()?;
             let key = DecodingKey::from_jwk(jwk).ok()?;
@@ -132,7 +151,6 @@ fn algorithms(jwk: &Jwk) -> Vec<Algorithm> {
         AlgorithmParameters::RSA(_) => vec![RS256, RS384, RS512, PS256, PS384, PS512],
         AlgorithmParameters::EllipticCurve(_) => vec![ES256, ES384],
         AlgorithmParameters::OctetKeyPair(_) => vec![EdDSA],
-        AlgorithmParameters::OctetKey(_) => vec![HS256, HS384, HS512],
         _ => Vec::new(),
     }
 }

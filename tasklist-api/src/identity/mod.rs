@@ -106,6 +106,26 @@ pub enum IdentityError {
     PublicKey(#[source] jsonwebtoken::errors::Error),
     #[error("identity.jwks_ca_location")]
     KeySetAuthority(#[source] FetchError),
+    #[error("identity.jwks_url must be https (plain http only to this machine): {0}")]
+    InsecureKeySetUrl(String),
+}
+
+/// Keys decide who anyone is: they come over TLS, or from this machine (a sidecar, a test).
+fn key_set_url_is_safe(url: &str) -> bool {
+    let Ok(uri) = url.parse::<axum::http::Uri>() else {
+        return false;
+    };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(host)) => {
+            host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
 }
 
 impl Authenticator {
@@ -129,6 +149,9 @@ impl Authenticator {
         }
         let key_set = match &config.jwks_url {
             Some(url) => {
+                if !key_set_url_is_safe(url) {
+                    return Err(IdentityError::InsecureKeySetUrl(url.clone()));
+                }
                 let fetcher = fetch::Fetcher::new(
                     config.jwks_ca_location.as_deref(),
                     Duration::from_secs(10),
@@ -377,5 +400,20 @@ mod tests {
             trusting.caller(&headers).await.unwrap().groups,
             ["muppets", "frogs"]
         );
+    }
+
+    #[test]
+    fn the_key_set_comes_over_tls_or_from_this_machine() {
+        for safe in [
+            "https://sso.example.com/realms/r/protocol/openid-connect/certs",
+            "http://127.0.0.1:8081/certs",
+            "http://localhost/certs",
+            "http://[::1]:9000/certs",
+        ] {
+            assert!(key_set_url_is_safe(safe), "{safe}");
+        }
+        for unsafe_url in ["http://sso.example.com/certs", "ftp://x/certs", "not a url"] {
+            assert!(!key_set_url_is_safe(unsafe_url), "{unsafe_url}");
+        }
     }
 }

@@ -53,6 +53,20 @@ pub fn next_cursor(sort: Sort, last: &TaskDocument) -> String {
     })
 }
 
+/// The cursor after a stored task document as the server returned it, readable or not: a page
+/// whose last documents cannot be read still leads on to the next page. `None` when the
+/// document lacks its id or sort key.
+pub fn next_cursor_after(sort: Sort, last: &mongodb::bson::Document) -> Option<String> {
+    let id = last.get_str("_id").ok()?.to_string();
+    let key = match last.get(sort.field.path())? {
+        Bson::Int32(n) => Value::from(*n),
+        Bson::Int64(n) => Value::from(*n),
+        Bson::String(s) => Value::from(s.clone()),
+        _ => return None,
+    };
+    Some(encode_cursor(&Cursor { key, id }))
+}
+
 /// A cursor key as MongoDB compares it.
 pub(super) fn json_to_bson(value: &Value) -> Bson {
     match value {

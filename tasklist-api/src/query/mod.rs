@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use mongodb::bson::{Document, doc};
 use serde_json::Value;
 
-pub use cursor::{Cursor, next_cursor};
+pub use cursor::{Cursor, next_cursor, next_cursor_after};
 use cursor::{decode_cursor, json_to_bson};
 
 use crate::documents::{ACTIVE, TaskDocument, fold_case};
@@ -55,7 +55,7 @@ pub enum SortField {
 }
 
 impl SortField {
-    fn path(self) -> &'static str {
+    pub(super) fn path(self) -> &'static str {
         match self {
             SortField::Priority => "priority",
             SortField::CreateTime => "createTime",

@@ -7,7 +7,7 @@ use taskpool_service::shutdown::Shutdown;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use super::registry::Registry;
+use super::registry::{Command, Registry};
 use super::{Registration, ResumeRefused, SessionId, sorted, watcher};
 use crate::config::StreamConfig;
 use crate::identity::Caller;
@@ -19,29 +19,6 @@ use crate::store::Store;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the stream hub is not running")]
 pub struct HubGone;
-
-pub(super) enum Command {
-    Register {
-        caller: Caller,
-        filter: TaskFilter,
-        reply: oneshot::Sender<Registration>,
-    },
-    SnapshotTaken {
-        session: SessionId,
-        tasks: Vec<(String, i64)>,
-    },
-    Cancel(SessionId),
-    Detach {
-        session: SessionId,
-        attachment: u64,
-    },
-    Resume {
-        session: SessionId,
-        after: u64,
-        principals: Vec<String>,
-        reply: oneshot::Sender<Result<Registration, ResumeRefused>>,
-    },
-}
 
 /// A handle to the hub task.
 #[derive(Debug, Clone)]

@@ -9,19 +9,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use taskpool_service::shutdown::Shutdown;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::fence::Fences;
-use super::hub::Command;
 use super::session::{Phase, Session};
 use super::watcher::Change;
 use super::{EventKind, Registration, ResumeRefused, SessionId, StreamEvent, sorted, task_json};
 use crate::config::StreamConfig;
 use crate::documents::TaskDocument;
+use crate::identity::Caller;
 use crate::metrics::{Metrics, resync};
+use crate::query::TaskFilter;
 use crate::store::Store;
+
+/// What connections ask of the registry, through the [`super::Hub`] handle.
+pub(super) enum Command {
+    Register {
+        caller: Caller,
+        filter: TaskFilter,
+        reply: oneshot::Sender<Registration>,
+    },
+    SnapshotTaken {
+        session: SessionId,
+        tasks: Vec<(String, i64)>,
+    },
+    Cancel(SessionId),
+    Detach {
+        session: SessionId,
+        attachment: u64,
+    },
+    Resume {
+        session: SessionId,
+        after: u64,
+        principals: Vec<String>,
+        reply: oneshot::Sender<Result<Registration, ResumeRefused>>,
+    },
+}
 
 /// Changes a session may buffer while its snapshot is read and fenced.
 const MAX_PENDING: usize = 100_000;
@@ -183,35 +208,7 @@ impl Registry {
     ) -> Result<Registration, ResumeRefused> {
         let buffer = self.config.buffer;
         let state = self.sessions.get_mut(&session).ok_or(ResumeRefused)?;
-        let oldest_kept = state.recent.front().map_or(state.next_seq, |e| e.seq);
-        if state.principals != principals
-            || state.broken
-            || after >= state.next_seq
-            || after + 1 < oldest_kept
-        {
-            return Err(ResumeRefused);
-        }
-        let missed: Vec<StreamEvent> = state
-            .recent
-            .iter()
-            .filter(|e| e.seq > after)
-            .cloned()
-            .collect();
-        let (outbound, events) = mpsc::channel(buffer + missed.len());
-        for event in missed {
-            // Cannot fail: the channel has room for all of them.
-            let _ = outbound.try_send(event);
-        }
-        state.outbound = Some(outbound);
-        state.attachment += 1;
-        state.detached_since = None;
-        let registration = Registration {
-            session,
-            attachment: state.attachment,
-            events,
-            overflowed: state.overflowed.clone(),
-        };
-        Ok(registration)
+        state.resume(session, after, principals, buffer)
     }
 
     fn change(&mut self, change: Change) {
@@ -264,18 +261,7 @@ impl Registry {
         let Some(state) = self.sessions.get_mut(&session) else {
             return;
         };
-        let mut newest: HashMap<&str, &Arc<TaskDocument>> = HashMap::new();
-        for task in &state.pending {
-            let keep = newest
-                .get(task.id.as_str())
-                .is_none_or(|kept| kept.version < task.version);
-            if keep {
-                newest.insert(&task.id, task);
-            }
-        }
-        let mut newest: Vec<Arc<TaskDocument>> = newest.into_values().cloned().collect();
-        newest.sort_by_key(|task| task.occurred_at);
-        state.pending = Vec::new();
+        let newest = state.take_pending();
         state.phase = Phase::Live;
         self.buffering.remove(&session);
         for task in newest {
