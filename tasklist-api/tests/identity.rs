@@ -279,3 +279,82 @@ async fn browser_tasklists_from_an_allowed_origin_get_cors_headers_and_others_no
     }
     service.stop().await;
 }
+
+/// Serves one JSON document over TLS with the test servers' certificate (for localhost), to
+/// any number of connections, one request each.
+async fn serve_over_tls(body: String) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let authority = std::path::PathBuf::from(taskpool_testkit::required_env("TASKPOOL_TLS_CA"));
+    let directory = authority.parent().unwrap();
+    let certificates: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(directory.join("server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(directory.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certificates, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    format!("https://localhost:{port}/realms/test/protocol/openid-connect/certs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_set_is_fetched_over_tls_from_an_authority_the_configuration_names() {
+    let set = JwkSet {
+        keys: vec![public_jwk(FIRST_KEY, "first")],
+    };
+    let url = serve_over_tls(serde_json::to_string(&set).unwrap()).await;
+    let token = kermit(FIRST_KEY, "first");
+
+    let trusting = Authenticator::new(&IdentityConfig {
+        jwks_ca_location: Some(taskpool_testkit::required_env("TASKPOOL_TLS_CA")),
+        ..with_key_set(&url, 0)
+    })
+    .unwrap();
+    assert_eq!(
+        trusting.caller(&bearer(&token)).await.unwrap().user,
+        "kermit"
+    );
+
+    // Without the test authority the provider's certificate is not trusted: no keys, no entry.
+    let strict = Authenticator::new(&with_key_set(&url, 0)).unwrap();
+    assert_eq!(
+        strict.caller(&bearer(&token)).await,
+        Err(Unauthenticated::Invalid)
+    );
+}
