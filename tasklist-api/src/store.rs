@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 
@@ -62,8 +62,12 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    fn from_raw(items: Vec<T>, mut raw: Vec<Document>, limit: usize) -> Page<T> {
-        let last_of_full_page = if raw.len() == limit { raw.pop() } else { None };
+    fn from_raw(items: Vec<T>, mut raw: Vec<RawDocumentBuf>, limit: usize) -> Page<T> {
+        let last_of_full_page = if raw.len() == limit {
+            raw.pop().and_then(|last| last.to_document().ok())
+        } else {
+            None
+        };
         Page {
             items,
             last_of_full_page,
@@ -108,16 +112,13 @@ impl Store {
     fn readable<T: serde::de::DeserializeOwned>(
         &self,
         collection: &str,
-        raw: &[Document],
+        raw: &[RawDocumentBuf],
     ) -> Vec<T> {
         raw.iter()
-            .filter_map(|document| match bson::from_document(document.clone()) {
+            .filter_map(|document| match bson::from_slice(document.as_bytes()) {
                 Ok(value) => Some(value),
                 Err(error) => {
-                    let id = document
-                        .get("_id")
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
+                    let id = document.get_str("_id").unwrap_or_default();
                     tracing::error!(collection, id, %error, "unreadable document left out");
                     self.metrics.unreadable_documents.inc();
                     None
@@ -126,7 +127,7 @@ impl Store {
             .collect()
     }
 
-    fn raw(&self, collection: &str) -> Collection<Document> {
+    fn raw(&self, collection: &str) -> Collection<RawDocumentBuf> {
         self.database.collection(collection)
     }
 
@@ -271,7 +272,7 @@ impl Store {
         query: &TaskQuery,
         principals: &[String],
     ) -> mongodb::error::Result<Page<TaskDocument>> {
-        let raw: Vec<Document> = self
+        let raw: Vec<RawDocumentBuf> = self
             .timed(async {
                 self.raw(TASKS)
                     .find(query.to_mongo(principals))
@@ -292,7 +293,7 @@ impl Store {
         query: &TaskQuery,
         principals: &[String],
     ) -> mongodb::error::Result<Vec<TaskDocument>> {
-        let raw: Vec<Document> = self
+        let raw: Vec<RawDocumentBuf> = self
             .timed(async {
                 self.raw(TASKS)
                     .find(query.filter.to_mongo(principals))
@@ -332,7 +333,7 @@ impl Store {
         if let Some(after) = after {
             filter.insert("_id", doc! { "$gt": after });
         }
-        let raw: Vec<Document> = self
+        let raw: Vec<RawDocumentBuf> = self
             .timed(async {
                 self.raw(DATA_ENTRIES)
                     .find(filter)
