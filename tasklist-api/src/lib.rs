@@ -4,6 +4,9 @@
 //! # Layout
 //! - [`config`]: typed configuration from file and environment.
 //! - [`documents`]: the stored task and data-entry documents and who sees them.
+//! - [`view`]: the contract between the API and where documents live (a view store and its
+//!   change feed), kept by MongoDB ([`store`]) and by the in-memory [`view::EmbeddedView`].
+//! - [`fold`]: a batch of events folded to the newest document per aggregate, then written.
 //! - [`projection`]: the Kafka consumer writing documents, version-guarded, at least once.
 //! - [`store`]: MongoDB reads and writes.
 //! - [`query`]: filters, sort and cursors, for MongoDB and in memory alike.
@@ -14,6 +17,7 @@
 
 pub mod config;
 pub mod documents;
+pub mod fold;
 pub mod http;
 pub mod identity;
 pub mod metrics;
@@ -23,3 +27,4 @@ pub mod query;
 pub mod service;
 pub mod store;
 pub mod stream;
+pub mod view;

@@ -12,7 +12,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Message, OwnedMessage};
-use taskpool_schemas::{DecodedEvent, Topics, decode};
+use taskpool_schemas::{Topics, decode};
 use taskpool_service::backoff::Backoff;
 use taskpool_service::kafka;
 use taskpool_service::logging::error_chain;
@@ -20,9 +20,10 @@ use taskpool_service::shutdown::Shutdown;
 use tracing::{info, warn};
 
 use crate::config::KafkaConfig;
-use crate::documents::{DataEntryDocument, TaskDocument};
+use crate::fold::Folded;
 use crate::metrics::{Metrics, flag};
-use crate::store::{DATA_ENTRIES, Store, TASKS};
+use crate::store::Store;
+use crate::view::ViewError;
 
 /// The consumer settings: offsets stored by the projection, committed automatically.
 pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
@@ -162,7 +163,12 @@ async fn apply_until_durable(
                 metrics.mongo_available.set(flag(false));
                 metrics.write_retries.inc();
                 let pause = backoff.next_pause();
-                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "MongoDB write failed; the consumer waits");
+                let error = error_chain(&error);
+                warn!(
+                    error,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "MongoDB write failed; the consumer waits"
+                );
                 if shutdown.sleep(pause).await {
                     return false;
                 }
@@ -189,15 +195,9 @@ impl Origin<'_> {
     }
 }
 
-async fn apply(
-    store: &Store,
-    batch: &[OwnedMessage],
-    metrics: &Metrics,
-) -> mongodb::error::Result<()> {
+async fn apply(store: &Store, batch: &[OwnedMessage], metrics: &Metrics) -> Result<(), ViewError> {
     let started = Instant::now();
-    // The newest version of each aggregate in the batch: older ones would change nothing.
-    let mut tasks: HashMap<String, (TaskDocument, usize)> = HashMap::new();
-    let mut entries: HashMap<String, (DataEntryDocument, usize)> = HashMap::new();
+    let mut folded = Folded::new();
     let mut dead = Vec::new();
     for (index, message) in batch.iter().enumerate() {
         let Some(payload) = message.payload() else {
@@ -205,64 +205,15 @@ async fn apply(
             continue;
         };
         match decode(payload) {
-            Ok(DecodedEvent::Task(event)) => {
-                let document = TaskDocument::from_event(&event);
-                let newer = tasks
-                    .get(&document.id)
-                    .is_none_or(|(stored, _)| stored.version < document.version);
-                if newer {
-                    tasks.insert(document.id.clone(), (document, index));
-                }
-            }
-            Ok(DecodedEvent::DataEntry(event)) => {
-                let document = DataEntryDocument::from_event(&event);
-                let newer = entries
-                    .get(&document.id)
-                    .is_none_or(|(stored, _)| stored.version < document.version);
-                if newer {
-                    entries.insert(document.id.clone(), (document, index));
-                }
-            }
+            Ok(event) => folded.add(&event, index),
             Err(error) => dead.push(
                 Origin(message).dead_letter(&format!("undecodable: {}", error_chain(&error))),
             ),
         }
     }
-    let task_list: Vec<(String, i64, &TaskDocument, usize)> = tasks
-        .values()
-        .map(|(d, i)| (d.id.clone(), d.version, d, *i))
-        .collect();
-    let entry_list: Vec<(String, i64, &DataEntryDocument, usize)> = entries
-        .values()
-        .map(|(d, i)| (d.id.clone(), d.version, d, *i))
-        .collect();
-    let applied_tasks = store
-        .upsert_versioned(
-            TASKS,
-            &task_list
-                .iter()
-                .map(|(id, v, d, _)| (id.clone(), *v, *d))
-                .collect::<Vec<_>>(),
-        )
-        .await?;
-    let applied_entries = store
-        .upsert_versioned(
-            DATA_ENTRIES,
-            &entry_list
-                .iter()
-                .map(|(id, v, d, _)| (id.clone(), *v, *d))
-                .collect::<Vec<_>>(),
-        )
-        .await?;
-    for (position, reason) in &applied_tasks.refused {
-        if let Some((_, _, _, index)) = task_list.get(*position) {
-            dead.push(Origin(&batch[*index]).dead_letter(&format!("not applicable: {reason}")));
-        }
-    }
-    for (position, reason) in &applied_entries.refused {
-        if let Some((_, _, _, index)) = entry_list.get(*position) {
-            dead.push(Origin(&batch[*index]).dead_letter(&format!("not applicable: {reason}")));
-        }
+    let written = folded.write(store).await?;
+    for (index, reason) in &written.refused {
+        dead.push(Origin(&batch[*index]).dead_letter(&format!("not applicable: {reason}")));
     }
     let dead_count = dead.len() as u64;
     if dead_count > 0 {
@@ -273,16 +224,8 @@ async fn apply(
     }
     store.dead_letter(dead).await?;
     metrics.dead_letters.inc_by(dead_count);
-    metrics
-        .stale_events
-        .inc_by((applied_tasks.stale + applied_entries.stale) as u64);
-    metrics.applied_documents.inc_by(
-        (task_list.len() + entry_list.len()
-            - applied_tasks.stale
-            - applied_entries.stale
-            - applied_tasks.refused.len()
-            - applied_entries.refused.len()) as u64,
-    );
+    metrics.stale_events.inc_by(written.stale as u64);
+    metrics.applied_documents.inc_by(written.applied as u64);
     metrics
         .batch_seconds
         .observe(started.elapsed().as_secs_f64());

@@ -1,6 +1,8 @@
 //! The running service: MongoDB, the stream hub (change stream first), the projection and the
-//! HTTP server, started together, tracked, and stopped together.
+//! HTTP server, started together, tracked, and stopped together. [`serve_api`] is the API part
+//! alone, over any view: the single-node mode serves it over the embedded view.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -10,13 +12,14 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, HttpConfig, StreamConfig};
 use crate::http::{AppState, admin_router, default_max_connections, router, serve};
 use crate::identity::Authenticator;
 use crate::metrics::Metrics;
 use crate::projection;
 use crate::store::Store;
 use crate::stream::Hub;
+use crate::view::SharedView;
 
 /// A started service: its parts run until shutdown is requested.
 #[derive(Debug)]
@@ -59,6 +62,8 @@ pub enum StartError {
     Identity(#[from] crate::identity::IdentityError),
     #[error("MongoDB")]
     Mongo(#[from] mongodb::error::Error),
+    #[error("the change feed")]
+    View(#[from] crate::view::ViewError),
     #[error("cannot listen on the admin address {address}")]
     Admin {
         address: String,
@@ -81,38 +86,69 @@ pub async fn start(
     let store = Store::connect(&config.mongodb, metrics.clone()).await?;
     store.ensure_indexes().await?;
     let tasks = TaskTracker::new();
-    let hub = Hub::start(
-        store.clone(),
-        config.stream.clone(),
-        metrics.clone(),
-        &tasks,
-        shutdown.clone(),
-    )
-    .await?;
-
-    let (report, failures) = mpsc::channel(1);
-    tasks.spawn(
-        projection::run(
-            config.kafka.clone(),
-            store.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        )
-        .map(move |result| {
-            if let Err(error) = result {
-                let _ = report.try_send(Failure::Projection(error));
-            }
-        }),
-    );
-
-    let state = AppState {
-        store,
-        hub,
+    let api = Api {
+        view: Arc::new(store.clone()),
         auth,
         metrics: metrics.clone(),
         stream: config.stream.clone(),
+        http: config.http.clone(),
     };
-    let admin_address = match &config.http.admin_listen {
+    let admin_address = serve_api(api, listener, &tasks, shutdown.clone()).await?;
+
+    let (report, failures) = mpsc::channel(1);
+    tasks.spawn(
+        projection::run(config.kafka.clone(), store, metrics.clone(), shutdown).map(
+            move |result| {
+                if let Err(error) = result {
+                    let _ = report.try_send(Failure::Projection(error));
+                }
+            },
+        ),
+    );
+    info!("tasklist-api started");
+    Ok(Running {
+        metrics,
+        admin_address,
+        tasks,
+        failures,
+    })
+}
+
+/// The tasklist API over a view, whatever feeds it.
+#[derive(Debug)]
+pub struct Api {
+    pub view: SharedView,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub stream: StreamConfig,
+    pub http: HttpConfig,
+}
+
+/// Serves the API: opens the view's change feed and starts the stream hub, then serves HTTP on
+/// `listener` (and `/metrics` and health on the admin port, when one is configured, whose
+/// address it returns). Everything runs on `tasks` until shutdown.
+pub async fn serve_api(
+    api: Api,
+    listener: TcpListener,
+    tasks: &TaskTracker,
+    shutdown: Shutdown,
+) -> Result<Option<SocketAddr>, StartError> {
+    let hub = Hub::start(
+        api.view.clone(),
+        api.stream.clone(),
+        api.metrics.clone(),
+        tasks,
+        shutdown.clone(),
+    )
+    .await?;
+    let state = AppState {
+        store: api.view,
+        hub,
+        auth: api.auth,
+        metrics: api.metrics,
+        stream: api.stream,
+    };
+    let admin_address = match &api.http.admin_listen {
         Some(address) => {
             let admin = TcpListener::bind(address)
                 .await
@@ -132,7 +168,7 @@ pub async fn start(
         }
         None => None,
     };
-    let max_connections = config
+    let max_connections = api
         .http
         .max_connections
         .unwrap_or_else(default_max_connections);
@@ -141,17 +177,11 @@ pub async fn start(
         listener,
         router(
             state,
-            &config.http.cors_allowed_origins,
+            &api.http.cors_allowed_origins,
             admin_address.is_none(),
         ),
         max_connections,
         shutdown,
     ));
-    info!("tasklist-api started");
-    Ok(Running {
-        metrics,
-        admin_address,
-        tasks,
-        failures,
-    })
+    Ok(admin_address)
 }

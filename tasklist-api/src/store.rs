@@ -1,5 +1,5 @@
 //! The MongoDB side: version-guarded bulk upserts for the projection, reads for the API, and
-//! the dead-letter collection.
+//! the dead-letter collection. (It keeps the [`crate::view`] contract in `view::mongo`.)
 
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ use taskpool_service::ExposeSecret;
 use crate::config::{MongoConfig, WriteConcern};
 use crate::documents::{DataEntryDocument, TaskDocument};
 use crate::metrics::Metrics;
-use crate::query::TaskQuery;
+use crate::query::{TaskQuery, next_cursor_after};
+use crate::view::{Applied, Page};
 
 pub const TASKS: &str = "tasks";
 pub const DATA_ENTRIES: &str = "data_entries";
@@ -44,34 +45,13 @@ fn chunks_under(documents: Vec<Document>, limit: usize) -> Vec<Vec<Document>> {
     chunks
 }
 
-/// What a bulk upsert did.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Applied {
-    /// Documents whose stored version was the same or newer: nothing changed.
-    pub stale: usize,
-    /// Documents the server refused, by their index in the batch, with the reason.
-    pub refused: Vec<(usize, String)>,
-}
-
-/// One page of a list: the documents that read as their type, and, when the server filled the
-/// page (there may be more), the last document it returned, readable or not, for the cursor.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub last_of_full_page: Option<Document>,
-}
-
-impl<T> Page<T> {
-    fn from_raw(items: Vec<T>, mut raw: Vec<RawDocumentBuf>, limit: usize) -> Page<T> {
-        let last_of_full_page = if raw.len() == limit {
-            raw.pop().and_then(|last| last.to_document().ok())
-        } else {
-            None
-        };
-        Page {
-            items,
-            last_of_full_page,
-        }
+/// When the server filled the page (there may be more), the last document it returned,
+/// readable or not: the next page starts after it.
+fn last_of_full_page(mut raw: Vec<RawDocumentBuf>, limit: usize) -> Option<Document> {
+    if raw.len() == limit {
+        raw.pop().and_then(|last| last.to_document().ok())
+    } else {
+        None
     }
 }
 
@@ -284,7 +264,9 @@ impl Store {
             })
             .await?;
         let items = self.readable(TASKS, &raw);
-        Ok(Page::from_raw(items, raw, query.limit as usize))
+        let next_cursor = last_of_full_page(raw, query.limit as usize)
+            .and_then(|last| next_cursor_after(query.sort, &last));
+        Ok(Page { items, next_cursor })
     }
 
     /// Every task matching the filter and visible to `principals` (a stream's snapshot).
@@ -345,7 +327,9 @@ impl Store {
             })
             .await?;
         let items = self.readable(DATA_ENTRIES, &raw);
-        Ok(Page::from_raw(items, raw, limit as usize))
+        let next_cursor = last_of_full_page(raw, limit as usize)
+            .and_then(|last| last.get_str("_id").ok().map(str::to_string));
+        Ok(Page { items, next_cursor })
     }
 
     pub async fn visible_data_entry(

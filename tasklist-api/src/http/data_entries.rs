@@ -42,12 +42,10 @@ pub async fn list(
             limit,
         )
         .await?;
-    let next = page
-        .last_of_full_page
-        .as_ref()
-        .and_then(|last| last.get_str("_id").ok().map(str::to_string));
     let items: Vec<Value> = page.items.iter().map(|e| e.to_api()).collect();
-    Ok(Json(json!({ "items": items, "nextCursor": next })))
+    Ok(Json(
+        json!({ "items": items, "nextCursor": page.next_cursor }),
+    ))
 }
 
 pub async fn one(

@@ -23,13 +23,13 @@ use crate::config::StreamConfig;
 use crate::identity::{Authenticator, Caller, Unauthenticated};
 use crate::metrics::Metrics;
 use crate::query::InvalidQuery;
-use crate::store::Store;
 use crate::stream::Hub;
+use crate::view::{SharedView, ViewError};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: Store,
+    pub store: SharedView,
     pub hub: Hub,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
@@ -141,8 +141,8 @@ impl From<InvalidQuery> for ApiError {
     }
 }
 
-impl From<mongodb::error::Error> for ApiError {
-    fn from(error: mongodb::error::Error) -> Self {
+impl From<ViewError> for ApiError {
+    fn from(error: ViewError) -> Self {
         ApiError::Unavailable(Box::new(error))
     }
 }
@@ -214,7 +214,8 @@ async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "live" }))
 }
 
-/// Ready when MongoDB answers, the shared change stream is open and the projection runs.
+/// Ready when the view answers, its change feed is open and the projection runs. (The field
+/// keeps its name `mongodb` for existing probes; in single-node mode it is the embedded view.)
 async fn ready(State(state): State<AppState>) -> Response {
     let mongo = tokio::time::timeout(Duration::from_secs(2), state.store.ping())
         .await

@@ -6,7 +6,7 @@ use axum::response::Json;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, parse_params};
-use crate::query::{next_cursor_after, parse_task_query};
+use crate::query::parse_task_query;
 
 pub async fn list(
     State(state): State<AppState>,
@@ -16,12 +16,10 @@ pub async fn list(
     let caller = state.caller(&headers).await?;
     let query = parse_task_query(&parse_params(raw.as_deref())?)?;
     let page = state.store.list_tasks(&query, &caller.principals()).await?;
-    let next = page
-        .last_of_full_page
-        .as_ref()
-        .and_then(|last| next_cursor_after(query.sort, last));
     let items: Vec<Value> = page.items.iter().map(|t| t.to_api()).collect();
-    Ok(Json(json!({ "items": items, "nextCursor": next })))
+    Ok(Json(
+        json!({ "items": items, "nextCursor": page.next_cursor }),
+    ))
 }
 
 pub async fn one(

@@ -1,21 +1,16 @@
-//! Lining up a session's snapshot with the change stream. After a session's snapshot is read,
-//! a fence document is written into the tasks collection (and deleted again); when the change
-//! stream delivers it, every change committed before the snapshot has been delivered too, so
-//! the session can go live without a gap. One fence serves every session queued meanwhile.
+//! Lining up a session's snapshot with the change feed. After a session's snapshot is read, a
+//! fence is written into the view's change feed; when the feed delivers it, every change made
+//! before the snapshot has been delivered too, so the session can go live without a gap. One
+//! fence serves every session queued meanwhile.
 
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{Document, doc};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::SessionId;
-use crate::store::{Store, TASKS};
-
-/// Fence documents share the tasks collection (so they travel in its change stream) and
-/// start with this prefix; they carry no principals, so no query ever returns them.
-pub const FENCE_PREFIX: &str = "~fence:";
+use crate::view::SharedView;
 
 /// How long a fence may take to come back through the change stream before another is written.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -28,7 +23,7 @@ pub(super) struct Fences {
     queue: Vec<SessionId>,
     in_flight: Option<(String, Vec<SessionId>)>,
     issued_at: Instant,
-    store: Store,
+    view: SharedView,
     failures: mpsc::UnboundedSender<String>,
     tasks: TaskTracker,
 }
@@ -37,7 +32,7 @@ impl Fences {
     /// Fence writes run on `tasks`; a failed one is reported on the returned channel, to be
     /// handed back to [`Fences::retry`].
     pub(super) fn new(
-        store: Store,
+        view: SharedView,
         tasks: TaskTracker,
     ) -> (Fences, mpsc::UnboundedReceiver<String>) {
         let (failures, failed) = mpsc::unbounded_channel();
@@ -45,7 +40,7 @@ impl Fences {
             queue: Vec::new(),
             in_flight: None,
             issued_at: Instant::now(),
-            store,
+            view,
             failures,
             tasks,
         };
@@ -99,34 +94,22 @@ impl Fences {
         if self.in_flight.is_some() || self.queue.is_empty() {
             return;
         }
-        let fence = format!("{FENCE_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let fence = uuid::Uuid::new_v4().simple().to_string();
         self.in_flight = Some((fence.clone(), std::mem::take(&mut self.queue)));
         self.issued_at = Instant::now();
         self.write(fence);
     }
 
     fn write(&self, fence: String) {
-        let store = self.store.clone();
+        let view = self.view.clone();
         let failures = self.failures.clone();
         self.tasks.spawn(async move {
-            if let Err(error) = write_fence(&store, &fence).await {
-                warn!(error = %error, "cannot write a stream fence; retrying");
+            if let Err(error) = view.write_fence(&fence).await {
+                let error = taskpool_service::logging::error_chain(&error);
+                warn!(error, "cannot write a stream fence; retrying");
                 tokio::time::sleep(RETRY_PAUSE).await;
                 let _ = failures.send(fence);
             }
         });
     }
-}
-
-/// Writes a fence into the tasks collection and removes it again: its insert event marks the
-/// point in the change stream.
-async fn write_fence(store: &Store, fence: &str) -> mongodb::error::Result<()> {
-    let fences = store.database().collection::<Document>(TASKS);
-    store
-        .timed(fences.insert_one(doc! { "_id": fence, "fence": true }))
-        .await?;
-    store
-        .timed(fences.delete_one(doc! { "_id": fence }))
-        .await?;
-    Ok(())
 }

@@ -8,12 +8,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::registry::{Command, Registry};
-use super::{Registration, ResumeRefused, SessionId, sorted, watcher};
+use super::{Registration, ResumeRefused, SessionId, sorted};
 use crate::config::StreamConfig;
 use crate::identity::Caller;
-use crate::metrics::{Metrics, flag};
+use crate::metrics::Metrics;
 use crate::query::TaskFilter;
-use crate::store::Store;
+use crate::view::{SharedView, ViewError};
 
 /// The hub is gone (shutting down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,30 +27,25 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Opens the shared change stream, then starts the hub. Returns once the stream is open,
-    /// so that no snapshot is ever read before it.
+    /// Opens the view's change feed, then starts the hub. Returns once the feed is open, so
+    /// that no snapshot is ever read before it.
     ///
-    /// Its tasks (watcher, registry, fence writes) are spawned on `tasks`, so whoever started
-    /// the hub can wait for them after shutdown.
+    /// Its tasks (change feed, registry, fence writes) are spawned on `tasks`, so whoever
+    /// started the hub can wait for them after shutdown.
     pub async fn start(
-        store: Store,
+        view: SharedView,
         config: StreamConfig,
         metrics: Arc<Metrics>,
         tasks: &TaskTracker,
         shutdown: Shutdown,
-    ) -> Result<Hub, mongodb::error::Error> {
+    ) -> Result<Hub, ViewError> {
         let (changes_tx, changes) = mpsc::channel(1024);
-        let stream = watcher::open_stream(&store, None).await?;
-        metrics.change_stream_open.set(flag(true));
-        tasks.spawn(watcher::watch(
-            store.clone(),
-            stream,
-            changes_tx,
-            metrics.clone(),
-            shutdown.clone(),
-        ));
+        let feed = view
+            .open_changes(changes_tx, metrics.clone(), shutdown.clone())
+            .await?;
+        tasks.spawn(feed);
         let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (registry, failed_fences) = Registry::new(config, store, metrics, tasks.clone());
+        let (registry, failed_fences) = Registry::new(config, view, metrics, tasks.clone());
         tasks.spawn(registry.run(commands, changes, failed_fences, shutdown));
         Ok(Hub {
             commands: commands_tx,

@@ -1,9 +1,9 @@
-//! Live task streams: one shared change stream on the tasks collection, fanned out in memory to
-//! every connected stream client ("session").
+//! Live task streams: the view's one change feed (a MongoDB change stream, or the embedded
+//! view's), fanned out in memory to every connected stream client ("session").
 //!
 //! A session starts buffering every change before its snapshot is read. After the snapshot, a
-//! fence document is written into the tasks collection; when the change stream delivers the
-//! fence, every change committed before the snapshot has been delivered too. The session then
+//! fence is written into the change feed; when the feed delivers the fence, every change
+//! committed before the snapshot has been delivered too. The session then
 //! takes, for each task in its buffer, the newest buffered version (at least as new as the
 //! snapshot's), and from then on applies changes as they come. Per session the hub knows which
 //! tasks the client holds (and at which version), so a change that takes a task out of the
@@ -17,14 +17,12 @@
 //! - [`hub`]: the handle connections use (register, resume, detach) and start-up.
 //! - `registry`: the fan-out actor: sessions, who may see what, delivery and resync.
 //! - `session`: one client's session: its phase, the tasks it holds, its recent events.
-//! - `fence`: lining up a session's snapshot with the change stream.
-//! - `watcher`: reading the shared change stream, reopening it, reporting gaps.
+//! - `fence`: lining up a session's snapshot with the change feed.
 
 mod fence;
 pub mod hub;
 mod registry;
 mod session;
-mod watcher;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

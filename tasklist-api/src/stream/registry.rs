@@ -15,14 +15,13 @@ use tracing::warn;
 
 use super::fence::Fences;
 use super::session::{Phase, Session};
-use super::watcher::Change;
 use super::{EventKind, Registration, ResumeRefused, SessionId, StreamEvent, sorted, task_json};
 use crate::config::StreamConfig;
 use crate::documents::TaskDocument;
 use crate::identity::Caller;
 use crate::metrics::{Metrics, resync};
 use crate::query::TaskFilter;
-use crate::store::Store;
+use crate::view::{Change, SharedView};
 
 /// What connections ask of the registry, through the [`super::Hub`] handle.
 pub(super) enum Command {
@@ -66,11 +65,11 @@ impl Registry {
     /// fence writes and goes to [`Registry::run`].
     pub(super) fn new(
         config: StreamConfig,
-        store: Store,
+        view: SharedView,
         metrics: Arc<Metrics>,
         tasks: TaskTracker,
     ) -> (Registry, mpsc::UnboundedReceiver<String>) {
-        let (fences, failed_fences) = Fences::new(store, tasks);
+        let (fences, failed_fences) = Fences::new(view, tasks);
         let registry = Registry {
             sessions: HashMap::new(),
             by_principal: HashMap::new(),

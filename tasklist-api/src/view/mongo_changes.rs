@@ -1,6 +1,6 @@
-//! The shared change stream on the tasks collection: opened before any snapshot is read,
-//! reopened after errors where it left off, and reported as a gap only when the server no
-//! longer knows that position.
+//! MongoDB's change feed: a change stream on the tasks collection, opened before any snapshot
+//! is read, reopened after errors where it left off, and reported as a gap only when the server
+//! no longer knows that position.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,18 +13,11 @@ use taskpool_service::shutdown::Shutdown;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::fence::FENCE_PREFIX;
+use super::Change;
+use super::mongo::FENCE_PREFIX;
 use crate::documents::TaskDocument;
 use crate::metrics::{Metrics, flag};
 use crate::store::{Store, TASKS};
-
-/// What the change-stream watcher reports.
-pub(super) enum Change {
-    Task(Arc<TaskDocument>),
-    Fence(String),
-    /// The stream had to restart without its resume token: changes may have been missed.
-    Gap,
-}
 
 pub(super) type TaskStream = mongodb::change_stream::ChangeStream<
     mongodb::change_stream::event::ChangeStreamEvent<Document>,
@@ -121,7 +114,9 @@ fn read_change(
         _ => return None,
     };
     match document.get_str("_id") {
-        Ok(id) if id.starts_with(FENCE_PREFIX) => Some(Change::Fence(id.to_string())),
+        Ok(id) if id.starts_with(FENCE_PREFIX) => {
+            Some(Change::Fence(id[FENCE_PREFIX.len()..].to_string()))
+        }
         _ => match bson::from_document::<TaskDocument>(document) {
             Ok(task) => Some(Change::Task(Arc::new(task))),
             Err(error) => {
