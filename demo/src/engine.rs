@@ -1,0 +1,398 @@
+//! The demo engine: each step is one engine transaction in the life of some purchase request
+//! (submit, claim, update, hand over, give back, complete with the next step following,
+//! withdraw), writing the demo's tables and the collector's events together.
+
+use std::time::Duration;
+
+use sqlx::Pool;
+use taskpool_collector::{Collector, CollectorError, EngineEvent};
+use taskpool_core::RecordedEvent;
+use taskpool_core::domain::data_entry::ProtocolNote;
+use taskpool_core::domain::task::TaskAttributes;
+use taskpool_core::store::Connection;
+use taskpool_schemas::{ProcessingType, Timestamp};
+use taskpool_service::shutdown::Shutdown;
+use tracing::{debug, warn};
+
+use crate::config::DemoConfig;
+use crate::db::{DemoDb, Pick, TaskRow};
+use crate::process::{
+    Candidates, ENTRY_TYPE, ITEMS, Request, Step, after, candidates, entry_content, new_task,
+};
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Submit,
+    Claim,
+    Update,
+    Reassign,
+    Unclaim,
+    Complete,
+    Withdraw,
+}
+
+/// Why a step failed; its transaction was rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the demo's database")]
+    Database(#[from] sqlx::Error),
+    #[error("taskpool refused the step's events")]
+    Collector(#[from] CollectorError),
+    #[error("taskpool's tables")]
+    Store(#[from] taskpool_core::StoreError),
+}
+
+/// One committed step: what happened and the events it recorded.
+#[derive(Debug, Clone)]
+pub struct Stepped {
+    pub action: Action,
+    pub events: Vec<RecordedEvent>,
+}
+
+/// The engine over one database.
+#[derive(Debug)]
+pub struct Demo<S: DemoDb> {
+    pool: Pool<S::Db>,
+    config: DemoConfig,
+    rng: fastrand::Rng,
+}
+
+impl<S: DemoDb> Demo<S> {
+    /// Creates taskpool's and the demo's tables if needed.
+    pub async fn prepare(pool: Pool<S::Db>, config: DemoConfig) -> Result<Demo<S>, DemoError> {
+        S::migrate(&pool).await?;
+        S::create_tables(&pool).await?;
+        let rng = config
+            .seed
+            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        Ok(Demo { pool, config, rng })
+    }
+
+    pub fn config(&self) -> &DemoConfig {
+        &self.config
+    }
+
+    /// Runs steps at the configured rate until shutdown. A failed step is logged and the
+    /// next one goes on (the database may be back by then).
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / self.config.rate));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.requested() => return,
+            }
+            match self.step().await {
+                Ok(stepped) => {
+                    debug!(action = ?stepped.action, events = stepped.events.len(), "demo step")
+                }
+                Err(error) => {
+                    let error = taskpool_service::logging::error_chain(&error);
+                    warn!(error, "a demo step failed and was rolled back");
+                }
+            }
+        }
+    }
+
+    /// One engine transaction, committed.
+    pub async fn step(&mut self) -> Result<Stepped, DemoError> {
+        let mut tx = S::begin(&self.pool).await?;
+        let running = S::running_requests(&mut tx).await?;
+        let mut collector = Collector::new();
+        let wanted = self.choose(running);
+        let action = match self.act(wanted, &mut tx, &mut collector).await? {
+            true => wanted,
+            false => {
+                self.submit(&mut tx, &mut collector).await?;
+                Action::Submit
+            }
+        };
+        let events = collector.flush::<S>(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Stepped { action, events })
+    }
+
+    fn choose(&mut self, running: i64) -> Action {
+        let wanted = i64::try_from(self.config.active_requests).unwrap_or(i64::MAX);
+        if running < wanted && self.rng.f64() < 0.5 {
+            return Action::Submit;
+        }
+        let weights = [
+            (Action::Claim, 30),
+            (Action::Complete, 30),
+            (Action::Update, 15),
+            (Action::Reassign, 10),
+            (Action::Unclaim, 8),
+            (Action::Withdraw, 3),
+        ];
+        let mut roll = self.rng.u32(0..weights.iter().map(|(_, w)| w).sum());
+        for (action, weight) in weights {
+            if roll < weight {
+                return action;
+            }
+            roll -= weight;
+        }
+        Action::Claim
+    }
+
+    /// Does `action` on a task that allows it; false if none does.
+    async fn act(
+        &mut self,
+        action: Action,
+        conn: &mut Connection<S>,
+        collector: &mut Collector,
+    ) -> Result<bool, DemoError> {
+        let pick = match action {
+            Action::Submit => {
+                self.submit(conn, collector).await?;
+                return Ok(true);
+            }
+            Action::Claim => Pick::Unassigned,
+            Action::Update | Action::Withdraw => Pick::Any,
+            Action::Reassign | Action::Unclaim | Action::Complete => Pick::Assigned,
+        };
+        let Some(mut task) = S::pick_task(conn, pick).await? else {
+            return Ok(false);
+        };
+        let task_id = task.id.clone();
+        match action {
+            Action::Claim | Action::Reassign => {
+                let people: Vec<String> = self
+                    .people_for(&task)
+                    .into_iter()
+                    .filter(|p| task.assignee.as_ref() != Some(p))
+                    .collect();
+                if people.is_empty() {
+                    return Ok(false);
+                }
+                let person = people[self.rng.usize(0..people.len())].clone();
+                task.assignee = Some(person.clone());
+                S::update_task(conn, &task).await?;
+                record(
+                    collector,
+                    EngineEvent::TaskAssigned {
+                        task_id,
+                        assignee: Some(person),
+                    },
+                );
+            }
+            Action::Unclaim => {
+                task.assignee = None;
+                S::update_task(conn, &task).await?;
+                record(
+                    collector,
+                    EngineEvent::TaskAssigned {
+                        task_id,
+                        assignee: None,
+                    },
+                );
+            }
+            Action::Update => {
+                // Always a change: the same values would record nothing.
+                let before = task.priority;
+                while task.priority == before {
+                    task.priority = i64::from(self.rng.i32(1..=10) * 10);
+                }
+                task.due_date = self.due_date();
+                S::update_task(conn, &task).await?;
+                let attributes = TaskAttributes {
+                    priority: Some(i32::try_from(task.priority).unwrap_or(50)),
+                    due_date: Some(task.due_date.map(Timestamp)),
+                    ..TaskAttributes::default()
+                };
+                record(
+                    collector,
+                    EngineEvent::TaskAttributesChanged {
+                        task_id,
+                        attributes: Box::new(attributes),
+                    },
+                );
+            }
+            Action::Complete => self.complete(task, conn, collector).await?,
+            Action::Withdraw => {
+                task.state = "DELETED".into();
+                S::update_task(conn, &task).await?;
+                let reason = "the requester withdrew the request".to_string();
+                record(collector, EngineEvent::TaskDeleted { task_id, reason });
+                let mut request = S::load_request(conn, &task.request_id).await?;
+                request.state = "withdrawn".into();
+                S::set_request_state(conn, &request.id, &request.state, true).await?;
+                let note = note(&request.requester, "Request withdrawn");
+                entry_changed(collector, &request, ProcessingType::Cancelled, note);
+            }
+            Action::Submit => {}
+        }
+        Ok(true)
+    }
+
+    async fn complete(
+        &mut self,
+        mut task: TaskRow,
+        conn: &mut Connection<S>,
+        collector: &mut Collector,
+    ) -> Result<(), DemoError> {
+        task.state = "COMPLETED".into();
+        S::update_task(conn, &task).await?;
+        record(
+            collector,
+            EngineEvent::TaskCompleted {
+                task_id: task.id.clone(),
+            },
+        );
+        let mut request = S::load_request(conn, &task.request_id).await?;
+        let step = Step::parse(&task.step).unwrap_or(Step::Approve);
+        let approved = self.rng.f64() < 0.8;
+        let who = task.assignee.clone().unwrap_or_default();
+        match after(step, approved) {
+            Ok(next) => {
+                request.state = next.request_state().into();
+                S::set_request_state(conn, &request.id, &request.state, false).await?;
+                let message = match (step, approved) {
+                    (Step::Approve, true) => "Approved",
+                    (Step::Approve, false) => "Returned for revision",
+                    (Step::Revise, _) => "Revised and resubmitted",
+                    _ => "Ordered",
+                };
+                entry_changed(
+                    collector,
+                    &request,
+                    ProcessingType::InProgress,
+                    note(&who, message),
+                );
+                self.start(next, &request, conn, collector).await?;
+            }
+            Err(final_state) => {
+                request.state = final_state.into();
+                S::set_request_state(conn, &request.id, &request.state, true).await?;
+                let note = note(&who, "Goods received");
+                entry_changed(collector, &request, ProcessingType::Completed, note);
+            }
+        }
+        Ok(())
+    }
+
+    async fn submit(
+        &mut self,
+        conn: &mut Connection<S>,
+        collector: &mut Collector,
+    ) -> Result<(), DemoError> {
+        let requester = self.config.users[self.rng.usize(0..self.config.users.len())]
+            .name
+            .clone();
+        let id = format!("PR-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let request = Request {
+            id,
+            item: ITEMS[self.rng.usize(0..ITEMS.len())].into(),
+            amount: self.rng.i64(5..=120) * 100,
+            state: Step::Approve.request_state().into(),
+            requester,
+        };
+        S::insert_request(conn, &request).await?;
+        let note = note(&request.requester, "Request submitted");
+        entry_changed(collector, &request, ProcessingType::InProgress, note);
+        self.start(Step::Approve, &request, conn, collector).await
+    }
+
+    /// Starts a step: its task, offered to its candidates.
+    async fn start(
+        &mut self,
+        step: Step,
+        request: &Request,
+        conn: &mut Connection<S>,
+        collector: &mut Collector,
+    ) -> Result<(), DemoError> {
+        let offered = candidates(step, request, &self.config);
+        let priority = self.rng.i32(3..=8) * 10;
+        let due_date = self.due_date();
+        let task = TaskRow {
+            id: format!("task-{}", uuid::Uuid::new_v4().simple()),
+            request_id: request.id.clone(),
+            step: step.key().into(),
+            name: step.title().into(),
+            state: "ACTIVE".into(),
+            assignee: None,
+            candidate_group: match &offered {
+                Candidates::Group(group) => Some(group.clone()),
+                Candidates::User(_) => None,
+            },
+            candidate_user: match &offered {
+                Candidates::User(user) => Some(user.clone()),
+                Candidates::Group(_) => None,
+            },
+            priority: i64::from(priority),
+            due_date,
+        };
+        S::insert_task(conn, &task).await?;
+        let now = Timestamp::now();
+        let new = new_task(
+            step,
+            request,
+            &offered,
+            priority,
+            due_date.map(Timestamp),
+            now,
+        );
+        record(
+            collector,
+            EngineEvent::TaskCreated {
+                task_id: task.id,
+                task: Box::new(new),
+            },
+        );
+        Ok(())
+    }
+
+    /// Who may take a task: its group's members, or its one candidate user.
+    fn people_for(&self, task: &TaskRow) -> Vec<String> {
+        match (&task.candidate_group, &task.candidate_user) {
+            (Some(group), _) => self
+                .config
+                .members(group)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            (None, Some(user)) => vec![user.clone()],
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Some days ahead, or (now and then) no due date.
+    fn due_date(&mut self) -> Option<i64> {
+        (self.rng.f64() < 0.85).then(|| Timestamp::now().millis() + self.rng.i64(1..=14) * DAY_MS)
+    }
+}
+
+/// Records an event the engine produced itself: its order is always valid.
+fn record(collector: &mut Collector, event: EngineEvent) {
+    if let Err(error) = collector.record(event) {
+        warn!(%error, "the demo reported an event out of order");
+    }
+}
+
+fn note(user: &str, message: &str) -> Option<ProtocolNote> {
+    Some(ProtocolNote {
+        username: Some(user.to_string()),
+        log_message: Some(message.to_string()),
+        log_details: None,
+    })
+}
+
+fn entry_changed(
+    collector: &mut Collector,
+    request: &Request,
+    processing: ProcessingType,
+    note: Option<ProtocolNote>,
+) {
+    record(
+        collector,
+        EngineEvent::DataEntryChanged {
+            entry_type: ENTRY_TYPE.into(),
+            entry_id: request.id.clone(),
+            content: Box::new(entry_content(request, processing)),
+            note,
+        },
+    );
+}

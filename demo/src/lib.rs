@@ -1,0 +1,19 @@
+//! A small process engine for trying taskpool out and for loading it: purchase requests go
+//! through approval (or revision), ordering and receipt. Each engine transaction writes the
+//! demo's own tables and reports its user tasks and the request (a data entry) through
+//! taskpool's collector, in the same transaction, on SQLite (single-node) or PostgreSQL.
+//!
+//! # Layout
+//! - [`config`]: rate, users and groups.
+//! - [`process`]: the process itself, free of I/O.
+//! - [`db`]: the demo's tables and statements, for both databases.
+//! - [`engine`]: the steps, one transaction each, and the loop that runs them.
+
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod process;
+
+pub use config::{DemoConfig, DemoUser};
+pub use db::{DemoDb, TaskRow};
+pub use engine::{Action, Demo, DemoError, Stepped};
