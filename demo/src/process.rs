@@ -150,8 +150,8 @@ pub fn new_task(
         task_definition_key: step.key().into(),
         name: step.title().into(),
         description: Some(format!(
-            "{} for {} ({} EUR), requested by {}",
-            request.item, request.requester, request.amount, request.requester
+            "{}, {} EUR, requested by {}",
+            request.item, request.amount, request.requester
         )),
         form_key: Some(format!("{PROCESS_KEY}/{}", step.key())),
         priority,

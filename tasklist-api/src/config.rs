@@ -128,6 +128,26 @@ pub struct IdentityConfig {
     pub trusted_headers: bool,
 }
 
+impl IdentityConfig {
+    /// HS256 tokens signed with `secret`, every other setting at its default.
+    pub fn hs256(secret: SecretString) -> IdentityConfig {
+        IdentityConfig {
+            hs256_secret: Some(secret),
+            rs256_public_key_pem: None,
+            jwks_url: None,
+            jwks_ca_location: None,
+            jwks_refresh_secs: defaults::jwks_refresh_secs(),
+            jwks_min_refresh_ms: defaults::jwks_min_refresh_ms(),
+            leeway_secs: defaults::leeway_secs(),
+            issuer: None,
+            audience: None,
+            user_claim: defaults::user_claim(),
+            groups_claim: defaults::groups_claim(),
+            trusted_headers: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -142,6 +162,9 @@ pub struct HttpConfig {
     /// A separate address for `/metrics` and the health endpoints (an admin port reachable
     /// only from inside the cluster); when set, `listen` no longer serves `/metrics`.
     pub admin_listen: Option<String>,
+    /// Serve the web tasklist at `/` (plain files inside the binary; it signs in with a pasted
+    /// bearer token, or with the development sign-in where that is on).
+    pub web_tasklist: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +227,7 @@ impl Default for HttpConfig {
             cors_allowed_origins: Vec::new(),
             max_connections: None,
             admin_listen: None,
+            web_tasklist: true,
         }
     }
 }

@@ -146,6 +146,13 @@ pub fn document() -> Value {
                     "404": error_response("No such entry, or not visible to the caller.")
                 }
             })) },
+            "/api/dev/users": { "get": {
+                "summary": "Development sign-in only (single-node demo): its users, each with a fresh bearer token. Not found elsewhere.",
+                "responses": {
+                    "200": { "description": "Users with groups and tokens, and a notice to show." },
+                    "404": error_response("Development sign-in is off.")
+                }
+            } },
             "/health/live": { "get": { "summary": "The process runs.", "responses": { "200": { "description": "Live." } } } },
             "/health/ready": { "get": { "summary": "MongoDB answers and the change stream is open.", "responses": {
                 "200": { "description": "Ready." }, "503": { "description": "Not ready." } } } },

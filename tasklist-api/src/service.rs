@@ -15,6 +15,7 @@ use tracing::info;
 use crate::config::{Config, HttpConfig, StreamConfig};
 use crate::http::{AppState, admin_router, default_max_connections, router, serve};
 use crate::identity::Authenticator;
+use crate::identity::dev::DevSignIn;
 use crate::metrics::Metrics;
 use crate::projection;
 use crate::store::Store;
@@ -92,6 +93,7 @@ pub async fn start(
         metrics: metrics.clone(),
         stream: config.stream.clone(),
         http: config.http.clone(),
+        dev_sign_in: None,
     };
     let admin_address = serve_api(api, listener, &tasks, shutdown.clone()).await?;
 
@@ -122,6 +124,8 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     pub stream: StreamConfig,
     pub http: HttpConfig,
+    /// Development sign-in for these users, if on (never in the distributed mode's binary).
+    pub dev_sign_in: Option<DevSignIn>,
 }
 
 /// Serves the API: opens the view's change feed and starts the stream hub, then serves HTTP on
@@ -147,6 +151,7 @@ pub async fn serve_api(
         auth: api.auth,
         metrics: api.metrics,
         stream: api.stream,
+        dev_sign_in: api.dev_sign_in.map(Arc::new),
     };
     let admin_address = match &api.http.admin_listen {
         Some(address) => {
@@ -179,6 +184,7 @@ pub async fn serve_api(
             state,
             &api.http.cors_allowed_origins,
             admin_address.is_none(),
+            api.http.web_tasklist,
         ),
         max_connections,
         shutdown,

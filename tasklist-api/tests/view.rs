@@ -45,6 +45,7 @@ impl Served {
             metrics: Arc::new(Metrics::default()),
             stream: config.stream.clone(),
             http: config.http.clone(),
+            dev_sign_in: None,
         };
         serve_api(api, listener, &tasks, shutdown)
             .await

@@ -5,6 +5,7 @@
 //! [`fixtures`] holds domain values many tests build.
 
 pub mod fixtures;
+pub mod http;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@ mod connections;
 mod data_entries;
 mod stream;
 mod tasks;
+mod web;
 
 pub use connections::{default_max_connections, serve};
 
@@ -20,6 +21,7 @@ use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::StreamConfig;
+use crate::identity::dev::DevSignIn;
 use crate::identity::{Authenticator, Caller, Unauthenticated};
 use crate::metrics::Metrics;
 use crate::query::InvalidQuery;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     pub stream: StreamConfig,
+    /// Development sign-in (`/api/dev/users`), when it is on.
+    pub dev_sign_in: Option<Arc<DevSignIn>>,
 }
 
 impl AppState {
@@ -46,12 +50,13 @@ impl AppState {
 }
 
 /// Every route of the service (also checked against `/openapi.json` by a test).
-pub const ROUTES: [&str; 9] = [
+pub const ROUTES: [&str; 10] = [
     "/api/tasks",
     "/api/tasks/stream",
     "/api/tasks/{id}",
     "/api/data-entries",
     "/api/data-entries/{entryType}/{entryId}",
+    "/api/dev/users",
     "/health/live",
     "/health/ready",
     "/metrics",
@@ -79,9 +84,15 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The public routes; `/metrics` among them unless it has an admin port of its own.
-pub fn router(state: AppState, cors_allowed_origins: &[String], with_metrics: bool) -> Router {
-    let mut router = routes(state, with_metrics);
+/// The public routes; `/metrics` among them unless it has an admin port of its own, and the
+/// web tasklist when asked for.
+pub fn router(
+    state: AppState,
+    cors_allowed_origins: &[String],
+    with_metrics: bool,
+    with_web_tasklist: bool,
+) -> Router {
+    let mut router = routes(state, with_metrics, with_web_tasklist);
     if !cors_allowed_origins.is_empty() {
         router = router.layer(cors(cors_allowed_origins));
     }
@@ -99,7 +110,7 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn routes(state: AppState, with_metrics: bool) -> Router {
+fn routes(state: AppState, with_metrics: bool, with_web_tasklist: bool) -> Router {
     let router = Router::new()
         .route("/api/tasks", get(tasks::list))
         .route("/api/tasks/stream", get(stream::stream))
@@ -109,11 +120,17 @@ fn routes(state: AppState, with_metrics: bool) -> Router {
             "/api/data-entries/{entryType}/{entryId}",
             get(data_entries::one),
         )
+        .route("/api/dev/users", get(web::dev_users))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/openapi.json", get(openapi));
     let router = if with_metrics {
         router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    let router = if with_web_tasklist {
+        router.merge(web::pages())
     } else {
         router
     };

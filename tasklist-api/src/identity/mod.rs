@@ -2,6 +2,7 @@
 //! set, or with a configured HS256 secret or RS256 public key), or, only when configured,
 //! headers set by a trusted gateway. No identity, no access.
 
+pub mod dev;
 mod fetch;
 mod jwks;
 

@@ -1,0 +1,162 @@
+//! taskpool in one process, with no servers to install: an engine's collector writes the
+//! SQLite outbox in its own transactions, an in-process reader keeps the embedded view, and the
+//! tasklist API (the same routes, queries and stream as `tasklist-api`) and the web tasklist
+//! serve it. Embed it in an engine's own process with [`start`], or run the `taskpool` binary,
+//! which adds the demo engine.
+//!
+//! # Layout
+//! - [`follow`]: the reader: rebuild the view from the committed state, then follow the outbox.
+//! - [`config`]: the binary's settings.
+//!
+//! # Example
+//! ```no_run
+//! # async fn run(listener: tokio::net::TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+//! use taskpool::{Options, SignIn, open_database, start};
+//! let pool = open_database(std::path::Path::new("engine.sqlite")).await?;
+//! // The engine records its events with `taskpool_collector::Collector` on this pool.
+//! let (trigger, shutdown) = taskpool_service::shutdown::channel();
+//! let options = Options { sign_in: SignIn::Development(vec![]), ..Options::default() };
+//! let running = start(pool, options, listener, shutdown).await?;
+//! // ... until the engine stops:
+//! trigger.trigger();
+//! running.stopped().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod follow;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tasklist_api::config::{HttpConfig, IdentityConfig, StreamConfig};
+use tasklist_api::identity::Authenticator;
+use tasklist_api::identity::dev::{DevSignIn, DevUser};
+use tasklist_api::metrics::Metrics;
+use tasklist_api::service::{Api, serve_api};
+use tasklist_api::view::EmbeddedView;
+use taskpool_core::{SqliteStore, Store};
+use taskpool_service::shutdown::Shutdown;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+/// How callers sign in.
+#[derive(Debug, Clone)]
+pub enum SignIn {
+    /// The server issues tokens for these users to anyone (a first run, a demo).
+    Development(Vec<DevUser>),
+    /// Bearer tokens as in `tasklist-api` (an identity provider's, or a shared secret).
+    Configured(IdentityConfig),
+}
+
+/// How the single-node API is served.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub http: HttpConfig,
+    pub stream: StreamConfig,
+    pub sign_in: SignIn,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            http: HttpConfig::default(),
+            stream: StreamConfig::default(),
+            sign_in: SignIn::Development(Vec::new()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("taskpool's tables in the SQLite database")]
+    Store(#[from] taskpool_core::StoreError),
+    #[error("the view")]
+    Follow(#[from] follow::FollowError),
+    #[error("identity settings")]
+    Identity(#[from] tasklist_api::identity::IdentityError),
+    #[error("the tasklist API")]
+    Api(#[from] tasklist_api::service::StartError),
+}
+
+/// Opens (creating it if needed) a SQLite database for an engine and taskpool: write-ahead
+/// log (readers never block the engine), and every commit synced to disk, so a committed
+/// event survives a crash of the process or the machine.
+pub async fn open_database(path: &Path) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(30));
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+}
+
+/// A started single node.
+#[derive(Debug)]
+pub struct Running {
+    pub view: EmbeddedView,
+    pub metrics: Arc<Metrics>,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Waits until everything has stopped (after shutdown was requested).
+    pub async fn stopped(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Creates taskpool's tables if needed, rebuilds the view from the committed state, then
+/// follows the outbox and serves the API on `listener` until shutdown.
+pub async fn start(
+    pool: SqlitePool,
+    options: Options,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<Running, StartError> {
+    SqliteStore::migrate(&pool).await?;
+    follow::prepare(&pool).await?;
+    let metrics = Arc::new(Metrics::default());
+    let view = EmbeddedView::new();
+    let position = follow::rebuild(&pool, &view, &metrics).await?;
+    let (identity, dev_sign_in) = match options.sign_in {
+        SignIn::Development(users) => {
+            let sign_in = DevSignIn::new(users);
+            (sign_in.identity_config(), Some(sign_in))
+        }
+        SignIn::Configured(identity) => (identity, None),
+    };
+    let auth = Authenticator::new(&identity)?;
+    auth.load_keys().await;
+    let tasks = TaskTracker::new();
+    let api = Api {
+        view: Arc::new(view.clone()),
+        auth,
+        metrics: metrics.clone(),
+        stream: options.stream,
+        http: options.http,
+        dev_sign_in,
+    };
+    serve_api(api, listener, &tasks, shutdown.clone()).await?;
+    tasks.spawn(follow::follow(
+        pool,
+        view.clone(),
+        position,
+        metrics.clone(),
+        shutdown,
+    ));
+    Ok(Running {
+        view,
+        metrics,
+        tasks,
+    })
+}
