@@ -24,6 +24,8 @@
 #                              TLS (verify-full against the test authority);
 #               KAFKA_TLS_BOOTSTRAP a second Tansu behind stunnel (Debian's stunnel4), which
 #                              advertises the TLS address, so every connection is encrypted.
+#   Browser     CHROMIUM, CHROMEDRIVER  Debian's chromium and chromium-driver, for the web
+#                              tasklist's browser test (installed with apt when missing).
 #
 # On a server this script did not start (PostgreSQL on 5432), it creates a test database with
 # a name of its own and only ever drops that one.
@@ -365,6 +367,14 @@ stop_pid() { # stop_pid <pid file> <name>: SIGTERM, then SIGKILL after a grace p
 
 # ---------------------------------------------------------------- commands
 
+# ---------------------------------------------------------------- Browser
+ensure_browser() {
+    command -v chromedriver >/dev/null && command -v chromium >/dev/null ||
+        apt_install chromium chromium-driver
+    set_env CHROMIUM "$(command -v chromium)"
+    set_env CHROMEDRIVER "$(command -v chromedriver)"
+}
+
 case "${1:-}" in
     start)
         mkdir -p "$STATE"
@@ -374,6 +384,7 @@ case "${1:-}" in
         start_kafka
         start_kafka_tls
         start_mongo
+        ensure_browser
         ;;
     stop)
         stop_pid "$STATE/mongo.pid" MongoDB

@@ -72,6 +72,8 @@ pub trait DemoDb: Store {
     ) -> sqlx::Result<()>;
     async fn insert_task(conn: &mut Connection<Self>, task: &TaskRow) -> sqlx::Result<()>;
     async fn update_task(conn: &mut Connection<Self>, task: &TaskRow) -> sqlx::Result<()>;
+    /// One task by id, locked for this transaction.
+    async fn load_task(conn: &mut Connection<Self>, id: &str) -> sqlx::Result<Option<TaskRow>>;
     /// A random active task of the kind asked for, locked for this transaction.
     async fn pick_task(conn: &mut Connection<Self>, pick: Pick) -> sqlx::Result<Option<TaskRow>>;
     /// Every task the demo ever made.
@@ -203,6 +205,23 @@ macro_rules! demo_db {
                 .execute(&mut *conn)
                 .await?;
                 Ok(())
+            }
+
+            async fn load_task(
+                conn: &mut Connection<Self>,
+                id: &str,
+            ) -> sqlx::Result<Option<TaskRow>> {
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {TASK_COLUMNS} FROM demo_tasks WHERE id = $1{}",
+                    $lock
+                )))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                Ok(match row {
+                    Some(row) => Some(task_row!(row)),
+                    None => None,
+                })
             }
 
             async fn pick_task(

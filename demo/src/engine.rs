@@ -97,6 +97,55 @@ impl<S: DemoDb> Demo<S> {
         }
     }
 
+    /// Submits a new purchase request: one transaction, committed. Returns it and the id of
+    /// the approval task it created.
+    pub async fn submit_request(&mut self) -> Result<(Stepped, String), DemoError> {
+        let mut tx = S::begin(&self.pool).await?;
+        let mut collector = Collector::new();
+        let task_id = self.submit(&mut tx, &mut collector).await?;
+        let events = collector.flush::<S>(&mut tx).await?;
+        tx.commit().await?;
+        let stepped = Stepped {
+            action: Action::Submit,
+            events,
+        };
+        Ok((stepped, task_id))
+    }
+
+    /// Completes an active task as `user` (who claims it first if nobody has), approving
+    /// where there is a decision; the next step follows. `Ok(None)` if the task is not active.
+    pub async fn complete_task(
+        &mut self,
+        task_id: &str,
+        user: &str,
+    ) -> Result<Option<Stepped>, DemoError> {
+        let mut tx = S::begin(&self.pool).await?;
+        let Some(mut task) = S::load_task(&mut tx, task_id).await? else {
+            return Ok(None);
+        };
+        if task.state != "ACTIVE" {
+            return Ok(None);
+        }
+        let mut collector = Collector::new();
+        if task.assignee.is_none() {
+            task.assignee = Some(user.to_string());
+            record(
+                &mut collector,
+                EngineEvent::TaskAssigned {
+                    task_id: task.id.clone(),
+                    assignee: Some(user.to_string()),
+                },
+            );
+        }
+        self.finish(task, true, &mut tx, &mut collector).await?;
+        let events = collector.flush::<S>(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(Stepped {
+            action: Action::Complete,
+            events,
+        }))
+    }
+
     /// One engine transaction, committed.
     pub async fn step(&mut self) -> Result<Stepped, DemoError> {
         let mut tx = S::begin(&self.pool).await?;
@@ -150,9 +199,17 @@ impl<S: DemoDb> Demo<S> {
                 self.submit(conn, collector).await?;
                 return Ok(true);
             }
+            Action::Complete => {
+                let Some(task) = S::pick_task(conn, Pick::Assigned).await? else {
+                    return Ok(false);
+                };
+                let approved = self.rng.f64() < 0.8;
+                self.finish(task, approved, conn, collector).await?;
+                return Ok(true);
+            }
             Action::Claim => Pick::Unassigned,
             Action::Update | Action::Withdraw => Pick::Any,
-            Action::Reassign | Action::Unclaim | Action::Complete => Pick::Assigned,
+            Action::Reassign | Action::Unclaim => Pick::Assigned,
         };
         let Some(mut task) = S::pick_task(conn, pick).await? else {
             return Ok(false);
@@ -211,7 +268,6 @@ impl<S: DemoDb> Demo<S> {
                     },
                 );
             }
-            Action::Complete => self.complete(task, conn, collector).await?,
             Action::Withdraw => {
                 task.state = "DELETED".into();
                 S::update_task(conn, &task).await?;
@@ -223,14 +279,16 @@ impl<S: DemoDb> Demo<S> {
                 let note = note(&request.requester, "Request withdrawn");
                 entry_changed(collector, &request, ProcessingType::Cancelled, note);
             }
-            Action::Submit => {}
+            Action::Submit | Action::Complete => {}
         }
         Ok(true)
     }
 
-    async fn complete(
+    /// Completes `task`; `approved` is the decision where the step asks for one.
+    async fn finish(
         &mut self,
         mut task: TaskRow,
+        approved: bool,
         conn: &mut Connection<S>,
         collector: &mut Collector,
     ) -> Result<(), DemoError> {
@@ -244,7 +302,6 @@ impl<S: DemoDb> Demo<S> {
         );
         let mut request = S::load_request(conn, &task.request_id).await?;
         let step = Step::parse(&task.step).unwrap_or(Step::Approve);
-        let approved = self.rng.f64() < 0.8;
         let who = task.assignee.clone().unwrap_or_default();
         match after(step, approved) {
             Ok(next) => {
@@ -274,11 +331,12 @@ impl<S: DemoDb> Demo<S> {
         Ok(())
     }
 
+    /// A new request and its approval task, whose id it returns.
     async fn submit(
         &mut self,
         conn: &mut Connection<S>,
         collector: &mut Collector,
-    ) -> Result<(), DemoError> {
+    ) -> Result<String, DemoError> {
         let requester = self.config.users[self.rng.usize(0..self.config.users.len())]
             .name
             .clone();
@@ -296,14 +354,14 @@ impl<S: DemoDb> Demo<S> {
         self.start(Step::Approve, &request, conn, collector).await
     }
 
-    /// Starts a step: its task, offered to its candidates.
+    /// Starts a step: its task, offered to its candidates. Returns the task's id.
     async fn start(
         &mut self,
         step: Step,
         request: &Request,
         conn: &mut Connection<S>,
         collector: &mut Collector,
-    ) -> Result<(), DemoError> {
+    ) -> Result<String, DemoError> {
         let offered = candidates(step, request, &self.config);
         let priority = self.rng.i32(3..=8) * 10;
         let due_date = self.due_date();
@@ -338,11 +396,11 @@ impl<S: DemoDb> Demo<S> {
         record(
             collector,
             EngineEvent::TaskCreated {
-                task_id: task.id,
+                task_id: task.id.clone(),
                 task: Box::new(new),
             },
         );
-        Ok(())
+        Ok(task.id)
     }
 
     /// Who may take a task: its group's members, or its one candidate user.
