@@ -11,6 +11,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod outbox;
 mod relay;
 mod setup;
+mod single_node;
 mod stats;
 mod tasklist;
 
@@ -28,7 +29,10 @@ benchmarks:
   projection      task events from Kafka into MongoDB vs the same bulk upserts done directly
                   options: --events N (100000)
   fanout          stream clients all receiving one change: latency and server memory
-                  options: --clients N (10000) --processes N (4, one 127.0.0.x each)";
+                  options: --clients N (10000) --processes N (4, one 127.0.0.x each)
+  single-node     the demo engine at a steady rate: commit to stream receipt in one process,
+                  then doubled rates to find the highest with p99 under 250 ms
+                  options: --rate N (200 events per second) --seconds N (20) --probe-seconds N (5)";
 
 /// `--name value` options after the benchmark name.
 #[derive(Debug, Default)]
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         "projection" => runtime.block_on(tasklist::projection(&options)),
         "fanout" => runtime.block_on(tasklist::fanout(&options)),
         "fanout-clients" => runtime.block_on(tasklist::fanout_clients(&options)),
+        "single-node" => runtime.block_on(single_node::run(&options)),
         other => {
             eprintln!("unknown benchmark {other}\n\n{USAGE}");
             return ExitCode::from(2);

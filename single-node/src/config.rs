@@ -120,6 +120,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_loads_with_the_demo_defaults() {
+        let example = include_str!("../taskpool.example.toml");
+        let config = Config::from_sources(example, Vec::new()).unwrap();
+        let defaults = DemoConfig::default();
+        assert_eq!(config.demo.users, defaults.users);
+        assert_eq!(config.demo.rate, defaults.rate);
+        assert_eq!(config.demo.manager_threshold, defaults.manager_threshold);
+        assert_eq!(config.http.listen, Config::default().http.listen);
+    }
+
+    #[test]
     fn the_environment_sets_keys_and_bad_values_are_named() {
         let env = [
             ("TASKPOOL__DEMO__RATE", "25.5"),

@@ -1,0 +1,245 @@
+//! Single-node latency: the demo engine commits at a steady rate of events per second into
+//! SQLite; stream clients (one per demo user, over HTTP, in the same process as everything
+//! else, as single-node runs) receive the changes. Measured: engine commit to the first stream
+//! receipt of that task version or a newer one (versions committed within one read are folded,
+//! as in the projection). Then higher rates, to find the highest one whose p99 stays
+//! under 250 ms.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tasklist_api::identity::dev::DevUser;
+use taskpool::{Options as NodeOptions, SignIn};
+use taskpool_core::{AggregateType, SqliteStore};
+use taskpool_demo::{Demo, DemoConfig};
+use taskpool_testkit::http::{StreamClient, get};
+use tokio::sync::mpsc;
+
+use crate::Options;
+use crate::setup::BenchResult;
+use crate::stats::Samples;
+
+/// Upper bound for "the highest rate with p99 under 250 ms".
+const GOOD_ENOUGH_MS: f64 = 250.0;
+
+pub async fn run(options: &Options) -> BenchResult<()> {
+    let rate = options.number("rate", 200)?;
+    let seconds = options.number("seconds", 20)?;
+    let probe_seconds = options.number("probe-seconds", 5)?;
+    println!("single node: demo engine on SQLite -> embedded view -> stream clients (one process)");
+    // matched: task versions a client received (or a newer one); the rest were folded into the
+    // task's completion or deletion, which clients receive as `remove`. missing: the others.
+    println!(
+        "{:>10} {:>12} {:>10} {:>10} {:>10} {:>8}",
+        "target/s", "achieved/s", "p50 ms", "p99 ms", "matched", "missing"
+    );
+    let main = measure(rate, seconds).await?;
+    main.print(rate);
+    let mut best = (main.p99_ms < GOOD_ENOUGH_MS).then_some(main.events_per_s);
+    let mut probe = rate * 2;
+    loop {
+        let run = measure(probe, probe_seconds).await?;
+        run.print(probe);
+        let kept_up = run.events_per_s >= 0.9 * probe as f64;
+        if run.p99_ms >= GOOD_ENOUGH_MS || !kept_up {
+            break;
+        }
+        best = Some(run.events_per_s);
+        probe *= 2;
+    }
+    match best {
+        Some(best) => {
+            println!("highest rate with p99 under {GOOD_ENOUGH_MS} ms: {best:.0} events/s")
+        }
+        None => println!("no rate kept p99 under {GOOD_ENOUGH_MS} ms"),
+    }
+    println!(
+        "RESULT single_node_events_per_s={:.0} single_node_p50_ms={:.1} single_node_p99_ms={:.1}",
+        main.events_per_s, main.p50_ms, main.p99_ms
+    );
+    Ok(())
+}
+
+struct Measured {
+    events_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    matched: f64,
+    /// Versions that no client received, nor a newer one, of tasks that did not end either.
+    unexplained: usize,
+}
+
+impl Measured {
+    fn print(&self, target: u64) {
+        println!(
+            "{target:>10} {:>12.0} {:>10.1} {:>10.1} {:>9.1}% {:>8}",
+            self.events_per_s,
+            self.p50_ms,
+            self.p99_ms,
+            self.matched * 100.0,
+            self.unexplained
+        );
+    }
+}
+
+type Version = (String, i64);
+
+/// One fresh single node, its demo driven at `rate` events per second for `seconds`.
+async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
+    let dir = std::env::temp_dir().join(format!(
+        "taskpool-bench-single-node-{}-{rate}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let pool = taskpool::open_database(&dir.join("taskpool.sqlite"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let config = DemoConfig {
+        seed: Some(rate),
+        active_requests: 200,
+        ..DemoConfig::default()
+    };
+    let users: Vec<DevUser> = config
+        .users
+        .iter()
+        .map(|u| DevUser {
+            name: u.name.clone(),
+            groups: u.groups.clone(),
+        })
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let (trigger, shutdown) = taskpool_service::shutdown::channel();
+    let node_options = NodeOptions {
+        sign_in: SignIn::Development(users),
+        ..NodeOptions::default()
+    };
+    let node = taskpool::start(pool.clone(), node_options, listener, shutdown)
+        .await
+        .map_err(|e| format!("single node: {e}"))?;
+    let mut demo = Demo::<SqliteStore>::prepare(pool.clone(), config)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let (received_tx, mut received) = mpsc::unbounded_channel::<(Version, Instant)>();
+    let tokens = get(&address, "/api/dev/users", None).await.json();
+    let mut clients = Vec::new();
+    for user in tokens["users"].as_array().cloned().unwrap_or_default() {
+        let token = user["token"].as_str().unwrap_or_default().to_string();
+        let mut client = StreamClient::open(&address, "/api/tasks/stream", &token, None).await;
+        while let Some(event) = client.next().await {
+            if event.name == "marker" {
+                break;
+            }
+        }
+        let sender = received_tx.clone();
+        clients.push(tokio::spawn(async move {
+            while let Some(event) = client.next().await {
+                let version = (
+                    event.data["id"].as_str().unwrap_or_default().to_string(),
+                    event.data["version"].as_i64().unwrap_or_default(),
+                );
+                if event.name == "upsert" && sender.send((version, Instant::now())).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(received_tx);
+
+    let mut committed: HashMap<Version, Instant> = HashMap::new();
+    let mut ended = std::collections::HashSet::new();
+    let mut events = 0u64;
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        let stepped = demo.step().await.map_err(|e| e.to_string())?;
+        let at = Instant::now();
+        events += stepped.events.len() as u64;
+        for event in stepped.events {
+            // A completed or deleted task reaches clients as a removal, which has no version.
+            let ends = matches!(event.event_type, "TaskCompleted" | "TaskDeleted");
+            if event.key.aggregate_type != AggregateType::Task {
+                continue;
+            }
+            if ends {
+                ended.insert(event.key.id);
+            } else {
+                committed.insert((event.key.id, event.version), at);
+            }
+        }
+        let due = started + Duration::from_secs_f64(events as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    // Receipts per task: a version counts as received when the client got it or a newer one
+    // (the reader folds versions committed close together, as the projection does).
+    let mut receipts: HashMap<String, Vec<(i64, Instant)>> = HashMap::new();
+    let mut add = |((id, version), at): (Version, Instant)| {
+        receipts.entry(id).or_default().push((version, at));
+    };
+    let drain_until = Instant::now() + Duration::from_secs(3);
+    let newest_committed: HashMap<&str, i64> =
+        committed
+            .keys()
+            .fold(HashMap::new(), |mut newest, (id, version)| {
+                let entry = newest.entry(id.as_str()).or_insert(*version);
+                *entry = (*entry).max(*version);
+                newest
+            });
+    let mut caught_up = std::collections::HashSet::new();
+    while caught_up.len() < newest_committed.len() {
+        match tokio::time::timeout_at(drain_until.into(), received.recv()).await {
+            Ok(Some(receipt)) => {
+                let ((id, version), _) = &receipt;
+                if newest_committed.get(id.as_str()) == Some(version) {
+                    caught_up.insert(id.clone());
+                }
+                add(receipt);
+            }
+            _ => break,
+        }
+    }
+    while let Ok(receipt) = received.try_recv() {
+        add(receipt);
+    }
+    let mut samples = Samples::default();
+    let mut matched = 0usize;
+    let mut unexplained = 0usize;
+    for ((id, version), commit) in &committed {
+        let seen = receipts
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|(received, _)| received >= version)
+            .map(|(_, at)| *at)
+            .min();
+        if let Some(receipt) = seen {
+            matched += 1;
+            samples.push(receipt.saturating_duration_since(*commit));
+        } else if !ended.contains(id) {
+            unexplained += 1;
+        }
+    }
+    trigger.trigger();
+    for client in clients {
+        client.abort();
+    }
+    node.stopped().await;
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Measured {
+        events_per_s: events as f64 / elapsed,
+        p50_ms: samples.percentile_ms(50.0),
+        p99_ms: samples.percentile_ms(99.0),
+        matched: matched as f64 / committed.len().max(1) as f64,
+        unexplained,
+    })
+}
