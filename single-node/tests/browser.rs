@@ -224,6 +224,33 @@ async fn a_user_sees_tasks_arrive_and_leave_in_the_web_tasklist() {
     .await;
     until_text(&browser, "count", "5 tasks").await;
 
+    // A search that matches nothing, through the API's filter; clearing it brings them back.
+    browser
+        .find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .send_keys("no such request")
+        .await
+        .unwrap();
+    until_text(&browser, "count", "0 tasks").await;
+    assert!(
+        browser
+            .find(Locator::Id("empty"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    browser
+        .find(Locator::Css("#filters button[type='reset']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_text(&browser, "count", "5 tasks").await;
+
     // A task's details, with its request (the data entry).
     let (_, shown) = demo.submit_request().await.unwrap();
     let selector = format!("#task-{shown}");

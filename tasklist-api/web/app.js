@@ -88,10 +88,15 @@ async function refreshDevToken() {
 // ---- filters ------------------------------------------------------------------------------
 function query() {
   const params = new URLSearchParams();
-  for (const name of ["q", "sort", "priorityMin", "priorityMax", "businessKey"]) {
+  for (const name of ["q", "sort", "priorityMin", "priorityMax", "businessKey", "application", "processDefinitionKey"]) {
     const value = $(name).value.trim();
     if (value && !(name === "sort" && value === "-priority")) params.set(name, value);
   }
+  // Dates are whole days in the browser's time zone: due after the day's start, before its end.
+  const after = $("dueAfter").value;
+  if (after) params.set("dueAfter", String(new Date(`${after}T00:00:00`).getTime() - 1));
+  const before = $("dueBefore").value;
+  if (before) params.set("dueBefore", String(new Date(`${before}T00:00:00`).getTime() + 86400000));
   return params;
 }
 
