@@ -1,13 +1,13 @@
 //! The demo engine: each step is one engine transaction in the life of some purchase request
 //! (submit, claim, update, hand over, give back, complete with the next step following,
-//! withdraw), writing the demo's tables and the collector's events together.
+//! withdraw), writing the demo's tables and the collector's events together. The request's
+//! lifecycle (submitting, starting a step, finishing one) is in `lifecycle`.
 
 use std::time::Duration;
 
 use sqlx::Pool;
 use taskpool_collector::{Collector, CollectorError, EngineEvent};
 use taskpool_core::RecordedEvent;
-use taskpool_core::domain::data_entry::ProtocolNote;
 use taskpool_core::domain::task::TaskAttributes;
 use taskpool_core::store::Connection;
 use taskpool_schemas::{ProcessingType, Timestamp};
@@ -15,12 +15,8 @@ use taskpool_service::shutdown::Shutdown;
 use tracing::{debug, warn};
 
 use crate::config::DemoConfig;
-use crate::db::{DemoDb, Pick, TaskRow};
-use crate::process::{
-    Candidates, ENTRY_TYPE, ITEMS, Request, Step, after, candidates, entry_content, new_task,
-};
-
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+use crate::db::{DemoDb, Pick};
+use crate::events::{entry_changed, note, record};
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +51,9 @@ pub struct Stepped {
 /// The engine over one database.
 #[derive(Debug)]
 pub struct Demo<S: DemoDb> {
-    pool: Pool<S::Db>,
-    config: DemoConfig,
-    rng: fastrand::Rng,
+    pub(crate) pool: Pool<S::Db>,
+    pub(crate) config: DemoConfig,
+    pub(crate) rng: fastrand::Rng,
 }
 
 impl<S: DemoDb> Demo<S> {
@@ -283,174 +279,4 @@ impl<S: DemoDb> Demo<S> {
         }
         Ok(true)
     }
-
-    /// Completes `task`; `approved` is the decision where the step asks for one.
-    async fn finish(
-        &mut self,
-        mut task: TaskRow,
-        approved: bool,
-        conn: &mut Connection<S>,
-        collector: &mut Collector,
-    ) -> Result<(), DemoError> {
-        task.state = "COMPLETED".into();
-        S::update_task(conn, &task).await?;
-        record(
-            collector,
-            EngineEvent::TaskCompleted {
-                task_id: task.id.clone(),
-            },
-        );
-        let mut request = S::load_request(conn, &task.request_id).await?;
-        let step = Step::parse(&task.step).unwrap_or(Step::Approve);
-        let who = task.assignee.clone().unwrap_or_default();
-        match after(step, approved) {
-            Ok(next) => {
-                request.state = next.request_state().into();
-                S::set_request_state(conn, &request.id, &request.state, false).await?;
-                let message = match (step, approved) {
-                    (Step::Approve, true) => "Approved",
-                    (Step::Approve, false) => "Returned for revision",
-                    (Step::Revise, _) => "Revised and resubmitted",
-                    _ => "Ordered",
-                };
-                entry_changed(
-                    collector,
-                    &request,
-                    ProcessingType::InProgress,
-                    note(&who, message),
-                );
-                self.start(next, &request, conn, collector).await?;
-            }
-            Err(final_state) => {
-                request.state = final_state.into();
-                S::set_request_state(conn, &request.id, &request.state, true).await?;
-                let note = note(&who, "Goods received");
-                entry_changed(collector, &request, ProcessingType::Completed, note);
-            }
-        }
-        Ok(())
-    }
-
-    /// A new request and its approval task, whose id it returns.
-    async fn submit(
-        &mut self,
-        conn: &mut Connection<S>,
-        collector: &mut Collector,
-    ) -> Result<String, DemoError> {
-        let requester = self.config.users[self.rng.usize(0..self.config.users.len())]
-            .name
-            .clone();
-        let id = format!("PR-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let request = Request {
-            id,
-            item: ITEMS[self.rng.usize(0..ITEMS.len())].into(),
-            amount: self.rng.i64(5..=120) * 100,
-            state: Step::Approve.request_state().into(),
-            requester,
-        };
-        S::insert_request(conn, &request).await?;
-        let note = note(&request.requester, "Request submitted");
-        entry_changed(collector, &request, ProcessingType::InProgress, note);
-        self.start(Step::Approve, &request, conn, collector).await
-    }
-
-    /// Starts a step: its task, offered to its candidates. Returns the task's id.
-    async fn start(
-        &mut self,
-        step: Step,
-        request: &Request,
-        conn: &mut Connection<S>,
-        collector: &mut Collector,
-    ) -> Result<String, DemoError> {
-        let offered = candidates(step, request, &self.config);
-        let priority = self.rng.i32(3..=8) * 10;
-        let due_date = self.due_date();
-        let task = TaskRow {
-            id: format!("task-{}", uuid::Uuid::new_v4().simple()),
-            request_id: request.id.clone(),
-            step: step.key().into(),
-            name: step.title().into(),
-            state: "ACTIVE".into(),
-            assignee: None,
-            candidate_group: match &offered {
-                Candidates::Group(group) => Some(group.clone()),
-                Candidates::User(_) => None,
-            },
-            candidate_user: match &offered {
-                Candidates::User(user) => Some(user.clone()),
-                Candidates::Group(_) => None,
-            },
-            priority: i64::from(priority),
-            due_date,
-        };
-        S::insert_task(conn, &task).await?;
-        let now = Timestamp::now();
-        let new = new_task(
-            step,
-            request,
-            &offered,
-            priority,
-            due_date.map(Timestamp),
-            now,
-        );
-        record(
-            collector,
-            EngineEvent::TaskCreated {
-                task_id: task.id.clone(),
-                task: Box::new(new),
-            },
-        );
-        Ok(task.id)
-    }
-
-    /// Who may take a task: its group's members, or its one candidate user.
-    fn people_for(&self, task: &TaskRow) -> Vec<String> {
-        match (&task.candidate_group, &task.candidate_user) {
-            (Some(group), _) => self
-                .config
-                .members(group)
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            (None, Some(user)) => vec![user.clone()],
-            (None, None) => Vec::new(),
-        }
-    }
-
-    /// Some days ahead, or (now and then) no due date.
-    fn due_date(&mut self) -> Option<i64> {
-        (self.rng.f64() < 0.85).then(|| Timestamp::now().millis() + self.rng.i64(1..=14) * DAY_MS)
-    }
-}
-
-/// Records an event the engine produced itself: its order is always valid.
-fn record(collector: &mut Collector, event: EngineEvent) {
-    if let Err(error) = collector.record(event) {
-        warn!(%error, "the demo reported an event out of order");
-    }
-}
-
-fn note(user: &str, message: &str) -> Option<ProtocolNote> {
-    Some(ProtocolNote {
-        username: Some(user.to_string()),
-        log_message: Some(message.to_string()),
-        log_details: None,
-    })
-}
-
-fn entry_changed(
-    collector: &mut Collector,
-    request: &Request,
-    processing: ProcessingType,
-    note: Option<ProtocolNote>,
-) {
-    record(
-        collector,
-        EngineEvent::DataEntryChanged {
-            entry_type: ENTRY_TYPE.into(),
-            entry_id: request.id.clone(),
-            content: Box::new(entry_content(request, processing)),
-            note,
-        },
-    );
 }

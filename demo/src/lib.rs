@@ -7,11 +7,14 @@
 //! - [`config`]: rate, users and groups.
 //! - [`process`]: the process itself, free of I/O.
 //! - [`db`]: the demo's tables and statements, for both databases.
-//! - [`engine`]: the steps, one transaction each, and the loop that runs them.
+//! - [`engine`]: the steps, one transaction each, and the loop that runs them; `lifecycle`:
+//!   a request's submission, steps and end inside a step's transaction.
 
 pub mod config;
 pub mod db;
 pub mod engine;
+mod events;
+mod lifecycle;
 pub mod process;
 
 pub use config::{DemoConfig, DemoUser};

@@ -8,6 +8,7 @@
 //! default 50) and `cursor` (from the previous page).
 
 mod cursor;
+mod order;
 
 use std::collections::HashMap;
 
@@ -339,45 +340,6 @@ impl TaskQuery {
     pub fn mongo_sort(&self) -> Document {
         let direction = if self.sort.descending { -1 } else { 1 };
         doc! { self.sort.field.path(): direction, "_id": 1 }
-    }
-
-    /// The order of [`Self::mongo_sort`], in memory: the field (numbers numerically, names by
-    /// their UTF-8 bytes, as MongoDB compares strings without a collation), then the id.
-    pub fn compare(&self, a: &TaskDocument, b: &TaskDocument) -> std::cmp::Ordering {
-        let by_field = compare_keys(&self.sort.field.key_of(a), &self.sort.field.key_of(b));
-        let by_field = if self.sort.descending {
-            by_field.reverse()
-        } else {
-            by_field
-        };
-        by_field.then_with(|| a.id.cmp(&b.id))
-    }
-
-    /// Whether a task comes after the cursor in this query's order (as the cursor part of
-    /// [`Self::to_mongo`] selects); every task does when there is no cursor.
-    pub fn is_after_cursor(&self, task: &TaskDocument) -> bool {
-        let Some(cursor) = &self.after else {
-            return true;
-        };
-        let key = compare_keys(&self.sort.field.key_of(task), &cursor.key);
-        let beyond = if self.sort.descending {
-            key.is_lt()
-        } else {
-            key.is_gt()
-        };
-        beyond || (key.is_eq() && task.id > cursor.id)
-    }
-}
-
-/// Sort keys compare as numbers or as strings; a cursor key of the other kind never matches
-/// (cursors are checked against their sort when decoded).
-fn compare_keys(a: &Value, b: &Value) -> std::cmp::Ordering {
-    match (a, b) {
-        (Value::String(a), Value::String(b)) => a.as_bytes().cmp(b.as_bytes()),
-        _ => a
-            .as_i64()
-            .unwrap_or_default()
-            .cmp(&b.as_i64().unwrap_or_default()),
     }
 }
 

@@ -10,15 +10,12 @@ use mongodb::bson::{Document, doc};
 use taskpool_service::shutdown::Shutdown;
 use tokio::sync::mpsc;
 
-use super::{Applied, Change, ChangeFeed, ChangeSource, Page, ViewError, ViewStore, mongo_changes};
+use super::mongo_changes::{self, FENCE_PREFIX};
+use super::{Applied, Change, ChangeFeed, ChangeSource, Page, ViewError, ViewStore};
 use crate::documents::{DataEntryDocument, TaskDocument};
 use crate::metrics::{Metrics, flag};
 use crate::query::TaskQuery;
 use crate::store::{DATA_ENTRIES, Store, TASKS};
-
-/// Fence documents share the tasks collection (so they travel in its change stream) and their
-/// ids start with this prefix; they carry no principals, so no query ever returns them.
-pub(super) const FENCE_PREFIX: &str = "~fence:";
 
 impl ViewStore for Store {
     fn apply_tasks<'a>(

@@ -14,10 +14,13 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::Change;
-use super::mongo::FENCE_PREFIX;
 use crate::documents::TaskDocument;
 use crate::metrics::{Metrics, flag};
 use crate::store::{Store, TASKS};
+
+/// Fence documents share the tasks collection (so they travel in its change stream) and their
+/// ids start with this prefix; they carry no principals, so no query ever returns them.
+pub(super) const FENCE_PREFIX: &str = "~fence:";
 
 pub(super) type TaskStream = mongodb::change_stream::ChangeStream<
     mongodb::change_stream::event::ChangeStreamEvent<Document>,
