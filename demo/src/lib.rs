@@ -7,6 +7,7 @@
 //! - [`config`]: rate, users and groups.
 //! - [`process`]: the process itself, free of I/O.
 //! - [`db`]: the demo's tables and statements, for both databases.
+//! - [`settings`]: the `taskpool-demo` binary's configuration (PostgreSQL).
 //! - [`engine`]: the steps, one transaction each, and the loop that runs them; `lifecycle`:
 //!   a request's submission, steps and end inside a step's transaction.
 
@@ -16,6 +17,7 @@ pub mod engine;
 mod events;
 mod lifecycle;
 pub mod process;
+pub mod settings;
 
 pub use config::{DemoConfig, DemoUser};
 pub use db::{DemoDb, TaskRow};

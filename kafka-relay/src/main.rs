@@ -37,6 +37,9 @@ enum Command {
     Run,
     /// Print position, head, lag and leader, then exit.
     Status,
+    /// Load and validate the configuration (file and environment; unknown keys are errors),
+    /// then exit: 0 if it is valid, 2 with the reason if not.
+    CheckConfig,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,10 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run => runtime.block_on(run(config)),
         Command::Status => runtime.block_on(print_status(config)).map(|()| None),
+        Command::CheckConfig => {
+            println!("kafka-relay: the configuration is valid");
+            Ok(None)
+        }
     };
     match outcome {
         Ok(None) | Ok(Some(Exit::Shutdown)) => ExitCode::SUCCESS,

@@ -16,7 +16,13 @@ pub const ENV_PREFIX: &str = "TASKPOOL_TASKLIST__";
 pub struct Config {
     pub mongodb: MongoConfig,
     pub kafka: KafkaConfig,
+    #[serde(default)]
     pub identity: IdentityConfig,
+    /// Development sign-in: the service hands out tokens for these users to anyone who can
+    /// reach it (for a local try-out of the distributed setup with the demo; never for real
+    /// use). Replaces `[identity]`, which must then be left empty.
+    #[serde(default)]
+    pub dev_sign_in: Option<DevSignInConfig>,
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
@@ -148,6 +154,37 @@ impl IdentityConfig {
     }
 }
 
+/// Users of the development sign-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSignInConfig {
+    /// `name:group+group` entries, e.g. `kermit:approvers+managers,rowlf` (comma-separated in
+    /// the environment).
+    #[serde(deserialize_with = "taskpool_service::config::list")]
+    pub users: Vec<String>,
+}
+
+impl DevSignInConfig {
+    /// The users with their groups.
+    pub fn users(&self) -> Vec<crate::identity::dev::DevUser> {
+        self.users
+            .iter()
+            .map(|entry| {
+                let (name, groups) = entry.split_once(':').unwrap_or((entry, ""));
+                crate::identity::dev::DevUser {
+                    name: name.trim().to_string(),
+                    groups: groups
+                        .split('+')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(String::from)
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -251,11 +288,18 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
         let identity = &self.identity;
-        if identity.hs256_secret.is_none()
-            && identity.rs256_public_key_pem.is_none()
-            && identity.jwks_url.is_none()
-            && !identity.trusted_headers
-        {
+        let identity_set = identity.hs256_secret.is_some()
+            || identity.rs256_public_key_pem.is_some()
+            || identity.jwks_url.is_some()
+            || identity.trusted_headers;
+        if let Some(dev) = &self.dev_sign_in {
+            if identity_set {
+                return invalid("dev_sign_in replaces identity: configure one of them, not both");
+            }
+            if dev.users.is_empty() {
+                return invalid("dev_sign_in.users must name at least one user");
+            }
+        } else if !identity_set {
             return invalid(
                 "identity: set jwks_url, hs256_secret or rs256_public_key_pem (or trusted_headers = true)",
             );
@@ -323,6 +367,23 @@ mod tests {
         assert!(Config::from_sources(&without, Vec::new()).is_err());
         let weak = MINIMAL.replace("0123456789abcdef0123456789abcdef", "short");
         assert!(Config::from_sources(&weak, Vec::new()).is_err());
+    }
+
+    #[test]
+    fn development_sign_in_replaces_identity_and_is_never_combined_with_it() {
+        let without_identity = MINIMAL
+            .replace("[identity]", "")
+            .replace("hs256_secret = \"0123456789abcdef0123456789abcdef\"", "");
+        let users = env(&[("DEV_SIGN_IN__USERS", "kermit:approvers+managers, rowlf")]);
+        let config = Config::from_sources(&without_identity, users.clone()).unwrap();
+        let users_read = config.dev_sign_in.unwrap().users();
+        assert_eq!(users_read[0].name, "kermit");
+        assert_eq!(users_read[0].groups, ["approvers", "managers"]);
+        assert!(users_read[1].groups.is_empty());
+        assert!(
+            Config::from_sources(MINIMAL, users).is_err(),
+            "both configured"
+        );
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -34,6 +34,9 @@ struct Cli {
 enum Command {
     /// Consume, project and serve until SIGTERM or SIGINT.
     Run,
+    /// Load and validate the configuration (file and environment; unknown keys are errors),
+    /// then exit: 0 if it is valid, 2 with the reason if not.
+    CheckConfig,
 }
 
 fn main() -> ExitCode {
@@ -43,7 +46,10 @@ fn main() -> ExitCode {
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
-    let Command::Run = cli.command;
+    if let Command::CheckConfig = cli.command {
+        println!("tasklist-api: the configuration is valid");
+        return ExitCode::SUCCESS;
+    }
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

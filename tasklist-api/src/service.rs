@@ -81,7 +81,20 @@ pub async fn start(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<Running, StartError> {
-    let auth = Authenticator::new(&config.identity)?;
+    let dev_sign_in = config
+        .dev_sign_in
+        .as_ref()
+        .map(|dev| DevSignIn::new(dev.users()));
+    let identity = match &dev_sign_in {
+        Some(dev) => {
+            tracing::warn!(
+                "development sign-in is on: anyone who can reach this service may act as any of its users"
+            );
+            dev.identity_config()
+        }
+        None => config.identity.clone(),
+    };
+    let auth = Authenticator::new(&identity)?;
     auth.load_keys().await;
     let metrics = Arc::new(Metrics::default());
     let store = Store::connect(&config.mongodb, metrics.clone()).await?;
@@ -93,7 +106,7 @@ pub async fn start(
         metrics: metrics.clone(),
         stream: config.stream.clone(),
         http: config.http.clone(),
-        dev_sign_in: None,
+        dev_sign_in,
     };
     let admin_address = serve_api(api, listener, &tasks, shutdown.clone()).await?;
 

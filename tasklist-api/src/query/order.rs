@@ -78,7 +78,7 @@ mod tests {
     fn the_field_decides_then_the_id_and_descending_reverses_only_the_field() {
         let query = TaskQuery::default();
         let (a, b, c) = (task("a", 5, "x"), task("b", 9, "x"), task("c", 5, "x"));
-        let mut tasks = vec![&c, &a, &b];
+        let mut tasks = [&c, &a, &b];
         tasks.sort_by(|x, y| query.compare(x, y));
         let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["b", "a", "c"]);
