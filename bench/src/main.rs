@@ -8,7 +8,9 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod e2e;
 mod outbox;
+mod receipts;
 mod relay;
 mod setup;
 mod single_node;
@@ -30,6 +32,10 @@ benchmarks:
                   options: --events N (100000)
   fanout          stream clients all receiving one change: latency and server memory
                   options: --clients N (10000) --processes N (4, one 127.0.0.x each)
+  e2e             the demo on PostgreSQL through relay, broker, tasklist-api and MongoDB to
+                  stream clients: latency per stage and in total
+                  options: --rate N (200 events per second) --seconds N (20)
+                  --batch-wait-ms N --fetch-wait-ms N --relay-poll-max-ms N (tuning experiments)
   single-node     the demo engine at a steady rate: commit to stream receipt in one process,
                   then doubled rates to find the highest with p99 under 250 ms
                   options: --rate N (200 events per second) --seconds N (20) --probe-seconds N (5)";
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
         "fanout" => runtime.block_on(tasklist::fanout(&options)),
         "fanout-clients" => runtime.block_on(tasklist::fanout_clients(&options)),
         "single-node" => runtime.block_on(single_node::run(&options)),
+        "e2e" => runtime.block_on(e2e::run(&options)),
         other => {
             eprintln!("unknown benchmark {other}\n\n{USAGE}");
             return ExitCode::from(2);

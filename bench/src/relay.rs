@@ -30,7 +30,7 @@ fn relay_config(scratch: &Scratch, prefix: &str, bootstrap: &str) -> BenchResult
 }
 
 /// The relay's configuration for a benchmark, with `(SECTION__KEY, value)` overrides.
-fn relay_config_with(
+pub(crate) fn relay_config_with(
     scratch: &Scratch,
     prefix: &str,
     bootstrap: &str,
@@ -53,7 +53,7 @@ fn relay_config_with(
 }
 
 /// Deletes a benchmark's topics, so repeated runs do not fill the broker.
-async fn delete_topics(bootstrap: &str, prefix: &str) {
+pub(crate) async fn delete_topics(bootstrap: &str, prefix: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
     let Ok(admin) = ClientConfig::new()
@@ -71,7 +71,7 @@ async fn delete_topics(bootstrap: &str, prefix: &str) {
     }
 }
 
-fn unique_prefix(name: &str) -> String {
+pub(crate) fn unique_prefix(name: &str) -> String {
     format!(
         "bench-{name}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]

@@ -12,12 +12,10 @@ use tasklist_api::identity::dev::DevUser;
 use taskpool::{Options as NodeOptions, SignIn};
 use taskpool_core::{AggregateType, SqliteStore};
 use taskpool_demo::{Demo, DemoConfig};
-use taskpool_testkit::http::{StreamClient, get};
-use tokio::sync::mpsc;
 
 use crate::Options;
+use crate::receipts::{Arrivals, Version, open_clients};
 use crate::setup::BenchResult;
-use crate::stats::Samples;
 
 /// Upper bound for "the highest rate with p99 under 250 ms".
 const GOOD_ENOUGH_MS: f64 = 250.0;
@@ -85,8 +83,6 @@ impl Measured {
     }
 }
 
-type Version = (String, i64);
-
 /// One fresh single node, its demo driven at `rate` events per second for `seconds`.
 async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
     let dir = std::env::temp_dir().join(format!(
@@ -130,31 +126,7 @@ async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
         .await
         .map_err(|e| e.to_string())?;
 
-    let (received_tx, mut received) = mpsc::unbounded_channel::<(Version, Instant)>();
-    let tokens = get(&address, "/api/dev/users", None).await.json();
-    let mut clients = Vec::new();
-    for user in tokens["users"].as_array().cloned().unwrap_or_default() {
-        let token = user["token"].as_str().unwrap_or_default().to_string();
-        let mut client = StreamClient::open(&address, "/api/tasks/stream", &token, None).await;
-        while let Some(event) = client.next().await {
-            if event.name == "marker" {
-                break;
-            }
-        }
-        let sender = received_tx.clone();
-        clients.push(tokio::spawn(async move {
-            while let Some(event) = client.next().await {
-                let version = (
-                    event.data["id"].as_str().unwrap_or_default().to_string(),
-                    event.data["version"].as_i64().unwrap_or_default(),
-                );
-                if event.name == "upsert" && sender.send((version, Instant::now())).is_err() {
-                    return;
-                }
-            }
-        }));
-    }
-    drop(received_tx);
+    let (clients, mut received) = open_clients(&address).await;
 
     let mut committed: HashMap<Version, Instant> = HashMap::new();
     let mut ended = std::collections::HashSet::new();
@@ -182,55 +154,12 @@ async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
     }
     let elapsed = started.elapsed().as_secs_f64();
 
-    // Receipts per task: a version counts as received when the client got it or a newer one
-    // (the reader folds versions committed close together, as the projection does).
-    let mut receipts: HashMap<String, Vec<(i64, Instant)>> = HashMap::new();
-    let mut add = |((id, version), at): (Version, Instant)| {
-        receipts.entry(id).or_default().push((version, at));
-    };
-    let drain_until = Instant::now() + Duration::from_secs(3);
-    let newest_committed: HashMap<&str, i64> =
-        committed
-            .keys()
-            .fold(HashMap::new(), |mut newest, (id, version)| {
-                let entry = newest.entry(id.as_str()).or_insert(*version);
-                *entry = (*entry).max(*version);
-                newest
-            });
-    let mut caught_up = std::collections::HashSet::new();
-    while caught_up.len() < newest_committed.len() {
-        match tokio::time::timeout_at(drain_until.into(), received.recv()).await {
-            Ok(Some(receipt)) => {
-                let ((id, version), _) = &receipt;
-                if newest_committed.get(id.as_str()) == Some(version) {
-                    caught_up.insert(id.clone());
-                }
-                add(receipt);
-            }
-            _ => break,
-        }
-    }
-    while let Ok(receipt) = received.try_recv() {
-        add(receipt);
-    }
-    let mut samples = Samples::default();
-    let mut matched = 0usize;
-    let mut unexplained = 0usize;
-    for ((id, version), commit) in &committed {
-        let seen = receipts
-            .get(id)
-            .into_iter()
-            .flatten()
-            .filter(|(received, _)| received >= version)
-            .map(|(_, at)| *at)
-            .min();
-        if let Some(receipt) = seen {
-            matched += 1;
-            samples.push(receipt.saturating_duration_since(*commit));
-        } else if !ended.contains(id) {
-            unexplained += 1;
-        }
-    }
+    let arrivals = Arrivals::collect(&mut received, &committed, Duration::from_secs(3)).await;
+    let (samples, matched) = arrivals.latencies(&committed);
+    let unexplained = committed
+        .keys()
+        .filter(|version| arrivals.first(version).is_none() && !ended.contains(&version.0))
+        .count();
     trigger.trigger();
     for client in clients {
         client.abort();

@@ -38,6 +38,10 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
             ("auto.offset.reset", "earliest"),
             ("session.timeout.ms", "6000"),
             ("enable.partition.eof", "false"),
+            // How long a fetch may wait for data. Brokers that answer a waiting fetch only when
+            // this runs out (instead of when data arrives) would otherwise add up to 500 ms to
+            // every change (decision 0021); an idle consumer pays with 20 fetches a second.
+            ("fetch.wait.max.ms", "50"),
         ],
         &config.consumer,
     )
