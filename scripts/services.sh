@@ -26,6 +26,8 @@
 #                              advertises the TLS address, so every connection is encrypted.
 #   Browser     CHROMIUM, CHROMEDRIVER  Debian's chromium and chromium-driver, for the web
 #                              tasklist's browser test (installed with apt when missing).
+#   Compose     docker-compose (Debian's), which validates the compose files; no container
+#                              engine is needed (installed with apt when missing).
 #
 # On a server this script did not start (PostgreSQL on 5432), it creates a test database with
 # a name of its own and only ever drops that one.
@@ -367,12 +369,13 @@ stop_pid() { # stop_pid <pid file> <name>: SIGTERM, then SIGKILL after a grace p
 
 # ---------------------------------------------------------------- commands
 
-# ---------------------------------------------------------------- Browser
-ensure_browser() {
+# ---------------------------------------------------------------- Browser and compose
+ensure_tools() {
     command -v chromedriver >/dev/null && command -v chromium >/dev/null ||
         apt_install chromium chromium-driver
     set_env CHROMIUM "$(command -v chromium)"
     set_env CHROMEDRIVER "$(command -v chromedriver)"
+    command -v docker-compose >/dev/null || apt_install docker-compose
 }
 
 case "${1:-}" in
@@ -384,7 +387,7 @@ case "${1:-}" in
         start_kafka
         start_kafka_tls
         start_mongo
-        ensure_browser
+        ensure_tools
         ;;
     stop)
         stop_pid "$STATE/mongo.pid" MongoDB

@@ -29,4 +29,9 @@ fi
 step "doc tests"
 cargo test --workspace --locked --doc
 
+step "deployment files against the binaries"
+cargo build --workspace --bins --locked
+# Debian's Python: docker-compose brings its YAML module.
+/usr/bin/python3 scripts/check-deployment.py "${CARGO_TARGET_DIR:-target}/debug"
+
 step "all checks passed"

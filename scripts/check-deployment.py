@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""The deployment files agree with the binaries.
+
+usage: scripts/check-deployment.py <directory with the built binaries>
+
+- docker-compose validates docker-compose.yml, alone and with the existing-Kafka override;
+- every service that runs the taskpool image runs a binary the Dockerfile ships and the
+  workspace builds, and that binary's own `check-config` accepts exactly the environment the
+  compose file gives it (and refuses it with one unknown key added: the check can fail);
+- health checks ask the port the service listens on, for a path the binary serves; the
+  published port is the one tasklist-api listens on; the Dockerfile exposes its default port;
+- the topic job creates <prefix>.tasks and <prefix>.data-entries, with the relay's and
+  tasklist-api's prefix, the partition count the relay documents, on the advertised broker.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+
+
+def compose_config(*files, extra_env=None):
+    args = ["docker-compose"]
+    for f in files:
+        args += ["-f", str(ROOT / f)]
+    env = dict(os.environ, **(extra_env or {}))
+    result = subprocess.run(args + ["config"], capture_output=True, text=True, env=env, cwd=ROOT)
+    check(result.returncode == 0, f"docker-compose config {' '.join(files)}: {result.stderr.strip()}")
+    return yaml.safe_load(result.stdout) if result.returncode == 0 else None
+
+
+def workspace_binaries():
+    names = set()
+    for manifest in ROOT.glob("*/Cargo.toml"):
+        text = manifest.read_text()
+        names.update(re.findall(r'\[\[bin\]\]\s*\nname = "([^"]+)"', text))
+    return names
+
+
+def dockerfile():
+    text = (ROOT / "Dockerfile").read_text()
+    shipped = set(re.findall(r"/build/target/release/([\w-]+)", text))
+    exposed = re.findall(r"^EXPOSE (\d+)", text, re.M)
+    listen = re.search(r"TASKPOOL__HTTP__LISTEN=[\d.]+:(\d+)", text)
+    return shipped, exposed, listen.group(1) if listen else None
+
+
+# Where each binary's routes are declared.
+ROUTE_SOURCES = {
+    "tasklist-api": "tasklist-api/src/http/mod.rs",
+    "kafka-relay": "kafka-relay/src/http.rs",
+    "taskpool-demo": "demo/src/main.rs",
+    "taskpool": "tasklist-api/src/http/mod.rs",
+}
+
+
+def serves(binary, path):
+    source = (ROOT / ROUTE_SOURCES[binary]).read_text()
+    return f'"{path}"' in source
+
+
+def check_config(binaries, binary, environment):
+    env = {"PATH": os.environ.get("PATH", "")}
+    env.update({k: str(v) for k, v in environment.items()})
+    run = lambda e: subprocess.run(
+        [str(binaries / binary), "check-config"], env=e, capture_output=True, text=True
+    )
+    accepted = run(env)
+    check(accepted.returncode == 0,
+          f"{binary} check-config refuses the compose environment: {accepted.stderr.strip()}")
+    prefix = next(iter(environment)).split("__")[0]
+    refused = run(dict(env, **{f"{prefix}__HTTP__NOT_A_KEY": "1"}))
+    check(refused.returncode == 2, f"{binary} check-config accepts an unknown key")
+
+
+def listen_port(environment):
+    for key, value in environment.items():
+        if key.endswith("__HTTP__LISTEN"):
+            return str(value).rsplit(":", 1)[1]
+    return None
+
+
+def main():
+    binaries = Path(sys.argv[1])
+    config = compose_config("docker-compose.yml")
+    compose_config(
+        "docker-compose.yml",
+        "docker-compose.existing-kafka.yml",
+        extra_env={"KAFKA_BOOTSTRAP": "b:9093", "KAFKA_USERNAME": "u", "KAFKA_PASSWORD": "p"},
+    )
+    if config is None:
+        return
+    services = config["services"]
+    built = workspace_binaries()
+    shipped, exposed, image_listen = dockerfile()
+    check(shipped <= built, f"the Dockerfile ships {shipped - built}, which the workspace does not build")
+    check(exposed == [image_listen], f"the Dockerfile exposes {exposed}, the image listens on {image_listen}")
+
+    ours = {name: s for name, s in services.items() if s.get("image") == "taskpool:latest"}
+    check({"demo", "kafka-relay", "tasklist-api"} <= set(ours), f"services on the taskpool image: {sorted(ours)}")
+    for name, service in ours.items():
+        binary = service["command"][0]
+        check(binary in shipped, f"{name} runs {binary}, which the image does not ship")
+        environment = service.get("environment", {})
+        if binary in shipped:
+            check_config(binaries, binary, environment)
+        port = listen_port(environment)
+        health = " ".join(service.get("healthcheck", {}).get("test", []))
+        url = re.search(r"http://127\.0\.0\.1:(\d+)(/[\w/]*)", health)
+        check(url is not None, f"{name} has no HTTP health check")
+        if url:
+            check(url.group(1) == port, f"{name}'s health check asks port {url.group(1)}, it listens on {port}")
+            check(serves(binary, url.group(2)), f"{binary} does not serve {url.group(2)}")
+        for published in service.get("ports", []):
+            target = str(published.get("target", "")) if isinstance(published, dict) else str(published).split(":")[-1]
+            check(target == port, f"{name} publishes port {target}, it listens on {port}")
+
+    relay_env = services["kafka-relay"]["environment"]
+    tasklist_env = services["tasklist-api"]["environment"]
+    prefix = relay_env.get("TASKPOOL_RELAY__KAFKA__TOPIC_PREFIX", "taskpool")
+    check(tasklist_env.get("TASKPOOL_TASKLIST__KAFKA__TOPIC_PREFIX", "taskpool") == prefix,
+          "the relay and tasklist-api use different topic prefixes")
+    topics_command = " ".join(services["kafka-topics"]["command"])
+    created = set(re.findall(r"for topic in ([^;]+);", topics_command)[0].split())
+    suffixes = set(re.findall(r'format!\("\{prefix\}\.([\w-]+)"', (ROOT / "schemas/src/topics.rs").read_text()))
+    check(created == {f"{prefix}.{s}" for s in suffixes},
+          f"the topic job creates {sorted(created)}, the binaries use {sorted(f'{prefix}.{s}' for s in suffixes)}")
+    partitions = re.search(r"--partitions (\d+)", topics_command).group(1)
+    documented = re.search(r"fn partitions\(\) -> i32 \{\s*(\d+)", (ROOT / "kafka-relay/src/config.rs").read_text())
+    check(documented and documented.group(1) == partitions,
+          f"the topic job creates {partitions} partitions, the relay documents {documented and documented.group(1)}")
+    advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].split("//")[1]
+    for env, key in ((relay_env, "TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS"),
+                     (tasklist_env, "TASKPOOL_TASKLIST__KAFKA__BOOTSTRAP_SERVERS")):
+        check(env.get(key) == advertised, f"{key} is {env.get(key)}, the broker advertises {advertised}")
+    check(services["kafka-relay"].get("deploy", {}).get("replicas") == 2, "two relay replicas (the lease)")
+
+
+main()
+if failures:
+    print("deployment files and binaries disagree:", file=sys.stderr)
+    for failure in failures:
+        print(f"  - {failure}", file=sys.stderr)
+    sys.exit(1)
+print("deployment files and binaries agree")
