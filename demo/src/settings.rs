@@ -68,6 +68,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_configuration_loads_with_the_demo_defaults() {
+        let settings = Settings::from_sources(include_str!("../demo.example.toml"), Vec::new())
+            .unwrap();
+        let defaults = DemoConfig::default();
+        assert_eq!(settings.demo.users, defaults.users);
+        assert_eq!(settings.demo.rate, defaults.rate);
+        assert_eq!(settings.http.listen, HttpSettings::default().listen);
+    }
+
+    #[test]
     fn the_environment_alone_is_enough_and_the_url_is_a_secret() {
         let env = [
             (
