@@ -10,7 +10,8 @@ usage: scripts/check-deployment.py <directory with the built binaries>
 - health checks ask the port the service listens on, for a path the binary serves; the
   published port is the one tasklist-api listens on; the Dockerfile exposes its default port;
 - the topic job creates <prefix>.tasks and <prefix>.data-entries, with the relay's and
-  tasklist-api's prefix, the partition count the relay documents, on the advertised broker.
+  tasklist-api's prefix, the partition count the relay documents, on the advertised broker;
+- every server named in a database URL, MongoDB URI or bootstrap list is a compose service.
 """
 
 import os
@@ -145,6 +146,14 @@ def main():
                      (tasklist_env, "TASKPOOL_TASKLIST__KAFKA__BOOTSTRAP_SERVERS")):
         check(env.get(key) == advertised, f"{key} is {env.get(key)}, the broker advertises {advertised}")
     check(services["kafka-relay"].get("deploy", {}).get("replicas") == 2, "two relay replicas (the lease)")
+
+    # Every server a service connects to is a service of the file.
+    for name, service in ours.items():
+        for key, value in service.get("environment", {}).items():
+            if key.endswith(("__URL", "__URI", "__BOOTSTRAP_SERVERS")):
+                for host in re.findall(r"(?:@|//|^|,)([a-z][\w-]*):\d+", str(value)):
+                    check(host in services, f"{name}'s {key} names {host}, which is not a service")
+
 
 
 main()
