@@ -69,8 +69,8 @@ mod tests {
 
     #[test]
     fn the_example_configuration_loads_with_the_demo_defaults() {
-        let settings = Settings::from_sources(include_str!("../demo.example.toml"), Vec::new())
-            .unwrap();
+        let settings =
+            Settings::from_sources(include_str!("../demo.example.toml"), Vec::new()).unwrap();
         let defaults = DemoConfig::default();
         assert_eq!(settings.demo.users, defaults.users);
         assert_eq!(settings.demo.rate, defaults.rate);
