@@ -580,26 +580,28 @@ async fn a_client_that_stops_reading_is_cut_off_without_delaying_the_others() {
     fast_tasks.tasks.clear();
 
     // Large new tasks, at a pace a reading client follows easily, fill the slow client's
-    // socket buffers and then its event buffer.
+    // socket buffers and then its event buffer, while the fast client reads along.
     const TASKS: usize = 200;
     let blob = Payload::from_value(serde_json::json!({ "blob": "x".repeat(32 * 1024) })).unwrap();
-    let mut pace = tokio::time::interval(Duration::from_millis(10));
-    for n in 0..TASKS {
-        pace.tick().await;
-        let mut big = task_event(
-            &format!("big-{n}"),
-            1,
-            Some("kermit"),
-            &[],
-            TaskState::Active,
-        );
-        big.task.payload = blob.clone();
-        world.send_task(&big).await;
-    }
-    read_until(&mut fast, &mut fast_tasks, "every change", |t| {
+    let send = async {
+        let mut pace = tokio::time::interval(Duration::from_millis(10));
+        for n in 0..TASKS {
+            pace.tick().await;
+            let mut big = task_event(
+                &format!("big-{n}"),
+                1,
+                Some("kermit"),
+                &[],
+                TaskState::Active,
+            );
+            big.task.payload = blob.clone();
+            world.send_task(&big).await;
+        }
+    };
+    let read = read_until(&mut fast, &mut fast_tasks, "every change", |t| {
         t.tasks.len() == TASKS
-    })
-    .await;
+    });
+    tokio::join!(send, read);
     assert_eq!(
         fast_tasks.resyncs, 0,
         "the reading client was never cut off"
