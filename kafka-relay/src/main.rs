@@ -1,7 +1,8 @@
 //! The `kafka-relay` command.
 //!
 //! Exit codes: 0 after a requested shutdown, 1 on a failure, 2 on bad configuration or usage,
-//! 3 when halted on a message that can never be published (`on_permanent_failure = halt`).
+//! 3 when halted on a message that can never be published (`on_permanent_failure = halt`),
+//! 4 when `status` finds a given limit exceeded.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,8 +36,22 @@ struct Cli {
 enum Command {
     /// Publish until SIGTERM or SIGINT (several processes may run; one publishes).
     Run,
-    /// Print position, head, lag and leader, then exit.
-    Status,
+    /// Print position, lag, leader and dead letters, then exit: 0, or 4 when a given limit
+    /// is exceeded (a monitoring probe).
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Exit 4 when more committed events than this wait to be published.
+        #[arg(long)]
+        max_lag_events: Option<i64>,
+        /// Exit 4 when the oldest waiting event waits longer than this (seconds).
+        #[arg(long)]
+        max_lag_seconds: Option<f64>,
+        /// Exit 4 when more events than this are in the dead letters.
+        #[arg(long)]
+        max_dead_letters: Option<i64>,
+    },
     /// Load and validate the configuration (file and environment; unknown keys are errors),
     /// then exit: 0 if it is valid, 2 with the reason if not.
     CheckConfig,
@@ -50,7 +65,23 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Run => runtime.block_on(run(config)),
-        Command::Status => runtime.block_on(print_status(config)).map(|()| None),
+        Command::Status {
+            json,
+            max_lag_events,
+            max_lag_seconds,
+            max_dead_letters,
+        } => {
+            let limits = status::Thresholds {
+                max_lag_events,
+                max_lag_seconds,
+                max_dead_letters,
+            };
+            match runtime.block_on(print_status(config, json, limits)) {
+                Ok(true) => Ok(None),
+                Ok(false) => return ExitCode::from(4),
+                Err(error) => Err(error),
+            }
+        }
         Command::CheckConfig => {
             println!("kafka-relay: the configuration is valid");
             Ok(None)
@@ -104,7 +135,12 @@ async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
     Ok(Some(exit?))
 }
 
-async fn print_status(config: Config) -> anyhow::Result<()> {
+/// Prints the status; false when a limit is exceeded (said on stderr).
+async fn print_status(
+    config: Config,
+    json: bool,
+    limits: status::Thresholds,
+) -> anyhow::Result<bool> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(config.database.url.expose_secret())
@@ -113,6 +149,14 @@ async fn print_status(config: Config) -> anyhow::Result<()> {
     let status = status::read(&pool, &config.relay.name)
         .await
         .context("cannot read the relay's status (has it run against this database?)")?;
-    println!("{status}");
-    Ok(())
+    if json {
+        println!("{}", status.to_json());
+    } else {
+        println!("{status}");
+    }
+    let exceeded = status.exceeded(&limits);
+    for what in &exceeded {
+        eprintln!("kafka-relay status: {what}");
+    }
+    Ok(exceeded.is_empty())
 }

@@ -21,17 +21,85 @@ pub struct Status {
     pub head: i64,
     pub lag: Lag,
     pub leader: Option<LeaseInfo>,
+    /// Events of this relay that could not be published and wait in its dead letters.
+    pub dead_letters: i64,
 }
 
 pub async fn read(pool: &PgPool, relay: &str) -> Result<Status, sqlx::Error> {
     let position = outbox::load_position(pool, relay).await?;
+    let dead_letters: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM taskpool_relay_dead_letters WHERE relay_name = $1",
+    )
+    .bind(relay)
+    .fetch_one(pool)
+    .await?;
     Ok(Status {
         relay: relay.to_string(),
         position,
         head: outbox::head(pool).await?,
         lag: outbox::lag(pool, position).await?,
         leader: lease::current(pool, relay).await?,
+        dead_letters,
     })
+}
+
+/// Limits for `status` as a monitoring probe.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Thresholds {
+    pub max_lag_events: Option<i64>,
+    pub max_lag_seconds: Option<f64>,
+    pub max_dead_letters: Option<i64>,
+}
+
+impl Status {
+    /// The status for scripts.
+    pub fn to_json(&self) -> serde_json::Value {
+        let leader = self.leader.as_ref().map(|lease| {
+            serde_json::json!({
+                "holder": lease.holder,
+                "epoch": lease.epoch,
+                "valid": lease.expires_in_ms > 0,
+                "expiresInMs": lease.expires_in_ms,
+            })
+        });
+        serde_json::json!({
+            "relay": self.relay,
+            "position": self.position.position,
+            "trackingXid": self.position.tracking_xid,
+            "newestRow": self.head,
+            "lagEvents": self.lag.events,
+            "lagSeconds": self.lag.seconds,
+            "leader": leader,
+            "deadLetters": self.dead_letters,
+        })
+    }
+
+    /// What exceeds the thresholds, in words (nothing: all within).
+    pub fn exceeded(&self, limits: &Thresholds) -> Vec<String> {
+        let mut exceeded = Vec::new();
+        if let Some(max) = limits.max_lag_events.filter(|max| self.lag.events > *max) {
+            exceeded.push(format!(
+                "{} events to publish (at most {max})",
+                self.lag.events
+            ));
+        }
+        if let Some(max) = limits.max_lag_seconds.filter(|max| self.lag.seconds > *max) {
+            exceeded.push(format!(
+                "the oldest event waits {:.1} s (at most {max})",
+                self.lag.seconds
+            ));
+        }
+        if let Some(max) = limits
+            .max_dead_letters
+            .filter(|max| self.dead_letters > *max)
+        {
+            exceeded.push(format!(
+                "{} dead letters (at most {max})",
+                self.dead_letters
+            ));
+        }
+        exceeded
+    }
 }
 
 impl fmt::Display for Status {
@@ -55,6 +123,7 @@ impl fmt::Display for Status {
             )?;
         }
         writeln!(f, "newest row:  {}", self.head)?;
+        writeln!(f, "dead letters: {}", self.dead_letters)?;
         match &self.leader {
             Some(lease) if lease.expires_in_ms > 0 => write!(
                 f,

@@ -324,6 +324,32 @@ async fn status_prints_what_is_published_what_is_left_and_the_leader() {
     let text = status().await;
     assert!(text.contains("to publish:  1 committed events"), "{text}");
     assert!(text.contains("newest row:  3"), "{text}");
+    assert!(text.contains("dead letters: 0"), "{text}");
+
+    // For scripts and probes: JSON, and exit 4 when a limit is exceeded.
+    let probe = |limits: &'static [&'static str]| {
+        let env = env.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+                .args(["status", "--json"])
+                .args(limits)
+                .envs(&env)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let within = probe(&["--max-lag-events", "1", "--max-dead-letters", "0"]).await;
+    assert_eq!(within.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&within.stdout).unwrap();
+    assert_eq!(json["lagEvents"], 1);
+    assert_eq!(json["newestRow"], 3);
+    assert_eq!(json["deadLetters"], 0);
+    assert_eq!(json["relay"], world.relay_name.as_str());
+    let beyond = probe(&["--max-lag-events", "0"]).await;
+    assert_eq!(beyond.status.code(), Some(4));
+    let said = String::from_utf8_lossy(&beyond.stderr);
+    assert!(said.contains("1 events to publish (at most 0)"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
