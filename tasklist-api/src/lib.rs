@@ -14,6 +14,7 @@
 //! - [`stream`]: the shared change stream and its fan-out to stream clients.
 //! - [`http`]: the axum routes and the connection loop; [`openapi`]: their description.
 //! - [`metrics`]: Prometheus metrics. [`service`]: starting it all and wiring it together.
+//! - [`status`]: what `tasklist-api status` reports (consumer lag, dead letters).
 
 pub mod config;
 pub mod documents;
@@ -25,6 +26,7 @@ pub mod openapi;
 pub mod projection;
 pub mod query;
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod stream;
 pub mod view;

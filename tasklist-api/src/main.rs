@@ -1,5 +1,5 @@
 //! The `tasklist-api` command. Exit codes: 0 after a requested shutdown, 1 on a failure, 2 on
-//! bad configuration or usage.
+//! bad configuration or usage, 4 when `status` finds a given limit exceeded.
 
 use std::path::PathBuf;
 
@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tasklist_api::config::Config;
+use tasklist_api::status;
 use taskpool_service::{logging, shutdown, startup};
 
 #[derive(Debug, Parser)]
@@ -37,6 +38,19 @@ enum Command {
     /// Load and validate the configuration (file and environment; unknown keys are errors),
     /// then exit: 0 if it is valid, 2 with the reason if not.
     CheckConfig,
+    /// Print the projection's consumer lag and dead-letter count, then exit: 0, or 4 when a
+    /// given limit is exceeded (a monitoring probe).
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Exit 4 when more events than this are not yet projected.
+        #[arg(long)]
+        max_lag_events: Option<i64>,
+        /// Exit 4 when more messages than this are in the dead letters.
+        #[arg(long)]
+        max_dead_letters: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,9 +60,30 @@ fn main() -> ExitCode {
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
-    if let Command::CheckConfig = cli.command {
-        println!("tasklist-api: the configuration is valid");
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Command::CheckConfig => {
+            println!("tasklist-api: the configuration is valid");
+            return ExitCode::SUCCESS;
+        }
+        Command::Status {
+            json,
+            max_lag_events,
+            max_dead_letters,
+        } => {
+            let limits = status::Thresholds {
+                max_lag_events,
+                max_dead_letters,
+            };
+            return match runtime.block_on(print_status(config, json, limits)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(4),
+                Err(error) => {
+                    eprintln!("tasklist-api status: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Run => {}
     }
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,6 +93,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the status; false when a limit is exceeded (said on stderr).
+async fn print_status(
+    config: Config,
+    json: bool,
+    limits: status::Thresholds,
+) -> anyhow::Result<bool> {
+    let status = status::read(&config)
+        .await
+        .context("cannot read the projection's status")?;
+    if json {
+        println!("{}", status.to_json());
+    } else {
+        println!("{status}");
+    }
+    let exceeded = status.exceeded(&limits);
+    for what in &exceeded {
+        eprintln!("tasklist-api status: {what}");
+    }
+    Ok(exceeded.is_empty())
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
