@@ -13,6 +13,7 @@
 //! - [`status`]: what `kafka-relay status` reports, and the lag metrics.
 
 pub mod config;
+pub mod dead_letters;
 pub mod http;
 pub mod lease;
 pub mod metrics;

@@ -55,6 +55,37 @@ enum Command {
     /// Load and validate the configuration (file and environment; unknown keys are errors),
     /// then exit: 0 if it is valid, 2 with the reason if not.
     CheckConfig,
+    /// Events that could not be published: list, show, retry after fixing the cause, discard.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterAction {
+    /// One line per dead letter: position, time, event, aggregate and version, topic, reason.
+    List {
+        /// Print JSON lines instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one dead letter, as JSON (headers included, payload size).
+    Show { position: i64 },
+    /// Publish dead letters again, in position order; each acknowledged one is removed, one
+    /// refused again stays with the new reason. Safe: consumers apply events by version.
+    Retry {
+        /// Positions to retry.
+        positions: Vec<i64>,
+        /// Retry every dead letter of this relay.
+        #[arg(long, conflicts_with = "positions")]
+        all: bool,
+    },
+    /// Remove dead letters for good (each is logged with what it was).
+    Discard {
+        #[arg(required = true)]
+        positions: Vec<i64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +116,12 @@ fn main() -> ExitCode {
         Command::CheckConfig => {
             println!("kafka-relay: the configuration is valid");
             Ok(None)
+        }
+        Command::DeadLetters { action } => {
+            logging::init(&config.log);
+            runtime
+                .block_on(dead_letters(config, action))
+                .map(|()| None)
         }
     };
     match outcome {
@@ -133,6 +170,66 @@ async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
     trigger.trigger();
     let _ = server.await;
     Ok(Some(exit?))
+}
+
+async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Result<()> {
+    use kafka_relay::dead_letters;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(config.database.url.expose_secret())
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let relay = &config.relay.name;
+    match action {
+        DeadLetterAction::List { json } => {
+            let letters = dead_letters::list(&pool, relay, None).await?;
+            for letter in &letters {
+                if json {
+                    println!("{}", letter.to_json());
+                } else {
+                    println!("{}", letter.line());
+                }
+            }
+            if !json {
+                eprintln!("{} dead letters for relay {relay}", letters.len());
+            }
+        }
+        DeadLetterAction::Show { position } => {
+            let letters = dead_letters::list(&pool, relay, Some(&[position])).await?;
+            let letter = letters
+                .first()
+                .with_context(|| format!("no dead letter at position {position}"))?;
+            println!("{:#}", letter.to_json());
+        }
+        DeadLetterAction::Retry { positions, all } => {
+            if positions.is_empty() && !all {
+                anyhow::bail!("name the positions to retry, or --all");
+            }
+            let publisher =
+                kafka_relay::publisher::Publisher::new(&config.kafka).context("Kafka producer")?;
+            let selected = (!all).then_some(positions.as_slice());
+            let retried = dead_letters::retry(&pool, relay, &publisher, selected).await?;
+            println!(
+                "published again and removed: {}; refused again: {}",
+                retried.published.len(),
+                retried.refused.len()
+            );
+            for (position, reason) in &retried.refused {
+                println!("  {position}: {reason}");
+            }
+            if !retried.refused.is_empty() {
+                anyhow::bail!("{} dead letters were refused again", retried.refused.len());
+            }
+        }
+        DeadLetterAction::Discard { positions } => {
+            let discarded = dead_letters::discard(&pool, relay, &positions).await?;
+            println!("discarded: {discarded:?}");
+            if discarded.len() < positions.len() {
+                anyhow::bail!("some positions had no dead letter");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Prints the status; false when a limit is exceeded (said on stderr).

@@ -88,7 +88,7 @@ fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
 }
 
 /// The string-valued entries of a headers object; anything else is left out.
-fn parse_headers(json: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_headers(json: &str) -> Vec<(String, String)> {
     if let Ok(strings) = serde_json::from_str::<BTreeMap<String, String>>(json) {
         return strings.into_iter().collect();
     }
