@@ -14,9 +14,11 @@
 //! - [`stream`]: the shared change stream and its fan-out to stream clients.
 //! - [`http`]: the axum routes and the connection loop; [`openapi`]: their description.
 //! - [`metrics`]: Prometheus metrics. [`service`]: starting it all and wiring it together.
-//! - [`status`]: what `tasklist-api status` reports (consumer lag, dead letters).
+//! - [`status`]: what `tasklist-api status` reports (consumer lag, dead letters);
+//!   [`dead_letters`]: listing, retrying and discarding the projection's dead letters.
 
 pub mod config;
+pub mod dead_letters;
 pub mod documents;
 pub mod fold;
 pub mod http;

@@ -51,6 +51,36 @@ enum Command {
         #[arg(long)]
         max_dead_letters: Option<u64>,
     },
+    /// Messages the projection could not apply: list, show, retry after fixing the cause, discard.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterAction {
+    /// One line per dead letter: id, topic[partition]@offset, key, reason.
+    List {
+        /// Print JSON lines instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter as JSON.
+    Show { id: String },
+    /// Decode and apply dead letters again; each applied one is removed, one failing again
+    /// stays with the new reason (and the command exits 1). Safe: documents are version-guarded.
+    Retry {
+        ids: Vec<String>,
+        /// Retry every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Remove dead letters for good (each is logged with what it was).
+    Discard {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,6 +113,16 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::DeadLetters { action } => {
+            logging::init(&config.log);
+            return match runtime.block_on(dead_letters(config, action)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("tasklist-api dead-letters: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Run => {}
     }
     match runtime.block_on(run(config)) {
@@ -93,6 +133,61 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Result<()> {
+    use tasklist_api::dead_letters;
+    let metrics = std::sync::Arc::new(tasklist_api::metrics::Metrics::default());
+    let store = tasklist_api::store::Store::connect(&config.mongodb, metrics)
+        .await
+        .context("cannot connect to MongoDB")?;
+    match action {
+        DeadLetterAction::List { json } => {
+            let letters = dead_letters::list(&store, None).await?;
+            for letter in &letters {
+                if json {
+                    println!("{}", letter.to_json());
+                } else {
+                    println!("{}", letter.line());
+                }
+            }
+            if !json {
+                eprintln!("{} dead letters", letters.len());
+            }
+        }
+        DeadLetterAction::Show { id } => {
+            let letters = dead_letters::list(&store, Some(std::slice::from_ref(&id))).await?;
+            let letter = letters
+                .first()
+                .with_context(|| format!("no dead letter {id}"))?;
+            println!("{:#}", letter.to_json());
+        }
+        DeadLetterAction::Retry { ids, all } => {
+            if ids.is_empty() && !all {
+                anyhow::bail!("name the dead letters to retry, or --all");
+            }
+            let retried = dead_letters::retry(&store, (!all).then_some(ids.as_slice())).await?;
+            println!(
+                "applied and removed: {}; failed again: {}",
+                retried.applied.len(),
+                retried.refused.len()
+            );
+            for (id, reason) in &retried.refused {
+                println!("  {id}: {reason}");
+            }
+            if !retried.refused.is_empty() {
+                anyhow::bail!("{} dead letters failed again", retried.refused.len());
+            }
+        }
+        DeadLetterAction::Discard { ids } => {
+            let discarded = dead_letters::discard(&store, &ids).await?;
+            println!("discarded: {discarded:?}");
+            if discarded.len() < ids.len() {
+                anyhow::bail!("some ids had no dead letter");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Prints the status; false when a limit is exceeded (said on stderr).

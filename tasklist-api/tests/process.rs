@@ -105,3 +105,108 @@ async fn status_shows_the_lag_and_dead_letters_and_exits_4_beyond_a_limit() {
     assert_eq!(beyond.status.code(), Some(4));
     service.stop().await;
 }
+
+async fn dead_letter_tool(world: &World, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_tasklist-api"))
+        .arg("dead-letters")
+        .args(args)
+        .envs(world.env())
+        .output()
+        .await
+        .unwrap()
+}
+
+fn listed(output: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_retried_after_the_fix_and_discarded() {
+    use mongodb::bson::{Binary, Document, doc, spec::BinarySubtype};
+    let world = World::new().await;
+    let service = world.start().await;
+    world
+        .send(
+            &format!("{}.tasks", world.prefix),
+            "junk",
+            b"not avro".to_vec(),
+        )
+        .await;
+    let letters = world.mongo().await.collection::<Document>("dead_letters");
+    taskpool_testkit::wait_for("the junk's dead letter", DEADLINE, || async {
+        (letters.count_documents(doc! {}).await.unwrap() == 1).then_some(())
+    })
+    .await;
+    // A dead letter whose cause is gone by now: a valid event MongoDB once refused.
+    let event = task_event(
+        "fixed",
+        1,
+        Some("kermit"),
+        &[],
+        taskpool_schemas::TaskState::Active,
+    );
+    letters
+        .insert_one(doc! {
+            "topic": format!("{}.tasks", world.prefix), "partition": 0, "offset": 99_i64,
+            "key": "fixed",
+            "payload": Binary { subtype: BinarySubtype::Generic, bytes: taskpool_schemas::encode(&event).unwrap() },
+            "reason": "not applicable: MongoDB error 10334: too large",
+            "failedAt": 1_i64,
+        })
+        .await
+        .unwrap();
+
+    let all = listed(&dead_letter_tool(&world, &["list", "--json"]).await);
+    assert_eq!(all.len(), 2);
+    assert!(
+        all[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("undecodable")
+    );
+    let junk = all[0]["id"].as_str().unwrap().to_string();
+    let fixed = all[1]["id"].as_str().unwrap().to_string();
+    let shown = dead_letter_tool(&world, &["show", &fixed]).await;
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["key"], "fixed");
+
+    // Still undecodable: kept, exit 1. Fixed: applied, removed.
+    assert_eq!(
+        dead_letter_tool(&world, &["retry", &junk])
+            .await
+            .status
+            .code(),
+        Some(1)
+    );
+    let retried = dead_letter_tool(&world, &["retry", &fixed]).await;
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    assert_eq!(world.stored_version("fixed").await, Some(1));
+    let left = listed(&dead_letter_tool(&world, &["list", "--json"]).await);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], junk.as_str());
+
+    // Discarded: gone, and the log says what it was.
+    let discarded = dead_letter_tool(&world, &["discard", &junk]).await;
+    assert!(discarded.status.success());
+    let log = String::from_utf8_lossy(&discarded.stderr);
+    assert!(
+        log.contains("dead letter discarded") && log.contains("undecodable"),
+        "{log}"
+    );
+    assert!(listed(&dead_letter_tool(&world, &["list", "--json"]).await).is_empty());
+    assert_eq!(
+        dead_letter_tool(&world, &["discard", "not-an-id"])
+            .await
+            .status
+            .code(),
+        Some(1)
+    );
+    service.stop().await;
+}
