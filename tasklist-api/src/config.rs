@@ -164,27 +164,6 @@ pub struct DevSignInConfig {
     pub users: Vec<String>,
 }
 
-impl DevSignInConfig {
-    /// The users with their groups.
-    pub fn users(&self) -> Vec<crate::identity::dev::DevUser> {
-        self.users
-            .iter()
-            .map(|entry| {
-                let (name, groups) = entry.split_once(':').unwrap_or((entry, ""));
-                crate::identity::dev::DevUser {
-                    name: name.trim().to_string(),
-                    groups: groups
-                        .split('+')
-                        .map(str::trim)
-                        .filter(|g| !g.is_empty())
-                        .map(String::from)
-                        .collect(),
-                }
-            })
-            .collect()
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -376,7 +355,7 @@ mod tests {
             .replace("hs256_secret = \"0123456789abcdef0123456789abcdef\"", "");
         let users = env(&[("DEV_SIGN_IN__USERS", "kermit:approvers+managers, rowlf")]);
         let config = Config::from_sources(&without_identity, users.clone()).unwrap();
-        let users_read = config.dev_sign_in.unwrap().users();
+        let users_read = crate::identity::dev::users_from(&config.dev_sign_in.unwrap());
         assert_eq!(users_read[0].name, "kermit");
         assert_eq!(users_read[0].groups, ["approvers", "managers"]);
         assert!(users_read[1].groups.is_empty());

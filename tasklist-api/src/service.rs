@@ -84,7 +84,7 @@ pub async fn start(
     let dev_sign_in = config
         .dev_sign_in
         .as_ref()
-        .map(|dev| DevSignIn::new(dev.users()));
+        .map(|dev| DevSignIn::new(crate::identity::dev::users_from(dev)));
     let identity = match &dev_sign_in {
         Some(dev) => {
             tracing::warn!(

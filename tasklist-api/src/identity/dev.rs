@@ -32,6 +32,26 @@ impl std::fmt::Debug for DevSignIn {
     }
 }
 
+/// The users of a `dev_sign_in` configuration (`name:group+group` entries).
+pub fn users_from(config: &crate::config::DevSignInConfig) -> Vec<DevUser> {
+    config
+        .users
+        .iter()
+        .map(|entry| {
+            let (name, groups) = entry.split_once(':').unwrap_or((entry, ""));
+            DevUser {
+                name: name.trim().to_string(),
+                groups: groups
+                    .split('+')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(String::from)
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 /// How long an issued token is valid.
 const TOKEN_HOURS: u64 = 12;
 
