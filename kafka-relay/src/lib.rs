@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod publisher;
 pub mod relay;
+pub mod republish;
 pub mod retention;
 pub mod status;
 

@@ -55,6 +55,32 @@ enum Command {
     /// Load and validate the configuration (file and environment; unknown keys are errors),
     /// then exit: 0 if it is valid, 2 with the reason if not.
     CheckConfig,
+    /// Send retained outbox events again, selected by position range, aggregate id and/or time
+    /// range, to their topics or a named one. Safe: consumers apply events by version, so an
+    /// event they already have changes nothing. At least one selection is required.
+    Republish {
+        /// First position (inclusive).
+        #[arg(long)]
+        from_position: Option<i64>,
+        /// Last position (inclusive).
+        #[arg(long)]
+        to_position: Option<i64>,
+        /// Only this aggregate's events (a task id, or `<entry type>:<entry id>`).
+        #[arg(long)]
+        aggregate: Option<String>,
+        /// Events written at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Events written before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Send to this topic instead of each event's own.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only count what would be sent.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Events that could not be published: list, show, retry after fixing the cause, discard.
     DeadLetters {
         #[command(subcommand)]
@@ -123,6 +149,33 @@ fn main() -> ExitCode {
                 .block_on(dead_letters(config, action))
                 .map(|()| None)
         }
+        Command::Republish {
+            from_position,
+            to_position,
+            aggregate,
+            since,
+            until,
+            topic,
+            dry_run,
+        } => {
+            let selection = kafka_relay::republish::Selection {
+                from_position,
+                to_position,
+                aggregate_id: aggregate,
+                since,
+                until,
+            };
+            if selection.is_empty() {
+                eprintln!(
+                    "kafka-relay republish: select events with --from-position, --to-position, --aggregate, --since or --until"
+                );
+                return ExitCode::from(2);
+            }
+            logging::init(&config.log);
+            runtime
+                .block_on(republish(config, selection, topic, dry_run))
+                .map(|()| None)
+        }
     };
     match outcome {
         Ok(None) | Ok(Some(Exit::Shutdown)) => ExitCode::SUCCESS,
@@ -170,6 +223,33 @@ async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
     trigger.trigger();
     let _ = server.await;
     Ok(Some(exit?))
+}
+
+async fn republish(
+    config: Config,
+    selection: kafka_relay::republish::Selection,
+    topic: Option<String>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use kafka_relay::republish;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(config.database.url.expose_secret())
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let selected = republish::count(&pool, &selection)
+        .await
+        .context("cannot select the events")?;
+    if dry_run {
+        println!("would republish {selected} events");
+        return Ok(());
+    }
+    let publisher =
+        kafka_relay::publisher::Publisher::new(&config.kafka).context("Kafka producer")?;
+    let sent = republish::republish(&pool, &publisher, &selection, topic.as_deref()).await?;
+    tracing::info!(sent, ?selection, "events republished");
+    println!("republished {sent} events");
+    Ok(())
 }
 
 async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Result<()> {

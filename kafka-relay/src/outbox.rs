@@ -68,7 +68,7 @@ pub async fn read_batch(
     rows.iter().map(outbox_row).collect()
 }
 
-fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
+pub(crate) fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
     // Columns by index, in READ_BATCH's order: this runs for every published event.
     let headers_json: String = row.try_get(8)?;
     Ok(OutboxRow {

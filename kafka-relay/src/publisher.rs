@@ -110,12 +110,27 @@ impl Publisher {
     /// Hands one row to the producer; waits while its queue is full. The returned future
     /// resolves when Kafka acknowledged the message or refused it for good.
     pub async fn enqueue(&self, row: &OutboxRow) -> Result<DeliveryFuture, PublishError> {
-        let topic = self
-            .topics
-            .for_aggregate(&row.aggregate_type)
-            .ok_or_else(|| {
-                PublishError::Permanent(format!("unknown aggregate type {:?}", row.aggregate_type))
-            })?;
+        self.enqueue_to(row, None).await
+    }
+
+    /// As [`Publisher::enqueue`], to `topic` instead of the aggregate type's topic if given.
+    pub async fn enqueue_to(
+        &self,
+        row: &OutboxRow,
+        topic: Option<&str>,
+    ) -> Result<DeliveryFuture, PublishError> {
+        let topic = match topic {
+            Some(topic) => topic,
+            None => self
+                .topics
+                .for_aggregate(&row.aggregate_type)
+                .ok_or_else(|| {
+                    PublishError::Permanent(format!(
+                        "unknown aggregate type {:?}",
+                        row.aggregate_type
+                    ))
+                })?,
+        };
         let event_id = row.event_id.to_string();
         let version = row.version.to_string();
         let mut headers = OwnedHeaders::new_with_capacity(3 + row.headers.len())
