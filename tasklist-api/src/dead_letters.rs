@@ -38,7 +38,7 @@ fn ids(texts: &[String]) -> Result<Vec<ObjectId>, DeadLetterError> {
         .collect()
 }
 
-/// The dead letters, oldest first (all of them, or those with these ids).
+/// The dead letters, oldest failure first (all of them, or those with these ids).
 pub async fn list(
     store: &Store,
     only: Option<&[String]>,
@@ -53,7 +53,7 @@ pub async fn list(
                 .database()
                 .collection::<Document>(DEAD_LETTERS)
                 .find(filter)
-                .sort(doc! { "_id": 1 })
+                .sort(doc! { "failedAt": 1, "_id": 1 })
                 .await?
                 .try_collect()
                 .await

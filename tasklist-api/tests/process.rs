@@ -161,14 +161,21 @@ async fn dead_letters_are_listed_retried_after_the_fix_and_discarded() {
 
     let all = listed(&dead_letter_tool(&world, &["list", "--json"]).await);
     assert_eq!(all.len(), 2);
+    let by_key = |key: &str| {
+        all.iter()
+            .find(|letter| letter["key"] == key)
+            .unwrap_or_else(|| panic!("a dead letter with key {key}: {all:?}"))
+    };
     assert!(
-        all[0]["reason"]
+        by_key("junk")["reason"]
             .as_str()
             .unwrap()
             .starts_with("undecodable")
     );
-    let junk = all[0]["id"].as_str().unwrap().to_string();
-    let fixed = all[1]["id"].as_str().unwrap().to_string();
+    // Oldest failure first.
+    assert_eq!(all[0]["key"], "fixed");
+    let junk = by_key("junk")["id"].as_str().unwrap().to_string();
+    let fixed = by_key("fixed")["id"].as_str().unwrap().to_string();
     let shown = dead_letter_tool(&world, &["show", &fixed]).await;
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["key"], "fixed");
