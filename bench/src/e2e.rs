@@ -16,13 +16,13 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use tasklist_api::config::{Config as TasklistConfig, Layered};
-use taskpool_core::{AggregateType, PgStore};
+use taskpool_core::PgStore;
 use taskpool_demo::{Demo, DemoConfig};
 use taskpool_schemas::{DecodedEvent, decode};
 use taskpool_service::shutdown;
 use tokio::sync::mpsc;
 
-use crate::receipts::{Arrivals, Version, open_clients};
+use crate::receipts::{Arrivals, Driven, Version, drive, open_clients};
 use crate::relay::{delete_topics, relay_config_with, unique_prefix};
 use crate::setup::{BenchResult, Scratch};
 use crate::stats::Samples;
@@ -193,24 +193,11 @@ async fn measure(
     while acks.try_recv().is_ok() {}
     while fetched.try_recv().is_ok() {}
 
-    let mut committed: HashMap<Version, Instant> = HashMap::new();
-    let mut events = 0u64;
-    let started = Instant::now();
-    let until = started + Duration::from_secs(seconds);
-    while Instant::now() < until {
-        let stepped = demo.step().await.map_err(|e| e.to_string())?;
-        let at = Instant::now();
-        events += stepped.events.len() as u64;
-        for event in stepped.events {
-            let ends = matches!(event.event_type, "TaskCompleted" | "TaskDeleted");
-            if event.key.aggregate_type == AggregateType::Task && !ends {
-                committed.insert((event.key.id, event.version), at);
-            }
-        }
-        let due = started + Duration::from_secs_f64(events as f64 / rate as f64);
-        tokio::time::sleep_until(due.into()).await;
-    }
-    let events_per_s = events as f64 / started.elapsed().as_secs_f64();
+    let Driven {
+        committed,
+        events_per_s,
+        ..
+    } = drive(&mut demo, rate, seconds).await?;
     let arrivals = Arrivals::collect(&mut received, &committed, Duration::from_secs(10)).await;
     let mut acked: HashMap<Version, Instant> = HashMap::new();
     while let Ok(delivered) = acks.try_recv() {

@@ -8,6 +8,10 @@ use taskpool_testkit::http::{StreamClient, get};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use taskpool_core::AggregateType;
+use taskpool_demo::{Demo, DemoDb};
+
+use crate::setup::BenchResult;
 use crate::stats::Samples;
 
 /// A task version: (task id, version).
@@ -113,4 +117,42 @@ impl Arrivals {
         }
         (samples, matched)
     }
+}
+
+/// What a paced demo run committed.
+#[derive(Debug, Default)]
+pub struct Driven {
+    /// Each task version that reaches clients as an upsert, and when it was committed.
+    pub committed: HashMap<Version, Instant>,
+    /// Tasks completed or deleted: their last version reaches clients as a removal, which
+    /// carries no version.
+    pub ended: HashSet<String>,
+    pub events_per_s: f64,
+}
+
+/// Runs demo steps for `seconds`, paced to `rate` events per second.
+pub async fn drive<S: DemoDb>(demo: &mut Demo<S>, rate: u64, seconds: u64) -> BenchResult<Driven> {
+    let mut driven = Driven::default();
+    let mut events = 0u64;
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        let stepped = demo.step().await.map_err(|e| e.to_string())?;
+        let at = Instant::now();
+        events += stepped.events.len() as u64;
+        for event in stepped.events {
+            if event.key.aggregate_type != AggregateType::Task {
+                continue;
+            }
+            if matches!(event.event_type, "TaskCompleted" | "TaskDeleted") {
+                driven.ended.insert(event.key.id);
+            } else {
+                driven.committed.insert((event.key.id, event.version), at);
+            }
+        }
+        let due = started + Duration::from_secs_f64(events as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+    }
+    driven.events_per_s = events as f64 / started.elapsed().as_secs_f64();
+    Ok(driven)
 }

@@ -5,16 +5,15 @@
 //! as in the projection). Then higher rates, to find the highest one whose p99 stays
 //! under 250 ms.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tasklist_api::identity::dev::DevUser;
 use taskpool::{Options as NodeOptions, SignIn};
-use taskpool_core::{AggregateType, SqliteStore};
+use taskpool_core::SqliteStore;
 use taskpool_demo::{Demo, DemoConfig};
 
 use crate::Options;
-use crate::receipts::{Arrivals, Version, open_clients};
+use crate::receipts::{Arrivals, Driven, drive, open_clients};
 use crate::setup::BenchResult;
 
 /// Upper bound for "the highest rate with p99 under 250 ms".
@@ -128,31 +127,11 @@ async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
 
     let (clients, mut received) = open_clients(&address).await;
 
-    let mut committed: HashMap<Version, Instant> = HashMap::new();
-    let mut ended = std::collections::HashSet::new();
-    let mut events = 0u64;
-    let started = Instant::now();
-    let until = started + Duration::from_secs(seconds);
-    while Instant::now() < until {
-        let stepped = demo.step().await.map_err(|e| e.to_string())?;
-        let at = Instant::now();
-        events += stepped.events.len() as u64;
-        for event in stepped.events {
-            // A completed or deleted task reaches clients as a removal, which has no version.
-            let ends = matches!(event.event_type, "TaskCompleted" | "TaskDeleted");
-            if event.key.aggregate_type != AggregateType::Task {
-                continue;
-            }
-            if ends {
-                ended.insert(event.key.id);
-            } else {
-                committed.insert((event.key.id, event.version), at);
-            }
-        }
-        let due = started + Duration::from_secs_f64(events as f64 / rate as f64);
-        tokio::time::sleep_until(due.into()).await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let Driven {
+        committed,
+        ended,
+        events_per_s,
+    } = drive(&mut demo, rate, seconds).await?;
 
     let arrivals = Arrivals::collect(&mut received, &committed, Duration::from_secs(3)).await;
     let (samples, matched) = arrivals.latencies(&committed);
@@ -168,7 +147,7 @@ async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
     pool.close().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Measured {
-        events_per_s: events as f64 / elapsed,
+        events_per_s,
         p50_ms: samples.percentile_ms(50.0),
         p99_ms: samples.percentile_ms(99.0),
         matched: matched as f64 / committed.len().max(1) as f64,

@@ -7,6 +7,7 @@
 //! - [`config`]: rate, users and groups.
 //! - [`process`]: the process itself, free of I/O.
 //! - [`db`]: the demo's tables and statements, for both databases.
+//! - [`truth`]: the demo's tables as ground truth for what a tasklist must show.
 //! - [`settings`]: the `taskpool-demo` binary's configuration (PostgreSQL).
 //! - [`engine`]: the steps, one transaction each, and the loop that runs them; `lifecycle`:
 //!   a request's submission, steps and end inside a step's transaction.
@@ -18,6 +19,7 @@ mod events;
 mod lifecycle;
 pub mod process;
 pub mod settings;
+pub mod truth;
 
 pub use config::{DemoConfig, DemoUser};
 pub use db::{DemoDb, TaskRow};

@@ -33,6 +33,23 @@ async fn run<S: DemoDb>(demo: &mut Demo<S>, steps: usize) -> BTreeSet<String> {
     actions
 }
 
+/// taskpool's stored aggregate states (the latest event of each), on either database.
+async fn stored_states<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Vec<Vec<u8>>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    sqlx::query("SELECT state FROM taskpool_aggregates")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// taskpool's current task states, decoded from its aggregate table.
 fn tasks_from(states: Vec<Vec<u8>>) -> BTreeMap<String, taskpool_schemas::Task> {
     states
@@ -85,14 +102,7 @@ async fn on_sqlite_tasks_live_every_kind_of_step_and_taskpool_agrees() {
     let every: BTreeSet<String> = EVERY_ACTION.iter().map(|a| format!("{a:?}")).collect();
     assert_eq!(actions, every);
     let rows = SqliteStore::all_tasks(&db.pool).await.unwrap();
-    let states: Vec<Vec<u8>> = sqlx::query("SELECT state FROM taskpool_aggregates")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    agree(&rows, &tasks_from(states));
+    agree(&rows, &tasks_from(stored_states(&db.pool).await));
     // The process went on: later steps followed completed ones.
     assert!(rows.iter().any(|r| r.step == "order" || r.step == "revise"));
 }
@@ -106,14 +116,7 @@ async fn on_postgresql_tasks_live_every_kind_of_step_and_taskpool_agrees() {
     let actions = run(&mut demo, 400).await;
     assert!(actions.len() >= 6, "{actions:?}");
     let rows = PgStore::all_tasks(&db.pool).await.unwrap();
-    let states: Vec<Vec<u8>> = sqlx::query("SELECT state FROM taskpool_aggregates")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    agree(&rows, &tasks_from(states));
+    agree(&rows, &tasks_from(stored_states(&db.pool).await));
 }
 
 #[tokio::test]
@@ -130,12 +133,5 @@ async fn a_demo_started_again_continues_with_the_same_tables() {
     run(&mut second, 50).await;
     let after = SqliteStore::all_tasks(&db.pool).await.unwrap();
     assert!(after.len() > before);
-    let states: Vec<Vec<u8>> = sqlx::query("SELECT state FROM taskpool_aggregates")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    agree(&after, &tasks_from(states));
+    agree(&after, &tasks_from(stored_states(&db.pool).await));
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use taskpool_core::SqliteStore;
+use taskpool_demo::truth::visible_to;
 use taskpool_demo::{DemoConfig, DemoDb, TaskRow};
 use taskpool_testkit::http::{StreamClient, get};
 use taskpool_testkit::wait_for;
@@ -67,40 +68,6 @@ async fn demo_tasks(dir: &Path) -> Vec<TaskRow> {
     tasks
 }
 
-/// The tasks `user` must see, by the demo's own tables: active, and assigned to them, offered
-/// to them, or offered to one of their groups.
-fn visible_to(tasks: &[TaskRow], user: &str, groups: &[String]) -> BTreeMap<String, TaskRow> {
-    tasks
-        .iter()
-        .filter(|t| t.state == "ACTIVE")
-        .filter(|t| {
-            t.assignee.as_deref() == Some(user)
-                || t.candidate_user.as_deref() == Some(user)
-                || t.candidate_group
-                    .as_ref()
-                    .is_some_and(|g| groups.contains(g))
-        })
-        .map(|t| (t.id.clone(), t.clone()))
-        .collect()
-}
-
-fn matches(task: &Value, truth: &TaskRow) -> bool {
-    let list = |field: &str| -> Vec<String> {
-        task[field]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    };
-    task["assignee"].as_str() == truth.assignee.as_deref()
-        && task["priority"].as_i64() == Some(truth.priority)
-        && task["dueDate"].as_i64() == truth.due_date
-        && task["name"].as_str() == Some(truth.name.as_str())
-        && list("candidateGroups") == truth.candidate_group.iter().cloned().collect::<Vec<_>>()
-        && list("candidateUsers") == truth.candidate_user.iter().cloned().collect::<Vec<_>>()
-}
-
 /// Checks every demo user's list and stream against the demo's tables.
 async fn check(node: &Node, truth: &[TaskRow]) {
     let users = get(&node.address, "/api/dev/users", None).await.json();
@@ -134,7 +101,7 @@ async fn check(node: &Node, truth: &[TaskRow]) {
         );
         for (id, task) in &listed {
             assert!(
-                matches(task, &expected[id]),
+                expected[id].shown_as(task),
                 "{id}: {task} against {:?}",
                 expected[id]
             );
