@@ -208,7 +208,7 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
         let upserts: Vec<(String, i64, &TaskDocument)> =
             chunk.iter().map(|d| (d.id.clone(), d.version, d)).collect();
         raw_store
-            .upsert_versioned(tasklist_api::store::TASKS, &upserts)
+            .upsert_versioned(&raw_store.tasks_collection(), &upserts)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -358,7 +358,7 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
     let written_at = epoch_micros();
     store
         .upsert_versioned(
-            tasklist_api::store::TASKS,
+            &store.tasks_collection(),
             &[(document.id.clone(), document.version, &document)],
         )
         .await

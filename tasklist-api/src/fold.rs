@@ -33,6 +33,11 @@ impl Folded {
         Folded::default()
     }
 
+    /// How many documents the batch holds.
+    pub fn len(&self) -> usize {
+        self.tasks.len() + self.entries.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty() && self.entries.is_empty()
     }

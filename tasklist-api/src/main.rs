@@ -1,5 +1,6 @@
 //! The `tasklist-api` command. Exit codes: 0 after a requested shutdown, 1 on a failure, 2 on
-//! bad configuration or usage, 4 when `status` finds a given limit exceeded.
+//! bad configuration or usage, 4 when `status` finds a given limit exceeded, 130 when a rebuild
+//! was interrupted (before its switch: nothing changed).
 
 use std::path::PathBuf;
 
@@ -12,6 +13,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tasklist_api::config::Config;
+use tasklist_api::rebuild::RebuildError;
+use tasklist_api::rebuild::source::Start;
 use tasklist_api::status;
 use taskpool_service::{logging, shutdown, startup};
 
@@ -50,6 +53,20 @@ enum Command {
         /// Exit 4 when more messages than this are in the dead letters.
         #[arg(long)]
         max_dead_letters: Option<u64>,
+    },
+    /// Build the projection again from the topics into new collections while the service keeps
+    /// serving, then switch every instance to them and drop the old ones. Stream clients
+    /// resync once. Ctrl-C before the switch leaves the live view untouched.
+    Rebuild {
+        /// Start at the first event at or after this time (RFC 3339, e.g.
+        /// 2026-11-01T00:00:00Z) instead of the oldest retained one. Tasks whose last event is
+        /// older are then not in the rebuilt view.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// Seconds the old collections stay after the switch, for every instance to move off
+        /// them (they check every second).
+        #[arg(long, default_value_t = 10)]
+        switch_grace_secs: u64,
     },
     /// Messages the projection could not apply: list, show, retry after fixing the cause, discard.
     DeadLetters {
@@ -110,6 +127,26 @@ fn main() -> ExitCode {
                 Err(error) => {
                     eprintln!("tasklist-api status: {error:#}");
                     ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Rebuild {
+            since,
+            switch_grace_secs,
+        } => {
+            logging::init(&config.log);
+            let options = tasklist_api::rebuild::Options {
+                start: since.map_or(Start::Earliest, Start::Time),
+                switch_grace: std::time::Duration::from_secs(switch_grace_secs),
+            };
+            return match runtime.block_on(rebuild(config, options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("tasklist-api rebuild: {error:#}");
+                    match error.downcast_ref::<RebuildError>() {
+                        Some(RebuildError::Interrupted) => ExitCode::from(130),
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             };
         }
@@ -187,6 +224,37 @@ async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Resul
             }
         }
     }
+    Ok(())
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|error| format!("not an RFC 3339 time ({error})"))
+}
+
+async fn rebuild(config: Config, options: tasklist_api::rebuild::Options) -> anyhow::Result<()> {
+    let (trigger, shutdown) = shutdown::channel();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        trigger.trigger();
+    });
+    let mut progress = tasklist_api::rebuild::Progress::stderr();
+    let report = tasklist_api::rebuild::run(&config, &options, &mut progress, shutdown).await?;
+    println!(
+        "rebuilt: generation {} replaces {}; {} events read in {:.1} s ({:.0} events/s), {} more \
+         caught up after the switch; {} documents written; {} unreadable messages and {} refused \
+         documents skipped (see dead-letters)",
+        report.to,
+        report.from,
+        report.events,
+        report.build_seconds,
+        report.events as f64 / report.build_seconds.max(0.001),
+        report.caught_up,
+        report.documents,
+        report.unreadable,
+        report.refused,
+    );
     Ok(())
 }
 

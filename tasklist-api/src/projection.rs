@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::config::KafkaConfig;
 use crate::fold::Folded;
+use crate::generation;
 use crate::metrics::{Metrics, flag};
 use crate::store::Store;
 use crate::view::ViewError;
@@ -93,7 +94,7 @@ pub async fn run(
             first = ?batch.first().map(|m| (m.partition(), m.offset(), String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())),
             "applying a batch"
         );
-        if !apply_until_durable(&store, &batch, &metrics, &mut shutdown).await {
+        if !apply_to_active(&store, &batch, &metrics, &mut shutdown).await {
             break;
         }
         // Durable: now the offsets may move past these messages.
@@ -146,6 +147,45 @@ async fn next_batch(
 /// How the projection waits between attempts against Kafka or MongoDB.
 pub fn retry_backoff() -> Backoff {
     Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// Applies a batch to the generation the store uses, then makes sure it is still the active
+/// one: a rebuild may have switched generations while the batch was written, and the batch is
+/// then written again to the new one before its offsets move on (decision 0022). False when
+/// shutdown came first.
+async fn apply_to_active(
+    store: &Store,
+    batch: &[OwnedMessage],
+    metrics: &Metrics,
+    shutdown: &mut Shutdown,
+) -> bool {
+    let mut target = store.generation();
+    loop {
+        if !apply_until_durable(&store.at(target), batch, metrics, shutdown).await {
+            return false;
+        }
+        let mut backoff = retry_backoff();
+        let active = loop {
+            match store.timed(generation::active(store.database())).await {
+                Ok(active) => break active,
+                Err(error) => {
+                    warn!(error = %error, "cannot read the active generation; retrying");
+                    if shutdown.sleep(backoff.next_pause()).await {
+                        return false;
+                    }
+                }
+            }
+        };
+        if active == target {
+            return true;
+        }
+        info!(
+            from = target.0,
+            to = active.0,
+            "the view switched generations during this batch; writing it to the new one"
+        );
+        target = active;
+    }
 }
 
 /// Applies a batch, retrying while MongoDB is unavailable. False when shutdown came first

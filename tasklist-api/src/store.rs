@@ -2,6 +2,7 @@
 //! the dead-letter collection. (It keeps the [`crate::view`] contract in `view::mongo`.)
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
@@ -12,12 +13,11 @@ use taskpool_service::ExposeSecret;
 
 use crate::config::{MongoConfig, WriteConcern};
 use crate::documents::{DataEntryDocument, TaskDocument};
+use crate::generation::{self, Generation};
 use crate::metrics::Metrics;
 use crate::query::{TaskQuery, next_cursor_after};
 use crate::view::{Applied, Page};
 
-pub const TASKS: &str = "tasks";
-pub const DATA_ENTRIES: &str = "data_entries";
 pub const DEAD_LETTERS: &str = "dead_letters";
 
 /// Duplicate key: MongoDB's answer when a stored document has the same or a newer version.
@@ -65,6 +65,9 @@ pub struct Store {
     timeout: std::time::Duration,
     /// Counts stored documents that cannot be read as their type.
     metrics: Arc<Metrics>,
+    /// The generation of collections this store reads and writes (see [`generation`]),
+    /// shared by its clones, so one switch moves them all.
+    generation: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -79,12 +82,44 @@ impl Store {
             WriteConcern::Nodes(nodes) => Bson::Int64(i64::from(*nodes)),
             WriteConcern::Named(name) => Bson::String(name.clone()),
         };
+        let database = client.database(&config.database);
+        let active = generation::active(&database).await?;
         Ok(Store {
-            database: client.database(&config.database),
+            database,
             write_concern,
             timeout: std::time::Duration::from_millis(config.operation_timeout_ms),
             metrics,
+            generation: Arc::new(AtomicU64::new(active.0)),
         })
+    }
+
+    /// The generation this store uses now.
+    pub fn generation(&self) -> Generation {
+        Generation(self.generation.load(Ordering::SeqCst))
+    }
+
+    /// Moves this store and its clones to another generation.
+    pub fn adopt(&self, generation: Generation) {
+        self.generation.store(generation.0, Ordering::SeqCst);
+    }
+
+    /// A store on the same database fixed to `generation`, independent of this one's switches
+    /// (a rebuild writes the generation it builds).
+    pub fn at(&self, generation: Generation) -> Store {
+        Store {
+            generation: Arc::new(AtomicU64::new(generation.0)),
+            ..self.clone()
+        }
+    }
+
+    /// The current generation's tasks collection.
+    pub fn tasks_collection(&self) -> String {
+        self.generation().tasks()
+    }
+
+    /// The current generation's data-entries collection.
+    pub fn data_entries_collection(&self) -> String {
+        self.generation().data_entries()
     }
 
     /// The documents that read as `T`. One that does not (written by another version, or
@@ -130,11 +165,11 @@ impl Store {
     }
 
     pub fn tasks(&self) -> Collection<TaskDocument> {
-        self.database.collection(TASKS)
+        self.database.collection(&self.tasks_collection())
     }
 
     fn data_entries(&self) -> Collection<DataEntryDocument> {
-        self.database.collection(DATA_ENTRIES)
+        self.database.collection(&self.data_entries_collection())
     }
 
     /// Creates the indexes the queries need (idempotent).
@@ -252,9 +287,10 @@ impl Store {
         query: &TaskQuery,
         principals: &[String],
     ) -> mongodb::error::Result<Page<TaskDocument>> {
+        let tasks = self.tasks_collection();
         let raw: Vec<RawDocumentBuf> = self
             .timed(async {
-                self.raw(TASKS)
+                self.raw(&tasks)
                     .find(query.to_mongo(principals))
                     .sort(query.mongo_sort())
                     .limit(i64::from(query.limit))
@@ -263,7 +299,7 @@ impl Store {
                     .await
             })
             .await?;
-        let items = self.readable(TASKS, &raw);
+        let items = self.readable(&tasks, &raw);
         let next_cursor = last_of_full_page(raw, query.limit as usize)
             .and_then(|last| next_cursor_after(query.sort, &last));
         Ok(Page { items, next_cursor })
@@ -275,9 +311,10 @@ impl Store {
         query: &TaskQuery,
         principals: &[String],
     ) -> mongodb::error::Result<Vec<TaskDocument>> {
+        let tasks = self.tasks_collection();
         let raw: Vec<RawDocumentBuf> = self
             .timed(async {
-                self.raw(TASKS)
+                self.raw(&tasks)
                     .find(query.filter.to_mongo(principals))
                     .sort(query.mongo_sort())
                     .await?
@@ -285,7 +322,7 @@ impl Store {
                     .await
             })
             .await?;
-        Ok(self.readable(TASKS, &raw))
+        Ok(self.readable(&tasks, &raw))
     }
 
     /// One task, if it exists and `principals` may see it.
@@ -294,10 +331,11 @@ impl Store {
         id: &str,
         principals: &[String],
     ) -> mongodb::error::Result<Option<TaskDocument>> {
+        let tasks = self.tasks_collection();
         let raw = self
-            .timed(self.raw(TASKS).find_one(doc! { "_id": id }))
+            .timed(self.raw(&tasks).find_one(doc! { "_id": id }))
             .await?;
-        let task: Option<TaskDocument> = self.readable(TASKS, raw.as_slice()).pop();
+        let task: Option<TaskDocument> = self.readable(&tasks, raw.as_slice()).pop();
         Ok(task.filter(|t| t.visible_to(principals)))
     }
 
@@ -315,9 +353,10 @@ impl Store {
         if let Some(after) = after {
             filter.insert("_id", doc! { "$gt": after });
         }
+        let entries = self.data_entries_collection();
         let raw: Vec<RawDocumentBuf> = self
             .timed(async {
-                self.raw(DATA_ENTRIES)
+                self.raw(&entries)
                     .find(filter)
                     .sort(doc! { "_id": 1 })
                     .limit(i64::from(limit))
@@ -326,7 +365,7 @@ impl Store {
                     .await
             })
             .await?;
-        let items = self.readable(DATA_ENTRIES, &raw);
+        let items = self.readable(&entries, &raw);
         let next_cursor = last_of_full_page(raw, limit as usize)
             .and_then(|last| last.get_str("_id").ok().map(str::to_string));
         Ok(Page { items, next_cursor })
@@ -337,10 +376,11 @@ impl Store {
         id: &str,
         principals: &[String],
     ) -> mongodb::error::Result<Option<DataEntryDocument>> {
+        let entries = self.data_entries_collection();
         let raw = self
-            .timed(self.raw(DATA_ENTRIES).find_one(doc! { "_id": id }))
+            .timed(self.raw(&entries).find_one(doc! { "_id": id }))
             .await?;
-        let entry: Option<DataEntryDocument> = self.readable(DATA_ENTRIES, raw.as_slice()).pop();
+        let entry: Option<DataEntryDocument> = self.readable(&entries, raw.as_slice()).pop();
         Ok(entry.filter(|e| e.visible_to(principals)))
     }
 }

@@ -15,7 +15,7 @@ use super::{Applied, Change, ChangeFeed, ChangeSource, Page, ViewError, ViewStor
 use crate::documents::{DataEntryDocument, TaskDocument};
 use crate::metrics::{Metrics, flag};
 use crate::query::TaskQuery;
-use crate::store::{DATA_ENTRIES, Store, TASKS};
+use crate::store::Store;
 
 impl ViewStore for Store {
     fn apply_tasks<'a>(
@@ -27,7 +27,9 @@ impl ViewStore for Store {
                 .iter()
                 .map(|task| (task.id.clone(), task.version, *task))
                 .collect();
-            Ok(self.upsert_versioned(TASKS, &rows).await?)
+            Ok(self
+                .upsert_versioned(&self.tasks_collection(), &rows)
+                .await?)
         }
         .boxed()
     }
@@ -41,7 +43,9 @@ impl ViewStore for Store {
                 .iter()
                 .map(|entry| (entry.id.clone(), entry.version, *entry))
                 .collect();
-            Ok(self.upsert_versioned(DATA_ENTRIES, &rows).await?)
+            Ok(self
+                .upsert_versioned(&self.data_entries_collection(), &rows)
+                .await?)
         }
         .boxed()
     }
@@ -117,7 +121,9 @@ impl ChangeSource for Store {
     fn write_fence<'a>(&'a self, fence: &'a str) -> BoxFuture<'a, Result<(), ViewError>> {
         async move {
             let id = format!("{FENCE_PREFIX}{fence}");
-            let fences = self.database().collection::<Document>(TASKS);
+            let fences = self
+                .database()
+                .collection::<Document>(&self.tasks_collection());
             self.timed(fences.insert_one(doc! { "_id": &id, "fence": true }))
                 .await?;
             self.timed(fences.delete_one(doc! { "_id": &id })).await?;

@@ -15,8 +15,9 @@ use tracing::{info, warn};
 
 use super::Change;
 use crate::documents::TaskDocument;
+use crate::generation;
 use crate::metrics::{Metrics, flag};
-use crate::store::{Store, TASKS};
+use crate::store::Store;
 
 /// Fence documents share the tasks collection (so they travel in its change stream) and their
 /// ids start with this prefix; they carry no principals, so no query ever returns them.
@@ -32,7 +33,7 @@ pub(super) async fn open_stream(
 ) -> mongodb::error::Result<TaskStream> {
     store
         .database()
-        .collection::<Document>(TASKS)
+        .collection::<Document>(&store.tasks_collection())
         .watch()
         .full_document(FullDocumentType::UpdateLookup)
         .max_await_time(Duration::from_millis(500))
@@ -40,8 +41,13 @@ pub(super) async fn open_stream(
         .await
 }
 
+/// How often the watcher looks for a switch to a rebuilt generation.
+const GENERATION_CHECK: Duration = Duration::from_secs(1);
+
 /// Reads the shared change stream; reopens it after errors, resuming where it was. If the
-/// server no longer knows that position, it starts afresh and reports a gap.
+/// server no longer knows that position, it starts afresh and reports a gap. When a rebuild
+/// switched the view to a new generation, the store moves to it and the stream reopens there,
+/// reported as a gap: every client resyncs against the new collections.
 pub(super) async fn watch(
     store: Store,
     mut stream: TaskStream,
@@ -49,10 +55,20 @@ pub(super) async fn watch(
     metrics: Arc<Metrics>,
     mut shutdown: Shutdown,
 ) {
-    info!("change stream on the tasks collection open");
+    info!(collection = %store.tasks_collection(), "change stream on the tasks collection open");
+    let mut generation_check = tokio::time::interval(GENERATION_CHECK);
     loop {
         let next = tokio::select! {
             next = stream.next() => next,
+            _ = generation_check.tick() => {
+                if let Some(switched) = switch_if_rebuilt(&store).await {
+                    stream = switched;
+                    if changes.send(Change::Gap).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             _ = shutdown.requested() => return,
         };
         let error = match next {
@@ -95,6 +111,32 @@ pub(super) async fn watch(
         };
         metrics.change_stream_open.set(flag(true));
         info!("change stream reopened");
+    }
+}
+
+/// When the active generation is no longer the store's: moves the store and opens a change
+/// stream on the new tasks collection. Errors are left to the next check.
+async fn switch_if_rebuilt(store: &Store) -> Option<TaskStream> {
+    let active = generation::active(store.database()).await.ok()?;
+    if active == store.generation() {
+        return None;
+    }
+    let previous = store.generation();
+    store.adopt(active);
+    match open_stream(store, None).await {
+        Ok(stream) => {
+            info!(
+                from = previous.0,
+                to = active.0,
+                "the view switched to a rebuilt generation; every stream client resyncs"
+            );
+            Some(stream)
+        }
+        Err(error) => {
+            warn!(%error, "cannot open the change stream on the rebuilt generation");
+            store.adopt(previous);
+            None
+        }
     }
 }
 

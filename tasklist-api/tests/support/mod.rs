@@ -27,6 +27,7 @@ pub const SECRET: &str = "test-secret-test-secret-test-secret";
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// One test's world.
+#[derive(Clone)]
 pub struct World {
     pub mongo_uri: String,
     pub database: String,
