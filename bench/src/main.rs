@@ -10,6 +10,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod e2e;
 mod outbox;
+mod rebuild;
 mod receipts;
 mod relay;
 mod setup;
@@ -36,6 +37,9 @@ benchmarks:
                   stream clients: latency per stage and in total
                   options: --rate N (200 events per second) --seconds N (20)
                   --batch-wait-ms N --fetch-wait-ms N --relay-poll-max-ms N (tuning experiments)
+  rebuild         a history projected incrementally by the projection vs rebuilt by
+                  `tasklist-api rebuild` (folded in memory), on the same servers
+                  options: --events N (200000) --versions N (5 per task)
   single-node     the demo engine at a steady rate: commit to stream receipt in one process,
                   then doubled rates to find the highest with p99 under 250 ms
                   options: --rate N (200 events per second) --seconds N (20) --probe-seconds N (5)";
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
         "fanout-clients" => runtime.block_on(tasklist::fanout_clients(&options)),
         "single-node" => runtime.block_on(single_node::run(&options)),
         "e2e" => runtime.block_on(e2e::run(&options)),
+        "rebuild" => runtime.block_on(rebuild::run(&options)),
         other => {
             eprintln!("unknown benchmark {other}\n\n{USAGE}");
             return ExitCode::from(2);

@@ -24,14 +24,14 @@ use crate::{Options, server_env};
 
 const PARTITIONS: i32 = 6;
 
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!(
         "bench{name}{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
 }
 
-fn task_event(id: &str, version: i64, groups: &[&str]) -> TaskEvent {
+pub(crate) fn task_event(id: &str, version: i64, groups: &[&str]) -> TaskEvent {
     let mut task = new_task();
     task.candidate_groups = groups.iter().map(|g| g.to_string()).collect();
     task.business_key = Some(format!("order-{id}"));
@@ -44,7 +44,7 @@ fn task_event(id: &str, version: i64, groups: &[&str]) -> TaskEvent {
     }
 }
 
-fn config(database: &str, prefix: &str, trusted_headers: bool) -> BenchResult<Config> {
+pub(crate) fn config(database: &str, prefix: &str, trusted_headers: bool) -> BenchResult<Config> {
     let mut env = vec![
         ("MONGODB__URI", server_env("MONGODB_URI")?),
         ("MONGODB__DATABASE", database.to_string()),
@@ -70,7 +70,7 @@ fn config(database: &str, prefix: &str, trusted_headers: bool) -> BenchResult<Co
     .map_err(|e| e.to_string())
 }
 
-async fn create_topics(prefix: &str) -> BenchResult<()> {
+pub(crate) async fn create_topics(prefix: &str) -> BenchResult<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", server_env("KAFKA_BOOTSTRAP")?)
         .create()
@@ -92,7 +92,7 @@ async fn create_topics(prefix: &str) -> BenchResult<()> {
 /// unknown-topic answer, which carries an all-zero topic id and a current leader, and
 /// librdkafka 2.12 then looks up a topic without a name (`rd_kafka_metadata_update_op` ->
 /// `rd_kafka_metadata_cache_find` -> `strcmp(NULL, ...)`) and the process dies with SIGSEGV.
-async fn delete_topics(prefix: &str) {
+pub(crate) async fn delete_topics(prefix: &str) {
     if let Ok(bootstrap) = server_env("KAFKA_BOOTSTRAP")
         && let Ok(admin) = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -104,7 +104,7 @@ async fn delete_topics(prefix: &str) {
     }
 }
 
-async fn drop_database(store: &Store) {
+pub(crate) async fn drop_database(store: &Store) {
     let _ = store.database().drop().await;
 }
 
@@ -119,38 +119,11 @@ pub async fn projection(options: &Options) -> BenchResult<()> {
 
 async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
     eprintln!("producing {events} task events ...");
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", server_env("KAFKA_BOOTSTRAP")?)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let topic = format!("{prefix}.tasks");
-    let mut documents = Vec::with_capacity(events as usize);
-    let mut pending = Vec::new();
-    for n in 0..events {
-        let event = task_event(&format!("task-{n}"), 1, &["approvers"]);
-        documents.push(TaskDocument::from_event(&event));
-        let bytes = encode(&event).map_err(|e| e.to_string())?;
-        let mut record = FutureRecord::to(&topic).key(&event.task.id).payload(&bytes);
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    pending.push(delivery);
-                    break;
-                }
-                Err((_, returned)) => {
-                    record = returned;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }
-    }
-    for result in futures::future::join_all(pending).await {
-        if !matches!(result, Ok(Ok(_))) {
-            return Err("producing the events failed".into());
-        }
-    }
+    let produced: Vec<TaskEvent> = (0..events)
+        .map(|n| task_event(&format!("task-{n}"), 1, &["approvers"]))
+        .collect();
+    let documents: Vec<TaskDocument> = produced.iter().map(TaskDocument::from_event).collect();
+    produce(prefix, &produced).await?;
 
     // The projection: consume everything into a fresh database.
     let database = unique("db");
@@ -231,6 +204,41 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
         "RESULT projection_events_per_s={projection_rate:.0} raw_bulk_upserts_per_s={raw_rate:.0} projection_vs_raw_ratio={:.3}",
         projection_rate / raw_rate
     );
+    Ok(())
+}
+
+/// Sends task events to the prefix's tasks topic, keyed by task, and waits for every
+/// acknowledgement.
+pub(crate) async fn produce(prefix: &str, events: &[TaskEvent]) -> BenchResult<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", server_env("KAFKA_BOOTSTRAP")?)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let topic = format!("{prefix}.tasks");
+    let mut pending = Vec::with_capacity(events.len());
+    for event in events {
+        let bytes = encode(event).map_err(|e| e.to_string())?;
+        let mut record = FutureRecord::to(&topic).key(&event.task.id).payload(&bytes);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err((_, returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    for result in futures::future::join_all(pending).await {
+        if !matches!(result, Ok(Ok(_))) {
+            return Err("producing the events failed".into());
+        }
+    }
     Ok(())
 }
 

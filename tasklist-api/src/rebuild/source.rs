@@ -16,6 +16,8 @@ use crate::config::KafkaConfig;
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events handed over at a time.
 const CHUNK: usize = 2_000;
+/// At most this many events past the ranges' ends are taken (a busy topic never pauses).
+const MAX_DRAIN: usize = 10_000;
 
 /// The offsets `start..end` of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +63,8 @@ fn consumer(config: &KafkaConfig) -> Result<BaseConsumer, rdkafka::error::KafkaE
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("enable.partition.eof", "false"),
-            ("fetch.wait.max.ms", "50"),
+            // A reader, not a follower: short waits keep the fetches coming.
+            ("fetch.wait.max.ms", "10"),
         ],
         &config.consumer,
     )
@@ -148,23 +151,32 @@ pub fn read(
     }
     consumer.assign(&assignment)?;
     let mut chunk = Vec::with_capacity(CHUNK);
-    while !open.is_empty() && !stop.load(Ordering::Relaxed) {
+    let mut drained = 0;
+    while !stop.load(Ordering::Relaxed) {
+        // Once every range is read, the rest of what the consumer already fetched still comes
+        // (a few more events are harmless: writes are version-guarded), then reading ends.
+        // Some brokers report a partition's end at its last batch's first record, so the rest
+        // of that batch is only read this way.
+        let wait = if open.is_empty() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
         let mut idle = false;
-        match consumer.poll(Duration::from_millis(100)) {
+        match consumer.poll(wait) {
             Some(Ok(message)) => {
                 let (topic, partition, offset) =
                     (message.topic(), message.partition(), message.offset());
-                let in_range = open
-                    .iter()
-                    .any(|r| r.topic == topic && r.partition == partition && offset < r.end);
-                if in_range {
-                    chunk.push(message.payload().and_then(|p| decode(p).ok()));
+                chunk.push(message.payload().and_then(|p| decode(p).ok()));
+                if open.is_empty() {
+                    drained += 1;
                 }
                 open.retain(|r| {
                     !(r.topic == topic && r.partition == partition && offset + 1 >= r.end)
                 });
             }
             Some(Err(error)) => return Err(error),
+            None if open.is_empty() => break,
             // Idle: the rest of a range may be records that are not messages (transaction
             // markers), so the consumer's position decides.
             None => {
@@ -178,8 +190,11 @@ pub fn read(
                 });
             }
         }
-        // Full chunks go at once; a partial one when reading pauses or ends.
-        if chunk.len() >= CHUNK || (!chunk.is_empty() && (idle || open.is_empty())) {
+        if open.is_empty() && drained >= MAX_DRAIN {
+            break;
+        }
+        // Full chunks go at once; a partial one when reading pauses.
+        if chunk.len() >= CHUNK || (!chunk.is_empty() && idle) {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
             if chunks.blocking_send(full).is_err() {
                 return Ok(());
