@@ -11,11 +11,17 @@ usage: scripts/check-deployment.py <directory with the built binaries>
   published port is the one tasklist-api listens on; the Dockerfile exposes its default port;
 - the topic job creates <prefix>.tasks and <prefix>.data-entries, with the relay's and
   tasklist-api's prefix, the partition count the relay documents, on the advertised broker;
-- every server named in a database URL, MongoDB URI or bootstrap list is a compose service.
+- every server named in a database URL, MongoDB URI or bootstrap list is a compose service;
+- the `monitoring` profile: `promtool` accepts the alert rules and the Prometheus configuration,
+  every alert links its runbook entry in docs/operations.md, the dashboard is valid JSON whose
+  panels query the provisioned data source, and the mounted files exist. (That every metric
+  they name is exposed is checked by the binaries' tests against their `/metrics`.)
 """
 
+import json
 import os
 import re
+import tempfile
 import subprocess
 import sys
 from pathlib import Path
@@ -31,10 +37,12 @@ def check(condition, message):
         failures.append(message)
 
 
-def compose_config(*files, extra_env=None):
+def compose_config(*files, extra_env=None, profile=None):
     args = ["docker-compose"]
     for f in files:
         args += ["-f", str(ROOT / f)]
+    if profile:
+        args += ["--profile", profile]
     env = dict(os.environ, **(extra_env or {}))
     result = subprocess.run(args + ["config"], capture_output=True, text=True, env=env, cwd=ROOT)
     check(result.returncode == 0, f"docker-compose config {' '.join(files)}: {result.stderr.strip()}")
@@ -156,7 +164,48 @@ def main():
 
 
 
+def monitoring(services):
+    deploy = ROOT / "deploy"
+    for name in ("prometheus", "grafana"):
+        service = services.get(name)
+        check(service is not None and service.get("profiles") == ["monitoring"],
+              f"{name} is a service of the monitoring profile")
+        for volume in (service or {}).get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith("./"):
+                check((ROOT / source).exists(), f"{name} mounts {source}, which does not exist")
+    rules = deploy / "prometheus/alerts.yml"
+    checked = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True)
+    check(checked.returncode == 0, f"promtool check rules: {checked.stdout}{checked.stderr}")
+    # The configuration names the rules where the container mounts them; check it against
+    # the file in the repository.
+    config = (deploy / "prometheus/prometheus.yml").read_text().replace("/etc/prometheus/alerts.yml", str(rules))
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as copy:
+        copy.write(config)
+        copy.flush()
+        checked = subprocess.run(["promtool", "check", "config", "--syntax-only", copy.name],
+                                 capture_output=True, text=True)
+        check(checked.returncode == 0, f"promtool check config: {checked.stdout}{checked.stderr}")
+    runbook = (ROOT / "docs/operations.md").read_text().lower()
+    for group in yaml.safe_load(rules.read_text())["groups"]:
+        for rule in group["rules"]:
+            anchor = rule["alert"].lower()
+            check(f"#{anchor}" in rule["annotations"]["description"], f"{rule['alert']} links its runbook entry")
+            check(f"### {anchor}" in runbook, f"docs/operations.md has no section for {rule['alert']}")
+    dashboard = json.loads((deploy / "grafana/dashboards/taskpool.json").read_text())
+    source = yaml.safe_load((deploy / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]["uid"]
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    check(len(panels) >= 10, f"the dashboard has {len(panels)} panels")
+    for panel in panels:
+        check(panel["datasource"]["uid"] == source and panel["targets"]
+              and all(t["expr"].strip() for t in panel["targets"]),
+              f"panel {panel['title']!r} queries the provisioned data source")
+
+
 main()
+with_monitoring = compose_config("docker-compose.yml", profile="monitoring")
+if with_monitoring:
+    monitoring(with_monitoring["services"])
 if failures:
     print("deployment files and binaries disagree:", file=sys.stderr)
     for failure in failures:

@@ -376,6 +376,8 @@ ensure_tools() {
     set_env CHROMIUM "$(command -v chromium)"
     set_env CHROMEDRIVER "$(command -v chromedriver)"
     command -v docker-compose >/dev/null || apt_install docker-compose
+    # promtool checks the alert rules in deploy/ (Debian ships it with Prometheus).
+    command -v promtool >/dev/null || apt_install prometheus
 }
 
 case "${1:-}" in

@@ -96,6 +96,11 @@ impl Relay {
         }
         let publisher = Publisher::new(&config.kafka)?;
         publisher.ensure_topics(&config.kafka).await?;
+        // Every topic's dead-letter count exists from the start, at zero: alerts and rates see
+        // the first one as an increase.
+        for topic in publisher.topics().all() {
+            metrics.dead_letters.with_label_values(&[topic]);
+        }
         let holder = format!(
             "{}-{}-{}",
             lease::hostname(),

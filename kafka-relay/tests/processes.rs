@@ -120,6 +120,26 @@ async fn sigterm_mid_stream_exits_zero_and_a_restart_publishes_no_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_alerts_and_dashboard_use_is_exposed() {
+    let world = World::new().await;
+    let relay = RelayProcess::spawn(&world.relay_env());
+    let address = relay.http_address().await;
+    let wanted = taskpool_testkit::monitoring::referenced_metrics("taskpool_relay_");
+    assert!(wanted.len() >= 8, "{wanted:?}");
+    // Once it leads, the relay has connected and knows its topics.
+    let body = wait_for("the relay to take the lease", DEADLINE, || async {
+        let (status, body) = http_get(&address, "/metrics").await?;
+        (status == 200 && body.contains("\ntaskpool_relay_leader 1")).then_some(body)
+    })
+    .await;
+    assert_eq!(
+        taskpool_testkit::monitoring::missing_from(&body, &wanted),
+        Vec::<String>::new(),
+        "metrics deploy/ uses that the relay does not expose"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_frozen_for_15_seconds_delays_events_but_loses_none() {
     let broker = PrivateBroker::start().await;
     let world = World::with_bootstrap(broker.bootstrap.clone()).await;

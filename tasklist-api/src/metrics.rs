@@ -115,6 +115,21 @@ impl Metrics {
             ),
             registry,
         }
+        .with_every_reason()
+    }
+
+    /// Every resync reason's count exists from the start, at zero: alerts and rates see the
+    /// first one as an increase.
+    fn with_every_reason(self) -> Metrics {
+        for reason in [
+            resync::SLOW_CLIENT,
+            resync::GAP,
+            resync::SNAPSHOT_OVERRUN,
+            resync::RESUME_REFUSED,
+        ] {
+            self.stream_resyncs.with_label_values(&[reason]);
+        }
+        self
     }
 
     /// Records how long a change took from its occurrence to a stream client's buffer.

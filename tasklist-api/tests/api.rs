@@ -323,6 +323,14 @@ async fn health_metrics_and_openapi_are_served() {
             .body
             .contains("taskpool_tasklist_delivery_latency_seconds_bucket")
     );
+    // Every metric the alert rules and the dashboard in deploy/ use is there.
+    let wanted = taskpool_testkit::monitoring::referenced_metrics("taskpool_tasklist_");
+    assert!(wanted.len() >= 10, "{wanted:?}");
+    assert_eq!(
+        taskpool_testkit::monitoring::missing_from(&metrics.body, &wanted),
+        Vec::<String>::new(),
+        "metrics deploy/ uses that tasklist-api does not expose"
+    );
     let openapi = get(address, "/openapi.json", None).await.json();
     assert_eq!(openapi["openapi"], "3.0.3");
     for route in tasklist_api::http::ROUTES {

@@ -2,10 +2,12 @@
 //! starts, and waiting for a condition with a deadline instead of sleeping.
 //!
 //! Tests never skip: a missing server is a failure with a message saying how to start it.
-//! [`fixtures`] holds domain values many tests build.
+//! [`fixtures`] holds domain values many tests build; [`monitoring`] what `deploy/` expects of
+//! the binaries' metrics.
 
 pub mod fixtures;
 pub mod http;
+pub mod monitoring;
 
 use std::future::Future;
 use std::path::PathBuf;
