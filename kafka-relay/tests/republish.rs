@@ -1,14 +1,22 @@
 //! `kafka-relay republish` as an operator uses it: after everything was published, selecting by
 //! aggregate, by position range and by time sends exactly the selected events again (and
-//! `--dry-run` only counts them); with no selection it refuses to run.
+//! `--dry-run` only counts them); with no selection it refuses to run. tasklist-api's projection
+//! consumes it all, and its documents are the same afterwards: republishing is idempotent end to
+//! end.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc};
 use support::*;
-use taskpool_testkit::wait_for;
+use tasklist_api::config::{Config as TasklistConfig, Layered as _};
+use tasklist_api::metrics::Metrics;
+use tasklist_api::store::Store;
+use taskpool_service::shutdown;
+use taskpool_testkit::{required_env, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -32,6 +40,88 @@ fn keys(reader: &KafkaReader, from: usize) -> Vec<String> {
     keys
 }
 
+/// tasklist-api's projection of the world's topics, in this process, into a fresh database.
+struct Projection {
+    store: Store,
+    metrics: std::sync::Arc<Metrics>,
+    stop: shutdown::ShutdownTrigger,
+    running: tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>,
+}
+
+impl Projection {
+    async fn start(world: &World) -> Projection {
+        let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let env = [
+            ("MONGODB__URI", required_env("MONGODB_URI")),
+            ("MONGODB__DATABASE", format!("republish{id}")),
+            ("KAFKA__BOOTSTRAP_SERVERS", world.bootstrap.clone()),
+            ("KAFKA__TOPIC_PREFIX", world.prefix.clone()),
+            ("KAFKA__GROUP_ID", format!("republish{id}")),
+            (
+                "IDENTITY__HS256_SECRET",
+                "republish-test-secret-republish-test".into(),
+            ),
+        ]
+        .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
+        let config = TasklistConfig::from_sources("", env).expect("tasklist configuration");
+        let metrics = std::sync::Arc::new(Metrics::default());
+        let store = Store::connect(&config.mongodb, metrics.clone())
+            .await
+            .unwrap();
+        let (stop, shutdown) = shutdown::channel();
+        let running = tokio::spawn(tasklist_api::projection::run(
+            config.kafka,
+            store.clone(),
+            metrics.clone(),
+            shutdown,
+        ));
+        Projection {
+            store,
+            metrics,
+            stop,
+            running,
+        }
+    }
+
+    async fn consumed(&self, events: u64) {
+        wait_for(
+            &format!("the projection to consume {events} events"),
+            DEADLINE,
+            || async { (self.metrics.consumed_events.get() >= events).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Every task document, as JSON by id.
+    async fn documents(&self) -> BTreeMap<String, serde_json::Value> {
+        let found: Vec<Document> = self
+            .store
+            .database()
+            .collection::<Document>(&self.store.tasks_collection())
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        found
+            .into_iter()
+            .map(|d| {
+                (
+                    d.get_str("_id").unwrap().to_string(),
+                    Bson::Document(d).into_relaxed_extjson(),
+                )
+            })
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.stop.trigger();
+        self.running.await.unwrap().unwrap();
+        let _ = self.store.database().drop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_the_selected_events_are_sent_again() {
     let world = World::new().await;
@@ -47,6 +137,11 @@ async fn exactly_the_selected_events_are_sent_again() {
     relay.stop().await;
     assert_eq!(keys(&reader, 0), ["a", "a", "b", "c"]);
     let env = world.relay_env();
+    let projection = Projection::start(&world).await;
+    projection.consumed(4).await;
+    let projected = projection.documents().await;
+    assert_eq!(projected.len(), 3);
+    assert_eq!(projected["a"]["assignee"], "kermit");
 
     // A dry run counts and sends nothing.
     let dry = republish(&env, &["--aggregate", "a", "--dry-run"]).await;
@@ -78,17 +173,17 @@ async fn exactly_the_selected_events_are_sent_again() {
     let versions: Vec<i64> = reader.received[4..].iter().map(|m| m.version()).collect();
     assert_eq!(versions, [1, 2], "an aggregate's events keep their order");
 
-    // By position range: 2 and 3.
+    // By position range: 1 to 3 (a's creation arrives after its assignment, again).
     assert!(
-        republish(&env, &["--from-position", "2", "--to-position", "3"])
+        republish(&env, &["--from-position", "1", "--to-position", "3"])
             .await
             .status
             .success()
     );
     reader
-        .read_until("positions 2 and 3", DEADLINE, |r| r.len() >= 8)
+        .read_until("positions 1 to 3", DEADLINE, |r| r.len() >= 9)
         .await;
-    assert_eq!(keys(&reader, 6), ["b", "c"]);
+    assert_eq!(keys(&reader, 6), ["a", "b", "c"]);
 
     // By time: everything written at or after position 3's time.
     let since: String = wait_for("position 3's time", DEADLINE, || async {
@@ -103,16 +198,21 @@ async fn exactly_the_selected_events_are_sent_again() {
     .await;
     assert!(republish(&env, &["--since", &since]).await.status.success());
     reader
-        .read_until("positions 3 and 4", DEADLINE, |r| r.len() >= 10)
+        .read_until("positions 3 and 4", DEADLINE, |r| r.len() >= 11)
         .await;
-    assert_eq!(keys(&reader, 8), ["a", "c"]);
+    assert_eq!(keys(&reader, 9), ["a", "c"]);
 
     // Nothing more was sent than selected.
     reader.poll_for(Duration::from_secs(1));
-    assert_eq!(reader.received.len(), 10);
+    assert_eq!(reader.received.len(), 11);
 
     // No selection: refused as a usage error, nothing sent.
     assert_eq!(republish(&env, &[]).await.status.code(), Some(2));
     reader.poll_for(Duration::from_millis(500));
-    assert_eq!(reader.received.len(), 10);
+    assert_eq!(reader.received.len(), 11);
+
+    // The projection took every copy and its documents did not change.
+    projection.consumed(11).await;
+    assert_eq!(projection.documents().await, projected);
+    projection.stop().await;
 }
