@@ -225,6 +225,7 @@ impl Layered for Config {
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
+        self.log.check().map_err(ConfigError::Invalid)?;
         if self.relay.batch_size == 0 || self.relay.max_in_flight_batches == 0 {
             return invalid("relay.batch_size and relay.max_in_flight_batches must be positive");
         }

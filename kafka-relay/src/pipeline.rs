@@ -10,7 +10,7 @@ use std::time::Instant;
 use futures::FutureExt;
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::mpsc;
-use tracing::error;
+use tracing::{Instrument, error};
 
 use crate::config::PermanentFailure;
 use crate::config::RelayConfig;
@@ -167,6 +167,23 @@ impl Completion<'_> {
     }
 }
 
+/// A span for an event's publication, continuing the trace its engine transaction started.
+fn publish_span(row: &OutboxRow) -> tracing::Span {
+    let traceparent = row
+        .headers
+        .iter()
+        .find(|(key, _)| key == "traceparent")
+        .map(|(_, value)| value.as_str());
+    taskpool_service::event_span!(
+        "publish event",
+        traceparent,
+        event_id = %row.event_id,
+        aggregate_id = %row.aggregate_id,
+        version = row.version,
+        position = row.at.position,
+    )
+}
+
 /// Waits for every message of a batch: how many Kafka acknowledged, and the ones it refused
 /// for good with the reason. A transient failure interrupts.
 async fn acknowledged(
@@ -178,7 +195,7 @@ async fn acknowledged(
     for (row, pending) in messages {
         match pending {
             Pending::Refused(reason) => refused.push((row, reason)),
-            Pending::Sent(delivery) => match delivery.await {
+            Pending::Sent(delivery) => match delivery.instrument(publish_span(&row)).await {
                 Ok(Ok(_)) => {
                     delivered += 1;
                     if let Some(observer) = &observer {

@@ -6,7 +6,7 @@
 //!   keys refused.
 //! - [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses.
 //! - [`metrics`]: Prometheus metrics: one registry with the process's own, one renderer.
-//! - [`logging`]: JSON or pretty logs on stderr.
+//! - [`logging`]: JSON or pretty logs on stderr; [`otlp`]: event spans exported over OTLP/HTTP.
 //! - [`shutdown`]: a shutdown request any task can watch, and the signals that trigger it.
 //! - [`startup`]: configuration and runtime, or the exit code explaining why not.
 
@@ -15,6 +15,7 @@ pub mod config;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod otlp;
 pub mod shutdown;
 pub mod startup;
 

@@ -266,6 +266,7 @@ impl Layered for Config {
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
+        self.log.check().map_err(ConfigError::Invalid)?;
         let identity = &self.identity;
         let identity_set = identity.hs256_secret.is_some()
             || identity.rs256_public_key_pem.is_some()

@@ -55,6 +55,10 @@ pub struct TaskDocument {
     /// empty and match no search until their next change.)
     #[serde(default)]
     pub search_text: String,
+    /// The W3C `traceparent` of the engine transaction that produced this version, so that
+    /// delivering it to streams continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 pub const ACTIVE: &str = "ACTIVE";
@@ -114,6 +118,7 @@ impl TaskDocument {
                 fold_case(&task.name),
                 fold_case(task.description.as_deref().unwrap_or_default())
             ),
+            traceparent: None,
         }
     }
 
@@ -133,6 +138,7 @@ impl TaskDocument {
             map.remove("principals");
             map.remove("dueSort");
             map.remove("searchText");
+            map.remove("traceparent");
         }
         value
     }

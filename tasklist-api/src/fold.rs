@@ -44,9 +44,15 @@ impl Folded {
 
     /// Adds an event; an older version than one already in the batch changes nothing.
     pub fn add(&mut self, event: &DecodedEvent, origin: usize) {
+        self.add_traced(event, origin, None);
+    }
+
+    /// As [`Folded::add`], keeping the trace context the event travelled with.
+    pub fn add_traced(&mut self, event: &DecodedEvent, origin: usize, traceparent: Option<&str>) {
         match event {
             DecodedEvent::Task(event) => {
-                let document = TaskDocument::from_event(event);
+                let mut document = TaskDocument::from_event(event);
+                document.traceparent = traceparent.map(str::to_string);
                 let newer = self
                     .tasks
                     .get(&document.id)

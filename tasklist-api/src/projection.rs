@@ -11,7 +11,7 @@ use mongodb::bson::{Binary, Document, doc, spec::BinarySubtype};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use taskpool_schemas::{Topics, decode};
 use taskpool_service::backoff::Backoff;
 use taskpool_service::kafka;
@@ -239,8 +239,39 @@ impl Origin<'_> {
     }
 }
 
+/// A header's text value.
+fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+/// A span per event, continuing the trace its engine transaction started; open until the batch
+/// is durable.
+fn event_spans(batch: &[OwnedMessage]) -> Vec<tracing::Span> {
+    batch
+        .iter()
+        .filter_map(|message| {
+            let traceparent = header(message, "traceparent")?;
+            Some(taskpool_service::event_span!(
+                "apply event",
+                Some(traceparent),
+                event_id = header(message, "event-id"),
+                aggregate_id = %String::from_utf8_lossy(message.key().unwrap_or_default()),
+                version = header(message, "aggregate-version"),
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+            ))
+        })
+        .collect()
+}
+
 async fn apply(store: &Store, batch: &[OwnedMessage], metrics: &Metrics) -> Result<(), ViewError> {
     let started = Instant::now();
+    let _spans = event_spans(batch);
     let mut folded = Folded::new();
     let mut dead = Vec::new();
     for (index, message) in batch.iter().enumerate() {
@@ -249,7 +280,7 @@ async fn apply(store: &Store, batch: &[OwnedMessage], metrics: &Metrics) -> Resu
             continue;
         };
         match decode(payload) {
-            Ok(event) => folded.add(&event, index),
+            Ok(event) => folded.add_traced(&event, index, header(message, "traceparent")),
             Err(error) => dead.push(
                 Origin(message).dead_letter(&format!("undecodable: {}", error_chain(&error))),
             ),

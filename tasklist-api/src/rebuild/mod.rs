@@ -260,7 +260,7 @@ async fn fill(
         let count = chunk.len() as u64;
         for read in chunk {
             match read {
-                Some(event) => folded.add(&event, 0),
+                Some((event, traceparent)) => folded.add_traced(&event, 0, traceparent.as_deref()),
                 None => filled.unreadable += 1,
             }
         }

@@ -47,9 +47,19 @@ pub enum Start {
     Time(i64),
 }
 
-/// A message as the rebuild sees it: an event, or `None` for one that is not (no value, or
-/// undecodable), which the live projection has in its dead letters.
-pub type Read = Option<DecodedEvent>;
+/// A message as the rebuild sees it: an event with the trace context it travelled with, or
+/// `None` for one that is not (no value, or undecodable), which the live projection has in its
+/// dead letters.
+pub type Read = Option<(DecodedEvent, Option<String>)>;
+
+fn traceparent(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<String> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == "traceparent")
+        .and_then(|h| std::str::from_utf8(h.value?).ok().map(str::to_string))
+}
 
 /// A consumer that reads assigned partitions and never commits: it leaves the projection's
 /// consumer group alone.
@@ -167,7 +177,8 @@ pub fn read(
             Some(Ok(message)) => {
                 let (topic, partition, offset) =
                     (message.topic(), message.partition(), message.offset());
-                chunk.push(message.payload().and_then(|p| decode(p).ok()));
+                let event = message.payload().and_then(|p| decode(p).ok());
+                chunk.push(event.map(|event| (event, traceparent(&message))));
                 if open.is_empty() {
                     drained += 1;
                 }

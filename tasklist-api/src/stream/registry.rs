@@ -213,6 +213,15 @@ impl Registry {
     fn change(&mut self, change: Change) {
         match change {
             Change::Task(task) => {
+                let _span = task.traceparent.as_deref().map(|traceparent| {
+                    taskpool_service::event_span!(
+                        "deliver to streams",
+                        Some(traceparent),
+                        aggregate_id = %task.id,
+                        version = task.version,
+                    )
+                    .entered()
+                });
                 for session in &self.buffering {
                     if let Some(state) = self.sessions.get_mut(session) {
                         state.pending.push(task.clone());

@@ -289,6 +289,7 @@ impl Service {
                 taskpool_service::logging::init(&taskpool_service::logging::LogConfig {
                     format: taskpool_service::logging::LogFormat::Pretty,
                     level,
+                    otlp_endpoint: None,
                 })
             });
         }
