@@ -17,6 +17,7 @@ mod setup;
 mod single_node;
 mod stats;
 mod tasklist;
+mod tasklist_setup;
 
 use std::process::ExitCode;
 

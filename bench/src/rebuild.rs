@@ -13,7 +13,7 @@ use taskpool_service::shutdown;
 
 use crate::Options;
 use crate::setup::BenchResult;
-use crate::tasklist::{
+use crate::tasklist_setup::{
     config, create_topics, delete_topics, drop_database, produce, task_event, unique,
 };
 

@@ -4,109 +4,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use tasklist_api::config::{Config, Layered, MongoConfig, WriteConcern};
+use tasklist_api::config::{MongoConfig, WriteConcern};
 use tasklist_api::documents::TaskDocument;
 use tasklist_api::metrics::Metrics;
 use tasklist_api::store::Store;
-use taskpool_schemas::{TaskEvent, Timestamp, encode};
+use taskpool_schemas::TaskEvent;
 use taskpool_service::shutdown;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
 
-use crate::outbox::new_task;
 use crate::setup::BenchResult;
 use crate::stats::Samples;
+use crate::tasklist_setup::{
+    PARTITIONS, config, create_topics, delete_topics, drop_database, produce, task_event, unique,
+};
 use crate::{Options, server_env};
-
-const PARTITIONS: i32 = 6;
-
-pub(crate) fn unique(name: &str) -> String {
-    format!(
-        "bench{name}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
-}
-
-pub(crate) fn task_event(id: &str, version: i64, groups: &[&str]) -> TaskEvent {
-    let mut task = new_task();
-    task.candidate_groups = groups.iter().map(|g| g.to_string()).collect();
-    task.business_key = Some(format!("order-{id}"));
-    TaskEvent {
-        event_id: uuid::Uuid::new_v4(),
-        event_type: "TaskCreated".into(),
-        version,
-        occurred_at: Timestamp::now(),
-        task: task.to_active_task(id),
-    }
-}
-
-pub(crate) fn config(database: &str, prefix: &str, trusted_headers: bool) -> BenchResult<Config> {
-    let mut env = vec![
-        ("MONGODB__URI", server_env("MONGODB_URI")?),
-        ("MONGODB__DATABASE", database.to_string()),
-        ("KAFKA__BOOTSTRAP_SERVERS", server_env("KAFKA_BOOTSTRAP")?),
-        ("KAFKA__TOPIC_PREFIX", prefix.to_string()),
-        ("KAFKA__GROUP_ID", format!("{prefix}-group")),
-        ("HTTP__LISTEN", "127.0.0.1:0".to_string()),
-        ("LOG__LEVEL", "warn".to_string()),
-    ];
-    if trusted_headers {
-        env.push(("IDENTITY__TRUSTED_HEADERS", "true".into()));
-    } else {
-        env.push((
-            "IDENTITY__HS256_SECRET",
-            "benchmark-secret-benchmark-secret-x".into(),
-        ));
-    }
-    Config::from_sources(
-        "",
-        env.into_iter()
-            .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v)),
-    )
-    .map_err(|e| e.to_string())
-}
-
-pub(crate) async fn create_topics(prefix: &str) -> BenchResult<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", server_env("KAFKA_BOOTSTRAP")?)
-        .create()
-        .map_err(|e| e.to_string())?;
-    let topics = [format!("{prefix}.tasks"), format!("{prefix}.data-entries")];
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
-        .collect();
-    admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// Deletes the benchmark's topics. Callers stop every consumer of them first (the projection's
-/// task has ended, its consumer dropped): a consumer still fetching a deleted topic gets Tansu's
-/// unknown-topic answer, which carries an all-zero topic id and a current leader, and
-/// librdkafka 2.12 then looks up a topic without a name (`rd_kafka_metadata_update_op` ->
-/// `rd_kafka_metadata_cache_find` -> `strcmp(NULL, ...)`) and the process dies with SIGSEGV.
-pub(crate) async fn delete_topics(prefix: &str) {
-    if let Ok(bootstrap) = server_env("KAFKA_BOOTSTRAP")
-        && let Ok(admin) = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .create::<AdminClient<DefaultClientContext>>()
-    {
-        let topics = [format!("{prefix}.tasks"), format!("{prefix}.data-entries")];
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
-    }
-}
-
-pub(crate) async fn drop_database(store: &Store) {
-    let _ = store.database().drop().await;
-}
 
 pub async fn projection(options: &Options) -> BenchResult<()> {
     let events = options.number("events", 100_000)?;
@@ -204,41 +116,6 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
         "RESULT projection_events_per_s={projection_rate:.0} raw_bulk_upserts_per_s={raw_rate:.0} projection_vs_raw_ratio={:.3}",
         projection_rate / raw_rate
     );
-    Ok(())
-}
-
-/// Sends task events to the prefix's tasks topic, keyed by task, and waits for every
-/// acknowledgement.
-pub(crate) async fn produce(prefix: &str, events: &[TaskEvent]) -> BenchResult<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", server_env("KAFKA_BOOTSTRAP")?)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let topic = format!("{prefix}.tasks");
-    let mut pending = Vec::with_capacity(events.len());
-    for event in events {
-        let bytes = encode(event).map_err(|e| e.to_string())?;
-        let mut record = FutureRecord::to(&topic).key(&event.task.id).payload(&bytes);
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    pending.push(delivery);
-                    break;
-                }
-                Err((_, returned)) => {
-                    record = returned;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }
-    }
-    for result in futures::future::join_all(pending).await {
-        if !matches!(result, Ok(Ok(_))) {
-            return Err("producing the events failed".into());
-        }
-    }
     Ok(())
 }
 
