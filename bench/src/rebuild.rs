@@ -48,10 +48,10 @@ async fn measure(prefix: &str, events: u64, per_task: u64) -> BenchResult<()> {
     eprintln!("projecting incrementally ...");
     let projection_rate = project(prefix, events).await?;
     eprintln!("rebuilding ...");
-    let (rebuild_rate, documents) = rebuild(prefix).await?;
-    if documents != tasks {
+    let (rebuild_rate, newest) = rebuild(prefix, per_task as i64).await?;
+    if newest != tasks {
         return Err(format!(
-            "the rebuild wrote {documents} documents for {tasks} tasks"
+            "the rebuilt view holds {newest} tasks at their newest version, of {tasks}"
         ));
     }
 
@@ -107,8 +107,8 @@ async fn project(prefix: &str, events: u64) -> BenchResult<f64> {
 }
 
 /// `tasklist-api rebuild` into a fresh database: events per second from planning to the
-/// switch, and the documents it wrote.
-async fn rebuild(prefix: &str) -> BenchResult<(f64, u64)> {
+/// switch, and how many tasks the rebuilt view holds at version `newest`.
+async fn rebuild(prefix: &str, newest: i64) -> BenchResult<(f64, u64)> {
     let settings = config(&unique("rebuilt"), prefix, false)?;
     let options = rebuild::Options {
         start: Start::Earliest,
@@ -119,12 +119,18 @@ async fn rebuild(prefix: &str) -> BenchResult<(f64, u64)> {
     let report = rebuild::run(&settings, &options, &mut progress, stop)
         .await
         .map_err(|e| taskpool_service::logging::error_chain(&e))?;
+    eprintln!(
+        "rebuild read {} events and wrote {} documents",
+        report.events, report.documents
+    );
     let store = Store::connect(&settings.mongodb, Arc::new(Metrics::default()))
         .await
         .map_err(|e| e.to_string())?;
+    let at_newest = store
+        .tasks()
+        .count_documents(mongodb::bson::doc! { "version": newest })
+        .await
+        .map_err(|e| e.to_string())?;
     drop_database(&store).await;
-    Ok((
-        report.events as f64 / report.build_seconds,
-        report.documents,
-    ))
+    Ok((report.events as f64 / report.build_seconds, at_newest))
 }
