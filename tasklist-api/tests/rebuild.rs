@@ -386,3 +386,31 @@ async fn an_interrupted_rebuild_leaves_the_live_view_untouched() {
         .unwrap();
     assert_eq!(lock, None, "the rebuild lock is released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_rebuild_is_refused_while_one_runs_and_a_killed_one_s_lock_expires() {
+    let world = World::new().await;
+    let database = world.mongo().await;
+    generation::lock(&database, "pid 1 (elsewhere)", 60_000)
+        .await
+        .unwrap();
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_tasklist-api"))
+        .arg("rebuild")
+        .envs(world.env())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another rebuild is running (pid 1 (elsewhere)"),
+        "{stderr}"
+    );
+    assert_eq!(generation::present(&database).await.unwrap(), vec![]);
+
+    // A lock nobody renewed for longer than the limit is taken over.
+    let taken = generation::lock(&database, "pid 2 (here)", 0).await;
+    assert!(taken.is_ok(), "{taken:?}");
+    generation::unlock(&database, "pid 2 (here)").await.unwrap();
+    assert!(generation::lock(&database, "pid 3", 60_000).await.is_ok());
+}

@@ -80,6 +80,10 @@ pub enum RebuildError {
     Interrupted,
     #[error("the Kafka reader failed")]
     Reader(#[from] tokio::task::JoinError),
+    /// The new generation is live but may miss what instances wrote to the old one just before
+    /// the switch: running the rebuild again makes it whole.
+    #[error("switched to the new generation, but catching up failed; run the rebuild again")]
+    CatchUp(#[source] Box<RebuildError>),
 }
 
 pub async fn run(
@@ -187,12 +191,9 @@ async fn rebuild(
         "switched to generation {}; catching up (an interrupt now is ignored)",
         next.0
     ));
-    let kafka = config.kafka.clone();
-    let caught_up =
-        tokio::task::spawn_blocking(move || source::plan_after(&kafka, &ranges)).await??;
-    progress.begin("catch-up", caught_up.iter().map(Range::len).sum());
-    fill(&target, &config.kafka, &caught_up, progress, None, lock)
-        .await?
+    catch_up(config, &target, &ranges, progress, lock)
+        .await
+        .map_err(|error| RebuildError::CatchUp(Box::new(error)))?
         .add_to(&mut report, true);
     progress.finish();
 
@@ -204,6 +205,21 @@ async fn rebuild(
     tokio::time::sleep(options.switch_grace).await;
     generation::drop(database, live).await?;
     Ok(report)
+}
+
+/// Reads from where `ranges` ended to the ends now into `target`.
+async fn catch_up(
+    config: &Config,
+    target: &Store,
+    ranges: &[Range],
+    progress: &mut Progress,
+    lock: &Lock,
+) -> Result<Filled, RebuildError> {
+    let (kafka, done) = (config.kafka.clone(), ranges.to_vec());
+    let caught_up =
+        tokio::task::spawn_blocking(move || source::plan_after(&kafka, &done)).await??;
+    progress.begin("catch-up", caught_up.iter().map(Range::len).sum());
+    fill(target, &config.kafka, &caught_up, progress, None, lock).await
 }
 
 /// What one pass of reading wrote.
