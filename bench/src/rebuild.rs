@@ -3,7 +3,7 @@
 //! memory, written once).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tasklist_api::metrics::Metrics;
 use tasklist_api::rebuild::{self, Progress, source::Start};
@@ -14,7 +14,7 @@ use taskpool_service::shutdown;
 use crate::Options;
 use crate::setup::BenchResult;
 use crate::tasklist_setup::{
-    config, create_topics, delete_topics, drop_database, produce, task_event, unique,
+    config, create_topics, delete_topics, drop_database, produce, project, task_event, unique,
 };
 
 pub async fn run(options: &Options) -> BenchResult<()> {
@@ -46,7 +46,7 @@ async fn measure(prefix: &str, events: u64, per_task: u64) -> BenchResult<()> {
     let events = history.len() as u64;
 
     eprintln!("projecting incrementally ...");
-    let projection_rate = project(prefix, events).await?;
+    let (projection_rate, _) = project(prefix, events).await?;
     eprintln!("rebuilding ...");
     let (rebuild_rate, newest) = rebuild(prefix, per_task as i64).await?;
     if newest != tasks {
@@ -70,40 +70,6 @@ async fn measure(prefix: &str, events: u64, per_task: u64) -> BenchResult<()> {
         rebuild_rate / projection_rate
     );
     Ok(())
-}
-
-/// The projection from the first offset into a fresh database: events per second from its
-/// first durable batch (the group's join is not part of it) to the last.
-async fn project(prefix: &str, events: u64) -> BenchResult<f64> {
-    let settings = config(&unique("incremental"), prefix, false)?;
-    let metrics = Arc::new(Metrics::default());
-    let store = Store::connect(&settings.mongodb, metrics.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    store.ensure_indexes().await.map_err(|e| e.to_string())?;
-    let (trigger, stop) = shutdown::channel();
-    let running = tokio::spawn(tasklist_api::projection::run(
-        settings.kafka.clone(),
-        store.clone(),
-        metrics.clone(),
-        stop,
-    ));
-    while metrics.consumed_events.get() == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let started = Instant::now();
-    let first_batch = metrics.consumed_events.get();
-    while metrics.consumed_events.get() < events {
-        if running.is_finished() {
-            return Err("the projection stopped early".into());
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let rate = (events - first_batch) as f64 / started.elapsed().as_secs_f64();
-    trigger.trigger();
-    let _ = running.await;
-    drop_database(&store).await;
-    Ok(rate)
 }
 
 /// `tasklist-api rebuild` into a fresh database: events per second from planning to the

@@ -16,7 +16,8 @@ use tokio::net::TcpSocket;
 use crate::setup::BenchResult;
 use crate::stats::Samples;
 use crate::tasklist_setup::{
-    PARTITIONS, config, create_topics, delete_topics, drop_database, produce, task_event, unique,
+    PARTITIONS, config, create_topics, delete_topics, drop_database, produce, project, task_event,
+    unique,
 };
 use crate::{Options, server_env};
 
@@ -38,37 +39,8 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
     produce(prefix, &produced).await?;
 
     // The projection: consume everything into a fresh database.
-    let database = unique("db");
-    let service_config = config(&database, prefix, false)?;
-    let metrics = Arc::new(Metrics::default());
-    let store = Store::connect(&service_config.mongodb, metrics.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    store.ensure_indexes().await.map_err(|e| e.to_string())?;
-    let (trigger, stop) = shutdown::channel();
-    let running = tokio::spawn(tasklist_api::projection::run(
-        service_config.kafka.clone(),
-        store.clone(),
-        metrics.clone(),
-        stop,
-    ));
-    // The consumer group's join is not part of the measurement: the clock starts when the
-    // first batch is durable, and counts the events after it.
-    while metrics.consumed_events.get() == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let started = Instant::now();
-    let first_batch = metrics.consumed_events.get();
-    while metrics.consumed_events.get() < events {
-        if running.is_finished() {
-            return Err("the projection stopped early".into());
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let projection_rate = (events - first_batch) as f64 / started.elapsed().as_secs_f64();
-    trigger.trigger();
-    let _ = running.await;
-    drop_database(&store).await;
+    let (projection_rate, first_batch) = project(prefix, events).await?;
+    let service_config = config(&unique("settings"), prefix, false)?;
 
     // The raw baseline: the same documents, the same version-guarded bulk upserts, the same
     // batch size, straight into a fresh database of the same server.

@@ -1,15 +1,18 @@
 //! The tasklist benchmarks' world: unique topics and databases on the servers of
 //! `KAFKA_BOOTSTRAP` and `MONGODB_URI`, task events produced to them, the service's settings.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tasklist_api::config::{Config, Layered};
+use tasklist_api::metrics::Metrics;
 use tasklist_api::store::Store;
 use taskpool_schemas::{TaskEvent, Timestamp, encode};
+use taskpool_service::shutdown;
 
 use crate::outbox::new_task;
 use crate::server_env;
@@ -134,4 +137,39 @@ pub(crate) async fn produce(prefix: &str, events: &[TaskEvent]) -> BenchResult<(
         }
     }
     Ok(())
+}
+
+/// The projection from the first offset into a fresh database, until it consumed `events`:
+/// events per second from its first durable batch (the group's join is not part of it) to the
+/// last, and how many events that first batch held.
+pub(crate) async fn project(prefix: &str, events: u64) -> BenchResult<(f64, u64)> {
+    let settings = config(&unique("incremental"), prefix, false)?;
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::connect(&settings.mongodb, metrics.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    store.ensure_indexes().await.map_err(|e| e.to_string())?;
+    let (trigger, stop) = shutdown::channel();
+    let running = tokio::spawn(tasklist_api::projection::run(
+        settings.kafka.clone(),
+        store.clone(),
+        metrics.clone(),
+        stop,
+    ));
+    while metrics.consumed_events.get() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = Instant::now();
+    let first_batch = metrics.consumed_events.get();
+    while metrics.consumed_events.get() < events {
+        if running.is_finished() {
+            return Err("the projection stopped early".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rate = (events - first_batch) as f64 / started.elapsed().as_secs_f64();
+    trigger.trigger();
+    let _ = running.await;
+    drop_database(&store).await;
+    Ok((rate, first_batch))
 }

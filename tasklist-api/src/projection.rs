@@ -239,8 +239,8 @@ impl Origin<'_> {
     }
 }
 
-/// A header's text value.
-fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
+/// A message header's text value.
+pub(crate) fn header<'a, M: Message>(message: &'a M, key: &str) -> Option<&'a str> {
     message
         .headers()?
         .iter()

@@ -138,7 +138,10 @@ async fn a_rebuild_under_load_switches_without_a_failed_request_and_equals_the_p
         let world = world.clone();
         tokio::spawn(async move {
             let mut n = 0;
+            // A steady stream of changes, one every 10 ms.
+            let mut pace = tokio::time::interval(Duration::from_millis(10));
             while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
                 let version = {
                     let mut versions = versions.lock().unwrap();
                     let version = versions[&n] + 1;
@@ -148,7 +151,6 @@ async fn a_rebuild_under_load_switches_without_a_failed_request_and_equals_the_p
                 world.send_task(&nth_event(n, version)).await;
                 sent.fetch_add(1, Ordering::Relaxed);
                 n = (n + 7) % TASKS;
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
     };

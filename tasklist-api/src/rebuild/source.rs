@@ -12,6 +12,7 @@ use taskpool_schemas::{DecodedEvent, Topics, decode};
 use tokio::sync::mpsc;
 
 use crate::config::KafkaConfig;
+use crate::projection::header;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events handed over at a time.
@@ -51,15 +52,6 @@ pub enum Start {
 /// `None` for one that is not (no value, or undecodable), which the live projection has in its
 /// dead letters.
 pub type Read = Option<(DecodedEvent, Option<String>)>;
-
-fn traceparent(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<String> {
-    use rdkafka::message::Headers;
-    let headers = message.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == "traceparent")
-        .and_then(|h| std::str::from_utf8(h.value?).ok().map(str::to_string))
-}
 
 /// A consumer that reads assigned partitions and never commits: it leaves the projection's
 /// consumer group alone.
@@ -178,7 +170,8 @@ pub fn read(
                 let (topic, partition, offset) =
                     (message.topic(), message.partition(), message.offset());
                 let event = message.payload().and_then(|p| decode(p).ok());
-                chunk.push(event.map(|event| (event, traceparent(&message))));
+                let traceparent = header(&message, "traceparent").map(str::to_string);
+                chunk.push(event.map(|event| (event, traceparent)));
                 if open.is_empty() {
                     drained += 1;
                 }
