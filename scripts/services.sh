@@ -45,11 +45,13 @@ die() { log "$*"; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A TCP port nothing listens on, from a range away from the usual service ports.
+# A TCP port nothing listens on, from a range away from the usual service ports and below
+# Linux's ephemeral range (32768 and up): a port some outgoing connection holds as its local
+# port does not listen, yet cannot be bound ("Address in use").
 free_port() {
     local port
     for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 20000))
+        port=$((20000 + RANDOM % 12000))
         if ! port_open "$port"; then echo "$port"; return 0; fi
     done
     die "no free port found"
