@@ -14,7 +14,7 @@ use taskpool_collector::Collector;
 use taskpool_core::{PgStore, TraceParent};
 use taskpool_service::logging::{LogConfig, LogFormat};
 use taskpool_service::shutdown;
-use taskpool_testkit::{required_env, wait_for};
+use taskpool_testkit::required_env;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -134,12 +134,13 @@ async fn one_event_keeps_its_trace_id_from_the_engine_to_the_stream() {
         ("", "apply event"),
         ("", "deliver to streams"),
     ];
-    let found: Vec<Value> = wait_for("the pipeline's spans", DEADLINE, || async {
-        let spans = spans.lock().unwrap();
+    let started = std::time::Instant::now();
+    let found: Vec<Value> = loop {
+        let received = spans.lock().unwrap().clone();
         let found: Vec<Value> = wanted
             .iter()
             .filter_map(|(service, name)| {
-                spans
+                received
                     .iter()
                     .find(|s| {
                         s["name"] == *name
@@ -149,9 +150,19 @@ async fn one_event_keeps_its_trace_id_from_the_engine_to_the_stream() {
                     .cloned()
             })
             .collect();
-        (found.len() == wanted.len()).then_some(found)
-    })
-    .await;
+        if found.len() == wanted.len() {
+            break found;
+        }
+        let names: Vec<String> = received
+            .iter()
+            .map(|s| format!("{} {}", s["service"], s["name"]))
+            .collect();
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting for the pipeline's spans; received: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for span in &found {
         assert_eq!(span["traceId"], TRACE, "{span:#}");
         assert_eq!(span["parentSpanId"], ENGINE_SPAN, "{span:#}");
