@@ -90,6 +90,18 @@ pub enum PermanentFailure {
     Halt,
 }
 
+/// Which open transactions hold back publishing (decision 0024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Horizon {
+    /// Only transactions that write to the outbox. Needs every writer to take the outbox floor
+    /// (taskpool-core with outbox migration 2 or later).
+    OutboxWriters,
+    /// Every transaction of the database server (the oldest running one), as before the floor
+    /// existed: for writers built with an older taskpool during an upgrade.
+    AllTransactions,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayConfig {
@@ -109,6 +121,8 @@ pub struct RelayConfig {
     /// Share of each back-off pause that is random (0 to 1), so relays do not retry in step.
     pub retry_jitter: f64,
     pub on_permanent_failure: PermanentFailure,
+    /// Which open transactions a committed outbox row waits for before it is published.
+    pub horizon: Horizon,
     /// How often lag metrics are refreshed.
     pub lag_interval_ms: u64,
     /// `/health` answers 503 ("stalled") when this process leads, has events to publish, and
@@ -178,6 +192,7 @@ impl Default for RelayConfig {
             retry_max_ms: 10_000,
             retry_jitter: 0.2,
             on_permanent_failure: PermanentFailure::DeadLetter,
+            horizon: Horizon::OutboxWriters,
             lag_interval_ms: 2000,
             stalled_after_secs: 60,
         }

@@ -1,9 +1,10 @@
 //! Reading the outbox gap-safely, and the relay's own tables (position, dead letters).
 //!
-//! Rows are read in `(tracking_xid, position)` order and only below the oldest transaction
-//! still running (`pg_snapshot_xmin(pg_current_snapshot())`): every row that could still appear
-//! (its transaction has not committed yet) sorts after what is read, so advancing past what
-//! was read never skips a transaction that commits late. See `taskpool_outbox.tracking_xid`.
+//! Rows are read in `(tracking_xid, position)` order and only below a horizon: the oldest open
+//! transaction that writes to the outbox (`taskpool_outbox_horizon()`, decision 0024), or the
+//! oldest open transaction of the server (`pg_snapshot_xmin`, decision 0004). Every row that
+//! could still appear (its transaction has not committed yet) sorts after what is read, so
+//! advancing past what was read never skips a transaction that commits late.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use taskpool_service::shutdown::Shutdown;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::config::RelayConfig;
+use crate::config::{Horizon, RelayConfig};
 use crate::metrics::Metrics;
 
 /// How far a relay has published. Ordered like the outbox is read.
@@ -43,29 +44,65 @@ pub struct OutboxRow {
 
 // The ORDER BY names the table's columns, not the output aliases: ordering by the converted
 // output would rule out the (tracking_xid, position) index and sort the whole table.
-const READ_BATCH: &str = r#"
-SELECT o.position, o.tracking_xid::text::int8 AS tracking, o.event_id, o.aggregate_type,
-       o.aggregate_id, o.aggregate_version, o.event_type, o.payload, o.headers::text AS headers
-FROM taskpool_outbox o
-WHERE (o.tracking_xid, o.position) > ($1::text::xid8, $2)
-  AND o.tracking_xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY o.tracking_xid, o.position
-LIMIT $3
-"#;
+macro_rules! read_batch_below {
+    ($horizon:literal) => {
+        concat!(
+            "SELECT o.position, o.tracking_xid::text::int8 AS tracking, o.event_id, ",
+            "o.aggregate_type, o.aggregate_id, o.aggregate_version, o.event_type, o.payload, ",
+            "o.headers::text AS headers ",
+            "FROM taskpool_outbox o ",
+            "WHERE (o.tracking_xid, o.position) > ($1::text::xid8, $2) ",
+            "AND o.tracking_xid < ",
+            $horizon,
+            " ORDER BY o.tracking_xid, o.position LIMIT $3"
+        )
+    };
+}
 
-/// The next committed rows after `after`, at most `limit`.
-pub async fn read_batch(
-    pool: &PgPool,
-    after: Position,
-    limit: u32,
-) -> Result<Vec<OutboxRow>, sqlx::Error> {
-    let rows = sqlx::query(READ_BATCH)
-        .bind(after.tracking_xid.to_string())
-        .bind(after.position)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(outbox_row).collect()
+/// Below the oldest transaction running on the server, taken in the reading statement itself.
+const READ_BELOW_ALL_TRANSACTIONS: &str =
+    read_batch_below!("pg_snapshot_xmin(pg_current_snapshot())");
+/// Below the outbox writers' horizon, computed by the statement before (decision 0024).
+const READ_BELOW_OUTBOX_WRITERS: &str = read_batch_below!("$4::text::xid8");
+
+/// Reads committed outbox rows in the order they must be published.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxReader {
+    horizon: Horizon,
+}
+
+impl OutboxReader {
+    pub fn new(horizon: Horizon) -> OutboxReader {
+        OutboxReader { horizon }
+    }
+
+    /// The next committed rows after `after`, at most `limit`.
+    pub async fn read_batch(
+        &self,
+        pool: &PgPool,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, sqlx::Error> {
+        let statement = match self.horizon {
+            Horizon::AllTransactions => READ_BELOW_ALL_TRANSACTIONS,
+            Horizon::OutboxWriters => READ_BELOW_OUTBOX_WRITERS,
+        };
+        let query = sqlx::query(statement)
+            .bind(after.tracking_xid.to_string())
+            .bind(after.position)
+            .bind(i64::from(limit));
+        let rows = match self.horizon {
+            Horizon::AllTransactions => query.fetch_all(pool).await?,
+            Horizon::OutboxWriters => {
+                // Its own statement, before the read: the read's snapshot must come later.
+                let horizon: i64 = sqlx::query_scalar("SELECT taskpool_outbox_horizon()")
+                    .fetch_one(pool)
+                    .await?;
+                query.bind(horizon.to_string()).fetch_all(pool).await?
+            }
+        };
+        rows.iter().map(outbox_row).collect()
+    }
 }
 
 pub(crate) fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
@@ -225,6 +262,7 @@ pub async fn read_ahead(
     batches: mpsc::Sender<Result<Vec<OutboxRow>, sqlx::Error>>,
     mut shutdown: Shutdown,
 ) {
+    let reader = OutboxReader::new(relay.horizon);
     let mut after = start;
     // Idle polling slows down from poll_min_ms to poll_max_ms, exactly (no jitter: one reader).
     let mut idle = Backoff::new(
@@ -234,7 +272,7 @@ pub async fn read_ahead(
     .with_jitter(0.0);
     // Ends on shutdown, or once the relay stopped taking batches (it dropped the receiver).
     while !shutdown.is_requested() && !batches.is_closed() {
-        let rows = read_batch(&pool, after, relay.batch_size).await;
+        let rows = reader.read_batch(&pool, after, relay.batch_size).await;
         metrics.reads.inc();
         match rows {
             Ok(rows) if rows.is_empty() => {

@@ -30,8 +30,14 @@ use crate::publisher::Publisher;
 use crate::{retention, status};
 
 /// The relay's own tables, recorded in `taskpool_relay_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "relay", include_str!("../migrations/0001_relay.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "relay", include_str!("../migrations/0001_relay.sql")),
+    (
+        2,
+        "outbox writers' horizon",
+        include_str!("../migrations/0002_writers_horizon.sql"),
+    ),
+];
 
 /// How long a shutdown waits for in-flight batches before giving up on them (they are
 /// published again by the next leader: at least once).

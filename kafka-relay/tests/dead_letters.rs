@@ -34,9 +34,8 @@ fn huge(id: &str) -> EngineEvent {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_are_listed_retried_after_the_fix_and_discarded() {
-    let world = World::new().await;
+async fn dead_letters_are_listed_retried_after_the_fix_and_discarded(horizon: Horizon) {
+    let world = World::new().await.with_horizon(horizon);
     let limit = ("KAFKA__MESSAGE_MAX_BYTES", "20000");
     let relay = RunningRelay::start(world.relay_config(&[limit])).await;
     world.commit(vec![huge("first")]).await;
@@ -138,3 +137,5 @@ async fn dead_letters_are_listed_retried_after_the_fix_and_discarded() {
         Some(1)
     );
 }
+
+with_either_horizon!(dead_letters_are_listed_retried_after_the_fix_and_discarded,);

@@ -14,10 +14,9 @@ fn expect_all(reader: &KafkaReader, expected: &std::collections::BTreeSet<String
     expected.iter().all(|id| ids.contains(id))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_moments_loses_nothing_and_keeps_per_key_order() {
+async fn sigkill_at_random_moments_loses_nothing_and_keeps_per_key_order(horizon: Horizon) {
     const EVENTS: usize = 10_000;
-    let world = World::new().await;
+    let world = World::new().await.with_horizon(horizon);
     let env = world.relay_env();
     let batch_size: u64 = env[&format!("{}RELAY__BATCH_SIZE", kafka_relay::config::ENV_PREFIX)]
         .parse()
@@ -74,9 +73,8 @@ async fn sigkill_at_random_moments_loses_nothing_and_keeps_per_key_order() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_stream_exits_zero_and_a_restart_publishes_no_duplicates() {
-    let world = World::new().await;
+async fn sigterm_mid_stream_exits_zero_and_a_restart_publishes_no_duplicates(horizon: Horizon) {
+    let world = World::new().await.with_horizon(horizon);
     let env = world.relay_env();
     let writer = tokio::spawn(stream_events(
         world.db.pool.clone(),
@@ -139,10 +137,11 @@ async fn every_metric_the_alerts_and_dashboard_use_is_exposed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_frozen_for_15_seconds_delays_events_but_loses_none() {
+async fn a_broker_frozen_for_15_seconds_delays_events_but_loses_none(horizon: Horizon) {
     let broker = PrivateBroker::start().await;
-    let world = World::with_bootstrap(broker.bootstrap.clone()).await;
+    let world = World::with_bootstrap(broker.bootstrap.clone())
+        .await
+        .with_horizon(horizon);
     let mut env = world.relay_env();
     env.insert(
         format!(
@@ -222,9 +221,10 @@ async fn published(address: &str) -> f64 {
     metric(&body, "taskpool_relay_published_events_total").expect("published metric")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_relays_publish_one_at_a_time_and_the_standby_takes_over_within_10_seconds() {
-    let world = World::new().await;
+async fn two_relays_publish_one_at_a_time_and_the_standby_takes_over_within_10_seconds(
+    horizon: Horizon,
+) {
+    let world = World::new().await.with_horizon(horizon);
     let mut env = world.relay_env();
     // The shipped lease defaults.
     for (key, value) in [
@@ -305,9 +305,8 @@ async fn two_relays_publish_one_at_a_time_and_the_standby_takes_over_within_10_s
     assert!(second.child.wait().await.unwrap().success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_prints_what_is_published_what_is_left_and_the_leader() {
-    let world = World::new().await;
+async fn status_prints_what_is_published_what_is_left_and_the_leader(horizon: Horizon) {
+    let world = World::new().await.with_horizon(horizon);
     let env = world.relay_env();
     let mut relay = RelayProcess::spawn(&env);
     world.commit(vec![created("a"), created("b")]).await;
@@ -419,3 +418,11 @@ async fn the_database_password_never_appears_in_the_log() {
     assert!(log.contains("relay started"), "{log}");
     assert!(!log.contains(PASSWORD), "{log}");
 }
+
+with_either_horizon!(
+    sigkill_at_random_moments_loses_nothing_and_keeps_per_key_order,
+    sigterm_mid_stream_exits_zero_and_a_restart_publishes_no_duplicates,
+    a_broker_frozen_for_15_seconds_delays_events_but_loses_none,
+    two_relays_publish_one_at_a_time_and_the_standby_takes_over_within_10_seconds,
+    status_prints_what_is_published_what_is_left_and_the_leader,
+);

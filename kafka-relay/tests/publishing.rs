@@ -18,9 +18,10 @@ use taskpool_testkit::wait_for;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_committed_event_reaches_kafka_with_its_key_topic_headers_and_value() {
-    let world = World::new().await;
+async fn every_committed_event_reaches_kafka_with_its_key_topic_headers_and_value(
+    horizon: Horizon,
+) {
+    let world = World::new().await.with_horizon(horizon);
     let relay = RunningRelay::start(world.relay_config(&[])).await;
 
     world.commit(vec![created("t1"), created("t2")]).await;
@@ -114,9 +115,8 @@ async fn every_committed_event_reaches_kafka_with_its_key_topic_headers_and_valu
     assert_eq!(relay.stop().await, Exit::Shutdown);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_never_skips_a_transaction_that_commits_late() {
-    let world = World::new().await;
+async fn relay_never_skips_a_transaction_that_commits_late(horizon: Horizon) {
+    let world = World::new().await.with_horizon(horizon);
     let relay = RunningRelay::start(world.relay_config(&[])).await;
     let mut reader = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
 
@@ -155,9 +155,10 @@ async fn relay_never_skips_a_transaction_that_commits_late() {
     relay.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_over_the_size_limit_is_dead_lettered_and_the_rest_is_published() {
-    let world = World::new().await;
+async fn a_message_over_the_size_limit_is_dead_lettered_and_the_rest_is_published(
+    horizon: Horizon,
+) {
+    let world = World::new().await.with_horizon(horizon);
     let relay =
         RunningRelay::start(world.relay_config(&[("KAFKA__MESSAGE_MAX_BYTES", "20000")])).await;
 
@@ -210,9 +211,8 @@ async fn a_message_over_the_size_limit_is_dead_lettered_and_the_rest_is_publishe
     relay.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_halt_mode_a_message_over_the_size_limit_stops_publishing_before_it() {
-    let world = World::new().await;
+async fn in_halt_mode_a_message_over_the_size_limit_stops_publishing_before_it(horizon: Horizon) {
+    let world = World::new().await.with_horizon(horizon);
     let relay = RunningRelay::start(world.relay_config(&[
         ("KAFKA__MESSAGE_MAX_BYTES", "20000"),
         ("RELAY__ON_PERMANENT_FAILURE", "halt"),
@@ -255,9 +255,8 @@ async fn in_halt_mode_a_message_over_the_size_limit_stops_publishing_before_it()
     assert_eq!(dead, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_deletes_only_published_rows_older_than_the_age() {
-    let world = World::new().await;
+async fn retention_deletes_only_published_rows_older_than_the_age(horizon: Horizon) {
+    let world = World::new().await.with_horizon(horizon);
     let relay = RunningRelay::start(world.relay_config(&[])).await;
     world.commit(vec![created("a"), created("b")]).await;
     world.commit(vec![created("c")]).await;
@@ -308,9 +307,8 @@ async fn retention_deletes_only_published_rows_older_than_the_age() {
     let _ = published;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_relay_applies_retention_while_it_leads() {
-    let world = World::new().await;
+async fn the_relay_applies_retention_while_it_leads(horizon: Horizon) {
+    let world = World::new().await.with_horizon(horizon);
     let relay = RunningRelay::start(world.relay_config(&[
         ("RETENTION__MAX_AGE_SECS", "1"),
         ("RETENTION__INTERVAL_SECS", "1"),
@@ -341,9 +339,8 @@ async fn a_missing_topic_is_a_clear_error_unless_topic_creation_is_on() {
     assert!(text.contains("create_topics"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_of_an_existing_task_keep_their_order_across_batches() {
-    let world = World::new().await;
+async fn events_of_an_existing_task_keep_their_order_across_batches(horizon: Horizon) {
+    let world = World::new().await.with_horizon(horizon);
     let relay = RunningRelay::start(world.relay_config(&[("RELAY__BATCH_SIZE", "7")])).await;
     world.commit(vec![created("t")]).await;
     for i in 0..60 {
@@ -366,3 +363,13 @@ async fn events_of_an_existing_task_keep_their_order_across_batches() {
     relay.stop().await;
     let _ = Position::default();
 }
+
+with_either_horizon!(
+    every_committed_event_reaches_kafka_with_its_key_topic_headers_and_value,
+    relay_never_skips_a_transaction_that_commits_late,
+    a_message_over_the_size_limit_is_dead_lettered_and_the_rest_is_published,
+    in_halt_mode_a_message_over_the_size_limit_stops_publishing_before_it,
+    retention_deletes_only_published_rows_older_than_the_age,
+    the_relay_applies_retention_while_it_leads,
+    events_of_an_existing_task_keep_their_order_across_batches,
+);

@@ -15,11 +15,18 @@ use crate::command::{AggregateKey, AggregateType};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PgStore;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "outbox",
-    include_str!("../../migrations/postgres/0001_outbox.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "outbox",
+        include_str!("../../migrations/postgres/0001_outbox.sql"),
+    ),
+    (
+        2,
+        "outbox floor",
+        include_str!("../../migrations/postgres/0002_outbox_floor.sql"),
+    ),
+];
 
 // `ORDER BY ... FOR UPDATE` locks in sort order: every batch takes its locks in the same
 // order, so two batches touching the same aggregates cannot deadlock each other.
@@ -33,27 +40,33 @@ FOR UPDATE OF a
 
 // All parts run on one snapshot, so the outbox insert sees each aggregate's previous
 // tracking_xid. A plain INSERT for new aggregates: a concurrent creator makes the whole
-// statement fail (unique violation) instead of leaving half a batch behind.
+// statement fail (unique violation) instead of leaving half a batch behind. `me` is this
+// transaction's own tracking value: its id, raised to the outbox floor (decision 0024), read
+// here, after the statement holds its lock on the outbox.
 const SAVE: &str = r#"
-WITH created AS (
+WITH me AS (
+    SELECT greatest(pg_current_xact_id(), f.last_value::text::xid8) AS x
+    FROM taskpool_outbox_floor f
+), created AS (
     INSERT INTO taskpool_aggregates (aggregate_type, aggregate_id, version, state, tracking_xid)
-    SELECT c.t, c.i, c.v, c.s, pg_current_xact_id()
-    FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[]) AS c(t, i, v, s)
+    SELECT c.t, c.i, c.v, c.s, me.x
+    FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[]) AS c(t, i, v, s), me
     RETURNING 1
 ), changed AS (
     UPDATE taskpool_aggregates a
     SET version = u.v, state = u.s, updated_at = clock_timestamp(),
-        tracking_xid = greatest(a.tracking_xid, pg_current_xact_id())
-    FROM unnest($5::text[], $6::text[], $7::int8[], $8::int8[], $9::bytea[]) AS u(t, i, expected, v, s)
+        tracking_xid = greatest(a.tracking_xid, me.x)
+    FROM unnest($5::text[], $6::text[], $7::int8[], $8::int8[], $9::bytea[]) AS u(t, i, expected, v, s), me
     WHERE a.aggregate_type = u.t AND a.aggregate_id = u.i AND a.version = u.expected
     RETURNING 1
 ), appended AS (
     INSERT INTO taskpool_outbox (tracking_xid, event_id, aggregate_type, aggregate_id,
         aggregate_version, event_type, schema_fingerprint, payload, headers)
-    SELECT greatest(pg_current_xact_id(), coalesce(a.tracking_xid, '0'::xid8)),
+    SELECT greatest(me.x, coalesce(a.tracking_xid, '0'::xid8)),
         e.id, e.t, e.i, e.v, e.et, e.fp, e.p, e.h::json
     FROM unnest($10::uuid[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::int8[],
                 $16::bytea[], $17::text[]) WITH ORDINALITY AS e(id, t, i, v, et, fp, p, h, n)
+    CROSS JOIN me
     LEFT JOIN taskpool_aggregates a ON a.aggregate_type = e.t AND a.aggregate_id = e.i
     ORDER BY e.n
     RETURNING 1
@@ -68,18 +81,21 @@ SELECT (SELECT count(*) FROM created) AS created,
 // Outbox rows are written only if every aggregate was new; otherwise the caller removes the
 // aggregates this statement did create (REMOVE_CREATED) and nothing of the batch remains.
 const CREATE_IF_ABSENT: &str = r#"
-WITH created AS (
+WITH me AS (
+    SELECT greatest(pg_current_xact_id(), f.last_value::text::xid8) AS x
+    FROM taskpool_outbox_floor f
+), created AS (
     INSERT INTO taskpool_aggregates (aggregate_type, aggregate_id, version, state, tracking_xid)
-    SELECT c.t, c.i, c.v, c.s, pg_current_xact_id()
-    FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[]) AS c(t, i, v, s)
+    SELECT c.t, c.i, c.v, c.s, me.x
+    FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[]) AS c(t, i, v, s), me
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
 INSERT INTO taskpool_outbox (tracking_xid, event_id, aggregate_type, aggregate_id,
     aggregate_version, event_type, schema_fingerprint, payload, headers)
-SELECT pg_current_xact_id(), e.id, e.t, e.i, e.v, e.et, e.fp, e.p, e.h::json
+SELECT me.x, e.id, e.t, e.i, e.v, e.et, e.fp, e.p, e.h::json
 FROM unnest($5::uuid[], $6::text[], $7::text[], $8::int8[], $9::text[], $10::int8[],
-            $11::bytea[], $12::text[]) WITH ORDINALITY AS e(id, t, i, v, et, fp, p, h, n)
+            $11::bytea[], $12::text[]) WITH ORDINALITY AS e(id, t, i, v, et, fp, p, h, n), me
 WHERE (SELECT count(*) FROM created) = cardinality($1::text[])
 ORDER BY e.n
 "#;

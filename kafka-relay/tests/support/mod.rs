@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use kafka_relay::config::Horizon;
 use kafka_relay::config::{Config, Layered};
 use kafka_relay::metrics::Metrics;
 use kafka_relay::shutdown::{self, ShutdownTrigger};
@@ -31,6 +32,27 @@ pub struct World {
     pub bootstrap: String,
     /// Client properties every Kafka client of the test needs (TLS), beyond the brokers.
     pub kafka_properties: Vec<(&'static str, String)>,
+    /// Which open transactions the relays of this world wait for.
+    pub horizon: Horizon,
+}
+
+/// Declares, for each named `async fn name(horizon: Horizon)`, the tests `name::outbox_writers`
+/// and `name::all_transactions`: everything the relay guarantees holds with either horizon.
+#[macro_export]
+macro_rules! with_either_horizon {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn outbox_writers() {
+                super::$name(super::Horizon::OutboxWriters).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn all_transactions() {
+                super::$name(super::Horizon::AllTransactions).await
+            }
+        }
+    )+};
 }
 
 impl World {
@@ -56,6 +78,17 @@ impl World {
         .await
     }
 
+    /// The outbox on the second PostgreSQL server (the one that accepts TLS only), with the
+    /// plain broker: transactions a test holds open there hold back no other test's relay.
+    pub async fn on_second_server() -> World {
+        World::build(
+            PgTestDb::on("DATABASE_TLS_URL", 8).await,
+            required_env("KAFKA_BOOTSTRAP"),
+            Vec::new(),
+        )
+        .await
+    }
+
     async fn build(
         db: PgTestDb,
         bootstrap: String,
@@ -69,7 +102,13 @@ impl World {
             relay_name: format!("relay-{}", &id[..6]),
             bootstrap,
             kafka_properties,
+            horizon: Horizon::OutboxWriters,
         }
+    }
+
+    /// This world with relays waiting for `horizon`.
+    pub fn with_horizon(self, horizon: Horizon) -> World {
+        World { horizon, ..self }
     }
 
     /// A reader of this world's topics from their beginning.
@@ -98,6 +137,7 @@ impl World {
             ("RELAY__LAG_INTERVAL_MS", "500".into()),
             ("HTTP__LISTEN", "127.0.0.1:0".into()),
             ("LOG__FORMAT", "json".into()),
+            ("RELAY__HORIZON", horizon_setting(self.horizon).into()),
         ];
         let security = self.kafka_properties.iter().map(|(key, value)| match *key {
             "security.protocol" => ("KAFKA__SECURITY__PROTOCOL", value.to_uppercase()),
@@ -132,6 +172,14 @@ impl World {
         }
         collector.flush::<PgStore>(&mut *tx).await.unwrap();
         tx.commit().await.unwrap();
+    }
+}
+
+/// The configuration value of a horizon.
+pub fn horizon_setting(horizon: Horizon) -> &'static str {
+    match horizon {
+        Horizon::OutboxWriters => "outbox-writers",
+        Horizon::AllTransactions => "all-transactions",
     }
 }
 
@@ -256,6 +304,8 @@ pub struct Received {
     pub key: String,
     pub headers: BTreeMap<String, String>,
     pub payload: Vec<u8>,
+    /// When the relay produced it (the producer's create time), in ms since the epoch.
+    pub produced_at_ms: Option<i64>,
 }
 
 impl Received {
@@ -351,6 +401,7 @@ impl KafkaReader {
                             .into_owned(),
                         headers,
                         payload: message.payload().unwrap_or_default().to_vec(),
+                        produced_at_ms: message.timestamp().to_millis(),
                     });
                 }
                 Some(Err(error)) => panic!("Kafka read failed: {error}"),
