@@ -9,6 +9,7 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod e2e;
+mod held_open;
 mod outbox;
 mod rebuild;
 mod receipts;
@@ -28,8 +29,11 @@ benchmarks:
                   options: --iterations N (2000) --workers N (4) --seconds N (5) --notify on|off (off)
   relay           the relay draining pre-filled outbox events to Kafka vs a raw producer
                   options: --events N (100000) --rounds N (3) --batch-size N --in-flight N
+                  --horizon outbox-writers|all-transactions (outbox-writers)
   relay-latency   commit-to-delivery latency at a steady rate
-                  options: --rate N (500 per second) --seconds N (30)
+                  options: --rate N (500 per second) --seconds N (30) --horizon (as relay)
+                  --long-tx: writing transactions held open all along, in another database
+                  and on another table of the engine's database
   projection      task events from Kafka into MongoDB vs the same bulk upserts done directly
                   options: --events N (100000)
   fanout          stream clients all receiving one change: latency and server memory
@@ -57,10 +61,15 @@ impl Options {
             let name = name
                 .strip_prefix("--")
                 .ok_or_else(|| format!("unexpected argument {name}"))?;
-            let value = rest
-                .next()
-                .ok_or_else(|| format!("--{name} needs a value"))?;
-            options.push((name.to_string(), value.clone()));
+            // A name without a value (the end, or another name next) is a switch.
+            let value = match rest.clone().next() {
+                Some(value) if !value.starts_with("--") => {
+                    rest.next();
+                    value.clone()
+                }
+                _ => "on".to_string(),
+            };
+            options.push((name.to_string(), value));
         }
         Ok(Options(options))
     }
@@ -72,6 +81,15 @@ impl Options {
             .rev()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a switch (`--name`, or `--name on|off`) is on.
+    pub fn switch(&self, name: &str) -> Result<bool, String> {
+        match self.text(name) {
+            None | Some("off") => Ok(false),
+            Some("on") => Ok(true),
+            Some(other) => Err(format!("--{name} is a switch (on or off), got {other}")),
+        }
     }
 
     /// A numeric option, or its default.

@@ -18,6 +18,7 @@ use taskpool_collector::{Collector, EngineEvent};
 use taskpool_core::PgStore;
 use taskpool_schemas::Payload;
 
+use crate::held_open::HeldOpen;
 use crate::outbox::new_task;
 use crate::setup::{BenchResult, Scratch, err};
 use crate::stats::Samples;
@@ -89,10 +90,19 @@ fn kilobyte_task() -> taskpool_core::domain::task::NewTask {
     task
 }
 
+/// The relay setting of `--horizon`, checked by the relay's own configuration.
+fn horizon_override(options: &Options) -> Vec<(String, String)> {
+    options
+        .text("horizon")
+        .map(|horizon| ("RELAY__HORIZON".to_string(), horizon.to_string()))
+        .into_iter()
+        .collect()
+}
+
 pub async fn throughput(options: &Options) -> BenchResult<()> {
     let events = options.number("events", 100_000)?;
     let rounds = options.number("rounds", 3)?.max(1);
-    let mut overrides = Vec::new();
+    let mut overrides = horizon_override(options);
     for (option, key) in [
         ("batch-size", "RELAY__BATCH_SIZE"),
         ("in-flight", "RELAY__MAX_IN_FLIGHT_BATCHES"),
@@ -179,9 +189,11 @@ async fn measure_throughput(
 pub async fn latency(options: &Options) -> BenchResult<()> {
     let rate = options.number("rate", 500)?;
     let seconds = options.number("seconds", 30)?;
+    let long_tx = options.switch("long-tx")?;
     let bootstrap = server_env("KAFKA_BOOTSTRAP")?;
     let scratch = Scratch::new(4).await?;
-    let outcome = measure_latency(&scratch, &bootstrap, rate, seconds).await;
+    let overrides = horizon_override(options);
+    let outcome = measure_latency(&scratch, &bootstrap, rate, seconds, long_tx, &overrides).await;
     scratch.drop_schema().await?;
     outcome
 }
@@ -191,9 +203,12 @@ async fn measure_latency(
     bootstrap: &str,
     rate: u64,
     seconds: u64,
+    long_tx: bool,
+    overrides: &[(String, String)],
 ) -> BenchResult<()> {
     let prefix = unique_prefix("latency");
-    let config = relay_config(scratch, &prefix, bootstrap)?;
+    let config = relay_config_with(scratch, &prefix, bootstrap, overrides)?;
+    let horizon = config.relay.horizon;
     let metrics = Arc::new(Metrics::default());
     let mut relay = Relay::connect(config, metrics)
         .await
@@ -209,6 +224,10 @@ async fn measure_latency(
         .await
         .map_err(|_| "the warm-up event was not acknowledged within 60 s".to_string())?;
 
+    let held_open = match long_tx {
+        true => Some(HeldOpen::open(scratch).await?),
+        false => None,
+    };
     // The writer: one TaskCreated per transaction, at a steady rate.
     let total = rate * seconds;
     let mut committed: HashMap<String, Instant> = HashMap::new();
@@ -219,6 +238,10 @@ async fn measure_latency(
         let key = format!("task-{n}");
         commit_task(scratch, &key).await?;
         committed.insert(key, Instant::now());
+    }
+    // Closed once everything is committed: with the server-wide horizon nothing arrives before.
+    if let Some(held_open) = held_open {
+        held_open.close().await?;
     }
     let mut arrivals: HashMap<String, Instant> = HashMap::new();
     while (arrivals.len() as u64) < total {
@@ -246,8 +269,12 @@ async fn measure_latency(
         }
     }
     let (p50, p99) = (samples.percentile_ms(50.0), samples.percentile_ms(99.0));
+    let held = match long_tx {
+        true => ", writing transactions held open all along",
+        false => "",
+    };
     println!(
-        "relay-latency benchmark: {rate} events/s for {seconds} s, one TaskCreated per transaction"
+        "relay-latency benchmark: {rate} events/s for {seconds} s, one TaskCreated per transaction, horizon {horizon:?}{held}"
     );
     println!(
         "commit -> acknowledged by Kafka: p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms",

@@ -323,7 +323,7 @@ async fn print_status(
         .connect(config.database.url.expose_secret())
         .await
         .context("cannot connect to PostgreSQL")?;
-    let status = status::read(&pool, &config.relay.name)
+    let status = status::read(&pool, &config.relay.name, config.relay.horizon)
         .await
         .context("cannot read the relay's status (has it run against this database?)")?;
     if json {

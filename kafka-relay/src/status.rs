@@ -5,10 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 use taskpool_service::shutdown::Shutdown;
 use tracing::warn;
 
+use crate::config::Horizon;
 use crate::metrics::Metrics;
 
 use crate::lease::{self, LeaseInfo};
@@ -23,9 +24,62 @@ pub struct Status {
     pub leader: Option<LeaseInfo>,
     /// Events of this relay that could not be published and wait in its dead letters.
     pub dead_letters: i64,
+    pub horizon: Horizon,
+    /// The oldest open transaction the horizon waits for, if any.
+    pub oldest_open: Option<OpenTransaction>,
 }
 
-pub async fn read(pool: &PgPool, relay: &str) -> Result<Status, sqlx::Error> {
+/// An open transaction that holds back publishing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenTransaction {
+    pub pid: i32,
+    pub database: Option<String>,
+    /// Unknown when PostgreSQL hides other users' sessions (without `pg_read_all_stats`).
+    pub open_seconds: Option<f64>,
+}
+
+// Sessions holding a write lock on this database's outbox, oldest transaction first.
+const OLDEST_OUTBOX_WRITER: &str = r#"
+SELECT l.pid, a.datname AS database,
+       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS open_seconds
+FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.relation = 'taskpool_outbox'::regclass
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.mode = 'RowExclusiveLock' AND l.granted AND l.pid <> pg_backend_pid()
+ORDER BY a.xact_start NULLS FIRST
+LIMIT 1
+"#;
+
+// Sessions of any database whose transaction has an id, oldest first.
+const OLDEST_WRITING_TRANSACTION: &str = r#"
+SELECT pid, datname AS database,
+       extract(epoch FROM clock_timestamp() - xact_start)::float8 AS open_seconds
+FROM pg_stat_activity
+WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+ORDER BY xact_start NULLS FIRST
+LIMIT 1
+"#;
+
+async fn oldest_open(
+    pool: &PgPool,
+    horizon: Horizon,
+) -> Result<Option<OpenTransaction>, sqlx::Error> {
+    let statement = match horizon {
+        Horizon::OutboxWriters => OLDEST_OUTBOX_WRITER,
+        Horizon::AllTransactions => OLDEST_WRITING_TRANSACTION,
+    };
+    let row = sqlx::query(statement).fetch_optional(pool).await?;
+    row.map(|row| {
+        Ok(OpenTransaction {
+            pid: row.try_get("pid")?,
+            database: row.try_get("database")?,
+            open_seconds: row.try_get("open_seconds")?,
+        })
+    })
+    .transpose()
+}
+
+pub async fn read(pool: &PgPool, relay: &str, horizon: Horizon) -> Result<Status, sqlx::Error> {
     let position = outbox::load_position(pool, relay).await?;
     let dead_letters: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM taskpool_relay_dead_letters WHERE relay_name = $1",
@@ -40,6 +94,8 @@ pub async fn read(pool: &PgPool, relay: &str) -> Result<Status, sqlx::Error> {
         lag: outbox::lag(pool, position).await?,
         leader: lease::current(pool, relay).await?,
         dead_letters,
+        horizon,
+        oldest_open: oldest_open(pool, horizon).await?,
     })
 }
 
@@ -71,6 +127,15 @@ impl Status {
             "lagSeconds": self.lag.seconds,
             "leader": leader,
             "deadLetters": self.dead_letters,
+            "horizon": match self.horizon {
+                Horizon::OutboxWriters => "outbox-writers",
+                Horizon::AllTransactions => "all-transactions",
+            },
+            "oldestOpenTransaction": self.oldest_open.as_ref().map(|open| serde_json::json!({
+                "pid": open.pid,
+                "database": open.database,
+                "openSeconds": open.open_seconds,
+            })),
         })
     }
 
@@ -124,6 +189,21 @@ impl fmt::Display for Status {
         }
         writeln!(f, "newest row:  {}", self.head)?;
         writeln!(f, "dead letters: {}", self.dead_letters)?;
+        let waits_for = match self.horizon {
+            Horizon::OutboxWriters => "open transactions writing to the outbox",
+            Horizon::AllTransactions => "every open transaction of the server",
+        };
+        match &self.oldest_open {
+            None => writeln!(f, "waits for:   {waits_for}; none open")?,
+            Some(open) => writeln!(
+                f,
+                "waits for:   {waits_for}; the oldest: pid {} in {}, open {}",
+                open.pid,
+                open.database.as_deref().unwrap_or("(hidden)"),
+                open.open_seconds
+                    .map_or("(hidden)".to_string(), |s| format!("{s:.1} s"))
+            )?,
+        }
         match &self.leader {
             Some(lease) if lease.expires_in_ms > 0 => write!(
                 f,

@@ -5,6 +5,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::*;
+use taskpool_collector::Collector;
+use taskpool_core::PgStore;
 use taskpool_testkit::wait_for;
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -369,6 +371,36 @@ async fn status_prints_what_is_published_what_is_left_and_the_leader(horizon: Ho
     assert_eq!(beyond.status.code(), Some(4));
     let said = String::from_utf8_lossy(&beyond.stderr);
     assert!(said.contains("1 events to publish (at most 0)"), "{said}");
+
+    // An open transaction that wrote to the outbox: what the relay waits for, named.
+    let mut open = world.db.pool.begin().await.unwrap();
+    let mut collector = Collector::new();
+    collector.record(created("open")).unwrap();
+    collector.flush::<PgStore>(&mut *open).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *open)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&probe(&[]).await.stdout).unwrap();
+    assert_eq!(json["horizon"], horizon_setting(horizon), "{json}");
+    let oldest = &json["oldestOpenTransaction"];
+    assert!(oldest["openSeconds"].as_f64().is_some(), "{json}");
+    match horizon {
+        Horizon::OutboxWriters => assert_eq!(oldest["pid"], pid, "{json}"),
+        // The server's oldest may be another test's transaction; one is open at least.
+        Horizon::AllTransactions => assert!(oldest["pid"].as_i64().is_some(), "{json}"),
+    }
+    let text = status().await;
+    assert!(text.contains("waits for:   "), "{text}");
+    open.rollback().await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&probe(&[]).await.stdout).unwrap();
+    if horizon == Horizon::OutboxWriters {
+        assert_eq!(
+            json["oldestOpenTransaction"],
+            serde_json::Value::Null,
+            "{json}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
