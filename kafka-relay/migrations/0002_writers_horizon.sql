@@ -13,13 +13,19 @@ CREATE FUNCTION taskpool_outbox_horizon() RETURNS BIGINT
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     floor_now BIGINT;
+    newest    BIGINT;
     horizon   BIGINT;
 BEGIN
     SELECT last_value INTO floor_now FROM taskpool_outbox_floor;
+    -- The newest committed row's order key, from the end of the index. (A query comparing with
+    -- floor_now would get a generic plan after a few calls, and that plan scans the table.)
+    -- ORDER BY names the table's column: the converted output has the same name.
+    SELECT o.tracking_xid::text::int8 INTO newest FROM taskpool_outbox o
+      ORDER BY o.tracking_xid DESC LIMIT 1;
     -- Raise the floor only when a committed row sorts at or above it: an idle outbox costs no
     -- write. setval takes a transaction id; its commit need not wait for the disk (after a
     -- crash every new transaction id is above any floor set before it).
-    IF EXISTS (SELECT 1 FROM taskpool_outbox WHERE tracking_xid >= floor_now::text::xid8) THEN
+    IF newest >= floor_now THEN
         SET LOCAL synchronous_commit = off;
         -- Two relays (a leader and one taking over) must never move the floor back.
         PERFORM pg_advisory_xact_lock(hashtext('taskpool_outbox_floor'));
