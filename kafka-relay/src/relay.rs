@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Horizon};
 use crate::lease::{self, Lease};
 use crate::metrics::Metrics;
 use crate::outbox;
@@ -65,6 +65,11 @@ pub enum RelayError {
     Producer(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Topics(#[from] crate::publisher::TopicError),
+    #[error(
+        "relay.horizon = \"outbox-writers\" needs taskpool_outbox_horizon() and the outbox floor \
+         (outbox migration 2, relay migration 2): run once with database.migrate = true"
+    )]
+    HorizonMissing,
 }
 
 /// How a run ended.
@@ -99,6 +104,11 @@ impl Relay {
         if config.database.migrate {
             PgStore::migrate(&pool).await?;
             migrate(&pool).await?;
+        }
+        if config.relay.horizon == Horizon::OutboxWriters
+            && !outbox::writers_horizon_exists(&pool).await?
+        {
+            return Err(RelayError::HorizonMissing);
         }
         let publisher = Publisher::new(&config.kafka)?;
         publisher.ensure_topics(&config.kafka).await?;

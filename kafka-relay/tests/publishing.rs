@@ -339,6 +339,29 @@ async fn a_missing_topic_is_a_clear_error_unless_topic_creation_is_on() {
     assert!(text.contains("create_topics"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_migrations_the_writers_horizon_is_a_clear_error_at_start() {
+    // The world ran the outbox's migrations only, not the relay's.
+    let world = World::new().await;
+    let config = world.relay_config(&[("DATABASE__MIGRATE", "false")]);
+    let error = kafka_relay::Relay::connect(config, Default::default())
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("relay.horizon"), "{text}");
+    assert!(text.contains("database.migrate = true"), "{text}");
+    // The server-wide horizon needs nothing more.
+    let config = world.relay_config(&[
+        ("DATABASE__MIGRATE", "false"),
+        ("RELAY__HORIZON", "all-transactions"),
+    ]);
+    assert!(
+        kafka_relay::Relay::connect(config, Default::default())
+            .await
+            .is_ok()
+    );
+}
+
 async fn events_of_an_existing_task_keep_their_order_across_batches(horizon: Horizon) {
     let world = World::new().await.with_horizon(horizon);
     let relay = RunningRelay::start(world.relay_config(&[("RELAY__BATCH_SIZE", "7")])).await;
