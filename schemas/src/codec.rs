@@ -7,6 +7,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::commands::{CommandOutcome, TaskCommand};
 use crate::registry::{SchemaFamily, registry};
 use crate::types::{DataEntryEvent, TaskEvent};
 
@@ -25,6 +26,14 @@ impl WireEvent for TaskEvent {
 
 impl WireEvent for DataEntryEvent {
     const FAMILY: SchemaFamily = SchemaFamily::DataEntryEvent;
+}
+
+impl WireEvent for TaskCommand {
+    const FAMILY: SchemaFamily = SchemaFamily::TaskCommand;
+}
+
+impl WireEvent for CommandOutcome {
+    const FAMILY: SchemaFamily = SchemaFamily::CommandOutcome;
 }
 
 /// Why an event could not be encoded.
@@ -59,6 +68,11 @@ pub enum DecodeError {
     Body(#[source] apache_avro::Error),
     #[error("{0} trailing bytes after the Avro body")]
     TrailingBytes(usize),
+    #[error("schema fingerprint {fingerprint:016x} belongs to {family:?}, not to an event")]
+    NotAnEvent {
+        fingerprint: u64,
+        family: SchemaFamily,
+    },
 }
 
 /// A writer per family, built once: resolving a schema's names costs more than encoding.
@@ -71,9 +85,13 @@ fn writer(family: SchemaFamily) -> Result<&'static GenericDatumWriter<'static>, 
     }
     static TASK: LazyLock<Cached> = LazyLock::new(|| build(SchemaFamily::TaskEvent));
     static DATA_ENTRY: LazyLock<Cached> = LazyLock::new(|| build(SchemaFamily::DataEntryEvent));
+    static COMMAND: LazyLock<Cached> = LazyLock::new(|| build(SchemaFamily::TaskCommand));
+    static OUTCOME: LazyLock<Cached> = LazyLock::new(|| build(SchemaFamily::CommandOutcome));
     let cached = match family {
         SchemaFamily::TaskEvent => &*TASK,
         SchemaFamily::DataEntryEvent => &*DATA_ENTRY,
+        SchemaFamily::TaskCommand => &*COMMAND,
+        SchemaFamily::CommandOutcome => &*OUTCOME,
     };
     cached
         .as_ref()
@@ -162,6 +180,12 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedEvent, DecodeError> {
         SchemaFamily::TaskEvent => decode_as::<TaskEvent>(bytes).map(DecodedEvent::Task),
         SchemaFamily::DataEntryEvent => {
             decode_as::<DataEntryEvent>(bytes).map(DecodedEvent::DataEntry)
+        }
+        family @ (SchemaFamily::TaskCommand | SchemaFamily::CommandOutcome) => {
+            Err(DecodeError::NotAnEvent {
+                fingerprint,
+                family,
+            })
         }
     }
 }

@@ -10,21 +10,31 @@ use apache_avro::Schema;
 
 use crate::canonical;
 
-/// The two event families, one Avro record type each.
+/// The record families, one Avro record type each: two of events, and the tasklist actions'
+/// commands and outcomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SchemaFamily {
     TaskEvent,
     DataEntryEvent,
+    TaskCommand,
+    CommandOutcome,
 }
 
 impl SchemaFamily {
-    pub const ALL: [SchemaFamily; 2] = [SchemaFamily::TaskEvent, SchemaFamily::DataEntryEvent];
+    pub const ALL: [SchemaFamily; 4] = [
+        SchemaFamily::TaskEvent,
+        SchemaFamily::DataEntryEvent,
+        SchemaFamily::TaskCommand,
+        SchemaFamily::CommandOutcome,
+    ];
 
     /// The folder under `schemas/avro/` holding this family's versions.
     pub fn folder(self) -> &'static str {
         match self {
             SchemaFamily::TaskEvent => "task-event",
             SchemaFamily::DataEntryEvent => "data-entry-event",
+            SchemaFamily::TaskCommand => "task-command",
+            SchemaFamily::CommandOutcome => "command-outcome",
         }
     }
 }
@@ -40,6 +50,16 @@ pub const HISTORY: &[(SchemaFamily, u32, &str)] = &[
         SchemaFamily::DataEntryEvent,
         1,
         include_str!("../avro/data-entry-event/v1.avsc"),
+    ),
+    (
+        SchemaFamily::TaskCommand,
+        1,
+        include_str!("../avro/task-command/v1.avsc"),
+    ),
+    (
+        SchemaFamily::CommandOutcome,
+        1,
+        include_str!("../avro/command-outcome/v1.avsc"),
     ),
 ];
 
@@ -143,10 +163,13 @@ mod tests {
                 Some(current.version)
             );
         }
-        assert_ne!(
-            registry.current(SchemaFamily::TaskEvent).fingerprint,
-            registry.current(SchemaFamily::DataEntryEvent).fingerprint
-        );
+        let mut fingerprints: Vec<u64> = SchemaFamily::ALL
+            .iter()
+            .map(|family| registry.current(*family).fingerprint)
+            .collect();
+        fingerprints.sort_unstable();
+        fingerprints.dedup();
+        assert_eq!(fingerprints.len(), SchemaFamily::ALL.len());
     }
 
     #[test]
@@ -160,6 +183,14 @@ mod tests {
         assert_eq!(
             wire(SchemaFamily::DataEntryEvent),
             [0xb1, 0xb9, 0xe2, 0xd0, 0xb5, 0x8d, 0x83, 0xed]
+        );
+        assert_eq!(
+            wire(SchemaFamily::TaskCommand),
+            [0xb4, 0x86, 0xac, 0x46, 0x9b, 0xe8, 0xd0, 0xd1]
+        );
+        assert_eq!(
+            wire(SchemaFamily::CommandOutcome),
+            [0x5e, 0x87, 0x6e, 0xb4, 0x8a, 0xc7, 0xa8, 0x36]
         );
     }
 

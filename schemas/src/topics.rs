@@ -1,12 +1,18 @@
 //! Where events travel: one topic per aggregate type, `<prefix>.tasks` and
 //! `<prefix>.data-entries`, keyed by aggregate id (ARCHITECTURE.md 5). The relay publishes to
 //! these names and tasklist services subscribe to them, so both take them from here.
+//!
+//! Tasklist actions travel apart from events: commands on `<prefix>.task-commands` (keyed by
+//! task id; every engine application reads it and takes the commands addressed to it), outcomes
+//! on `<prefix>.command-outcomes` (keyed by command id).
 
 /// The topic names for a prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
     pub tasks: String,
     pub data_entries: String,
+    pub commands: String,
+    pub outcomes: String,
 }
 
 impl Topics {
@@ -14,6 +20,8 @@ impl Topics {
         Topics {
             tasks: format!("{prefix}.tasks"),
             data_entries: format!("{prefix}.data-entries"),
+            commands: format!("{prefix}.task-commands"),
+            outcomes: format!("{prefix}.command-outcomes"),
         }
     }
 
@@ -26,6 +34,7 @@ impl Topics {
         }
     }
 
+    /// The event topics (what the relay publishes and projections read).
     pub fn all(&self) -> [&str; 2] {
         [&self.tasks, &self.data_entries]
     }
@@ -45,5 +54,7 @@ mod tests {
         );
         assert_eq!(topics.for_aggregate("invoice"), None);
         assert_eq!(topics.all(), ["shop.tasks", "shop.data-entries"]);
+        assert_eq!(topics.commands, "shop.task-commands");
+        assert_eq!(topics.outcomes, "shop.command-outcomes");
     }
 }

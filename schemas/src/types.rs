@@ -263,7 +263,7 @@ pub struct DataEntryEvent {
 
 /// UUIDs travel as their canonical text form (an Avro `string`), whatever the serializer's
 /// human-readable setting.
-mod uuid_text {
+pub(crate) mod uuid_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use uuid::Uuid;
 
