@@ -4,9 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use rdkafka::ClientConfig;
+use rdkafka::consumer::Consumer;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+use crate::backoff::Backoff;
+use crate::shutdown::Shutdown;
 
 /// `security.protocol`: how the connection to the brokers is protected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -223,6 +230,47 @@ pub fn client_config(
         client.set(key.replace('_', "."), value);
     }
     client
+}
+
+/// Waits until the broker knows every topic, asking again with back-off ("waiting for topics
+/// to be created" in the log). A consumer that subscribes first and sees the topics appear
+/// later learns of them only from a later metadata refresh and a rebalance, which has been seen
+/// to take a minute on a busy broker. False on shutdown.
+pub async fn wait_for_topics<C>(consumer: &Arc<C>, names: &[&str], shutdown: &mut Shutdown) -> bool
+where
+    C: Consumer + Send + Sync + 'static,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        let asked = consumer.clone();
+        let all: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        // A metadata request blocks its thread, up to its timeout when the broker is down.
+        let missing = tokio::task::spawn_blocking(move || {
+            all.into_iter()
+                .filter(|name| !topic_exists(&*asked, name))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("the metadata requests do not panic");
+        if missing.is_empty() {
+            return true;
+        }
+        let pause = backoff.next_pause();
+        tracing::warn!(topics = ?missing, retry_in_ms = pause.as_millis() as u64, "waiting for topics to be created");
+        if shutdown.sleep(pause).await {
+            return false;
+        }
+    }
+}
+
+fn topic_exists<C: Consumer>(consumer: &C, name: &str) -> bool {
+    match consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
+        Ok(metadata) => metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()),
+        Err(_) => false,
+    }
 }
 
 /// The librdkafka features linked into this build, e.g. `gzip,snappy,ssl,sasl_scram,...`.

@@ -58,7 +58,7 @@ pub async fn run(
     let consumer: Arc<StreamConsumer> = Arc::new(consumer_config(&config).create()?);
     let topics = Topics::new(&config.topic_prefix);
     let names = topics.all();
-    if !wait_for_topics(&consumer, &names, &mut shutdown).await {
+    if !kafka::wait_for_topics(&consumer, &names, &mut shutdown).await {
         return Ok(());
     }
     consumer.subscribe(&names)?;
@@ -125,47 +125,6 @@ pub async fn run(
         }
     }
     Ok(())
-}
-
-/// Waits until the broker knows every topic. Subscribing first and letting the topics appear
-/// later works too, but the consumer then learns of them only from a later metadata refresh and
-/// a rebalance, which has been seen to take a minute on a busy broker. False on shutdown.
-async fn wait_for_topics(
-    consumer: &Arc<StreamConsumer>,
-    names: &[&str],
-    shutdown: &mut Shutdown,
-) -> bool {
-    let mut backoff = retry_backoff();
-    loop {
-        let asked = consumer.clone();
-        let all: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-        // A metadata request blocks its thread, up to its timeout when the broker is down.
-        let missing = tokio::task::spawn_blocking(move || {
-            all.into_iter()
-                .filter(|name| !topic_exists(&asked, name))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .expect("the metadata requests do not panic");
-        if missing.is_empty() {
-            return true;
-        }
-        let pause = backoff.next_pause();
-        warn!(topics = ?missing, retry_in_ms = pause.as_millis() as u64, "waiting for topics to be created");
-        if shutdown.sleep(pause).await {
-            return false;
-        }
-    }
-}
-
-fn topic_exists(consumer: &StreamConsumer, name: &str) -> bool {
-    match consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
-        Ok(metadata) => metadata
-            .topics()
-            .iter()
-            .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()),
-        Err(_) => false,
-    }
 }
 
 /// Waits for a first message, then takes what else arrives within `wait`, up to `size`. An

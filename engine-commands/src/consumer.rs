@@ -1,0 +1,239 @@
+//! The Kafka side of an engine's commands: read the command topic, take what is addressed to
+//! this application, apply it once, send the outcome, then let the offset move on. Commands
+//! for an engine that is down wait in Kafka; a failure is retried, never skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::Pool;
+use taskpool_schemas::{CommandOutcome, TaskCommand, Topics, decode_as, encode};
+use taskpool_service::backoff::Backoff;
+use taskpool_service::kafka::{self, KafkaSecurity, Overrides};
+use taskpool_service::logging::error_chain;
+use taskpool_service::shutdown::Shutdown;
+use tracing::{info, warn};
+
+use crate::apply::{CommandHandler, apply_once};
+use crate::store::{CommandStore, DeadLetter};
+
+/// Where the commands come from and the outcomes go.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub bootstrap_servers: String,
+    pub security: KafkaSecurity,
+    pub topic_prefix: String,
+    /// This engine's application name: the tasks' `sourceReference.applicationName`.
+    pub application: String,
+    /// The consumer group: one per application and topic prefix (every replica of an engine
+    /// shares it).
+    pub group_id: String,
+    pub consumer: Overrides,
+    pub producer: Overrides,
+}
+
+impl ConsumerConfig {
+    /// Plain-text brokers, group `<prefix>.<application>.commands`, no overrides.
+    pub fn new(bootstrap_servers: &str, topic_prefix: &str, application: &str) -> ConsumerConfig {
+        ConsumerConfig {
+            bootstrap_servers: bootstrap_servers.to_string(),
+            security: KafkaSecurity::default(),
+            topic_prefix: topic_prefix.to_string(),
+            application: application.to_string(),
+            group_id: format!("{topic_prefix}.{application}.commands"),
+            consumer: Overrides::default(),
+            producer: Overrides::default(),
+        }
+    }
+}
+
+fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// Consumes commands until shutdown. Returns early only when a Kafka client cannot be created.
+pub async fn run<S, H>(
+    config: ConsumerConfig,
+    pool: Pool<S::Db>,
+    handler: H,
+    mut shutdown: Shutdown,
+) -> Result<(), KafkaError>
+where
+    S: CommandStore,
+    H: CommandHandler<S>,
+{
+    let topics = Topics::new(&config.topic_prefix);
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        kafka::client_config(
+            &config.bootstrap_servers,
+            &config.security,
+            &[
+                ("group.id", &config.group_id),
+                ("enable.auto.commit", "true"),
+                ("auto.commit.interval.ms", "1000"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("session.timeout.ms", "6000"),
+                ("fetch.wait.max.ms", "50"),
+            ],
+            &config.consumer,
+        )
+        .create()?,
+    );
+    let producer: FutureProducer = kafka::client_config(
+        &config.bootstrap_servers,
+        &config.security,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "1"),
+        ],
+        &config.producer,
+    )
+    .create()?;
+    if !kafka::wait_for_topics(&consumer, &[&topics.commands], &mut shutdown).await {
+        return Ok(());
+    }
+    consumer.subscribe(&[&topics.commands])?;
+    info!(topic = %topics.commands, application = %config.application, "taking commands");
+    let mut backoff = retry_backoff();
+    loop {
+        let message = tokio::select! {
+            message = consumer.recv() => message,
+            _ = shutdown.requested() => break,
+        };
+        let message = match message {
+            Ok(message) => {
+                backoff.reset();
+                message
+            }
+            Err(error) => {
+                let pause = backoff.next_pause();
+                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot consume commands; retrying");
+                if shutdown.sleep(pause).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let step = Step {
+            pool: &pool,
+            handler: &handler,
+            producer: &producer,
+            outcomes: &topics.outcomes,
+            application: &config.application,
+        };
+        if !step.take(&message, &mut shutdown).await {
+            break;
+        }
+        if let Err(error) = consumer.store_offset_from_message(&message) {
+            // The partition moved to another replica: it takes the command again from the last
+            // commit and finds it decided.
+            warn!(error = %error, "offset not stored");
+        }
+    }
+    let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+    Ok(())
+}
+
+/// What one message needs.
+struct Step<'a, S: CommandStore, H> {
+    pool: &'a Pool<S::Db>,
+    handler: &'a H,
+    producer: &'a FutureProducer,
+    outcomes: &'a str,
+    application: &'a str,
+}
+
+impl<S: CommandStore, H: CommandHandler<S>> Step<'_, S, H> {
+    /// Decides and answers one message. False when shutdown came first (the offset must not
+    /// move then).
+    async fn take(&self, message: &BorrowedMessage<'_>, shutdown: &mut Shutdown) -> bool {
+        let command = match message.payload().map(decode_as::<TaskCommand>) {
+            Some(Ok(command)) => command,
+            Some(Err(error)) => {
+                return self.dead_letter(message, error.to_string(), shutdown).await;
+            }
+            None => return self.dead_letter(message, "no value".into(), shutdown).await,
+        };
+        if command.application != self.application {
+            return true;
+        }
+        let mut backoff = retry_backoff();
+        let outcome = loop {
+            match apply_once::<S, H>(self.pool, self.handler, &command).await {
+                Ok(outcome) => break outcome,
+                Err(error) => {
+                    let pause = backoff.next_pause();
+                    warn!(command = %command.command_id, error = %error_chain(&error), retry_in_ms = pause.as_millis() as u64, "cannot apply a command; retrying");
+                    if shutdown.sleep(pause).await {
+                        return false;
+                    }
+                }
+            }
+        };
+        self.answer(&outcome, shutdown).await
+    }
+
+    /// Sends the outcome until the broker has it. False on shutdown.
+    async fn answer(&self, outcome: &CommandOutcome, shutdown: &mut Shutdown) -> bool {
+        let payload = match encode(outcome) {
+            Ok(payload) => payload,
+            Err(error) => {
+                // Our own record failed to encode: a bug, not data; the user waits in vain.
+                warn!(error = %error_chain(&error), "cannot encode an outcome");
+                return true;
+            }
+        };
+        let key = outcome.command_id.to_string();
+        let mut backoff = retry_backoff();
+        loop {
+            let record = FutureRecord::to(self.outcomes).key(&key).payload(&payload);
+            match self.producer.send(record, Duration::from_secs(30)).await {
+                Ok(_) => return true,
+                Err((error, _)) => {
+                    let pause = backoff.next_pause();
+                    warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot send an outcome; retrying");
+                    if shutdown.sleep(pause).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: String,
+        shutdown: &mut Shutdown,
+    ) -> bool {
+        warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason = %reason, "undecodable command dead-lettered");
+        let letter = DeadLetter {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message
+                .key()
+                .map(|key| String::from_utf8_lossy(key).into_owned()),
+            payload: message.payload(),
+            reason,
+        };
+        let mut backoff = retry_backoff();
+        loop {
+            match S::dead_letter(self.pool, &letter).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    let pause = backoff.next_pause();
+                    warn!(error = %error, "cannot store a dead letter; retrying");
+                    if shutdown.sleep(pause).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
