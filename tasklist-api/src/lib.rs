@@ -2,6 +2,7 @@
 //! followed by a live stream of the changes that concern them.
 //!
 //! # Layout
+//! - [`actions`]: tasklist actions, checked against the view before they go to the engine.
 //! - [`config`]: typed configuration from file and environment.
 //! - [`documents`]: the stored task and data-entry documents and who sees them.
 //! - [`view`]: the contract between the API and where documents live (a view store and its
@@ -19,6 +20,7 @@
 //!   [`dead_letters`]: listing, retrying and discarding the projection's dead letters;
 //!   [`rebuild`]: the projection built again from the topics, switched to without downtime.
 
+pub mod actions;
 pub mod config;
 pub mod dead_letters;
 pub mod documents;

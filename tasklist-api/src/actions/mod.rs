@@ -1,0 +1,6 @@
+//! Tasklist actions (claim, unclaim, complete, defer, undefer, assign): checked against the
+//! view, then sent to the engine that owns the task (ARCHITECTURE.md 9).
+//!
+//! - [`rules`]: what the view allows, and the command an allowed request becomes.
+
+pub mod rules;

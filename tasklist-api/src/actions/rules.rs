@@ -1,0 +1,324 @@
+//! What the tasklist checks before it sends an action to the owning engine. The engine has the
+//! last word (its own rules, on its current state); these checks answer at once what the view
+//! already shows to be impossible, so nothing is sent for it.
+
+use serde_json::Value;
+use taskpool_schemas::{Payload, TaskAction, TaskCommand, Timestamp};
+use uuid::Uuid;
+
+use crate::documents::TaskDocument;
+use crate::identity::Caller;
+use crate::query::parse_time;
+
+/// An action as a caller asked for it, its body checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRequest {
+    pub action: TaskAction,
+    /// `assign`: to whom.
+    pub assignee: Option<String>,
+    /// `defer`: until when.
+    pub follow_up_date: Option<Timestamp>,
+    /// `complete`: the form's values.
+    pub variables: Payload,
+}
+
+/// Why an action is refused before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The body is wrong (400).
+    Invalid(String),
+    /// The caller may see the task but not do this to it (403).
+    Forbidden(String),
+    /// The task's state does not allow it now (409).
+    Conflict(String),
+}
+
+/// Reads an action's body: `complete` takes the form's values (a JSON object), `defer`
+/// `{"followUpDate": RFC 3339 or epoch ms}`, `assign` `{"assignee": user}`; the others none.
+pub fn parse_body(action: TaskAction, body: Option<&Value>) -> Result<ActionRequest, Refused> {
+    let field = |name: &str| body.and_then(|b| b.get(name));
+    let mut request = ActionRequest {
+        action,
+        assignee: None,
+        follow_up_date: None,
+        variables: Payload::new(),
+    };
+    match action {
+        TaskAction::Complete => {
+            if let Some(body) = body {
+                request.variables = Payload::from_value(body.clone()).ok_or_else(|| {
+                    Refused::Invalid("the body must be a JSON object of the form's values".into())
+                })?;
+            }
+        }
+        TaskAction::Defer => {
+            let text = field("followUpDate")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    Refused::Invalid(
+                        "defer needs followUpDate (RFC 3339, e.g. 2030-01-31T09:00:00Z)".into(),
+                    )
+                })?;
+            let millis = parse_time(text)
+                .ok_or_else(|| Refused::Invalid(format!("followUpDate {text:?} is not a time")))?;
+            request.follow_up_date = Some(Timestamp(millis));
+        }
+        TaskAction::Assign => {
+            let user = field("assignee")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|user| !user.is_empty())
+                .ok_or_else(|| Refused::Invalid("assign needs assignee (a user id)".into()))?;
+            request.assignee = Some(user.to_string());
+        }
+        TaskAction::Claim | TaskAction::Unclaim | TaskAction::Undefer => {}
+    }
+    Ok(request)
+}
+
+fn is_candidate(task: &TaskDocument, caller: &Caller) -> bool {
+    task.candidate_users.contains(&caller.user)
+        || task
+            .candidate_groups
+            .iter()
+            .any(|group| caller.groups.contains(group))
+}
+
+/// Whether the view allows `request` on `task` (which the caller sees) for `caller`.
+pub fn check(request: &ActionRequest, task: &TaskDocument, caller: &Caller) -> Result<(), Refused> {
+    let assignee = task.assignee.as_deref();
+    let mine = assignee == Some(caller.user.as_str());
+    let involved = mine || is_candidate(task, caller);
+    match request.action {
+        TaskAction::Claim => match assignee {
+            Some(holder) if holder == caller.user => Err(Refused::Conflict(
+                "you have claimed this task already".into(),
+            )),
+            Some(holder) => Err(Refused::Conflict(format!(
+                "the task is claimed by {holder}"
+            ))),
+            None if is_candidate(task, caller) => Ok(()),
+            None => Err(Refused::Forbidden(
+                "you are not a candidate for this task".into(),
+            )),
+        },
+        TaskAction::Unclaim => match assignee {
+            None => Err(Refused::Conflict("the task is not claimed".into())),
+            Some(_) if mine => Ok(()),
+            Some(holder) => Err(Refused::Forbidden(format!(
+                "the task is claimed by {holder}, not by you"
+            ))),
+        },
+        TaskAction::Complete if mine => Ok(()),
+        TaskAction::Complete => Err(Refused::Forbidden(
+            "only the task's assignee can complete it; claim it first".into(),
+        )),
+        _ if !involved => Err(Refused::Forbidden(
+            "only the task's assignee or a candidate can do this".into(),
+        )),
+        TaskAction::Undefer if task.follow_up_date.is_none() => {
+            Err(Refused::Conflict("the task is not deferred".into()))
+        }
+        TaskAction::Assign if request.assignee.as_deref() == assignee => {
+            Err(Refused::Conflict(format!(
+                "the task is assigned to {} already",
+                assignee.unwrap_or_default()
+            )))
+        }
+        TaskAction::Defer | TaskAction::Undefer | TaskAction::Assign => Ok(()),
+    }
+}
+
+/// The command for an allowed request, addressed to the task's application.
+pub fn command(request: ActionRequest, task: &TaskDocument, caller: &Caller) -> TaskCommand {
+    TaskCommand {
+        command_id: Uuid::new_v4(),
+        action: request.action,
+        task_id: task.id.clone(),
+        application: task.source_reference.application_name.clone(),
+        issued_by: caller.user.clone(),
+        issued_at: Timestamp::now(),
+        task_version: Some(task.version),
+        assignee: request.assignee,
+        follow_up_date: request.follow_up_date,
+        variables: request.variables,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use taskpool_schemas::SourceReference;
+
+    use super::*;
+
+    fn task(assignee: Option<&str>) -> TaskDocument {
+        let mut task = sample_task();
+        task.assignee = assignee.map(str::to_string);
+        TaskDocument::from_event(&taskpool_schemas::TaskEvent {
+            event_id: Uuid::nil(),
+            event_type: "TaskCreated".into(),
+            version: 3,
+            occurred_at: Timestamp(1),
+            task,
+        })
+    }
+
+    fn sample_task() -> taskpool_schemas::Task {
+        taskpool_schemas::Task {
+            id: "t1".into(),
+            source_reference: SourceReference {
+                process_instance_id: "pi".into(),
+                execution_id: "ex".into(),
+                process_definition_id: "d:1".into(),
+                process_definition_key: "d".into(),
+                process_name: "Order".into(),
+                application_name: "shop".into(),
+                tenant_id: None,
+            },
+            task_definition_key: "approve".into(),
+            name: "Approve".into(),
+            description: None,
+            form_key: None,
+            priority: 50,
+            create_time: Timestamp(1),
+            due_date: None,
+            follow_up_date: None,
+            assignee: None,
+            owner: None,
+            candidate_users: ["rowlf".to_string()].into(),
+            candidate_groups: ["muppets".to_string()].into(),
+            business_key: None,
+            payload: Payload::new(),
+            correlations: vec![],
+            state: taskpool_schemas::TaskState::Active,
+            delete_reason: None,
+        }
+    }
+
+    fn caller(user: &str, groups: &[&str]) -> Caller {
+        Caller {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    fn request(action: TaskAction) -> ActionRequest {
+        parse_body(action, None).unwrap_or(ActionRequest {
+            action,
+            assignee: Some("gonzo".into()),
+            follow_up_date: Some(Timestamp(5)),
+            variables: Payload::new(),
+        })
+    }
+
+    #[test]
+    fn claim_needs_candidacy_and_no_assignee() {
+        let kermit = caller("kermit", &["muppets"]);
+        assert_eq!(
+            check(&request(TaskAction::Claim), &task(None), &kermit),
+            Ok(())
+        );
+        let rowlf = caller("rowlf", &[]);
+        assert_eq!(
+            check(&request(TaskAction::Claim), &task(None), &rowlf),
+            Ok(())
+        );
+        assert!(matches!(
+            check(
+                &request(TaskAction::Claim),
+                &task(None),
+                &caller("animal", &["band"])
+            ),
+            Err(Refused::Forbidden(_))
+        ));
+        assert_eq!(
+            check(&request(TaskAction::Claim), &task(Some("piggy")), &kermit),
+            Err(Refused::Conflict("the task is claimed by piggy".into()))
+        );
+    }
+
+    #[test]
+    fn complete_and_unclaim_need_the_caller_as_assignee() {
+        let piggy = caller("piggy", &["muppets"]);
+        let kermit = caller("kermit", &["muppets"]);
+        for action in [TaskAction::Complete, TaskAction::Unclaim] {
+            assert_eq!(
+                check(&request(action), &task(Some("piggy")), &piggy),
+                Ok(())
+            );
+            assert!(matches!(
+                check(&request(action), &task(Some("piggy")), &kermit),
+                Err(Refused::Forbidden(_))
+            ));
+        }
+        assert!(matches!(
+            check(&request(TaskAction::Complete), &task(None), &kermit),
+            Err(Refused::Forbidden(_))
+        ));
+        assert!(matches!(
+            check(&request(TaskAction::Unclaim), &task(None), &kermit),
+            Err(Refused::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn defer_undefer_and_assign_need_an_involved_caller() {
+        let stranger = caller("animal", &["band"]);
+        let kermit = caller("kermit", &["muppets"]);
+        for action in [TaskAction::Defer, TaskAction::Assign] {
+            assert_eq!(check(&request(action), &task(None), &kermit), Ok(()));
+            assert!(matches!(
+                check(&request(action), &task(None), &stranger),
+                Err(Refused::Forbidden(_))
+            ));
+        }
+        assert!(matches!(
+            check(&request(TaskAction::Undefer), &task(None), &kermit),
+            Err(Refused::Conflict(_))
+        ));
+        assert!(matches!(
+            check(&request(TaskAction::Assign), &task(Some("gonzo")), &kermit),
+            Err(Refused::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn bodies_are_read_per_action_and_refused_when_wrong() {
+        let defer = parse_body(
+            TaskAction::Defer,
+            Some(&json!({"followUpDate": "2030-01-31T09:00:00Z"})),
+        )
+        .unwrap();
+        assert_eq!(defer.follow_up_date, Some(Timestamp(1_896_080_400_000)));
+        assert!(matches!(
+            parse_body(TaskAction::Defer, Some(&json!({"followUpDate": "soon"}))),
+            Err(Refused::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_body(TaskAction::Defer, None),
+            Err(Refused::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_body(TaskAction::Assign, Some(&json!({"assignee": "  "}))),
+            Err(Refused::Invalid(_))
+        ));
+        let complete = parse_body(TaskAction::Complete, Some(&json!({"approved": true}))).unwrap();
+        assert_eq!(complete.variables.0["approved"], true);
+        assert!(matches!(
+            parse_body(TaskAction::Complete, Some(&json!([1, 2]))),
+            Err(Refused::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_command_goes_to_the_task_s_application_with_the_version_seen() {
+        let piggy = caller("piggy", &[]);
+        let document = task(Some("piggy"));
+        let command = command(request(TaskAction::Complete), &document, &piggy);
+        assert_eq!(command.application, "shop");
+        assert_eq!(command.task_version, Some(3));
+        assert_eq!(command.issued_by, "piggy");
+        assert_eq!(command.task_id, "t1");
+    }
+}
