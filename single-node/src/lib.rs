@@ -145,6 +145,7 @@ pub async fn start(
         stream: options.stream,
         http: options.http,
         dev_sign_in,
+        actions: None,
     };
     serve_api(api, listener, &tasks, shutdown.clone()).await?;
     tasks.spawn(follow::follow(

@@ -123,6 +123,24 @@ pub fn document() -> Value {
                     "404": error_response("No such task, or not visible to the caller.")
                 }
             })) },
+            "/api/tasks/{id}/{action}": { "post": secured(json!({
+                "summary": "An action on a task, sent to the engine that owns it; its outcome follows on the caller's stream.",
+                "description": "claim and unclaim (no body), complete (body: the form's values as a JSON object), defer (body: {\"followUpDate\": RFC 3339}), undefer (no body), assign (body: {\"assignee\": user}). Checked against the caller's view first: nothing is sent for a refused request.",
+                "parameters": [
+                    { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "action", "in": "path", "required": true, "schema": { "type": "string", "enum": ["claim", "unclaim", "complete", "defer", "undefer", "assign"] } }
+                ],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object" } } } },
+                "responses": {
+                    "202": { "description": "Sent to the engine.", "content": { "application/json": { "schema": { "type": "object", "properties": { "commandId": { "type": "string", "format": "uuid" }, "status": { "type": "string", "enum": ["pending"] } } } } } },
+                    "400": error_response("The body is missing or wrong for this action."),
+                    "403": error_response("The caller sees the task but may not do this (not a candidate, not the assignee)."),
+                    "404": error_response("No such task or action, or the task is not visible to the caller."),
+                    "409": error_response("The task's state does not allow it (claimed by someone else, not claimed, not deferred)."),
+                    "501": error_response("This deployment does not offer actions."),
+                    "503": error_response("The command could not be handed to the broker; try again.")
+                }
+            })) },
             "/api/data-entries": { "get": secured(json!({
                 "summary": "Data entries the caller is authorized for.",
                 "parameters": [

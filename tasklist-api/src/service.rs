@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::actions::sink::{KafkaSink, SharedSink};
 use crate::config::{Config, HttpConfig, StreamConfig};
 use crate::http::{AppState, admin_router, default_max_connections, router, serve};
 use crate::identity::Authenticator;
@@ -70,6 +71,8 @@ pub enum StartError {
         address: String,
         source: std::io::Error,
     },
+    #[error("cannot create the Kafka producer for actions")]
+    Actions(#[from] rdkafka::error::KafkaError),
 }
 
 /// Connections the admin port serves at once (scrapers and probes).
@@ -107,6 +110,7 @@ pub async fn start(
         stream: config.stream.clone(),
         http: config.http.clone(),
         dev_sign_in,
+        actions: Some(Arc::new(KafkaSink::new(&config.kafka)?)),
     };
     let admin_address = serve_api(api, listener, &tasks, shutdown.clone()).await?;
 
@@ -139,6 +143,8 @@ pub struct Api {
     pub http: HttpConfig,
     /// Development sign-in for these users, if on (never in the distributed mode's binary).
     pub dev_sign_in: Option<DevSignIn>,
+    /// Where actions go, if this deployment offers them.
+    pub actions: Option<SharedSink>,
 }
 
 /// Serves the API: opens the view's change feed and starts the stream hub, then serves HTTP on
@@ -165,6 +171,7 @@ pub async fn serve_api(
         metrics: api.metrics,
         stream: api.stream,
         dev_sign_in: api.dev_sign_in.map(Arc::new),
+        actions: api.actions,
     };
     let admin_address = match &api.http.admin_listen {
         Some(address) => {

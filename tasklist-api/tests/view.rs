@@ -46,6 +46,7 @@ impl Served {
             stream: config.stream.clone(),
             http: config.http.clone(),
             dev_sign_in: None,
+            actions: None,
         };
         serve_api(api, listener, &tasks, shutdown)
             .await

@@ -23,18 +23,53 @@ impl Reply {
 }
 
 async fn send_request(address: &str, path: &str, headers: &[(&str, &str)]) -> TcpStream {
-    send(address, "GET", path, headers).await
+    send(address, "GET", path, headers, b"").await
 }
 
-async fn send(address: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> TcpStream {
+async fn send(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> TcpStream {
     let mut stream = TcpStream::connect(address).await.expect("connect");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).await.unwrap();
     stream
+}
+
+/// A POST with a JSON body (or none), whose whole response is read.
+pub async fn post_json(
+    address: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let length = body.map_or(0, str::len).to_string();
+    let mut headers = vec![("Connection", "close"), ("Content-Length", length.as_str())];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    let stream = send(
+        address,
+        "POST",
+        path,
+        &headers,
+        body.unwrap_or_default().as_bytes(),
+    )
+    .await;
+    read_reply(stream).await
 }
 
 /// A GET whose whole response is read (`Connection: close`).
@@ -60,7 +95,11 @@ pub async fn request_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut stream = send(address, method, path, headers).await;
+    read_reply(send(address, method, path, headers, b"").await).await
+}
+
+/// Reads a whole response (the server closes the connection after it).
+async fn read_reply(mut stream: TcpStream) -> Reply {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();

@@ -2,5 +2,7 @@
 //! view, then sent to the engine that owns the task (ARCHITECTURE.md 9).
 //!
 //! - [`rules`]: what the view allows, and the command an allowed request becomes.
+//! - [`sink`]: where commands go (the command topic).
 
 pub mod rules;
+pub mod sink;

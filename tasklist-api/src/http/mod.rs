@@ -1,5 +1,6 @@
 //! The HTTP API (axum): routes, the shared state, and errors as JSON without internals.
 
+mod actions;
 mod connections;
 mod data_entries;
 mod stream;
@@ -16,10 +17,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::actions::sink::SharedSink;
 use crate::config::StreamConfig;
 use crate::identity::dev::DevSignIn;
 use crate::identity::{Authenticator, Caller, Unauthenticated};
@@ -38,6 +40,8 @@ pub struct AppState {
     pub stream: StreamConfig,
     /// Development sign-in (`/api/dev/users`), when it is on.
     pub dev_sign_in: Option<Arc<DevSignIn>>,
+    /// Where actions go; none where they are not available (answered 501).
+    pub actions: Option<SharedSink>,
 }
 
 impl AppState {
@@ -50,10 +54,11 @@ impl AppState {
 }
 
 /// Every route of the service (also checked against `/openapi.json` by a test).
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 11] = [
     "/api/tasks",
     "/api/tasks/stream",
     "/api/tasks/{id}",
+    "/api/tasks/{id}/{action}",
     "/api/data-entries",
     "/api/data-entries/{entryType}/{entryId}",
     "/api/dev/users",
@@ -115,6 +120,7 @@ fn routes(state: AppState, with_metrics: bool, with_web_tasklist: bool) -> Route
         .route("/api/tasks", get(tasks::list))
         .route("/api/tasks/stream", get(stream::stream))
         .route("/api/tasks/{id}", get(tasks::one))
+        .route("/api/tasks/{id}/{action}", post(actions::act))
         .route("/api/data-entries", get(data_entries::list))
         .route(
             "/api/data-entries/{entryType}/{entryId}",
@@ -146,8 +152,14 @@ fn routes(state: AppState, with_metrics: bool, with_web_tasklist: bool) -> Route
 pub enum ApiError {
     BadRequest(String),
     Unauthorized(Unauthenticated),
+    /// The caller may not do this (403).
+    Forbidden(String),
     NotFound,
+    /// The resource's state does not allow it now (409).
+    Conflict(String),
     MethodNotAllowed,
+    /// This deployment does not offer it (501).
+    NotImplemented,
     /// A dependency failed; the cause is logged, not shown.
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -177,15 +189,22 @@ impl IntoResponse for ApiError {
                 )
                     .into_response();
             }
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such resource".into(),
             ),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", message),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                "this resource only answers GET".into(),
+                "this resource does not answer this method".into(),
+            ),
+            ApiError::NotImplemented => (
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "actions are not available in this deployment".into(),
             ),
             ApiError::Unavailable(cause) => {
                 tracing::error!(

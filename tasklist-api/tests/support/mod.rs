@@ -108,7 +108,13 @@ impl World {
         let prefix = format!("t{}", &id[..12]);
         let admin: AdminClient<DefaultClientContext> =
             kafka_client(&bootstrap, &security).create().unwrap();
-        let topics = [format!("{prefix}.tasks"), format!("{prefix}.data-entries")];
+        let names = taskpool_schemas::Topics::new(&prefix);
+        let topics = [
+            names.tasks,
+            names.data_entries,
+            names.commands,
+            names.outcomes,
+        ];
         let new_topics: Vec<NewTopic> = topics
             .iter()
             .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))

@@ -1,0 +1,96 @@
+//! Where an allowed action goes: the command topic, keyed by task id (so one task's commands
+//! stay in order), for the engine application named in the command to take.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use taskpool_schemas::{TaskCommand, Topics, encode};
+use taskpool_service::kafka;
+
+use crate::config::KafkaConfig;
+
+/// Why a command could not be handed on.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot encode the command")]
+    Encode(#[from] taskpool_schemas::EncodeError),
+    #[error("the broker did not take the command")]
+    Kafka(#[from] KafkaError),
+}
+
+/// Hands commands on towards the owning engine.
+pub trait CommandSink: Send + Sync + fmt::Debug + 'static {
+    fn send<'a>(&'a self, command: &'a TaskCommand) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+pub type SharedSink = Arc<dyn CommandSink>;
+
+/// How long the broker may take to acknowledge a command before the request fails (503).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The command topic of the distributed setup.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl KafkaSink {
+    pub fn new(config: &KafkaConfig) -> Result<KafkaSink, KafkaError> {
+        let producer = kafka::client_config(
+            &config.bootstrap_servers,
+            &config.security,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "0"),
+            ],
+            &Default::default(),
+        )
+        .create()?;
+        Ok(KafkaSink {
+            producer,
+            topic: Topics::new(&config.topic_prefix).commands,
+        })
+    }
+}
+
+impl CommandSink for KafkaSink {
+    fn send<'a>(&'a self, command: &'a TaskCommand) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let payload = encode(command)?;
+            let command_id = command.command_id.to_string();
+            // Engines read the addressee without decoding what is not theirs.
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "application",
+                    value: Some(command.application.as_bytes()),
+                })
+                .insert(Header {
+                    key: "command-id",
+                    value: Some(command_id.as_bytes()),
+                });
+            let record = FutureRecord::to(&self.topic)
+                .key(&command.task_id)
+                .payload(&payload)
+                .headers(headers);
+            self.producer
+                .send(record, SEND_TIMEOUT)
+                .await
+                .map_err(|(error, _)| SinkError::Kafka(error))?;
+            Ok(())
+        })
+    }
+}

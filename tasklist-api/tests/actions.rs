@@ -1,0 +1,167 @@
+//! Tasklist actions over HTTP against a real MongoDB-wire server and broker: refused at once
+//! when the view shows they cannot succeed (nothing sent), otherwise sent to the command topic.
+
+mod support;
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use support::*;
+use taskpool_schemas::{TaskAction, TaskCommand, TaskState, Topics, decode_as};
+
+/// Reads the command topic from its beginning.
+fn command_reader(world: &World) -> BaseConsumer {
+    let consumer: BaseConsumer = world
+        .kafka_client()
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..3 {
+        assignment
+            .add_partition_offset(
+                &Topics::new(&world.prefix).commands,
+                partition,
+                Offset::Beginning,
+            )
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    consumer
+}
+
+/// Every command on the topic until one with `id` arrived (or the deadline passed).
+fn commands_until(reader: &BaseConsumer, id: &str) -> Vec<(TaskCommand, String)> {
+    let give_up = std::time::Instant::now() + DEADLINE;
+    let mut read = Vec::new();
+    while !read
+        .iter()
+        .any(|(c, _): &(TaskCommand, String)| c.command_id.to_string() == id)
+    {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "command {id} not on the topic: {read:?}"
+        );
+        if let Some(message) = reader.poll(Duration::from_millis(200)) {
+            let message = message.expect("read the command topic");
+            let application = message
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "application"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            let command = decode_as::<TaskCommand>(message.payload().unwrap()).unwrap();
+            read.push((command, application));
+        }
+    }
+    read
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_actions_send_nothing_and_an_allowed_one_reaches_the_command_topic() {
+    let world = World::new().await;
+    let service = world.start().await;
+    world
+        .send_task(&task_event(
+            "open",
+            4,
+            None,
+            &["muppets"],
+            TaskState::Active,
+        ))
+        .await;
+    world
+        .send_task(&task_event(
+            "mine",
+            1,
+            Some("piggy"),
+            &["muppets"],
+            TaskState::Active,
+        ))
+        .await;
+    world.wait_for_version("open", 4).await;
+    world.wait_for_version("mine", 1).await;
+    let address = &service.address;
+    let kermit = token("kermit", &["muppets"]);
+    let animal = token("animal", &["band"]);
+    let reader = command_reader(&world);
+
+    // Refused, all on task "open" (one partition, so the accepted command comes after them).
+    for (path, who, body, status, error) in [
+        ("/api/tasks/open/complete", &kermit, None, 403, "forbidden"),
+        ("/api/tasks/open/unclaim", &kermit, None, 409, "conflict"),
+        ("/api/tasks/open/defer", &kermit, None, 400, "bad_request"),
+        (
+            "/api/tasks/open/assign",
+            &kermit,
+            Some(r#"{"assignee": ""}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/tasks/open/complete",
+            &kermit,
+            Some("not json"),
+            400,
+            "bad_request",
+        ),
+        ("/api/tasks/open/claim", &animal, None, 404, "not_found"),
+        ("/api/tasks/open/explode", &kermit, None, 404, "not_found"),
+        ("/api/tasks/gone/claim", &kermit, None, 404, "not_found"),
+    ] {
+        let reply = post_json(address, path, Some(who), body).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        let json = reply.json();
+        assert_eq!(json["error"], error, "{path}: {json}");
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let claimed = post_json(address, "/api/tasks/mine/claim", Some(&kermit), None).await;
+    assert_eq!(claimed.status, 409, "{}", claimed.body);
+    assert!(
+        claimed.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("piggy")
+    );
+    let anonymous = post_json(address, "/api/tasks/open/claim", None, None).await;
+    assert_eq!(anonymous.status, 401);
+
+    let accepted = post_json(address, "/api/tasks/open/claim", Some(&kermit), None).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let body = accepted.json();
+    assert_eq!(body["status"], "pending");
+    let id = body["commandId"].as_str().unwrap().to_string();
+
+    let commands = tokio::task::block_in_place(|| commands_until(&reader, &id));
+    assert_eq!(
+        commands.len(),
+        1,
+        "nothing sent for refused actions: {commands:?}"
+    );
+    let (command, application) = &commands[0];
+    assert_eq!(command.action, TaskAction::Claim);
+    assert_eq!(command.task_id, "open");
+    assert_eq!(command.issued_by, "kermit");
+    assert_eq!(command.application, "shop");
+    assert_eq!(application, "shop", "the addressee is a header too");
+    assert_eq!(command.task_version, Some(4));
+
+    // Complete carries the form's values.
+    let completed = post_json(
+        address,
+        "/api/tasks/mine/complete",
+        Some(&token("piggy", &[])),
+        Some(r#"{"approved": true, "comment": "fine"}"#),
+    )
+    .await;
+    assert_eq!(completed.status, 202, "{}", completed.body);
+    let id = completed.json()["commandId"].as_str().unwrap().to_string();
+    let commands = tokio::task::block_in_place(|| commands_until(&reader, &id));
+    let (complete, _) = commands.last().unwrap();
+    assert_eq!(complete.action, TaskAction::Complete);
+    assert_eq!(complete.variables.0["comment"], "fine");
+    service.stop().await;
+}
