@@ -9,7 +9,7 @@ usage: scripts/check-deployment.py <directory with the built binaries>
   compose file gives it (and refuses it with one unknown key added: the check can fail);
 - health checks ask the port the service listens on, for a path the binary serves; the
   published port is the one tasklist-api listens on; the Dockerfile exposes its default port;
-- the topic job creates <prefix>.tasks and <prefix>.data-entries, with the relay's and
+- the topic job creates every topic of schemas/src/topics.rs, with the relay's and
   tasklist-api's prefix, the partition count the relay documents, on the advertised broker;
 - every server named in a database URL, MongoDB URI or bootstrap list is a compose service;
 - the `monitoring` profile: `promtool` accepts the alert rules and the Prometheus configuration,
