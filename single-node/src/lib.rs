@@ -146,6 +146,7 @@ pub async fn start(
         http: options.http,
         dev_sign_in,
         actions: None,
+        outcomes: None,
     };
     serve_api(api, listener, &tasks, shutdown.clone()).await?;
     tasks.spawn(follow::follow(

@@ -105,7 +105,7 @@ pub fn document() -> Value {
             })) },
             "/api/tasks/stream": { "get": secured(json!({
                 "summary": "The caller's tasks, a marker, then upsert/remove events for their changes, until the client goes away.",
-                "description": "Server-Sent Events (default) or NDJSON (Accept: application/x-ndjson). Events: upsert (data: task), remove (data: {id}), marker (data: {tasks}), resync (data: {reason}); SSE comments or {\"event\":\"heartbeat\"} keep the connection alive. Live events have ids; send Last-Event-ID to resume.",
+                "description": "Server-Sent Events (default) or NDJSON (Accept: application/x-ndjson). Events: upsert (data: task), remove (data: {id}), marker (data: {tasks}), resync (data: {reason}), outcome (data: {commandId, taskId, result: applied|rejected, reason, taskVersion}: what the engine did with one of the caller's actions); SSE comments or {\"event\":\"heartbeat\"} keep the connection alive. Live events have ids; send Last-Event-ID to resume.",
                 "parameters": stream_parameters,
                 "responses": {
                     "200": { "description": "The stream.", "content": {
@@ -128,15 +128,17 @@ pub fn document() -> Value {
                 "description": "claim and unclaim (no body), complete (body: the form's values as a JSON object), defer (body: {\"followUpDate\": RFC 3339}), undefer (no body), assign (body: {\"assignee\": user}). Checked against the caller's view first: nothing is sent for a refused request.",
                 "parameters": [
                     { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } },
-                    { "name": "action", "in": "path", "required": true, "schema": { "type": "string", "enum": ["claim", "unclaim", "complete", "defer", "undefer", "assign"] } }
+                    { "name": "action", "in": "path", "required": true, "schema": { "type": "string", "enum": ["claim", "unclaim", "complete", "defer", "undefer", "assign"] } },
+                    query("wait", "Answer only once the outcome is known, waiting at most this long (5s, 500ms; at most 30s): 200 when applied and visible in the caller's view, 409 when the engine rejected it, 202 when the wait ran out.", json!({"type": "string"}))
                 ],
                 "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object" } } } },
                 "responses": {
+                    "200": { "description": "With wait: applied, and the caller's view shows it.", "content": { "application/json": { "schema": { "type": "object", "properties": { "commandId": { "type": "string" }, "status": { "type": "string", "enum": ["applied"] }, "taskVersion": { "type": ["integer", "null"] } } } } } },
                     "202": { "description": "Sent to the engine.", "content": { "application/json": { "schema": { "type": "object", "properties": { "commandId": { "type": "string", "format": "uuid" }, "status": { "type": "string", "enum": ["pending"] } } } } } },
                     "400": error_response("The body is missing or wrong for this action."),
                     "403": error_response("The caller sees the task but may not do this (not a candidate, not the assignee)."),
                     "404": error_response("No such task or action, or the task is not visible to the caller."),
-                    "409": error_response("The task's state does not allow it (claimed by someone else, not claimed, not deferred)."),
+                    "409": error_response("The task's state does not allow it (claimed by someone else, not claimed, not deferred), or, with wait, the engine rejected it (error \"rejected\", its reason as message)."),
                     "501": error_response("This deployment does not offer actions."),
                     "503": error_response("The command could not be handed to the broker; try again.")
                 }

@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::actions::outcomes::{self, Waiters};
 use crate::actions::sink::{KafkaSink, SharedSink};
-use crate::config::{Config, HttpConfig, StreamConfig};
+use crate::config::{Config, HttpConfig, KafkaConfig, StreamConfig};
 use crate::http::{AppState, admin_router, default_max_connections, router, serve};
 use crate::identity::Authenticator;
 use crate::identity::dev::DevSignIn;
@@ -111,6 +112,7 @@ pub async fn start(
         http: config.http.clone(),
         dev_sign_in,
         actions: Some(Arc::new(KafkaSink::new(&config.kafka)?)),
+        outcomes: Some(config.kafka.clone()),
     };
     let admin_address = serve_api(api, listener, &tasks, shutdown.clone()).await?;
 
@@ -145,6 +147,8 @@ pub struct Api {
     pub dev_sign_in: Option<DevSignIn>,
     /// Where actions go, if this deployment offers them.
     pub actions: Option<SharedSink>,
+    /// Where their outcomes come from (the outcome topic of this Kafka), if anywhere.
+    pub outcomes: Option<KafkaConfig>,
 }
 
 /// Serves the API: opens the view's change feed and starts the stream hub, then serves HTTP on
@@ -172,7 +176,21 @@ pub async fn serve_api(
         stream: api.stream,
         dev_sign_in: api.dev_sign_in.map(Arc::new),
         actions: api.actions,
+        waiters: Waiters::default(),
     };
+    if let Some(kafka) = api.outcomes {
+        let outcomes = outcomes::run(
+            kafka,
+            state.hub.clone(),
+            state.waiters.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            if let Err(error) = outcomes.await {
+                tracing::error!(error = %error, "cannot read outcomes; actions get no answers");
+            }
+        });
+    }
     let admin_address = match &api.http.admin_listen {
         Some(address) => {
             let admin = TcpListener::bind(address)

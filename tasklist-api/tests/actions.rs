@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use support::*;
 use taskpool_schemas::{TaskAction, TaskCommand, TaskState, Topics, decode_as};
@@ -163,5 +164,172 @@ async fn refused_actions_send_nothing_and_an_allowed_one_reaches_the_command_top
     let (complete, _) = commands.last().unwrap();
     assert_eq!(complete.action, TaskAction::Complete);
     assert_eq!(complete.variables.0["comment"], "fine");
+    service.stop().await;
+}
+
+/// Stands in for the owning engine on the real broker: the first claim wins; it answers with
+/// the outcome *before* the task's new version is published, the worst case for reading one's
+/// own writes.
+fn answer_claims(world: &World, reader: BaseConsumer, commands: usize) {
+    let producer: rdkafka::producer::BaseProducer = world.kafka_client().create().unwrap();
+    let topics = Topics::new(&world.prefix);
+    let mut assignee: Option<String> = None;
+    let mut answered = 0;
+    let give_up = std::time::Instant::now() + DEADLINE;
+    while answered < commands && std::time::Instant::now() < give_up {
+        let Some(message) = reader.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let command = decode_as::<TaskCommand>(message.unwrap().payload().unwrap()).unwrap();
+        let (result, reason, version) = match &assignee {
+            Some(holder) => (
+                taskpool_schemas::OutcomeResult::Rejected,
+                Some(format!("already claimed by {holder}")),
+                None,
+            ),
+            None => {
+                assignee = Some(command.issued_by.clone());
+                (taskpool_schemas::OutcomeResult::Applied, None, Some(2))
+            }
+        };
+        let outcome = taskpool_schemas::CommandOutcome::of(&command, result, reason, version);
+        let key = outcome.command_id.to_string();
+        let payload = taskpool_schemas::encode(&outcome).unwrap();
+        producer
+            .send(
+                rdkafka::producer::BaseRecord::to(&topics.outcomes)
+                    .key(&key)
+                    .payload(&payload),
+            )
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+        if version.is_some() {
+            let event = task_event(
+                "race",
+                2,
+                assignee.as_deref(),
+                &["muppets"],
+                TaskState::Active,
+            );
+            let payload = taskpool_schemas::encode(&event).unwrap();
+            producer
+                .send(
+                    rdkafka::producer::BaseRecord::to(&topics.tasks)
+                        .key("race")
+                        .payload(&payload),
+                )
+                .unwrap();
+            producer.flush(Duration::from_secs(10)).unwrap();
+        }
+        answered += 1;
+    }
+}
+
+/// Opens a stream and reads it up to its snapshot's marker.
+async fn stream_of(address: &str, user: &str) -> StreamClient {
+    let mut client = StreamClient::open(
+        address,
+        "/api/tasks/stream",
+        &token(user, &["muppets"]),
+        None,
+    )
+    .await;
+    while client.expect("the marker", DEADLINE).await.name != "marker" {}
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_claims_at_once_one_wins_both_hear_and_wait_answers_after_the_view_shows_it() {
+    let world = World::new().await;
+    let service = world.start().await;
+    world
+        .send_task(&task_event(
+            "race",
+            1,
+            None,
+            &["muppets"],
+            TaskState::Active,
+        ))
+        .await;
+    world.wait_for_version("race", 1).await;
+    let address = service.address.clone();
+    let mut kermit_stream = stream_of(&address, "kermit").await;
+    let mut piggy_stream = stream_of(&address, "piggy").await;
+
+    let engine_world = world.clone();
+    let reader = command_reader(&world);
+    let engine = tokio::task::spawn_blocking(move || answer_claims(&engine_world, reader, 2));
+    let claim = |user: &'static str| {
+        let address = address.clone();
+        async move {
+            let bearer = token(user, &["muppets"]);
+            let reply = post_json(
+                &address,
+                "/api/tasks/race/claim?wait=20s",
+                Some(&bearer),
+                None,
+            )
+            .await;
+            // Read right after the answer: an applied claim must be there already.
+            let seen = get(&address, "/api/tasks/race", Some(&bearer)).await;
+            (user, reply, seen)
+        }
+    };
+    let (first, second) = tokio::join!(claim("kermit"), claim("piggy"));
+    engine.await.unwrap();
+
+    let (winner, loser) = if first.1.status == 200 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(winner.1.status, 200, "{}", winner.1.body);
+    assert_eq!(winner.1.json()["status"], "applied");
+    assert_eq!(winner.1.json()["taskVersion"], 2);
+    let seen = winner.2.json();
+    assert_eq!(seen["version"], 2, "read your own write: {seen}");
+    assert_eq!(seen["assignee"], winner.0);
+    assert_eq!(loser.1.status, 409, "{}", loser.1.body);
+    let refused = loser.1.json();
+    assert_eq!(refused["error"], "rejected");
+    assert_eq!(
+        refused["message"],
+        format!("already claimed by {}", winner.0)
+    );
+
+    // Each hears their own outcome, and both see the winner as assignee.
+    for (user, stream) in [("kermit", &mut kermit_stream), ("piggy", &mut piggy_stream)] {
+        let reply = if winner.0 == user {
+            &winner.1
+        } else {
+            &loser.1
+        };
+        let command_id = reply.json()["commandId"].clone();
+        // The outcome and the new version, in whichever order they come.
+        let (mut outcome, mut upsert) = (None, None);
+        while outcome.is_none() || upsert.is_none() {
+            let event = stream
+                .expect("the outcome and the claimed task", DEADLINE)
+                .await;
+            match event.name.as_str() {
+                "outcome" => outcome = Some(event),
+                "upsert" if event.data["version"] == 2 => upsert = Some(event),
+                _ => {}
+            }
+        }
+        let (outcome, upsert) = (outcome.unwrap(), upsert.unwrap());
+        assert_eq!(
+            outcome.data["commandId"], command_id,
+            "{user}: {:?}",
+            outcome.data
+        );
+        let expected = if winner.0 == user {
+            "applied"
+        } else {
+            "rejected"
+        };
+        assert_eq!(outcome.data["result"], expected);
+        assert_eq!(upsert.data["assignee"], winner.0, "{user}");
+    }
     service.stop().await;
 }

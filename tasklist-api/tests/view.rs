@@ -47,6 +47,7 @@ impl Served {
             http: config.http.clone(),
             dev_sign_in: None,
             actions: None,
+            outcomes: None,
         };
         serve_api(api, listener, &tasks, shutdown)
             .await

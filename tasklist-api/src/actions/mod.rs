@@ -3,6 +3,8 @@
 //!
 //! - [`rules`]: what the view allows, and the command an allowed request becomes.
 //! - [`sink`]: where commands go (the command topic).
+//! - [`outcomes`]: the engines' answers, to the user's streams and to waiting requests.
 
+pub mod outcomes;
 pub mod rules;
 pub mod sink;

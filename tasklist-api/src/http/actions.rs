@@ -1,16 +1,47 @@
 //! `POST /api/tasks/{id}/{action}`: an action on a task the caller sees, checked against the
 //! view (400, 403, 404, 409 at once, nothing sent), then sent to the owning engine: 202 with
-//! the command's id. The engine decides; its outcome follows.
+//! the command's id. The engine decides; its outcome follows on the caller's streams.
+//!
+//! With `?wait=<duration>` (`5s`, `500ms`, at most 30 s) the answer waits for the outcome:
+//! 409 with the engine's reason when it rejected the action; 200 once applied *and* visible to
+//! the caller (their `GET /api/tasks/{id}` shows the version the engine produced, or no longer
+//! shows the task), so a client reads its own writes; 202 when the wait ran out first.
+
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Json;
+use axum::response::{IntoResponse, Json, Response};
 use serde_json::{Value, json};
-use taskpool_schemas::TaskAction;
+use taskpool_schemas::{CommandOutcome, OutcomeResult, TaskAction};
+use tokio::time::Instant;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, parse_params};
 use crate::actions::rules::{self, Refused};
+use crate::identity::Caller;
+
+/// The longest a request may wait for its outcome.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How often a waiting request looks at the caller's view.
+const VIEW_POLL: Duration = Duration::from_millis(20);
+
+/// `5s`, `500ms` or plain seconds; at most [`MAX_WAIT`].
+fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let invalid =
+        || ApiError::BadRequest(format!("wait {text:?} is not a duration like 5s or 500ms"));
+    let duration = if let Some(millis) = text.strip_suffix("ms") {
+        Duration::from_millis(millis.parse().map_err(|_| invalid())?)
+    } else {
+        let seconds: f64 = text
+            .strip_suffix('s')
+            .unwrap_or(text)
+            .parse()
+            .map_err(|_| invalid())?;
+        Duration::try_from_secs_f64(seconds).map_err(|_| invalid())?
+    };
+    Ok(duration.min(MAX_WAIT))
+}
 
 impl From<Refused> for ApiError {
     fn from(refused: Refused) -> Self {
@@ -26,10 +57,15 @@ pub async fn act(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let caller = state.caller(&headers).await?;
     let action = TaskAction::parse(&action).ok_or(ApiError::NotFound)?;
+    let wait = match parse_params(raw.as_deref())?.get("wait") {
+        Some(text) => Some(parse_wait(text)?),
+        None => None,
+    };
     let body: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -48,12 +84,73 @@ pub async fn act(
     rules::check(&request, &task, &caller)?;
     let sink = state.actions.as_ref().ok_or(ApiError::NotImplemented)?;
     let command = rules::command(request, &task, &caller);
-    sink.send(&command)
-        .await
-        .map_err(|error| ApiError::Unavailable(Box::new(error)))?;
-    tracing::info!(command = %command.command_id, action = %action, task = %command.task_id, user = %caller.user, "action sent to the engine");
-    Ok((
+    let command_id = command.command_id;
+    let outcome = wait.map(|_| state.waiters.expect(command_id));
+    if let Err(error) = sink.send(&command).await {
+        state.waiters.forget(command_id);
+        return Err(ApiError::Unavailable(Box::new(error)));
+    }
+    tracing::info!(command = %command_id, action = %action, task = %command.task_id, user = %caller.user, "action sent to the engine");
+    let pending = (
         StatusCode::ACCEPTED,
-        Json(json!({ "commandId": command.command_id.to_string(), "status": "pending" })),
-    ))
+        Json(json!({ "commandId": command_id.to_string(), "status": "pending" })),
+    );
+    let (Some(limit), Some(outcome)) = (wait, outcome) else {
+        return Ok(pending.into_response());
+    };
+    let deadline = Instant::now() + limit;
+    let Ok(Ok(outcome)) = tokio::time::timeout_at(deadline, outcome).await else {
+        state.waiters.forget(command_id);
+        return Ok(pending.into_response());
+    };
+    match outcome.result {
+        OutcomeResult::Rejected => Ok((
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": "rejected",
+                "message": outcome.reason.as_deref().unwrap_or("the engine refused the action"),
+                "commandId": command_id.to_string(),
+            })),
+        )
+            .into_response()),
+        OutcomeResult::Applied if visible_to(&state, &caller, &outcome, deadline).await? => Ok((
+            StatusCode::OK,
+            Json(json!({
+                "commandId": command_id.to_string(),
+                "status": "applied",
+                "taskVersion": outcome.task_version,
+            })),
+        )
+            .into_response()),
+        OutcomeResult::Applied => Ok(pending.into_response()),
+    }
+}
+
+/// Waits until the caller's view shows what the engine produced: the task at that version or
+/// later, or no longer the task (completed, handed to someone they cannot see). False when
+/// `deadline` came first.
+async fn visible_to(
+    state: &AppState,
+    caller: &Caller,
+    outcome: &CommandOutcome,
+    deadline: Instant,
+) -> Result<bool, ApiError> {
+    let Some(version) = outcome.task_version else {
+        return Ok(true);
+    };
+    let principals = caller.principals();
+    loop {
+        match state
+            .store
+            .visible_task(&outcome.task_id, &principals)
+            .await?
+        {
+            Some(task) if task.version < version => {}
+            _ => return Ok(true),
+        }
+        if Instant::now() + VIEW_POLL > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(VIEW_POLL).await;
+    }
 }

@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::actions::outcomes::Waiters;
 use crate::actions::sink::SharedSink;
 use crate::config::StreamConfig;
 use crate::identity::dev::DevSignIn;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub dev_sign_in: Option<Arc<DevSignIn>>,
     /// Where actions go; none where they are not available (answered 501).
     pub actions: Option<SharedSink>,
+    /// Requests waiting for an action's outcome.
+    pub waiters: Waiters,
 }
 
 impl AppState {

@@ -224,6 +224,7 @@ fn live(
                     let name = match event.kind {
                         EventKind::Upsert => "upsert",
                         EventKind::Remove => "remove",
+                        EventKind::Outcome => "outcome",
                     };
                     live.format.event(name, Some(&event_id(live.session, event.seq)), &event.body)
                 }

@@ -89,6 +89,14 @@ impl Hub {
         });
     }
 
+    /// Sends an action's outcome (JSON) to every stream of `user`.
+    pub fn outcome(&self, user: &str, body: Arc<str>) {
+        let _ = self.commands.send(Command::Outcome {
+            user: user.to_string(),
+            body,
+        });
+    }
+
     /// Continues a session after event `after`, replaying what the client missed. Only the
     /// same caller with the same groups may resume: anything else starts afresh.
     pub async fn resume(

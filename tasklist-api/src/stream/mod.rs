@@ -39,9 +39,12 @@ pub type SessionId = u64;
 pub enum EventKind {
     Upsert,
     Remove,
+    /// What the engine did with one of the user's actions.
+    Outcome,
 }
 
-/// One event of a session: `body` is the task (upsert) or `{"id": ...}` (remove) as JSON.
+/// One event of a session: `body` is the task (upsert), `{"id": ...}` (remove) or the
+/// outcome, as JSON.
 #[derive(Debug, Clone)]
 pub struct StreamEvent {
     pub seq: u64,

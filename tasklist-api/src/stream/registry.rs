@@ -17,7 +17,7 @@ use super::fence::Fences;
 use super::session::{Phase, Session};
 use super::{EventKind, Registration, ResumeRefused, SessionId, StreamEvent, sorted, task_json};
 use crate::config::StreamConfig;
-use crate::documents::TaskDocument;
+use crate::documents::{TaskDocument, user_principal};
 use crate::identity::Caller;
 use crate::metrics::{Metrics, resync};
 use crate::query::TaskFilter;
@@ -44,6 +44,11 @@ pub(super) enum Command {
         after: u64,
         principals: Vec<String>,
         reply: oneshot::Sender<Result<Registration, ResumeRefused>>,
+    },
+    /// An action's outcome, for every stream of the user who took it.
+    Outcome {
+        user: String,
+        body: Arc<str>,
     },
 }
 
@@ -179,6 +184,16 @@ impl Registry {
                     state.detached_since = Some(Instant::now());
                 }
             }
+            Command::Outcome { user, body } => {
+                let sessions: Vec<SessionId> = self
+                    .by_principal
+                    .get(&user_principal(&user))
+                    .map(|sessions| sessions.iter().copied().collect())
+                    .unwrap_or_default();
+                for session in sessions {
+                    self.emit(session, EventKind::Outcome, body.clone());
+                }
+            }
             Command::Resume {
                 session,
                 after,
@@ -311,9 +326,10 @@ impl Registry {
         } else {
             return;
         };
-        let body: Arc<str> = match kind {
-            EventKind::Upsert => body.get_or_insert_with(|| task_json(task)).clone(),
-            EventKind::Remove => serde_json::json!({ "id": task.id }).to_string().into(),
+        let body: Arc<str> = if kind == EventKind::Upsert {
+            body.get_or_insert_with(|| task_json(task)).clone()
+        } else {
+            serde_json::json!({ "id": task.id }).to_string().into()
         };
         let latency = taskpool_schemas::Timestamp::now().millis() - task.occurred_at;
         self.metrics

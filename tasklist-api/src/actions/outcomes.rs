@@ -1,0 +1,143 @@
+//! Outcomes coming back from the engines. Every instance reads every outcome (it may hold the
+//! user's streams, or a request waiting for it), from the end of the topic, without a group:
+//! an outcome is news only while someone waits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::json;
+use taskpool_schemas::{CommandOutcome, OutcomeResult, Topics, decode_as};
+use taskpool_service::backoff::Backoff;
+use taskpool_service::kafka;
+use taskpool_service::shutdown::Shutdown;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::KafkaConfig;
+use crate::stream::Hub;
+
+/// Requests waiting for their command's outcome (`?wait`).
+#[derive(Debug, Clone, Default)]
+pub struct Waiters(Arc<Mutex<HashMap<Uuid, oneshot::Sender<CommandOutcome>>>>);
+
+impl Waiters {
+    /// Registers before the command is sent, so its outcome cannot slip past.
+    pub fn expect(&self, command_id: Uuid) -> oneshot::Receiver<CommandOutcome> {
+        let (sender, receiver) = oneshot::channel();
+        self.lock().insert(command_id, sender);
+        receiver
+    }
+
+    /// Forgets a waiter that gave up.
+    pub fn forget(&self, command_id: Uuid) {
+        self.lock().remove(&command_id);
+    }
+
+    fn complete(&self, outcome: &CommandOutcome) {
+        if let Some(waiter) = self.lock().remove(&outcome.command_id) {
+            let _ = waiter.send(outcome.clone());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<CommandOutcome>>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// An outcome as the user's streams carry it.
+pub fn outcome_json(outcome: &CommandOutcome) -> serde_json::Value {
+    json!({
+        "commandId": outcome.command_id.to_string(),
+        "taskId": outcome.task_id,
+        "result": outcome.result.as_str(),
+        "reason": outcome.reason,
+        "taskVersion": outcome.task_version,
+    })
+}
+
+/// Reads outcomes until shutdown: each goes to the issuing user's streams and to a waiting
+/// request. Returns early only when the consumer cannot be created.
+pub async fn run(
+    config: KafkaConfig,
+    hub: Hub,
+    waiters: Waiters,
+    mut shutdown: Shutdown,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let topic = Topics::new(&config.topic_prefix).outcomes;
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        kafka::client_config(
+            &config.bootstrap_servers,
+            &config.security,
+            &[
+                // Required by the client; never joined or committed (partitions are assigned).
+                ("group.id", &format!("{}-outcomes", config.group_id)),
+                ("enable.auto.commit", "false"),
+                ("fetch.wait.max.ms", "50"),
+            ],
+            &config.consumer,
+        )
+        .create()?,
+    );
+    if !kafka::wait_for_topics(&consumer, &[&topic], &mut shutdown).await {
+        return Ok(());
+    }
+    let metadata = {
+        let asked = consumer.clone();
+        let name = topic.clone();
+        tokio::task::spawn_blocking(move || {
+            asked.fetch_metadata(Some(&name), Duration::from_secs(10))
+        })
+        .await
+        .expect("the metadata request does not panic")?
+    };
+    let mut assignment = TopicPartitionList::new();
+    for found in metadata.topics() {
+        for partition in found.partitions() {
+            assignment.add_partition_offset(&topic, partition.id(), Offset::End)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    info!(topic = %topic, partitions = assignment.count(), "reading outcomes");
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        let message = tokio::select! {
+            message = consumer.recv() => message,
+            _ = shutdown.requested() => return Ok(()),
+        };
+        match message {
+            Ok(message) => {
+                backoff.reset();
+                match message.payload().map(decode_as::<CommandOutcome>) {
+                    Some(Ok(outcome)) => {
+                        hub.outcome(
+                            &outcome.issued_by,
+                            outcome_json(&outcome).to_string().into(),
+                        );
+                        waiters.complete(&outcome);
+                        if outcome.result == OutcomeResult::Rejected {
+                            info!(command = %outcome.command_id, reason = ?outcome.reason, "an engine rejected an action");
+                        }
+                    }
+                    // Nobody can act on it: said once in the log, nothing waits for it.
+                    Some(Err(error)) => warn!(error = %error, "undecodable outcome skipped"),
+                    None => warn!("outcome without a value skipped"),
+                }
+            }
+            Err(error) => {
+                let pause = backoff.next_pause();
+                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot read outcomes; retrying");
+                if shutdown.sleep(pause).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
