@@ -4,6 +4,7 @@
 //! taskpool's collector, in the same transaction, on SQLite (single-node) or PostgreSQL.
 //!
 //! # Layout
+//! - [`actions`]: the demo's rules for tasklist actions (claim, complete, ...).
 //! - [`config`]: rate, users and groups.
 //! - [`process`]: the process itself, free of I/O.
 //! - [`db`]: the demo's tables and statements, for both databases.
@@ -12,6 +13,7 @@
 //! - [`engine`]: the steps, one transaction each, and the loop that runs them; `lifecycle`:
 //!   a request's submission, steps and end inside a step's transaction.
 
+pub mod actions;
 pub mod config;
 pub mod db;
 pub mod engine;

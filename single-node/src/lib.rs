@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`follow`]: the reader: rebuild the view from the committed state, then follow the outbox.
+//! - [`actions`]: tasklist actions routed to the engine in this process.
 //! - [`config`]: the binary's settings.
 //!
 //! # Example
@@ -24,6 +25,7 @@
 //! # }
 //! ```
 
+pub mod actions;
 pub mod config;
 pub mod follow;
 
@@ -31,6 +33,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actions::ActionRoute;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tasklist_api::config::{HttpConfig, IdentityConfig, StreamConfig};
@@ -54,11 +57,13 @@ pub enum SignIn {
 }
 
 /// How the single-node API is served.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     pub http: HttpConfig,
     pub stream: StreamConfig,
     pub sign_in: SignIn,
+    /// Where tasklist actions go (the engine in this process), if anywhere.
+    pub actions: Option<ActionRoute>,
 }
 
 impl Default for Options {
@@ -67,6 +72,7 @@ impl Default for Options {
             http: HttpConfig::default(),
             stream: StreamConfig::default(),
             sign_in: SignIn::Development(Vec::new()),
+            actions: None,
         }
     }
 }
@@ -145,8 +151,8 @@ pub async fn start(
         stream: options.stream,
         http: options.http,
         dev_sign_in,
-        actions: None,
-        outcomes: None,
+        actions: options.actions.as_ref().map(|route| route.sink.clone()),
+        outcomes: options.actions.map(|route| route.outcomes),
     };
     serve_api(api, listener, &tasks, shutdown.clone()).await?;
     tasks.spawn(follow::follow(

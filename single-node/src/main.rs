@@ -11,6 +11,7 @@ use taskpool::config::Config;
 use taskpool::{Options, SignIn, open_database, start};
 use taskpool_core::SqliteStore;
 use taskpool_demo::Demo;
+use taskpool_demo::actions::DemoActions;
 use taskpool_service::{logging, shutdown, startup};
 
 #[derive(Debug, Parser)]
@@ -76,22 +77,41 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ),
     };
     let development = matches!(sign_in, SignIn::Development(_));
+    let demo = if config.demo.enabled {
+        Some(
+            Demo::<SqliteStore>::prepare(pool.clone(), config.demo.demo_config())
+                .await
+                .context("cannot prepare the demo's tables")?,
+        )
+    } else {
+        None
+    };
+    // Actions go to the demo engine (its own instance of it, under its own rules).
+    let actions = match &demo {
+        Some(_) => {
+            let engine = Demo::<SqliteStore>::prepare(pool.clone(), config.demo.demo_config())
+                .await
+                .context("cannot prepare the demo's tables")?;
+            Some(
+                taskpool::actions::route(pool.clone(), DemoActions::new(engine))
+                    .await
+                    .context("cannot prepare the command tables")?,
+            )
+        }
+        None => None,
+    };
     let options = Options {
         http: config.http.clone(),
         stream: config.stream.clone(),
         sign_in,
+        actions,
     };
     let (trigger, shutdown) = shutdown::channel();
     let running = start(pool.clone(), options, listener, shutdown.clone()).await?;
-    let demo = if config.demo.enabled {
-        let demo = Demo::<SqliteStore>::prepare(pool, config.demo.demo_config())
-            .await
-            .context("cannot prepare the demo's tables")?;
+    let demo = demo.map(|demo| {
         tracing::info!(rate = config.demo.rate, "demo engine running");
-        Some(tokio::spawn(demo.run(shutdown.clone())))
-    } else {
-        None
-    };
+        tokio::spawn(demo.run(shutdown.clone()))
+    });
     if development {
         tracing::warn!(
             "development sign-in is on: anyone who can reach this port may act as any demo user; configure [identity] for real use"

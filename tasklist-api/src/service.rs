@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::actions::outcomes::{self, Waiters};
+use crate::actions::outcomes::{self, OutcomeFeed, Waiters};
 use crate::actions::sink::{KafkaSink, SharedSink};
-use crate::config::{Config, HttpConfig, KafkaConfig, StreamConfig};
+use crate::config::{Config, HttpConfig, StreamConfig};
 use crate::http::{AppState, admin_router, default_max_connections, router, serve};
 use crate::identity::Authenticator;
 use crate::identity::dev::DevSignIn;
@@ -112,7 +112,7 @@ pub async fn start(
         http: config.http.clone(),
         dev_sign_in,
         actions: Some(Arc::new(KafkaSink::new(&config.kafka)?)),
-        outcomes: Some(config.kafka.clone()),
+        outcomes: Some(OutcomeFeed::Kafka(Box::new(config.kafka.clone()))),
     };
     let admin_address = serve_api(api, listener, &tasks, shutdown.clone()).await?;
 
@@ -147,8 +147,8 @@ pub struct Api {
     pub dev_sign_in: Option<DevSignIn>,
     /// Where actions go, if this deployment offers them.
     pub actions: Option<SharedSink>,
-    /// Where their outcomes come from (the outcome topic of this Kafka), if anywhere.
-    pub outcomes: Option<KafkaConfig>,
+    /// Where their outcomes come from, if anywhere.
+    pub outcomes: Option<OutcomeFeed>,
 }
 
 /// Serves the API: opens the view's change feed and starts the stream hub, then serves HTTP on
@@ -178,18 +178,13 @@ pub async fn serve_api(
         actions: api.actions,
         waiters: Waiters::default(),
     };
-    if let Some(kafka) = api.outcomes {
-        let outcomes = outcomes::run(
-            kafka,
+    if let Some(feed) = api.outcomes {
+        tasks.spawn(outcomes::follow(
+            feed,
             state.hub.clone(),
             state.waiters.clone(),
             shutdown.clone(),
-        );
-        tasks.spawn(async move {
-            if let Err(error) = outcomes.await {
-                tracing::error!(error = %error, "cannot read outcomes; actions get no answers");
-            }
-        });
+        ));
     }
     let admin_address = match &api.http.admin_listen {
         Some(address) => {

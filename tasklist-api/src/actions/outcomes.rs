@@ -14,7 +14,7 @@ use taskpool_schemas::{CommandOutcome, OutcomeResult, Topics, decode_as};
 use taskpool_service::backoff::Backoff;
 use taskpool_service::kafka;
 use taskpool_service::shutdown::Shutdown;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -61,6 +61,40 @@ pub fn outcome_json(outcome: &CommandOutcome) -> serde_json::Value {
         "reason": outcome.reason,
         "taskVersion": outcome.task_version,
     })
+}
+
+/// Where outcomes come from: the outcome topic, or the engine in this process.
+#[derive(Debug)]
+pub enum OutcomeFeed {
+    Kafka(Box<KafkaConfig>),
+    InProcess(mpsc::UnboundedReceiver<CommandOutcome>),
+}
+
+/// Delivers outcomes from `feed` until shutdown.
+pub async fn follow(feed: OutcomeFeed, hub: Hub, waiters: Waiters, mut shutdown: Shutdown) {
+    match feed {
+        OutcomeFeed::Kafka(config) => {
+            if let Err(error) = run(*config, hub, waiters, shutdown).await {
+                tracing::error!(error = %error, "cannot read outcomes; actions get no answers");
+            }
+        }
+        OutcomeFeed::InProcess(mut outcomes) => loop {
+            tokio::select! {
+                Some(outcome) = outcomes.recv() => deliver(&hub, &waiters, &outcome),
+                _ = shutdown.requested() => return,
+                else => return,
+            }
+        },
+    }
+}
+
+/// An outcome to the issuing user's streams and to the request waiting for it.
+fn deliver(hub: &Hub, waiters: &Waiters, outcome: &CommandOutcome) {
+    hub.outcome(&outcome.issued_by, outcome_json(outcome).to_string().into());
+    waiters.complete(outcome);
+    if outcome.result == OutcomeResult::Rejected {
+        info!(command = %outcome.command_id, reason = ?outcome.reason, "an engine rejected an action");
+    }
 }
 
 /// Reads outcomes until shutdown: each goes to the issuing user's streams and to a waiting
@@ -116,16 +150,7 @@ pub async fn run(
             Ok(message) => {
                 backoff.reset();
                 match message.payload().map(decode_as::<CommandOutcome>) {
-                    Some(Ok(outcome)) => {
-                        hub.outcome(
-                            &outcome.issued_by,
-                            outcome_json(&outcome).to_string().into(),
-                        );
-                        waiters.complete(&outcome);
-                        if outcome.result == OutcomeResult::Rejected {
-                            info!(command = %outcome.command_id, reason = ?outcome.reason, "an engine rejected an action");
-                        }
-                    }
+                    Some(Ok(outcome)) => deliver(&hub, &waiters, &outcome),
                     // Nobody can act on it: said once in the log, nothing waits for it.
                     Some(Err(error)) => warn!(error = %error, "undecodable outcome skipped"),
                     None => warn!("outcome without a value skipped"),

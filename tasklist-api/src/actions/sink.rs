@@ -21,6 +21,8 @@ pub enum SinkError {
     Encode(#[from] taskpool_schemas::EncodeError),
     #[error("the broker did not take the command")]
     Kafka(#[from] KafkaError),
+    #[error("the engine could not take the command")]
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Hands commands on towards the owning engine.

@@ -1,0 +1,128 @@
+//! The demo's answer to tasklist actions: its own rules decide (a claimed task cannot be
+//! claimed again, only candidates may claim or be assigned, only the assignee completes or
+//! unclaims; the demo process keeps no follow-up dates, so it refuses defer and undefer).
+//! Complete takes `approved` (default true) from the form's values.
+
+use taskpool_collector::{Collector, EngineEvent};
+use taskpool_core::store::Connection;
+use taskpool_core::{PgStore, SqliteStore};
+use taskpool_engine_commands::{CommandHandler, CommandStore, Refusal};
+use taskpool_schemas::{TaskAction, TaskCommand};
+use tokio::sync::Mutex;
+
+use crate::db::DemoDb;
+use crate::engine::{Demo, DemoError};
+use crate::events::record;
+
+/// The demo engine as a command handler (it shares the database with the running demo).
+pub struct DemoActions<S: DemoDb> {
+    demo: Mutex<Demo<S>>,
+}
+
+impl<S: DemoDb> std::fmt::Debug for DemoActions<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DemoActions")
+    }
+}
+
+impl<S: DemoDb> DemoActions<S> {
+    pub fn new(demo: Demo<S>) -> DemoActions<S> {
+        DemoActions {
+            demo: Mutex::new(demo),
+        }
+    }
+}
+
+fn failed(error: DemoError) -> Refusal {
+    Refusal::Failed(Box::new(error))
+}
+
+// For each store kind apart: the demo's generic futures are Send only once the store is known.
+macro_rules! handler_for {
+    ($store:ty) => {
+        impl CommandHandler<$store> for DemoActions<$store> {
+            async fn handle(
+                &self,
+                conn: &mut Connection<$store>,
+                command: &TaskCommand,
+                collector: &mut Collector,
+            ) -> Result<(), Refusal> {
+                self.decide(conn, command, collector).await
+            }
+        }
+    };
+}
+
+handler_for!(SqliteStore);
+handler_for!(PgStore);
+
+impl<S: DemoDb + CommandStore> DemoActions<S> {
+    async fn decide(
+        &self,
+        conn: &mut Connection<S>,
+        command: &TaskCommand,
+        collector: &mut Collector,
+    ) -> Result<(), Refusal> {
+        let mut demo = self.demo.lock().await;
+        let Some(mut task) = S::load_task(conn, &command.task_id).await? else {
+            return Err(Refusal::rejected("the demo has no such task"));
+        };
+        if task.state != "ACTIVE" {
+            return Err(Refusal::rejected("the task is no longer active"));
+        }
+        let user = command.issued_by.as_str();
+        let assignee = task.assignee.clone();
+        let new_assignee = match command.action {
+            TaskAction::Claim => match assignee {
+                Some(holder) => {
+                    return Err(Refusal::rejected(format!("already claimed by {holder}")));
+                }
+                None if demo.people_for(&task).iter().any(|p| p == user) => Some(user.to_string()),
+                None => return Err(Refusal::rejected(format!("{user} may not take this task"))),
+            },
+            TaskAction::Unclaim if assignee.as_deref() == Some(user) => None,
+            TaskAction::Unclaim => {
+                return Err(Refusal::rejected(
+                    "only the assignee can give the task back",
+                ));
+            }
+            TaskAction::Assign => {
+                let to = command.assignee.clone().unwrap_or_default();
+                if !demo.people_for(&task).contains(&to) {
+                    return Err(Refusal::rejected(format!("{to} may not take this task")));
+                }
+                Some(to)
+            }
+            TaskAction::Complete if assignee.as_deref() == Some(user) => {
+                let approved = command
+                    .variables
+                    .0
+                    .get("approved")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(true);
+                return demo
+                    .finish(task, approved, conn, collector)
+                    .await
+                    .map_err(failed);
+            }
+            TaskAction::Complete => {
+                return Err(Refusal::rejected("only the assignee can complete the task"));
+            }
+            TaskAction::Defer | TaskAction::Undefer => {
+                return Err(Refusal::rejected(
+                    "the purchasing process keeps no follow-up dates",
+                ));
+            }
+        };
+        task.assignee = new_assignee.clone();
+        S::update_task(conn, &task).await?;
+        record(
+            collector,
+            EngineEvent::TaskAssigned {
+                task_id: task.id,
+                assignee: new_assignee,
+            },
+        );
+        Ok(())
+    }
+}
