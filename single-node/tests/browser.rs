@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tasklist_api::identity::dev::DevUser;
 use taskpool::{Options, SignIn};
 use taskpool_core::SqliteStore;
+use taskpool_demo::actions::DemoActions;
 use taskpool_demo::{Demo, DemoConfig};
 use taskpool_testkit::{required_env, wait_for};
 use tokio::process::{Child, Command};
@@ -133,6 +134,22 @@ async fn until_text(browser: &Client, id: &str, wanted: &str) {
     .await;
 }
 
+/// Clicks the element with this id once it is there.
+async fn click(browser: &Client, id: &str) {
+    let css = format!("#{id}");
+    wait_for(id, DEADLINE, || async {
+        present(browser, &css).await.then_some(())
+    })
+    .await;
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn present(browser: &Client, css: &str) -> bool {
     browser.find(Locator::Css(css)).await.is_ok()
 }
@@ -161,8 +178,16 @@ async fn a_user_sees_tasks_arrive_and_leave_in_the_web_tasklist() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (trigger, shutdown) = taskpool_service::shutdown::channel();
+    // Actions go to a demo engine in this process (its own rules decide).
+    let engine = Demo::<SqliteStore>::prepare(pool.clone(), config.clone())
+        .await
+        .unwrap();
+    let route = taskpool::actions::route(pool.clone(), DemoActions::new(engine))
+        .await
+        .unwrap();
     let options = Options {
         sign_in: SignIn::Development(users),
+        actions: Some(route),
         ..Options::default()
     };
     let node = taskpool::start(pool.clone(), options, listener, shutdown)
@@ -272,6 +297,18 @@ async fn a_user_sees_tasks_arrive_and_leave_in_the_web_tasklist() {
     assert!(screenshot.starts_with(b"\x89PNG"), "a PNG screenshot");
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tasklist.png");
     std::fs::write(&path, &screenshot).unwrap();
+
+    // Piggy claims the task, then completes it: it leaves her list.
+    click(&browser, "action-claim").await;
+    until_text(&browser, "action-status", "Claimed.").await;
+    until_text(&browser, "details-body", "piggy").await;
+    click(&browser, "action-complete").await;
+    until_text(&browser, "action-status", "Completed.").await;
+    wait_for("the completed task to leave the list", DEADLINE, || async {
+        (!present(&browser, &selector).await).then_some(())
+    })
+    .await;
+    until_text(&browser, "count", "5 tasks").await;
 
     let errors = page_errors(&browser).await;
     assert!(errors.is_empty(), "the page logged errors: {errors:?}");

@@ -188,6 +188,9 @@ function handle(event) {
         setConnection("live", "Live");
       }
       break;
+    case "outcome":
+      showOutcome(event.data);
+      break;
     case "resync":
       state.staging = new Map();
       state.lastId = null;
@@ -276,6 +279,8 @@ function updateCount() {
 
 function upsert(task) {
   const known = state.tasks.has(task.id);
+  // A newer version may already be here (an action's own read came first): never step back.
+  if (known && state.tasks.get(task.id).version > task.version) return;
   state.tasks.set(task.id, task);
   const list = $("tasks");
   const old = $(`task-${task.id}`);
@@ -334,6 +339,7 @@ async function showDetails(id) {
   row(dl, "Process", task.sourceReference.processName);
   row(dl, "Application", task.sourceReference.applicationName);
   row(dl, "Version", String(task.version));
+  renderActions(task);
   for (const [key, value] of Object.entries(task.payload || {})) row(dl, key, typeof value === "object" ? JSON.stringify(value) : String(value));
   body.replaceChildren(dl);
   const reference = (task.correlations || [])[0];
@@ -374,6 +380,7 @@ async function showDetails(id) {
 }
 
 function showGoneDetails() {
+  $("task-actions").replaceChildren();
   const body = $("details-body");
   const p = document.createElement("p");
   p.textContent = "This task is no longer in your list (completed, deleted or handed to someone else).";

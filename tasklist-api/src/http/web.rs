@@ -12,12 +12,13 @@ use super::{ApiError, AppState};
 
 const INDEX: &str = include_str!("../../web/index.html");
 const SCRIPT: &str = include_str!("../../web/app.js");
+const ACTIONS: &str = include_str!("../../web/actions.js");
 const STYLE: &str = include_str!("../../web/app.css");
 
 /// Scripts, styles and connections only from this origin; no framing.
 const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
 
-/// `/`, `/app.js` and `/app.css`.
+/// `/`, `/app.js`, `/actions.js` and `/app.css`.
 pub fn pages() -> Router<AppState> {
     Router::new()
         .route(
@@ -27,6 +28,10 @@ pub fn pages() -> Router<AppState> {
         .route(
             "/app.js",
             get(|| async { page("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/actions.js",
+            get(|| async { page("text/javascript; charset=utf-8", ACTIONS) }),
         )
         .route(
             "/app.css",
