@@ -15,7 +15,11 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use taskpool_core::PgStore;
 use taskpool_demo::Demo;
-use taskpool_demo::settings::Settings;
+use taskpool_demo::actions::DemoActions;
+use taskpool_demo::process::APPLICATION;
+use taskpool_demo::settings::{CommandSettings, Settings};
+use taskpool_engine_commands::CommandStore;
+use taskpool_engine_commands::consumer::{self, ConsumerConfig};
 use taskpool_service::{ExposeSecret, logging, shutdown, startup};
 
 #[derive(Debug, Parser)]
@@ -79,6 +83,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
     let (trigger, stop) = shutdown::channel();
+    let demo_pool = pool.clone();
     let health = health(pool);
     let mut serving = stop.clone();
     let server = tokio::spawn(async move {
@@ -86,14 +91,52 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             .with_graceful_shutdown(async move { serving.requested().await })
             .await
     });
+    let actions = match &settings.commands {
+        Some(commands) => Some(tokio::spawn(
+            take_actions(commands.clone(), &settings, demo_pool.clone(), stop.clone()).await?,
+        )),
+        None => None,
+    };
     tracing::info!(rate = settings.demo.rate, "demo engine running");
     let engine = tokio::spawn(demo.run(stop));
     shutdown::signal().await;
     tracing::info!("shutdown requested");
     trigger.trigger();
     let _ = engine.await;
+    if let Some(actions) = actions {
+        let _ = actions.await;
+    }
     let _ = server.await;
     Ok(())
+}
+
+/// Tasklist actions from Kafka, decided by the demo's rules (a demo instance of their own).
+async fn take_actions(
+    commands: CommandSettings,
+    settings: &Settings,
+    pool: PgPool,
+    stop: shutdown::Shutdown,
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    PgStore::migrate_all(&pool)
+        .await
+        .context("cannot prepare the command tables")?;
+    let engine = Demo::<PgStore>::prepare(pool.clone(), settings.demo.clone())
+        .await
+        .context("cannot prepare the demo's tables")?;
+    let mut config = ConsumerConfig::new(
+        &commands.bootstrap_servers,
+        &commands.topic_prefix,
+        APPLICATION,
+    );
+    config.security = commands.security;
+    tracing::info!(application = APPLICATION, "taking tasklist actions");
+    Ok(async move {
+        if let Err(error) =
+            consumer::run::<PgStore, _>(config, pool, DemoActions::new(engine), stop).await
+        {
+            tracing::error!(error = %error, "cannot take tasklist actions");
+        }
+    })
 }
 
 /// `/health/live`, and `/health/ready` when the database answers.

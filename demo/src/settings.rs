@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use taskpool_service::SecretString;
 use taskpool_service::config::{ConfigError, Layered, Validate};
+use taskpool_service::kafka::KafkaSecurity;
 use taskpool_service::logging::LogConfig;
 
 use crate::config::DemoConfig;
@@ -20,6 +21,25 @@ pub struct Settings {
     pub http: HttpSettings,
     #[serde(default)]
     pub log: LogConfig,
+    /// Tasklist actions from this Kafka, decided by the demo's rules; none: no actions.
+    #[serde(default)]
+    pub commands: Option<CommandSettings>,
+}
+
+/// Where the demo takes tasklist actions from (and answers them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSettings {
+    pub bootstrap_servers: String,
+    /// The prefix of the topics tasklist-api uses.
+    #[serde(default = "topic_prefix")]
+    pub topic_prefix: String,
+    #[serde(default)]
+    pub security: KafkaSecurity,
+}
+
+fn topic_prefix() -> String {
+    "taskpool".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +95,7 @@ mod tests {
         assert_eq!(settings.demo.users, defaults.users);
         assert_eq!(settings.demo.rate, defaults.rate);
         assert_eq!(settings.http.listen, HttpSettings::default().listen);
+        assert!(settings.commands.is_none(), "no actions unless configured");
     }
 
     #[test]
@@ -86,10 +107,14 @@ mod tests {
             ),
             ("TASKPOOL_DEMO__DEMO__RATE", "50"),
             ("TASKPOOL_DEMO__HTTP__LISTEN", "0.0.0.0:8090"),
+            ("TASKPOOL_DEMO__COMMANDS__BOOTSTRAP_SERVERS", "kafka:9092"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let settings = Settings::from_sources("", env).unwrap();
         assert_eq!(settings.demo.rate, 50.0);
+        let commands = settings.commands.as_ref().expect("actions are on");
+        assert_eq!(commands.bootstrap_servers, "kafka:9092");
+        assert_eq!(commands.topic_prefix, "taskpool");
         assert!(!format!("{settings:?}").contains("s3cret"));
         let unknown = [
             ("TASKPOOL_DEMO__DATABASE__URL", "postgres://db/demo"),

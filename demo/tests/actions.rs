@@ -1,0 +1,144 @@
+//! The `taskpool-demo` binary in the distributed setup takes tasklist actions from Kafka: its
+//! own rules decide, in its PostgreSQL transaction, and the outcome goes back on the outcome
+//! topic.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use taskpool_core::PgStore;
+use taskpool_demo::process::APPLICATION;
+use taskpool_demo::{Demo, DemoConfig, DemoDb};
+use taskpool_schemas::{
+    CommandOutcome, OutcomeResult, Payload, TaskAction, TaskCommand, Timestamp, Topics, decode_as,
+    encode,
+};
+use taskpool_testkit::{PgTestDb, required_env};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn claim(task_id: &str, user: &str) -> TaskCommand {
+    TaskCommand {
+        command_id: uuid::Uuid::new_v4(),
+        action: TaskAction::Claim,
+        task_id: task_id.into(),
+        application: APPLICATION.into(),
+        issued_by: user.into(),
+        issued_at: Timestamp::now(),
+        task_version: Some(1),
+        assignee: None,
+        follow_up_date: None,
+        variables: Payload::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_binary_decides_claims_from_kafka_by_its_own_rules() {
+    let db = PgTestDb::new().await;
+    let bootstrap = required_env("KAFKA_BOOTSTRAP");
+    let prefix = format!("d{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let topics = Topics::new(&prefix);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let new: Vec<NewTopic> = [&topics.commands, &topics.outcomes]
+        .into_iter()
+        .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
+        .collect();
+    admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .unwrap();
+
+    // A request whose approval task kermit may take (he is an approver and a manager).
+    let mut demo = Demo::<PgStore>::prepare(db.pool.clone(), DemoConfig::default())
+        .await
+        .unwrap();
+    let (_, task) = demo.submit_request().await.unwrap();
+
+    let mut binary = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskpool-demo"))
+        .arg("run")
+        .env("TASKPOOL_DEMO__DATABASE__URL", db.url())
+        .env("TASKPOOL_DEMO__DEMO__RATE", "0.01")
+        .env("TASKPOOL_DEMO__HTTP__LISTEN", "127.0.0.1:0")
+        .env("TASKPOOL_DEMO__COMMANDS__BOOTSTRAP_SERVERS", &bootstrap)
+        .env("TASKPOOL_DEMO__COMMANDS__TOPIC_PREFIX", &prefix)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("taskpool-demo starts");
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let (kermit, piggy) = (claim(&task, "kermit"), claim(&task, "piggy"));
+    for command in [&kermit, &piggy] {
+        let payload = encode(command).unwrap();
+        producer
+            .send(
+                FutureRecord::to(&topics.commands)
+                    .key(&task)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("reader-{prefix}"))
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..3 {
+        assignment
+            .add_partition_offset(&topics.outcomes, partition, Offset::Beginning)
+            .unwrap();
+    }
+    reader.assign(&assignment).unwrap();
+    let give_up = std::time::Instant::now() + DEADLINE;
+    let mut outcomes: Vec<CommandOutcome> = Vec::new();
+    while outcomes.len() < 2 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "outcomes: {outcomes:?}"
+        );
+        let polled = tokio::task::block_in_place(|| reader.poll(Duration::from_millis(200)));
+        if let Some(message) = polled {
+            outcomes.push(decode_as(message.unwrap().payload().unwrap()).unwrap());
+        }
+    }
+    let of = |command: &TaskCommand| {
+        outcomes
+            .iter()
+            .find(|o| o.command_id == command.command_id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of(&kermit).result, OutcomeResult::Applied);
+    assert_eq!(of(&kermit).task_version, Some(2));
+    assert_eq!(of(&piggy).result, OutcomeResult::Rejected);
+    assert_eq!(
+        of(&piggy).reason.as_deref(),
+        Some("already claimed by kermit")
+    );
+    let row = PgStore::all_tasks(&db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == task)
+        .unwrap();
+    assert_eq!(row.assignee.as_deref(), Some("kermit"));
+    binary.kill().await.unwrap();
+}
