@@ -8,6 +8,7 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod actions;
 mod e2e;
 mod held_open;
 mod outbox;
@@ -45,6 +46,10 @@ benchmarks:
   rebuild         a history projected incrementally by the projection vs rebuilt by
                   `tasklist-api rebuild` (folded in memory), on the same servers
                   options: --events N (200000) --versions N (5 per task)
+  actions         claims through the distributed pipeline at a steady rate: request to the
+                  caller's stream showing the claim (demo engine on PostgreSQL, relay, broker,
+                  tasklist-api on MongoDB)
+                  options: --rate N (50 per second) --seconds N (20)
   single-node     the demo engine at a steady rate: commit to stream receipt in one process,
                   then doubled rates to find the highest with p99 under 250 ms
                   options: --rate N (200 events per second) --seconds N (20) --probe-seconds N (5)";
@@ -152,6 +157,7 @@ fn main() -> ExitCode {
         "single-node" => runtime.block_on(single_node::run(&options)),
         "e2e" => runtime.block_on(e2e::run(&options)),
         "rebuild" => runtime.block_on(rebuild::run(&options)),
+        "actions" => runtime.block_on(actions::run(&options)),
         other => {
             eprintln!("unknown benchmark {other}\n\n{USAGE}");
             return ExitCode::from(2);

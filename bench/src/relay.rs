@@ -64,10 +64,10 @@ pub(crate) async fn delete_topics(bootstrap: &str, prefix: &str) {
         return;
     };
     let topics = Topics::new(prefix);
-    if let Err(e) = admin
-        .delete_topics(&topics.all(), &AdminOptions::new())
-        .await
-    {
+    let [tasks, data_entries] = topics.all();
+    // The action topics too, where a benchmark made them (absent ones are only reported).
+    let all = [tasks, data_entries, &topics.commands, &topics.outcomes];
+    if let Err(e) = admin.delete_topics(&all, &AdminOptions::new()).await {
         eprintln!("could not delete the benchmark topics of {prefix}: {e}");
     }
 }
