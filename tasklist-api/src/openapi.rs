@@ -129,6 +129,7 @@ pub fn document() -> Value {
                 "parameters": [
                     { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } },
                     { "name": "action", "in": "path", "required": true, "schema": { "type": "string", "enum": ["claim", "unclaim", "complete", "defer", "undefer", "assign"] } },
+                    { "name": "Idempotency-Key", "in": "header", "required": false, "description": "1 to 255 visible ASCII characters. Requests of one caller with the same key are the same command (the same commandId), which the engine applies once: retry freely.", "schema": { "type": "string", "maxLength": 255 } },
                     query("wait", "Answer only once the outcome is known, waiting at most this long (5s, 500ms; at most 30s): 200 when applied and visible in the caller's view, 409 when the engine rejected it, 202 when the wait ran out.", json!({"type": "string"}))
                 ],
                 "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object" } } } },

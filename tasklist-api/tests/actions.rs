@@ -333,3 +333,64 @@ async fn two_claims_at_once_one_wins_both_hear_and_wait_answers_after_the_view_s
     }
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_repeated_with_its_idempotency_key_is_the_same_command() {
+    let world = World::new().await;
+    let service = world.start().await;
+    world
+        .send_task(&task_event(
+            "keyed",
+            1,
+            None,
+            &["muppets"],
+            TaskState::Active,
+        ))
+        .await;
+    world.wait_for_version("keyed", 1).await;
+    let address = &service.address;
+    let bearer = format!("Bearer {}", token("kermit", &["muppets"]));
+    let claim = |key: &'static str| {
+        let bearer = bearer.clone();
+        async move {
+            request_with(
+                address,
+                "POST",
+                "/api/tasks/keyed/claim",
+                &[
+                    ("Connection", "close"),
+                    ("Content-Length", "0"),
+                    ("Authorization", &bearer),
+                    ("Idempotency-Key", key),
+                ],
+            )
+            .await
+        }
+    };
+    let first = claim("attempt-1").await;
+    let again = claim("attempt-1").await;
+    let other = claim("attempt-2").await;
+    for reply in [&first, &again, &other] {
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    let id = first.json()["commandId"].as_str().unwrap().to_string();
+    assert_eq!(again.json()["commandId"], id.as_str(), "the same command");
+    assert_ne!(
+        other.json()["commandId"],
+        id.as_str(),
+        "another key, another command"
+    );
+    let bad = claim("not visible\u{7f}").await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
+    // Both deliveries carry the same id: the engine applies it once.
+    let reader = command_reader(&world);
+    let other_id = other.json()["commandId"].as_str().unwrap().to_string();
+    let commands = tokio::task::block_in_place(|| commands_until(&reader, &other_id));
+    let ids: Vec<String> = commands
+        .iter()
+        .map(|(c, _)| c.command_id.to_string())
+        .collect();
+    assert_eq!(ids, [id.clone(), id, other_id]);
+    service.stop().await;
+}

@@ -129,10 +129,28 @@ pub fn check(request: &ActionRequest, task: &TaskDocument, caller: &Caller) -> R
     }
 }
 
+/// Where the ids of commands sent with an `Idempotency-Key` come from.
+const KEYED_COMMANDS: Uuid = Uuid::from_u128(0x7a5c_6b1e_4f0d_4c8e_9a3b_2d61_0c5e_8f47);
+
+/// The id of a caller's command: the same for every request with the same `Idempotency-Key`
+/// (so the engine, which applies each id once, applies a retried request once), on every
+/// instance; a fresh one without a key.
+pub fn command_id(user: &str, idempotency_key: Option<&str>) -> Uuid {
+    match idempotency_key {
+        Some(key) => Uuid::new_v5(&KEYED_COMMANDS, format!("{user}\n{key}").as_bytes()),
+        None => Uuid::new_v4(),
+    }
+}
+
 /// The command for an allowed request, addressed to the task's application.
-pub fn command(request: ActionRequest, task: &TaskDocument, caller: &Caller) -> TaskCommand {
+pub fn command(
+    request: ActionRequest,
+    task: &TaskDocument,
+    caller: &Caller,
+    command_id: Uuid,
+) -> TaskCommand {
     TaskCommand {
-        command_id: Uuid::new_v4(),
+        command_id,
         action: request.action,
         task_id: task.id.clone(),
         application: task.source_reference.application_name.clone(),
@@ -312,10 +330,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_gives_the_same_command_id_for_its_user_only() {
+        let first = command_id("piggy", Some("k-1"));
+        assert_eq!(first, command_id("piggy", Some("k-1")));
+        assert_ne!(first, command_id("kermit", Some("k-1")));
+        assert_ne!(first, command_id("piggy", Some("k-2")));
+        assert_ne!(command_id("piggy", None), command_id("piggy", None));
+    }
+
+    #[test]
     fn the_command_goes_to_the_task_s_application_with_the_version_seen() {
         let piggy = caller("piggy", &[]);
         let document = task(Some("piggy"));
-        let command = command(request(TaskAction::Complete), &document, &piggy);
+        let command = command(
+            request(TaskAction::Complete),
+            &document,
+            &piggy,
+            command_id("piggy", None),
+        );
         assert_eq!(command.application, "shop");
         assert_eq!(command.task_version, Some(3));
         assert_eq!(command.issued_by, "piggy");

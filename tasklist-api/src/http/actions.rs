@@ -2,6 +2,9 @@
 //! view (400, 403, 404, 409 at once, nothing sent), then sent to the owning engine: 202 with
 //! the command's id. The engine decides; its outcome follows on the caller's streams.
 //!
+//! With an `Idempotency-Key`, a retried request is the same command (its id derives from the
+//! caller and the key), which the engine applies once.
+//!
 //! With `?wait=<duration>` (`5s`, `500ms`, at most 30 s) the answer waits for the outcome:
 //! 409 with the engine's reason when it rejected the action; 200 once applied *and* visible to
 //! the caller (their `GET /api/tasks/{id}` shows the version the engine produced, or no longer
@@ -25,6 +28,23 @@ use crate::identity::Caller;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// How often a waiting request looks at the caller's view.
 const VIEW_POLL: Duration = Duration::from_millis(20);
+
+/// The `Idempotency-Key` header, if given: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key)
+            if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key.to_string()))
+        }
+        _ => Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        )),
+    }
+}
 
 /// `5s`, `500ms` or plain seconds; at most [`MAX_WAIT`].
 fn parse_wait(text: &str) -> Result<Duration, ApiError> {
@@ -83,8 +103,9 @@ pub async fn act(
         .ok_or(ApiError::NotFound)?;
     rules::check(&request, &task, &caller)?;
     let sink = state.actions.as_ref().ok_or(ApiError::NotImplemented)?;
-    let command = rules::command(request, &task, &caller);
-    let command_id = command.command_id;
+    let key = idempotency_key(&headers)?;
+    let command_id = rules::command_id(&caller.user, key.as_deref());
+    let command = rules::command(request, &task, &caller, command_id);
     let outcome = wait.map(|_| state.waiters.expect(command_id));
     if let Err(error) = sink.send(&command).await {
         state.waiters.forget(command_id);
