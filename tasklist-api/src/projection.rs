@@ -224,10 +224,10 @@ async fn apply_until_durable(
 }
 
 /// Where a message came from, for dead letters.
-struct Origin<'a>(&'a OwnedMessage);
+pub(crate) struct Origin<'a>(pub(crate) &'a OwnedMessage);
 
 impl Origin<'_> {
-    fn dead_letter(&self, reason: &str) -> Document {
+    pub(crate) fn dead_letter(&self, reason: &str) -> Document {
         let message = self.0;
         doc! {
             "topic": message.topic(),

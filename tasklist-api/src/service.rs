@@ -112,7 +112,10 @@ pub async fn start(
         http: config.http.clone(),
         dev_sign_in,
         actions: Some(Arc::new(KafkaSink::new(&config.kafka)?)),
-        outcomes: Some(OutcomeFeed::Kafka(Box::new(config.kafka.clone()))),
+        outcomes: Some(OutcomeFeed::Kafka(
+            Box::new(config.kafka.clone()),
+            store.clone(),
+        )),
     };
     let admin_address = serve_api(api, listener, &tasks, shutdown.clone()).await?;
 

@@ -394,3 +394,41 @@ async fn a_request_repeated_with_its_idempotency_key_is_the_same_command() {
     assert_eq!(ids, [id.clone(), id, other_id]);
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_outcome_lands_in_the_dead_letters() {
+    let world = World::new().await;
+    let service = world.start().await;
+    let outcomes = Topics::new(&world.prefix).outcomes;
+    let dead = world
+        .mongo()
+        .await
+        .collection::<mongodb::bson::Document>("dead_letters");
+    // Outcomes are read from the end of the topic once the reader is assigned: send until one
+    // of them is caught.
+    let letter = taskpool_testkit::wait_for("the dead letter", DEADLINE, || async {
+        world
+            .send(&outcomes, "broken", b"not an outcome".to_vec())
+            .await;
+        for _ in 0..20 {
+            if let Some(letter) = dead.find_one(mongodb::bson::doc! {}).await.unwrap() {
+                return Some(letter);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    })
+    .await;
+    assert_eq!(letter.get_str("topic").unwrap(), outcomes);
+    assert_eq!(
+        letter.get_binary_generic("payload").unwrap().as_slice(),
+        b"not an outcome"
+    );
+    assert!(
+        letter
+            .get_str("reason")
+            .unwrap()
+            .contains("undecodable outcome")
+    );
+    service.stop().await;
+}

@@ -13,12 +13,15 @@ use serde_json::json;
 use taskpool_schemas::{CommandOutcome, OutcomeResult, Topics, decode_as};
 use taskpool_service::backoff::Backoff;
 use taskpool_service::kafka;
+use taskpool_service::logging::error_chain;
 use taskpool_service::shutdown::Shutdown;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::config::KafkaConfig;
+use crate::projection::Origin;
+use crate::store::Store;
 use crate::stream::Hub;
 
 /// Requests waiting for their command's outcome (`?wait`).
@@ -66,15 +69,16 @@ pub fn outcome_json(outcome: &CommandOutcome) -> serde_json::Value {
 /// Where outcomes come from: the outcome topic, or the engine in this process.
 #[derive(Debug)]
 pub enum OutcomeFeed {
-    Kafka(Box<KafkaConfig>),
+    /// The outcome topic; undecodable outcomes go to this store's dead letters.
+    Kafka(Box<KafkaConfig>, Store),
     InProcess(mpsc::UnboundedReceiver<CommandOutcome>),
 }
 
 /// Delivers outcomes from `feed` until shutdown.
 pub async fn follow(feed: OutcomeFeed, hub: Hub, waiters: Waiters, mut shutdown: Shutdown) {
     match feed {
-        OutcomeFeed::Kafka(config) => {
-            if let Err(error) = run(*config, hub, waiters, shutdown).await {
+        OutcomeFeed::Kafka(config, store) => {
+            if let Err(error) = run(*config, store, hub, waiters, shutdown).await {
                 tracing::error!(error = %error, "cannot read outcomes; actions get no answers");
             }
         }
@@ -97,10 +101,21 @@ fn deliver(hub: &Hub, waiters: &Waiters, outcome: &CommandOutcome) {
     }
 }
 
+/// Keeps an outcome nobody can use in the dead letters, with the reason (`tasklist-api
+/// dead-letters` lists them). Nothing waits for it, so a failure to store it is only logged.
+async fn dead_letter(store: &Store, message: &rdkafka::message::OwnedMessage, reason: &str) {
+    warn!(reason, "outcome dead-lettered");
+    let letter = Origin(message).dead_letter(reason);
+    if let Err(error) = store.dead_letter(vec![letter]).await {
+        warn!(error = %error, "cannot store the outcome's dead letter");
+    }
+}
+
 /// Reads outcomes until shutdown: each goes to the issuing user's streams and to a waiting
 /// request. Returns early only when the consumer cannot be created.
 pub async fn run(
     config: KafkaConfig,
+    store: Store,
     hub: Hub,
     waiters: Waiters,
     mut shutdown: Shutdown,
@@ -151,9 +166,11 @@ pub async fn run(
                 backoff.reset();
                 match message.payload().map(decode_as::<CommandOutcome>) {
                     Some(Ok(outcome)) => deliver(&hub, &waiters, &outcome),
-                    // Nobody can act on it: said once in the log, nothing waits for it.
-                    Some(Err(error)) => warn!(error = %error, "undecodable outcome skipped"),
-                    None => warn!("outcome without a value skipped"),
+                    Some(Err(error)) => {
+                        let reason = format!("undecodable outcome: {}", error_chain(&error));
+                        dead_letter(&store, &message.detach(), &reason).await;
+                    }
+                    None => dead_letter(&store, &message.detach(), "outcome without a value").await,
                 }
             }
             Err(error) => {
