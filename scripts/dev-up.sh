@@ -65,6 +65,8 @@ case "${1:-up}" in
         TASKPOOL_DEMO__HTTP__LISTEN="127.0.0.1:$demo_port" \
         TASKPOOL_DEMO__DEMO__RATE=2 \
         TASKPOOL_DEMO__LOG__FORMAT=pretty \
+        TASKPOOL_DEMO__COMMANDS__BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP" \
+        TASKPOOL_DEMO__COMMANDS__TOPIC_PREFIX=dev \
             start taskpool-demo "$bin/taskpool-demo" run
         wait_healthy taskpool-demo "http://127.0.0.1:$demo_port/health/ready"
 

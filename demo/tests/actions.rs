@@ -57,12 +57,6 @@ async fn the_demo_binary_decides_claims_from_kafka_by_its_own_rules() {
         .await
         .unwrap();
 
-    // A request whose approval task kermit may take (he is an approver and a manager).
-    let mut demo = Demo::<PgStore>::prepare(db.pool.clone(), DemoConfig::default())
-        .await
-        .unwrap();
-    let (_, task) = demo.submit_request().await.unwrap();
-
     let mut binary = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskpool-demo"))
         .arg("run")
         .env("TASKPOOL_DEMO__DATABASE__URL", db.url())
@@ -76,6 +70,20 @@ async fn the_demo_binary_decides_claims_from_kafka_by_its_own_rules() {
         .kill_on_drop(true)
         .spawn()
         .expect("taskpool-demo starts");
+    // Its first step comes at once (a request of its own); the next in 100 s. After the first,
+    // a request whose approval task kermit may take (he is an approver and a manager).
+    taskpool_testkit::wait_for("the binary's first step", DEADLINE, || async {
+        let requests: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM demo_requests")
+            .fetch_one(&db.pool)
+            .await
+            .ok();
+        (requests >= Some(1)).then_some(())
+    })
+    .await;
+    let mut demo = Demo::<PgStore>::prepare(db.pool.clone(), DemoConfig::default())
+        .await
+        .unwrap();
+    let (_, task) = demo.submit_request().await.unwrap();
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -126,7 +134,12 @@ async fn the_demo_binary_decides_claims_from_kafka_by_its_own_rules() {
             .unwrap()
             .clone()
     };
-    assert_eq!(of(&kermit).result, OutcomeResult::Applied);
+    assert_eq!(
+        of(&kermit).result,
+        OutcomeResult::Applied,
+        "{:?}",
+        of(&kermit)
+    );
     assert_eq!(of(&kermit).task_version, Some(2));
     assert_eq!(of(&piggy).result, OutcomeResult::Rejected);
     assert_eq!(

@@ -179,16 +179,20 @@ impl Publisher {
         self.producer.flush(Timeout::After(timeout))
     }
 
-    /// Creates the relay's topics if missing (`create` true) or checks that they exist.
+    /// Creates the relay's topics if missing (`create` true: the tasklist actions' command and
+    /// outcome topics too, so a development setup needs no other step) or checks that they
+    /// exist.
     pub async fn ensure_topics(&self, config: &KafkaConfig) -> Result<(), TopicError> {
         let metadata = self
             .producer
             .client()
             .fetch_metadata(None, Timeout::After(Duration::from_secs(10)))
             .map_err(TopicError::Metadata)?;
-        let missing: Vec<&str> = self
-            .topics
-            .all()
+        let mut wanted: Vec<&str> = self.topics.all().to_vec();
+        if config.create_topics {
+            wanted.extend([self.topics.commands.as_str(), self.topics.outcomes.as_str()]);
+        }
+        let missing: Vec<&str> = wanted
             .into_iter()
             .filter(|wanted| !metadata.topics().iter().any(|t| t.name() == *wanted))
             .collect();
