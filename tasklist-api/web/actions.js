@@ -1,5 +1,5 @@
-// taskpool's web tasklist: actions on the selected task (claim, give back, complete) and their
-// outcomes. Loaded after app.js, whose state and helpers it uses.
+// taskpool's web tasklist: actions on the selected task (claim, give back, complete, defer,
+// undefer, hand over) and their outcomes. Loaded after app.js, whose state and helpers it uses.
 "use strict";
 
 // Each action is sent with ?wait: the answer comes once the engine decided and this user's
@@ -8,29 +8,57 @@ const ACTIONS = {
   claim: ["Claim", "Claiming…", "Claimed."],
   unclaim: ["Give back", "Giving back…", "Given back."],
   complete: ["Complete", "Completing…", "Completed."],
+  defer: ["Defer", "Deferring…", "Deferred."],
+  undefer: ["Undefer", "Undeferring…", "Undeferred."],
+  assign: ["Hand over", "Handing over…", "Handed over."],
 };
+
+function actionButton(task, name, body) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.id = `action-${name}`;
+  button.textContent = ACTIONS[name][0];
+  button.addEventListener("click", () => act(task.id, name, button, body ? body() : undefined));
+  return button;
+}
+
+// A labelled input and the button that sends its value.
+function withInput(task, name, label, type, body) {
+  const wrap = document.createElement("span");
+  const input = document.createElement("input");
+  input.type = type;
+  input.id = `${name}-value`;
+  input.setAttribute("aria-label", label);
+  if (type === "text") input.placeholder = "user id";
+  wrap.append(input, actionButton(task, name, () => body(input.value)));
+  return wrap;
+}
 
 function renderActions(task) {
   const me = $("user").value;
-  const names = task.assignee === me ? ["complete", "unclaim"] : task.assignee ? [] : ["claim"];
-  $("task-actions").replaceChildren(...names.map((name) => {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.id = `action-${name}`;
-    button.textContent = ACTIONS[name][0];
-    button.addEventListener("click", () => act(task.id, name, button));
-    return button;
-  }));
+  const mine = task.assignee === me;
+  const open = !task.assignee;
+  const items = [];
+  if (open) items.push(actionButton(task, "claim"));
+  if (mine) items.push(actionButton(task, "complete", () => ({})), actionButton(task, "unclaim"));
+  if (mine || open) {
+    if (task.followUpDate) items.push(actionButton(task, "undefer"));
+    items.push(withInput(task, "defer", "Defer until", "date",
+      (day) => ({ followUpDate: day ? `${day}T08:00:00Z` : "" })));
+    items.push(withInput(task, "assign", "Hand over to (user id)", "text",
+      (user) => ({ assignee: user.trim() })));
+  }
+  $("task-actions").replaceChildren(...items);
 }
 
-async function act(id, name, button) {
-  for (const other of $("task-actions").children) other.disabled = true;
+async function act(id, name, button, body) {
+  for (const other of $("task-actions").querySelectorAll("button, input")) other.disabled = true;
   button.textContent = ACTIONS[name][1];
   $("action-status").textContent = ACTIONS[name][1];
   const response = await fetch(`/api/tasks/${encodeURIComponent(id)}/${name}?wait=10s`, {
     method: "POST",
     headers: { Authorization: `Bearer ${state.token}`, "Content-Type": "application/json" },
-    body: name === "complete" ? "{}" : undefined,
+    body: body === undefined ? undefined : JSON.stringify(body),
   }).catch(() => null);
   const answer = response ? await response.json().catch(() => ({})) : {};
   if (response && response.status === 200) {

@@ -185,11 +185,8 @@ impl Registry {
                 }
             }
             Command::Outcome { user, body } => {
-                let sessions: Vec<SessionId> = self
-                    .by_principal
-                    .get(&user_principal(&user))
-                    .map(|sessions| sessions.iter().copied().collect())
-                    .unwrap_or_default();
+                let of_user = self.by_principal.get(&user_principal(&user));
+                let sessions: Vec<SessionId> = of_user.into_iter().flatten().copied().collect();
                 for session in sessions {
                     self.emit(session, EventKind::Outcome, body.clone());
                 }
