@@ -211,9 +211,11 @@ macro_rules! demo_db {
                 conn: &mut Connection<Self>,
                 id: &str,
             ) -> sqlx::Result<Option<TaskRow>> {
+                // Waits for a lock another transaction holds (one task asked for by id must
+                // not read as absent); only picking any task skips locked ones.
                 let row = sqlx::query(AssertSqlSafe(format!(
                     "SELECT {TASK_COLUMNS} FROM demo_tasks WHERE id = $1{}",
-                    $lock
+                    $lock.trim_end_matches(" SKIP LOCKED")
                 )))
                 .bind(id)
                 .fetch_optional(&mut *conn)

@@ -24,30 +24,34 @@ use crate::projection::Origin;
 use crate::store::Store;
 use crate::stream::Hub;
 
-/// Requests waiting for their command's outcome (`?wait`).
+/// Requests waiting for their command's outcome (`?wait`). Several may wait for one command
+/// (a retry with the same `Idempotency-Key` while the first still waits).
 #[derive(Debug, Clone, Default)]
-pub struct Waiters(Arc<Mutex<HashMap<Uuid, oneshot::Sender<CommandOutcome>>>>);
+pub struct Waiters(Arc<Mutex<HashMap<Uuid, Vec<oneshot::Sender<CommandOutcome>>>>>);
 
 impl Waiters {
-    /// Registers before the command is sent, so its outcome cannot slip past.
+    /// Registers before the command is sent, so its outcome cannot slip past. Waiters whose
+    /// request went away (client gone, wait over) are dropped here too, so none stay behind.
     pub fn expect(&self, command_id: Uuid) -> oneshot::Receiver<CommandOutcome> {
         let (sender, receiver) = oneshot::channel();
-        self.lock().insert(command_id, sender);
+        let mut waiting = self.lock();
+        waiting.retain(|_, senders| {
+            senders.retain(|s| !s.is_closed());
+            !senders.is_empty()
+        });
+        waiting.entry(command_id).or_default().push(sender);
         receiver
     }
 
-    /// Forgets a waiter that gave up.
-    pub fn forget(&self, command_id: Uuid) {
-        self.lock().remove(&command_id);
-    }
-
     fn complete(&self, outcome: &CommandOutcome) {
-        if let Some(waiter) = self.lock().remove(&outcome.command_id) {
+        for waiter in self.lock().remove(&outcome.command_id).unwrap_or_default() {
             let _ = waiter.send(outcome.clone());
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<CommandOutcome>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Uuid, Vec<oneshot::Sender<CommandOutcome>>>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.0
             .lock()

@@ -32,7 +32,8 @@ pub trait CommandSink: Send + Sync + fmt::Debug + 'static {
 
 pub type SharedSink = Arc<dyn CommandSink>;
 
-/// How long the broker may take to acknowledge a command before the request fails (503).
+/// How long a command may wait for room in the producer's queue (its acknowledgement is
+/// bounded by `message.timeout.ms`).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The command topic of the distributed setup.
@@ -58,6 +59,9 @@ impl KafkaSink {
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
                 ("linger.ms", "0"),
+                // The request waits for the broker's acknowledgement at most this long (503
+                // after), not librdkafka's default of five minutes.
+                ("message.timeout.ms", "10000"),
             ],
             &Default::default(),
         )

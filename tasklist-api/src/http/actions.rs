@@ -104,11 +104,11 @@ pub async fn act(
     rules::check(&request, &task, &caller)?;
     let sink = state.actions.as_ref().ok_or(ApiError::NotImplemented)?;
     let key = idempotency_key(&headers)?;
-    let command_id = rules::command_id(&caller.user, key.as_deref());
+    let command_id = rules::command_id(&caller.user, &task.id, action, key.as_deref());
     let command = rules::command(request, &task, &caller, command_id);
     let outcome = wait.map(|_| state.waiters.expect(command_id));
     if let Err(error) = sink.send(&command).await {
-        state.waiters.forget(command_id);
+        // Its waiter (if any) is dropped with the receiver and pruned by the next request.
         return Err(ApiError::Unavailable(Box::new(error)));
     }
     tracing::info!(command = %command_id, action = %action, task = %command.task_id, user = %caller.user, "action sent to the engine");
@@ -121,7 +121,6 @@ pub async fn act(
     };
     let deadline = Instant::now() + limit;
     let Ok(Ok(outcome)) = tokio::time::timeout_at(deadline, outcome).await else {
-        state.waiters.forget(command_id);
         return Ok(pending.into_response());
     };
     match outcome.result {
