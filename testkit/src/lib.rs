@@ -2,9 +2,11 @@
 //! starts, and waiting for a condition with a deadline instead of sleeping.
 //!
 //! Tests never skip: a missing server is a failure with a message saying how to start it.
+//! [`debugger`] holds a server process at a breakpoint for deterministic interleavings;
 //! [`fixtures`] holds domain values many tests build; [`monitoring`] what `deploy/` expects of
 //! the binaries' metrics.
 
+pub mod debugger;
 pub mod fixtures;
 pub mod http;
 pub mod monitoring;

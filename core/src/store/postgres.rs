@@ -26,7 +26,24 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox floor",
         include_str!("../../migrations/postgres/0002_outbox_floor.sql"),
     ),
+    (
+        3,
+        "outbox floor guard",
+        include_str!("../../migrations/postgres/0003_outbox_floor_guard.sql"),
+    ),
 ];
+
+// This transaction's own tracking value (decision 0024): its id, raised to the outbox floor
+// read after the id's lock is in the lock table. The subquery (kept apart by OFFSET 0) yields
+// pg_current_xact_id(), which assigns the id and inserts its lock, before the outer projection
+// reads the floor; pg_sequence_last_value reads it under the sequence's buffer lock. The guard
+// trigger (core migration 3) checks the same per row and finds nothing to raise.
+macro_rules! own_tracking_value {
+    () => {
+        "SELECT greatest(s.x, pg_sequence_last_value('taskpool_outbox_floor')::text::xid8) AS x \
+         FROM (SELECT pg_current_xact_id() AS x OFFSET 0) s"
+    };
+}
 
 // `ORDER BY ... FOR UPDATE` locks in sort order: every batch takes its locks in the same
 // order, so two batches touching the same aggregates cannot deadlock each other.
@@ -41,13 +58,11 @@ FOR UPDATE OF a
 // All parts run on one snapshot, so the outbox insert sees each aggregate's previous
 // tracking_xid. A plain INSERT for new aggregates: a concurrent creator makes the whole
 // statement fail (unique violation) instead of leaving half a batch behind. `me` is this
-// transaction's own tracking value: its id, raised to the outbox floor (decision 0024), read
-// here, after the statement holds its lock on the outbox.
-const SAVE: &str = r#"
-WITH me AS (
-    SELECT greatest(pg_current_xact_id(), f.last_value::text::xid8) AS x
-    FROM taskpool_outbox_floor f
-), created AS (
+// transaction's own tracking value.
+const SAVE: &str = concat!(
+    "WITH me AS (",
+    own_tracking_value!(),
+    r#"), created AS (
     INSERT INTO taskpool_aggregates (aggregate_type, aggregate_id, version, state, tracking_xid)
     SELECT c.t, c.i, c.v, c.s, me.x
     FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[]) AS c(t, i, v, s), me
@@ -74,17 +89,17 @@ WITH me AS (
 SELECT (SELECT count(*) FROM created) AS created,
        (SELECT count(*) FROM changed) AS changed,
        (SELECT count(*) FROM appended) AS appended
-"#;
+"#
+);
 
 // The one-round-trip path for brand-new aggregates. Kept this simple on purpose: PostgreSQL
 // plans it in microseconds, where a statement with more parts costs more to plan than to run.
 // Outbox rows are written only if every aggregate was new; otherwise the caller removes the
 // aggregates this statement did create (REMOVE_CREATED) and nothing of the batch remains.
-const CREATE_IF_ABSENT: &str = r#"
-WITH me AS (
-    SELECT greatest(pg_current_xact_id(), f.last_value::text::xid8) AS x
-    FROM taskpool_outbox_floor f
-), created AS (
+const CREATE_IF_ABSENT: &str = concat!(
+    "WITH me AS (",
+    own_tracking_value!(),
+    r#"), created AS (
     INSERT INTO taskpool_aggregates (aggregate_type, aggregate_id, version, state, tracking_xid)
     SELECT c.t, c.i, c.v, c.s, me.x
     FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[]) AS c(t, i, v, s), me
@@ -98,7 +113,8 @@ FROM unnest($5::uuid[], $6::text[], $7::text[], $8::int8[], $9::text[], $10::int
             $11::bytea[], $12::text[]) WITH ORDINALITY AS e(id, t, i, v, et, fp, p, h, n), me
 WHERE (SELECT count(*) FROM created) = cardinality($1::text[])
 ORDER BY e.n
-"#;
+"#
+);
 
 // A stored state is the aggregate's latest event, unique by its event id: matching it removes
 // exactly the rows CREATE_IF_ABSENT inserted.
