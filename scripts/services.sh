@@ -22,6 +22,8 @@
 #                              names localhost and 127.0.0.1, for:
 #               DATABASE_TLS_URL   a private PostgreSQL cluster that refuses connections without
 #                              TLS (verify-full against the test authority);
+#               DATABASE_STANDBY_URL a streaming replica of that cluster (hot standby, in
+#                              recovery), which the relay must refuse;
 #               KAFKA_TLS_BOOTSTRAP a second Tansu behind stunnel (Debian's stunnel4), which
 #                              advertises the TLS address, so every connection is encrypted.
 #   Browser     CHROMIUM, CHROMEDRIVER  Debian's chromium and chromium-driver, for the web
@@ -106,6 +108,7 @@ run_as_postgres() { # PostgreSQL refuses to run as root.
 }
 
 # start_cluster <dir> <port> [postgres -c options...]: a private cluster, created when missing.
+# Prepared transactions are allowed: the relay's stress test writes some.
 start_cluster() {
     local own_dir=$1 port=$2; shift 2
     local bindir
@@ -126,7 +129,7 @@ start_cluster() {
         [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$own_dir"
     fi
     run_as_postgres "'$bindir/pg_ctl' -D '$own_dir/data' -l '$own_dir/server.log' -w -t 60 \
-        -o '-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on $*' start" >/dev/null \
+        -o '-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c max_prepared_transactions=20 $*' start" >/dev/null \
         || die "PostgreSQL did not start, see $own_dir/server.log"
     echo "$bindir" > "$own_dir/bindir"
 }
@@ -236,7 +239,7 @@ start_postgres_tls() {
 set -e
 cp "$STATE/tls/server.pem" "$STATE/tls/server.key" "\$1/"
 chmod 600 "\$1/server.key"
-printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n' > "\$1/pg_hba.conf"
+printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl replication all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n' > "\$1/pg_hba.conf"
 SETUP
     start_cluster "$own_dir" "$port" -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key
     wait_until 30 "PostgreSQL (TLS) on port $port" psql_at "$port" "SELECT 1"
@@ -245,6 +248,32 @@ SETUP
     fi
     set_env TASKPOOL_PG_TLS_PORT "$port"
     set_env DATABASE_TLS_URL "'postgres://postgres@127.0.0.1:$port/taskpool_test?sslmode=verify-full&sslrootcert=$STATE/tls/ca.pem'"
+}
+
+# A streaming replica of the TLS-only cluster, in recovery all along: what a relay pointed at a
+# hot standby would meet. Made afresh from a base backup at each start.
+start_postgres_standby() {
+    local port primary bindir own_dir="$STATE/postgres-standby"
+    port=$(get_env TASKPOOL_PG_STANDBY_PORT || true)
+    if [ -n "$port" ] && port_open "$port"; then
+        return 0
+    fi
+    stop_cluster "$own_dir" "PostgreSQL (standby)"
+    primary=$(get_env TASKPOOL_PG_TLS_PORT) || die "the standby needs the TLS cluster"
+    bindir=$(cat "$STATE/postgres-tls/bindir")
+    rm -rf "$own_dir"
+    mkdir -p "$own_dir"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$own_dir"
+    log "PostgreSQL: copying the TLS cluster for a standby"
+    run_as_postgres "'$bindir/pg_basebackup' -X stream -R -D '$own_dir/data' \
+        -d 'host=127.0.0.1 port=$primary user=postgres sslmode=verify-full sslrootcert=$STATE/tls/ca.pem' \
+        >'$own_dir/basebackup.log' 2>&1" || die "pg_basebackup failed, see $own_dir/basebackup.log"
+    port=$(free_port)
+    log "PostgreSQL: starting the standby on port $port"
+    start_cluster "$own_dir" "$port" -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key
+    wait_until 30 "PostgreSQL (standby) on port $port" psql_at "$port" "SELECT pg_is_in_recovery()"
+    set_env TASKPOOL_PG_STANDBY_PORT "$port"
+    set_env DATABASE_STANDBY_URL "'postgres://postgres@127.0.0.1:$port/taskpool_test?sslmode=verify-full&sslrootcert=$STATE/tls/ca.pem'"
 }
 
 # ---------------------------------------------------------------- Python tools (venv)
@@ -388,6 +417,7 @@ case "${1:-}" in
         start_postgres
         make_certificates
         start_postgres_tls
+        start_postgres_standby
         start_kafka
         start_kafka_tls
         start_mongo
@@ -399,6 +429,7 @@ case "${1:-}" in
         stop_pid "$STATE/kafka-tls.pid" "Kafka (TLS)"
         stop_pid "$STATE/kafka.pid" Kafka
         stop_postgres
+        stop_cluster "$STATE/postgres-standby" "PostgreSQL (standby)"
         stop_cluster "$STATE/postgres-tls" "PostgreSQL (TLS)"
         rm -f "$ENV_FILE"
         ;;

@@ -6,6 +6,8 @@
 //! - [`outbox`]: gap-safe reading of the outbox; the relay's position and dead-letter tables.
 //! - [`publisher`]: the idempotent producer, topics, error classification.
 //! - [`lease`]: the leader lease and its fencing.
+//! - [`preconditions`]: what the order rests on (a primary, positions in order, the horizon's
+//!   version, the floor and its guard), checked at start.
 //! - [`relay`]: start-up and the leadership loop: publish while holding the lease.
 //! - [`pipeline`]: batches in flight until Kafka acknowledged them; storing the position.
 //! - [`retention`]: deleting old published rows.
@@ -19,6 +21,7 @@ pub mod lease;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod preconditions;
 pub mod publisher;
 pub mod relay;
 pub mod republish;

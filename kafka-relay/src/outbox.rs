@@ -65,16 +65,6 @@ const READ_BELOW_ALL_TRANSACTIONS: &str =
 /// Below the outbox writers' horizon, computed by the statement before (decision 0024).
 const READ_BELOW_OUTBOX_WRITERS: &str = read_batch_below!("$4::text::xid8");
 
-/// Whether the database has what the outbox writers' horizon needs (its migrations ran).
-pub async fn writers_horizon_exists(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT to_regproc('taskpool_outbox_horizon') IS NOT NULL \
-         AND to_regclass('taskpool_outbox_floor') IS NOT NULL",
-    )
-    .fetch_one(pool)
-    .await
-}
-
 /// Reads committed outbox rows in the order they must be published.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxReader {

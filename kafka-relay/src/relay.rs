@@ -4,11 +4,12 @@
 //! published again, never a loss.
 
 use std::collections::VecDeque;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use taskpool_core::store::migrations::migrator_recording_in;
 use taskpool_core::{PgStore, Store};
 use taskpool_service::ExposeSecret;
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, Horizon};
+use crate::config::Config;
 use crate::lease::{self, Lease};
 use crate::metrics::Metrics;
 use crate::outbox;
@@ -27,7 +28,7 @@ use crate::pipeline::{
     self, Completion, Delivered, InFlight, Interrupted, LeadEnd, poll_oldest, wait_oldest,
 };
 use crate::publisher::Publisher;
-use crate::{retention, status};
+use crate::{preconditions, retention, status};
 
 /// The relay's own tables, recorded in `taskpool_relay_migrations`.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -36,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "outbox writers' horizon",
         include_str!("../migrations/0002_writers_horizon.sql"),
+    ),
+    (
+        3,
+        "horizon checks",
+        include_str!("../migrations/0003_horizon_checks.sql"),
     ),
 ];
 
@@ -65,11 +71,8 @@ pub enum RelayError {
     Producer(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Topics(#[from] crate::publisher::TopicError),
-    #[error(
-        "relay.horizon = \"outbox-writers\" needs taskpool_outbox_horizon() and the outbox floor \
-         (outbox migration 2, relay migration 2): run once with database.migrate = true"
-    )]
-    HorizonMissing,
+    #[error(transparent)]
+    Preconditions(#[from] preconditions::CheckError),
 }
 
 /// How a run ended.
@@ -96,20 +99,21 @@ pub struct Relay {
 impl Relay {
     /// Connects to PostgreSQL, runs migrations if configured, and checks Kafka's topics.
     pub async fn connect(config: Config, metrics: Arc<Metrics>) -> Result<Relay, RelayError> {
+        // Each statement takes a snapshot of its own (the horizon needs it), whatever the
+        // role's or the database's default says.
+        let options = PgConnectOptions::from_str(config.database.url.expose_secret())?
+            .options([("default_transaction_isolation", "read committed")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.database.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
-            .connect(config.database.url.expose_secret())
+            .connect_with(options)
             .await?;
+        preconditions::check_primary(&pool).await?;
         if config.database.migrate {
             PgStore::migrate(&pool).await?;
             migrate(&pool).await?;
         }
-        if config.relay.horizon == Horizon::OutboxWriters
-            && !outbox::writers_horizon_exists(&pool).await?
-        {
-            return Err(RelayError::HorizonMissing);
-        }
+        preconditions::check_order(&pool, config.relay.horizon).await?;
         let publisher = Publisher::new(&config.kafka)?;
         publisher.ensure_topics(&config.kafka).await?;
         // Every topic's dead-letter count exists from the start, at zero: alerts and rates see
