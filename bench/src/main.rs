@@ -11,6 +11,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod actions;
 mod e2e;
 mod held_open;
+mod horizon_stress;
 mod outbox;
 mod rebuild;
 mod receipts;
@@ -35,6 +36,10 @@ benchmarks:
                   options: --rate N (500 per second) --seconds N (30) --horizon (as relay)
                   --long-tx: writing transactions held open all along, in another database
                   and on another table of the engine's database
+  horizon-stress  writers of every kind (create-only, updates, isolation levels, savepoints,
+                  prepared transactions, rollbacks) against the relay's reader polling back to
+                  back: every committed event read once, in version order
+                  options: --secs N (60) --writers N (10)
   projection      task events from Kafka into MongoDB vs the same bulk upserts done directly
                   options: --events N (100000)
   fanout          stream clients all receiving one change: latency and server memory
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
         "outbox" => runtime.block_on(outbox::run(&options)),
         "relay" => runtime.block_on(relay::throughput(&options)),
         "relay-latency" => runtime.block_on(relay::latency(&options)),
+        "horizon-stress" => runtime.block_on(horizon_stress::run(&options)),
         "projection" => runtime.block_on(tasklist::projection(&options)),
         "fanout" => runtime.block_on(tasklist::fanout(&options)),
         "fanout-clients" => runtime.block_on(tasklist::fanout_clients(&options)),

@@ -1,0 +1,409 @@
+//! `horizon-stress`: the outbox writers' horizon (decision 0024) under every kind of writer
+//! the outbox sees, against the relay's own reader polling back to back.
+//!
+//! Writers run transactions of random shapes (fresh create-only ones, whose transaction id is
+//! assigned inside the outbox statement; updates of tasks other writers created; savepoints
+//! released or rolled back; prepared transactions committed or rolled back; rollbacks) at
+//! random isolation levels. At the end, every committed outbox row must have been read exactly
+//! once, and each aggregate's versions in order 1, 2, 3, ...: a skipped row is a lost event.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_relay::config::Horizon;
+use kafka_relay::outbox::{OutboxReader, Position};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use taskpool_collector::{Collector, CollectorError, EngineEvent};
+use taskpool_core::PgStore;
+use taskpool_testkit::fixtures::new_task;
+use uuid::Uuid;
+
+use crate::Options;
+use crate::setup::{BenchResult, Scratch, err};
+
+/// Rows per read, as the relay's default batch.
+const BATCH: u32 = 500;
+/// How long the reader may take to read what the writers left, once they stopped.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+pub async fn run(options: &Options) -> BenchResult<()> {
+    let seconds = options.number("secs", 60)?;
+    let writers = options.number("writers", 10)?;
+    let scratch = Scratch::new(u32::try_from(writers + 2).unwrap_or(u32::MAX)).await?;
+    let outcome = stress(&scratch, seconds, writers).await;
+    // Prepared transactions outlive their sessions: none of this run may stay behind.
+    let cleanup = roll_back_prepared(&scratch.pool, &scratch.schema).await;
+    scratch.drop_schema().await?;
+    cleanup?;
+    outcome
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    committed: AtomicU64,
+    rolled_back: AtomicU64,
+    prepared: AtomicU64,
+    savepoints: AtomicU64,
+}
+
+/// Tasks committed so far, which any writer may change next.
+type Known = Arc<Mutex<Vec<String>>>;
+
+async fn stress(scratch: &Scratch, seconds: u64, writers: u64) -> BenchResult<()> {
+    kafka_relay::relay::migrate(&scratch.pool)
+        .await
+        .map_err(|e| format!("relay migrations: {e}"))?;
+    let prepared_allowed: i64 =
+        sqlx::query_scalar("SELECT current_setting('max_prepared_transactions')::int8")
+            .fetch_one(&scratch.pool)
+            .await
+            .map_err(err("max_prepared_transactions"))?;
+    println!(
+        "horizon-stress: {seconds} s, {writers} writers at read committed, repeatable read and \
+         serializable; savepoints; prepared transactions {}; the relay's reader polling back to \
+         back",
+        if prepared_allowed > 0 {
+            "on"
+        } else {
+            "off (max_prepared_transactions = 0)"
+        }
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let known: Known = Arc::default();
+    let reader = tokio::spawn(read_back_to_back(scratch.pool.clone(), stop.clone()));
+    let mut running = Vec::new();
+    for writer in 0..writers {
+        let mut conn = scratch
+            .pool
+            .acquire()
+            .await
+            .map_err(err("connect"))?
+            .detach();
+        let shapes = Shapes {
+            writer,
+            prepared: prepared_allowed > 0,
+            gid_prefix: format!("{}-{writer}", scratch.schema),
+        };
+        let (stop, counts, known) = (stop.clone(), counts.clone(), known.clone());
+        running.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                shapes.one(&mut conn, n, &counts, &known).await?;
+                n += 1;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in running {
+        writer.await.map_err(|e| format!("writer: {e}"))??;
+    }
+    let read = reader.await.map_err(|e| format!("reader: {e}"))??;
+    report(&scratch.pool, &counts, &read).await
+}
+
+/// What the reader saw.
+#[derive(Debug, Default)]
+struct Read {
+    event_ids: HashSet<Uuid>,
+    duplicates: u64,
+    /// Rows whose version was not the one after the aggregate's last one read.
+    out_of_order: Vec<String>,
+    reads: u64,
+}
+
+/// The relay's reader with the outbox writers' horizon, without pause between reads; after
+/// `stop`, it reads on until a read finds nothing new and the outbox has nothing after it.
+async fn read_back_to_back(pool: PgPool, stop: Arc<AtomicBool>) -> BenchResult<Read> {
+    let reader = OutboxReader::new(Horizon::OutboxWriters);
+    let mut after = Position::default();
+    let mut read = Read::default();
+    let mut versions: HashMap<(String, String), i64> = HashMap::new();
+    let mut stopped_at: Option<Instant> = None;
+    loop {
+        let rows = reader
+            .read_batch(&pool, after, BATCH)
+            .await
+            .map_err(err("read a batch"))?;
+        read.reads += 1;
+        for row in &rows {
+            if !read.event_ids.insert(row.event_id) {
+                read.duplicates += 1;
+            }
+            let key = (row.aggregate_type.clone(), row.aggregate_id.clone());
+            let previous = versions.insert(key, row.version).unwrap_or(0);
+            if row.version != previous + 1 && read.out_of_order.len() < 10 {
+                read.out_of_order.push(format!(
+                    "{} {} version {} after {previous}",
+                    row.aggregate_type, row.aggregate_id, row.version
+                ));
+            }
+        }
+        after = rows.last().map_or(after, |row| row.at);
+        if stop.load(Ordering::Relaxed) {
+            let since = *stopped_at.get_or_insert_with(Instant::now);
+            if rows.is_empty() && nothing_after(&pool, after).await? {
+                return Ok(read);
+            }
+            if since.elapsed() > CATCH_UP {
+                return Ok(read);
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Whether no committed row sorts after `after` (once the writers stopped).
+async fn nothing_after(pool: &PgPool, after: Position) -> BenchResult<bool> {
+    sqlx::query_scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM taskpool_outbox \
+         WHERE (tracking_xid, position) > ($1::text::xid8, $2))",
+    )
+    .bind(after.tracking_xid.to_string())
+    .bind(after.position)
+    .fetch_one(pool)
+    .await
+    .map_err(err("look past the reader"))
+}
+
+async fn report(pool: &PgPool, counts: &Counts, read: &Read) -> BenchResult<()> {
+    let committed: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM taskpool_outbox")
+        .fetch_all(pool)
+        .await
+        .map_err(err("committed rows"))?;
+    let skipped = committed
+        .iter()
+        .filter(|id| !read.event_ids.contains(id))
+        .count();
+    let transactions = counts.committed.load(Ordering::Relaxed);
+    println!(
+        "{:>14} {:>12} {:>10} {:>11} {:>10} {:>10} {:>8} {:>8}",
+        "transactions",
+        "rolled back",
+        "prepared",
+        "savepoints",
+        "events",
+        "read",
+        "reads",
+        "skipped"
+    );
+    println!(
+        "{:>14} {:>12} {:>10} {:>11} {:>10} {:>10} {:>8} {:>8}",
+        transactions,
+        counts.rolled_back.load(Ordering::Relaxed),
+        counts.prepared.load(Ordering::Relaxed),
+        counts.savepoints.load(Ordering::Relaxed),
+        committed.len(),
+        read.event_ids.len(),
+        read.reads,
+        skipped
+    );
+    for problem in &read.out_of_order {
+        println!("out of order: {problem}");
+    }
+    println!(
+        "RESULT horizon_skipped={skipped} horizon_transactions={transactions} \
+         horizon_events={} horizon_out_of_order={} horizon_duplicates={}",
+        committed.len(),
+        read.out_of_order.len(),
+        read.duplicates
+    );
+    if skipped > 0 || !read.out_of_order.is_empty() || read.duplicates > 0 {
+        return Err(format!(
+            "{skipped} committed events skipped, {} out of order, {} read twice",
+            read.out_of_order.len(),
+            read.duplicates
+        ));
+    }
+    Ok(())
+}
+
+/// One writer's transactions.
+struct Shapes {
+    writer: u64,
+    prepared: bool,
+    gid_prefix: String,
+}
+
+impl Shapes {
+    /// One transaction of a random shape at a random isolation level.
+    async fn one(
+        &self,
+        conn: &mut PgConnection,
+        n: u64,
+        counts: &Counts,
+        known: &Known,
+    ) -> BenchResult<()> {
+        let isolation = ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"][fastrand::usize(..3)];
+        execute(conn, &format!("BEGIN ISOLATION LEVEL {isolation}")).await?;
+        let mut created = Vec::new();
+        let outcome = self.body(conn, n, counts, known, &mut created).await;
+        match outcome {
+            Ok(Ending::Commit) => match execute(conn, "COMMIT").await {
+                Ok(()) => {
+                    counts.committed.fetch_add(1, Ordering::Relaxed);
+                    known.lock().expect("known tasks").extend(created);
+                }
+                // A serialization failure at commit: nothing was written.
+                Err(_) => {
+                    counts.rolled_back.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            Ok(Ending::Prepare) => {
+                let gid = format!("{}-{n}", self.gid_prefix);
+                // A PREPARE that fails (a serialization failure) rolls the transaction back.
+                if execute(conn, &format!("PREPARE TRANSACTION '{gid}'"))
+                    .await
+                    .is_err()
+                {
+                    counts.rolled_back.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                counts.prepared.fetch_add(1, Ordering::Relaxed);
+                if fastrand::bool() {
+                    execute(conn, &format!("COMMIT PREPARED '{gid}'")).await?;
+                    counts.committed.fetch_add(1, Ordering::Relaxed);
+                    known.lock().expect("known tasks").extend(created);
+                } else {
+                    execute(conn, &format!("ROLLBACK PREPARED '{gid}'")).await?;
+                    counts.rolled_back.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Rolled back on purpose, or refused: a conflict with a concurrent writer, a
+            // serialization failure.
+            Ok(Ending::Rollback) | Err(Refused) => {
+                execute(conn, "ROLLBACK").await?;
+                counts.rolled_back.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    async fn body(
+        &self,
+        conn: &mut PgConnection,
+        n: u64,
+        counts: &Counts,
+        known: &Known,
+        created: &mut Vec<String>,
+    ) -> Result<Ending, Refused> {
+        let task = |i: u64| format!("w{}-{n}-{i}", self.writer);
+        match fastrand::u8(..10) {
+            // Fresh create-only transactions: the id is assigned in the outbox statement.
+            0..=3 => {
+                let ids: Vec<String> = (0..fastrand::u64(1..4)).map(task).collect();
+                write(conn, ids.iter().map(|id| create(id)).collect()).await?;
+                created.extend(ids);
+                Ok(Ending::Commit)
+            }
+            4..=5 => {
+                let Some(id) = pick(known) else {
+                    return Ok(Ending::Rollback);
+                };
+                write(conn, vec![assign(&id, n)]).await?;
+                Ok(Ending::Commit)
+            }
+            6..=7 => {
+                counts.savepoints.fetch_add(1, Ordering::Relaxed);
+                execute(conn, "SAVEPOINT first")
+                    .await
+                    .map_err(|_| Refused)?;
+                let first = task(0);
+                write(conn, vec![create(&first)]).await?;
+                if fastrand::bool() {
+                    execute(conn, "RELEASE SAVEPOINT first")
+                        .await
+                        .map_err(|_| Refused)?;
+                    created.push(first);
+                } else {
+                    execute(conn, "ROLLBACK TO SAVEPOINT first")
+                        .await
+                        .map_err(|_| Refused)?;
+                }
+                let second = task(1);
+                write(conn, vec![create(&second)]).await?;
+                created.push(second);
+                Ok(Ending::Commit)
+            }
+            8 if self.prepared => {
+                let id = task(0);
+                write(conn, vec![create(&id)]).await?;
+                created.push(id);
+                Ok(Ending::Prepare)
+            }
+            _ => {
+                write(conn, vec![create(&task(0))]).await?;
+                Ok(Ending::Rollback)
+            }
+        }
+    }
+}
+
+enum Ending {
+    Commit,
+    Prepare,
+    Rollback,
+}
+
+/// The database refused a statement (a conflict, a serialization failure): roll back.
+struct Refused;
+
+fn pick(known: &Known) -> Option<String> {
+    let known = known.lock().expect("known tasks");
+    (!known.is_empty()).then(|| known[fastrand::usize(..known.len())].clone())
+}
+
+fn create(id: &str) -> EngineEvent {
+    EngineEvent::TaskCreated {
+        task_id: id.to_string(),
+        task: new_task(id),
+    }
+}
+
+fn assign(id: &str, n: u64) -> EngineEvent {
+    EngineEvent::TaskAssigned {
+        task_id: id.to_string(),
+        assignee: Some(format!("user-{}", n % 7)),
+    }
+}
+
+async fn write(conn: &mut PgConnection, events: Vec<EngineEvent>) -> Result<(), Refused> {
+    let mut collector = Collector::new();
+    for event in events {
+        collector.record(event).map_err(|_| Refused)?;
+    }
+    match collector.flush::<PgStore>(conn).await {
+        Ok(_) => Ok(()),
+        Err(CollectorError::Command(_) | CollectorError::Record(_)) => Err(Refused),
+    }
+}
+
+async fn execute(conn: &mut PgConnection, sql: &str) -> BenchResult<()> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{sql}: {e}"))
+}
+
+/// Rolls back this run's prepared transactions, if it stopped between PREPARE and its end.
+async fn roll_back_prepared(pool: &PgPool, schema: &str) -> BenchResult<()> {
+    let gids: Vec<String> =
+        sqlx::query_scalar("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE $1 || '-%'")
+            .bind(schema)
+            .fetch_all(pool)
+            .await
+            .map_err(err("list prepared transactions"))?;
+    for gid in gids {
+        execute(
+            &mut *pool.acquire().await.map_err(err("connect"))?,
+            &format!("ROLLBACK PREPARED '{gid}'"),
+        )
+        .await?;
+    }
+    Ok(())
+}
