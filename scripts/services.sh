@@ -30,6 +30,8 @@
 #                              tasklist's browser test (installed with apt when missing).
 #   Compose     docker-compose (Debian's), which validates the compose files; no container
 #                              engine is needed (installed with apt when missing).
+#   Debugger    gdb (Debian's), which holds a PostgreSQL backend at a breakpoint in the relay's
+#                              horizon tests (installed with apt when missing).
 #
 # On a server this script did not start (PostgreSQL on 5432), it creates a test database with
 # a name of its own and only ever drops that one.
@@ -407,6 +409,8 @@ ensure_tools() {
     set_env CHROMIUM "$(command -v chromium)"
     set_env CHROMEDRIVER "$(command -v chromedriver)"
     command -v docker-compose >/dev/null || apt_install docker-compose
+    # gdb holds PostgreSQL backends at an instruction in the relay's horizon tests.
+    command -v gdb >/dev/null || apt_install gdb
     # promtool checks the alert rules in deploy/ (Debian ships it with Prometheus).
     command -v promtool >/dev/null || apt_install prometheus
 }

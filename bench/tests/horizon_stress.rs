@@ -35,8 +35,11 @@ fn no_committed_event_is_skipped_or_reordered_under_writers_of_every_kind() {
     // The run did stress something.
     let transactions = result_value(&stdout, "horizon_transactions").unwrap_or(0);
     assert!(transactions >= 1000, "{stdout}");
-    assert!(
-        stdout.contains("prepared transactions on"),
-        "the test servers allow prepared transactions: {stdout}"
-    );
+    // Prepared transactions where the server allows them (the servers of services.sh do).
+    if stdout.contains("prepared transactions on") {
+        assert!(
+            result_value(&stdout, "horizon_prepared") > Some(0),
+            "{stdout}"
+        );
+    }
 }

@@ -94,11 +94,13 @@ pub enum PermanentFailure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Horizon {
-    /// Only transactions that write to the outbox. Needs every writer to take the outbox floor
-    /// (taskpool-core with outbox migration 2 or later).
+    /// Only transactions that write to the outbox. Needs the floor, its guard on the outbox
+    /// (outbox migration 3) and `taskpool_outbox_horizon()` version 2 (relay migration 3): the
+    /// relay checks them at start and refuses to start without them.
     OutboxWriters,
     /// Every transaction of the database server (the oldest running one), as before the floor
-    /// existed: for writers built with an older taskpool during an upgrade.
+    /// existed: needs nothing of the writers, but any long transaction of the server holds
+    /// every event back.
     AllTransactions,
 }
 

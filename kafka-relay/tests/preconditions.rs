@@ -245,3 +245,40 @@ async fn a_relay_reads_in_read_committed_whatever_the_default() {
         .await;
     relay.stop().await;
 }
+
+/// The guard disabled while a relay runs: the relay publishes nothing and retries, saying why,
+/// until the guard is back; then the event is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stops_publishing_while_the_floor_guard_is_disabled() {
+    let world = World::new().await;
+    let relay = RunningRelay::start(world.relay_config(&[])).await;
+    let mut reader = world.reader().await;
+    world.commit(vec![created("before")]).await;
+    reader
+        .read_until("the first event", DEADLINE, |r| r.len() == 1)
+        .await;
+
+    execute(
+        &world,
+        "ALTER TABLE taskpool_outbox DISABLE TRIGGER taskpool_outbox_floor_guard",
+    )
+    .await;
+    world.commit(vec![created("while-disabled")]).await;
+    let retries = relay.metrics.retries.get();
+    wait_for("the relay to retry twice", DEADLINE, || async {
+        (relay.metrics.retries.get() >= retries + 2).then_some(())
+    })
+    .await;
+    reader.poll_for(Duration::from_millis(200));
+    assert_eq!(reader.received.len(), 1, "published without the guard");
+
+    execute(
+        &world,
+        "ALTER TABLE taskpool_outbox ENABLE ALWAYS TRIGGER taskpool_outbox_floor_guard",
+    )
+    .await;
+    reader
+        .read_until("the event committed meanwhile", DEADLINE, |r| r.len() == 2)
+        .await;
+    relay.stop().await;
+}
