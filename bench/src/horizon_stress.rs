@@ -6,6 +6,10 @@
 //! released or rolled back; prepared transactions committed or rolled back; rollbacks) at
 //! random isolation levels. At the end, every committed outbox row must have been read exactly
 //! once, and each aggregate's versions in order 1, 2, 3, ...: a skipped row is a lost event.
+//!
+//! The window decision 0024 closes lasts a microsecond (a new transaction id is in every
+//! snapshot, its lock not yet in the lock table), too short to be met by chance often: a few
+//! writers' backends are paused in it, by gdb at `XactLockTableInsert`, each time they get an id.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +21,7 @@ use kafka_relay::outbox::{OutboxReader, Position};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use taskpool_collector::{Collector, CollectorError, EngineEvent};
 use taskpool_core::PgStore;
+use taskpool_testkit::debugger::Breakpoint;
 use taskpool_testkit::fixtures::new_task;
 use uuid::Uuid;
 
@@ -27,12 +32,20 @@ use crate::setup::{BenchResult, Scratch, err};
 const BATCH: u32 = 500;
 /// How long the reader may take to read what the writers left, once they stopped.
 const CATCH_UP: Duration = Duration::from_secs(60);
+/// Where a new transaction id has entered the running-transactions list but not the lock table.
+const WINDOW: &str = "XactLockTableInsert";
+/// How long gdb may take to attach or detach.
+const DEBUGGER: Duration = Duration::from_secs(30);
 
 pub async fn run(options: &Options) -> BenchResult<()> {
     let seconds = options.number("secs", 60)?;
     let writers = options.number("writers", 10)?;
+    let pauses = Pauses {
+        writers: options.number("paused-writers", 2)?,
+        each: Duration::from_millis(options.number("pause-ms", 5)?),
+    };
     let scratch = Scratch::new(u32::try_from(writers + 2).unwrap_or(u32::MAX)).await?;
-    let outcome = stress(&scratch, seconds, writers).await;
+    let outcome = stress(&scratch, seconds, writers, &pauses).await;
     // Prepared transactions outlive their sessions: none of this run may stay behind.
     let cleanup = roll_back_prepared(&scratch.pool, &scratch.schema).await;
     scratch.drop_schema().await?;
@@ -51,7 +64,14 @@ struct Counts {
 /// Tasks committed so far, which any writer may change next.
 type Known = Arc<Mutex<Vec<String>>>;
 
-async fn stress(scratch: &Scratch, seconds: u64, writers: u64) -> BenchResult<()> {
+/// Writers whose backends pause in the window each time they get a transaction id.
+#[derive(Debug)]
+struct Pauses {
+    writers: u64,
+    each: Duration,
+}
+
+async fn stress(scratch: &Scratch, seconds: u64, writers: u64, pauses: &Pauses) -> BenchResult<()> {
     kafka_relay::relay::migrate(&scratch.pool)
         .await
         .map_err(|e| format!("relay migrations: {e}"))?;
@@ -62,19 +82,22 @@ async fn stress(scratch: &Scratch, seconds: u64, writers: u64) -> BenchResult<()
             .map_err(err("max_prepared_transactions"))?;
     println!(
         "horizon-stress: {seconds} s, {writers} writers at read committed, repeatable read and \
-         serializable; savepoints; prepared transactions {}; the relay's reader polling back to \
-         back",
+         serializable; savepoints; prepared transactions {}; {} of them paused {:?} by gdb at \
+         {WINDOW} each time; the relay's reader polling back to back",
         if prepared_allowed > 0 {
             "on"
         } else {
             "off (max_prepared_transactions = 0)"
-        }
+        },
+        pauses.writers.min(writers),
+        pauses.each
     );
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
     let known: Known = Arc::default();
     let reader = tokio::spawn(read_back_to_back(scratch.pool.clone(), stop.clone()));
     let mut running = Vec::new();
+    let mut breakpoints = Vec::new();
     for writer in 0..writers {
         let mut conn = scratch
             .pool
@@ -82,6 +105,16 @@ async fn stress(scratch: &Scratch, seconds: u64, writers: u64) -> BenchResult<()
             .await
             .map_err(err("connect"))?
             .detach();
+        if writer < pauses.writers {
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(err("backend pid"))?;
+            let pid = u32::try_from(pid).map_err(|e| format!("backend pid: {e}"))?;
+            breakpoints.push(tokio::task::block_in_place(|| {
+                Breakpoint::pause_each_time(pid, WINDOW, pauses.each, DEBUGGER)
+            }));
+        }
         let shapes = Shapes {
             writer,
             prepared: prepared_allowed > 0,
@@ -102,8 +135,14 @@ async fn stress(scratch: &Scratch, seconds: u64, writers: u64) -> BenchResult<()
     for writer in running {
         writer.await.map_err(|e| format!("writer: {e}"))??;
     }
+    let paused: u64 = tokio::task::block_in_place(|| {
+        breakpoints
+            .into_iter()
+            .map(|b| b.release_counting(DEBUGGER))
+            .sum()
+    });
     let read = reader.await.map_err(|e| format!("reader: {e}"))??;
-    report(&scratch.pool, &counts, &read).await
+    report(&scratch.pool, &counts, &read, paused).await
 }
 
 /// What the reader saw.
@@ -170,7 +209,7 @@ async fn nothing_after(pool: &PgPool, after: Position) -> BenchResult<bool> {
     .map_err(err("look past the reader"))
 }
 
-async fn report(pool: &PgPool, counts: &Counts, read: &Read) -> BenchResult<()> {
+async fn report(pool: &PgPool, counts: &Counts, read: &Read, paused: u64) -> BenchResult<()> {
     let committed: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM taskpool_outbox")
         .fetch_all(pool)
         .await
@@ -202,12 +241,14 @@ async fn report(pool: &PgPool, counts: &Counts, read: &Read) -> BenchResult<()> 
         read.reads,
         skipped
     );
+    println!("paused in the window: {paused} times");
     for problem in &read.out_of_order {
         println!("out of order: {problem}");
     }
     println!(
         "RESULT horizon_skipped={skipped} horizon_transactions={transactions} \
-         horizon_events={} horizon_prepared={} horizon_out_of_order={} horizon_duplicates={}",
+         horizon_events={} horizon_prepared={} horizon_paused={paused} horizon_out_of_order={} \
+         horizon_duplicates={}",
         committed.len(),
         counts.prepared.load(Ordering::Relaxed),
         read.out_of_order.len(),

@@ -1,6 +1,7 @@
 //! Holding a server process at one instruction: gdb attached to a PostgreSQL backend with a
 //! breakpoint on a function, so a test can act while that backend is stopped exactly there and
-//! let it go on afterwards. Deterministic interleavings, without changing the server.
+//! let it go on afterwards (deterministic interleavings), or pausing it there briefly every
+//! time it passes (stress runs that widen a rare window). The server is not changed.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -29,6 +30,40 @@ impl Breakpoint {
     /// lets the process run on. Panics, with gdb's output, when gdb cannot do so within
     /// `deadline`.
     pub fn set(pid: u32, function: &str, deadline: Duration) -> Breakpoint {
+        Breakpoint::attach(pid, function, "", deadline)
+    }
+
+    /// Attaches gdb to `pid` and pauses the process for `pause` each time it reaches
+    /// `function`, counting the pauses; it runs on between them.
+    pub fn pause_each_time(
+        pid: u32,
+        function: &str,
+        pause: Duration,
+        deadline: Duration,
+    ) -> Breakpoint {
+        let seconds = pause.as_secs_f64();
+        let on_hit = format!(
+            "set $pauses = 0\npython import time\ncommands\nsilent\nset $pauses = $pauses + 1\n\
+             python time.sleep({seconds})\ncontinue\nend\n"
+        );
+        Breakpoint::attach(pid, function, &on_hit, deadline)
+    }
+
+    /// How many times a [`Breakpoint::pause_each_time`] paused the process; ends gdb, which
+    /// lets the process go on without it.
+    pub fn release_counting(mut self, deadline: Duration) -> u64 {
+        self.interrupt();
+        self.stopped = true;
+        self.send("printf \"pauses=%d\\n\", $pauses\n");
+        let line = self.wait_for_line("pauses=", deadline);
+        self.detach();
+        line.rsplit('=')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn attach(pid: u32, function: &str, on_hit: &str, deadline: Duration) -> Breakpoint {
         let mut gdb = Command::new("gdb")
             .args(["-q", "-nx", "-p", &pid.to_string()])
             .stdin(Stdio::piped())
@@ -61,7 +96,8 @@ impl Breakpoint {
             released: false,
         };
         breakpoint.send(&format!(
-            "set pagination off\nset confirm off\nbreak {function}\necho breakpoint-set\\n\n"
+            "set pagination off\nset confirm off\nbreak {function}\n{on_hit}\
+             echo breakpoint-set\\n\n"
         ));
         breakpoint.wait_for_line("breakpoint-set", deadline);
         breakpoint.send("continue\n");
@@ -86,10 +122,7 @@ impl Breakpoint {
         }
         self.released = true;
         if !self.stopped {
-            // gdb reads no command while the process runs: interrupt it first.
-            let _ = Command::new("kill")
-                .args(["-INT", &self.gdb.id().to_string()])
-                .status();
+            self.interrupt();
         }
         // The breakpoint must go before gdb does: a process left with it would trap and die.
         let _ = self
@@ -107,6 +140,13 @@ impl Breakpoint {
         let _ = self.gdb.wait();
     }
 
+    /// gdb reads no command while the process runs: stop it first.
+    fn interrupt(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.gdb.id().to_string()])
+            .status();
+    }
+
     fn send(&mut self, commands: &str) {
         self.commands
             .write_all(commands.as_bytes())
@@ -114,16 +154,16 @@ impl Breakpoint {
             .expect("gdb takes commands");
     }
 
-    fn wait_for_line(&mut self, needle: &str, deadline: Duration) {
+    fn wait_for_line(&mut self, needle: &str, deadline: Duration) -> String {
         let give_up = std::time::Instant::now() + deadline;
         loop {
             let left = give_up.saturating_duration_since(std::time::Instant::now());
             match self.output.recv_timeout(left) {
                 Ok(line) => {
                     let found = line.contains(needle);
-                    self.transcript.push(line);
+                    self.transcript.push(line.clone());
                     if found {
-                        return;
+                        return line;
                     }
                 }
                 Err(_) => panic!(
