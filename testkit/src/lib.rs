@@ -3,12 +3,13 @@
 //!
 //! Tests never skip: a missing server is a failure with a message saying how to start it.
 //! [`debugger`] holds a server process at a breakpoint for deterministic interleavings;
-//! [`fixtures`] holds domain values many tests build; [`monitoring`] what `deploy/` expects of
+//! [`kafka`] starts a broker of a test's own; [`fixtures`] holds domain values many tests build; [`monitoring`] what `deploy/` expects of
 //! the binaries' metrics.
 
 pub mod debugger;
 pub mod fixtures;
 pub mod http;
+pub mod kafka;
 pub mod monitoring;
 
 use std::future::Future;

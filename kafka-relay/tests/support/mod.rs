@@ -20,6 +20,7 @@ use taskpool_collector::{Collector, EngineEvent};
 use taskpool_core::{PgStore, Store};
 use taskpool_schemas::{DecodedEvent, decode};
 pub use taskpool_testkit::fixtures::new_task;
+pub use taskpool_testkit::kafka::PrivateBroker;
 use taskpool_testkit::{PgTestDb, required_env, wait_for};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -74,6 +75,17 @@ impl World {
             PgTestDb::on("DATABASE_TLS_URL", 8).await,
             required_env("KAFKA_TLS_BOOTSTRAP"),
             properties,
+        )
+        .await
+    }
+
+    /// The broker's SASL_SSL listener, authenticating with SCRAM-SHA-512 as the test user with
+    /// `password` (the right one: `KAFKA_SASL_PASSWORD`).
+    pub async fn over_sasl(password: &str) -> World {
+        World::build(
+            PgTestDb::new().await,
+            required_env("KAFKA_SASL_BOOTSTRAP"),
+            sasl_properties(password),
         )
         .await
     }
@@ -142,6 +154,9 @@ impl World {
         let security = self.kafka_properties.iter().map(|(key, value)| match *key {
             "security.protocol" => ("KAFKA__SECURITY__PROTOCOL", value.to_uppercase()),
             "ssl.ca.location" => ("KAFKA__SECURITY__SSL_CA_LOCATION", value.clone()),
+            "sasl.mechanism" => ("KAFKA__SECURITY__SASL_MECHANISM", value.clone()),
+            "sasl.username" => ("KAFKA__SECURITY__SASL_USERNAME", value.clone()),
+            "sasl.password" => ("KAFKA__SECURITY__SASL_PASSWORD", value.clone()),
             other => panic!("no relay setting for {other}"),
         });
         pairs
@@ -173,6 +188,17 @@ impl World {
         collector.flush::<PgStore>(&mut *tx).await.unwrap();
         tx.commit().await.unwrap();
     }
+}
+
+/// Client properties for the broker's SASL_SSL listener as the test user, with `password`.
+pub fn sasl_properties(password: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("security.protocol", "sasl_ssl".to_string()),
+        ("ssl.ca.location", required_env("TASKPOOL_TLS_CA")),
+        ("sasl.mechanism", "SCRAM-SHA-512".to_string()),
+        ("sasl.username", required_env("KAFKA_SASL_USERNAME")),
+        ("sasl.password", password.to_string()),
+    ]
 }
 
 /// The configuration value of a horizon.
@@ -529,57 +555,27 @@ pub async fn outbox_event_ids(pool: &sqlx::PgPool) -> std::collections::BTreeSet
     ids.into_iter().map(|id| id.to_string()).collect()
 }
 
-/// A private Tansu broker (so a test may freeze it without disturbing others).
-pub struct PrivateBroker {
-    pub child: Child,
-    pub bootstrap: String,
-}
 
-impl PrivateBroker {
-    pub async fn start() -> PrivateBroker {
-        let binary = required_env("TANSU_BIN");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start a private Tansu broker");
-        let bootstrap = format!("127.0.0.1:{port}");
-        wait_for(
-            "the private broker to listen",
-            Duration::from_secs(30),
-            || async {
-                tokio::net::TcpStream::connect(&bootstrap)
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
-        PrivateBroker { child, bootstrap }
+/// Whether the broker knows `topic`, asked with the world's client properties.
+pub async fn topic_exists(world: &World, topic: &str) -> bool {
+    let mut client = ClientConfig::new();
+    for (key, value) in &world.kafka_properties {
+        client.set(*key, value);
     }
-
-    pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("broker running").to_string();
-        let status = std::process::Command::new("kill")
-            .args([format!("-{signal}"), pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    let consumer: BaseConsumer = client
+        .set("bootstrap.servers", &world.bootstrap)
+        .create()
+        .expect("Kafka client");
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(30))
+            .expect("topic metadata");
+        metadata
+            .topics()
+            .first()
+            .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty())
+    })
+    .await
+    .expect("metadata task")
 }
