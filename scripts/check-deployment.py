@@ -155,6 +155,12 @@ def main():
         check(env.get(key) == advertised, f"{key} is {env.get(key)}, the broker advertises {advertised}")
     check(services["kafka-relay"].get("deploy", {}).get("replicas") == 2, "two relay replicas (the lease)")
 
+    # The broker users run is the one the tests run against.
+    tested = re.search(r"^KAFKA_VERSION=(\S+)", (ROOT / "scripts/kafka-broker.sh").read_text(), re.M).group(1)
+    for name in ("kafka", "kafka-topics"):
+        image = services[name]["image"]
+        check(image == f"apache/kafka:{tested}", f"{name} runs {image}, the tests run Apache Kafka {tested}")
+
     # Every server a service connects to is a service of the file.
     for name, service in ours.items():
         for key, value in service.get("environment", {}).items():

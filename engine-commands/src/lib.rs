@@ -1,4 +1,4 @@
-//! The engine's side of tasklist actions (ARCHITECTURE.md 9).
+//! The engine's side of tasklist actions (decision 0025).
 //!
 //! An engine embeds this next to the collector. [`consumer::run`] reads the command topic and
 //! takes the commands addressed to its application; [`apply::apply_once`] applies each inside

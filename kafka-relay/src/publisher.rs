@@ -11,6 +11,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use taskpool_service::kafka;
+use taskpool_service::kafka_context::ReportingContext;
 
 use crate::config::KafkaConfig;
 use crate::outbox::OutboxRow;
@@ -70,6 +71,11 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
 pub enum TopicError {
     #[error("cannot read Kafka metadata")]
     Metadata(#[source] KafkaError),
+    #[error(
+        "authentication failed: Kafka refused the relay's credentials ({0}); check \
+         kafka.security.sasl_username and sasl_password"
+    )]
+    Authentication(String),
     #[error("Kafka topics {0} do not exist; create them or set kafka.create_topics = true")]
     Missing(String),
     #[error("cannot create Kafka topics")]
@@ -83,7 +89,9 @@ pub enum TopicError {
 
 /// A connected producer for one relay.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<ReportingContext>,
+    /// The producer's context, to ask why it could not connect.
+    context: ReportingContext,
     topics: Topics,
 }
 
@@ -97,8 +105,10 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     pub fn new(config: &KafkaConfig) -> Result<Publisher, KafkaError> {
+        let context = ReportingContext::default();
         Ok(Publisher {
-            producer: producer_config(config).create()?,
+            producer: producer_config(config).create_with_context(context.clone())?,
+            context,
             topics: Topics::new(&config.topic_prefix),
         })
     }
@@ -187,7 +197,10 @@ impl Publisher {
             .producer
             .client()
             .fetch_metadata(None, Timeout::After(Duration::from_secs(10)))
-            .map_err(TopicError::Metadata)?;
+            .map_err(|error| match self.context.authentication_failure() {
+                Some(reason) => TopicError::Authentication(reason),
+                None => TopicError::Metadata(error),
+            })?;
         let mut wanted: Vec<&str> = self.topics.all().to_vec();
         if config.create_topics {
             wanted.extend([self.topics.commands.as_str(), self.topics.outcomes.as_str()]);

@@ -53,9 +53,16 @@ fn the_broker_is_apache_kafka_in_kraft_mode() {
         (22, "InitProducerId"),
         (26, "EndTxn (transactions)"),
     ] {
-        assert!(keys.contains(&key), "the broker does not serve {api}: {keys:?}");
+        assert!(
+            keys.contains(&key),
+            "the broker does not serve {api}: {keys:?}"
+        );
     }
-    for (key, api) in [(4, "LeaderAndIsr"), (5, "StopReplica"), (6, "UpdateMetadata")] {
+    for (key, api) in [
+        (4, "LeaderAndIsr"),
+        (5, "StopReplica"),
+        (6, "UpdateMetadata"),
+    ] {
         assert!(
             !keys.contains(&key),
             "the broker serves the ZooKeeper-era {api}: {keys:?}"

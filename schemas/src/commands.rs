@@ -1,5 +1,5 @@
 //! Tasklist actions on the wire: a [`TaskCommand`] goes to the engine that owns the task, a
-//! [`CommandOutcome`] comes back (ARCHITECTURE.md 9). Field names follow the Avro schemas.
+//! [`CommandOutcome`] comes back (decision 0025). Field names follow the Avro schemas.
 
 use std::fmt;
 

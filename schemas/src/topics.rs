@@ -1,5 +1,5 @@
 //! Where events travel: one topic per aggregate type, `<prefix>.tasks` and
-//! `<prefix>.data-entries`, keyed by aggregate id (ARCHITECTURE.md 5). The relay publishes to
+//! `<prefix>.data-entries`, keyed by aggregate id. The relay publishes to
 //! these names and tasklist services subscribe to them, so both take them from here.
 //!
 //! Tasklist actions travel apart from events: commands on `<prefix>.task-commands` (keyed by

@@ -4,7 +4,9 @@
 //! - [`backoff`]: the exponential back-off with jitter every retry loop uses.
 //! - [`config`]: configuration from a TOML file and prefixed environment variables, unknown
 //!   keys refused.
-//! - [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses.
+//! - [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses;
+//!   [`kafka_context`]: a client context that logs librdkafka's errors and keeps an
+//!   authentication failure.
 //! - [`metrics`]: Prometheus metrics: one registry with the process's own, one renderer.
 //! - [`logging`]: JSON or pretty logs on stderr; [`otlp`]: event spans exported over OTLP/HTTP.
 //! - [`shutdown`]: a shutdown request any task can watch, and the signals that trigger it.
@@ -13,6 +15,7 @@
 pub mod backoff;
 pub mod config;
 pub mod kafka;
+pub mod kafka_context;
 pub mod logging;
 pub mod metrics;
 pub mod otlp;

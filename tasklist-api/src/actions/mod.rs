@@ -1,5 +1,5 @@
 //! Tasklist actions (claim, unclaim, complete, defer, undefer, assign): checked against the
-//! view, then sent to the engine that owns the task (ARCHITECTURE.md 9).
+//! view, then sent to the engine that owns the task (decision 0025).
 //!
 //! - [`rules`]: what the view allows, and the command an allowed request becomes.
 //! - [`sink`]: where commands go (the command topic).
