@@ -39,7 +39,7 @@ pub async fn run(options: &Options) -> BenchResult<()> {
     let scratch = Scratch::new(8).await?;
     let prefix = unique_prefix("actions");
     let outcome = measure(&scratch, &bootstrap, &mongo_uri, &prefix, rate, seconds).await;
-    delete_topics(&bootstrap, &prefix).await;
+    delete_topics(&prefix).await;
     scratch.drop_schema().await?;
     let (samples, actions_per_s) = outcome?;
     let (p50, p99) = (samples.percentile_ms(50.0), samples.percentile_ms(99.0));

@@ -39,7 +39,7 @@ pub async fn run(options: &Options) -> BenchResult<()> {
         &scratch, &bootstrap, &mongo_uri, &prefix, options, rate, seconds,
     )
     .await;
-    delete_topics(&bootstrap, &prefix).await;
+    delete_topics(&prefix).await;
     scratch.drop_schema().await?;
     let change_stream = probe_change_stream(&mongo_uri).await?;
     let (stages, events_per_s) = outcome?;

@@ -32,6 +32,8 @@ benchmarks:
   relay           the relay draining pre-filled outbox events to Kafka vs a raw producer
                   options: --events N (100000) --rounds N (3) --batch-size N --in-flight N
                   --horizon outbox-writers|all-transactions (outbox-writers)
+                  --compression none|gzip|snappy|lz4|zstd (the relay's default) --tls (the
+                  broker's SSL listener)
   relay-latency   commit-to-delivery latency at a steady rate
                   options: --rate N (500 per second) --seconds N (30) --horizon (as relay)
                   --long-tx: writing transactions held open all along, in another database

@@ -12,9 +12,10 @@ use taskpool_schemas::TaskEvent;
 use taskpool_service::shutdown;
 
 use crate::Options;
+use crate::relay::delete_topics;
 use crate::setup::BenchResult;
 use crate::tasklist_setup::{
-    config, create_topics, delete_topics, drop_database, produce, project, task_event, unique,
+    config, create_topics, drop_database, produce, project, task_event, unique,
 };
 
 pub async fn run(options: &Options) -> BenchResult<()> {

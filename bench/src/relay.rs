@@ -26,10 +26,6 @@ use crate::{Options, server_env};
 
 const PARTITIONS: &str = "6";
 
-fn relay_config(scratch: &Scratch, prefix: &str, bootstrap: &str) -> BenchResult<Config> {
-    relay_config_with(scratch, prefix, bootstrap, &[])
-}
-
 /// The relay's configuration for a benchmark, with `(SECTION__KEY, value)` overrides.
 pub(crate) fn relay_config_with(
     scratch: &Scratch,
@@ -53,10 +49,15 @@ pub(crate) fn relay_config_with(
     Config::from_sources("", env).map_err(|e| e.to_string())
 }
 
-/// Deletes a benchmark's topics, so repeated runs do not fill the broker.
-pub(crate) async fn delete_topics(bootstrap: &str, prefix: &str) {
+/// Deletes a benchmark's topics (those of the events and of the actions; absent ones are only
+/// reported), so repeated runs do not fill the broker. Through the plaintext listener, whatever
+/// the benchmark used.
+pub(crate) async fn delete_topics(prefix: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
+    let Ok(bootstrap) = server_env("KAFKA_BOOTSTRAP") else {
+        return;
+    };
     let Ok(admin) = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create::<AdminClient<DefaultClientContext>>()
@@ -65,7 +66,6 @@ pub(crate) async fn delete_topics(bootstrap: &str, prefix: &str) {
     };
     let topics = Topics::new(prefix);
     let [tasks, data_entries] = topics.all();
-    // The action topics too, where a benchmark made them (absent ones are only reported).
     let all = [tasks, data_entries, &topics.commands, &topics.outcomes];
     if let Err(e) = admin.delete_topics(&all, &AdminOptions::new()).await {
         eprintln!("could not delete the benchmark topics of {prefix}: {e}");
@@ -111,7 +111,20 @@ pub async fn throughput(options: &Options) -> BenchResult<()> {
             overrides.push((key.to_string(), value.to_string()));
         }
     }
-    let bootstrap = server_env("KAFKA_BOOTSTRAP")?;
+    if let Some(codec) = options.text("compression") {
+        overrides.push(("KAFKA__COMPRESSION".to_string(), codec.to_string()));
+    }
+    // --tls: the broker's SSL listener, for the relay and the raw producer alike.
+    let bootstrap = if options.switch("tls")? {
+        overrides.push(("KAFKA__SECURITY__PROTOCOL".to_string(), "SSL".to_string()));
+        overrides.push((
+            "KAFKA__SECURITY__SSL_CA_LOCATION".to_string(),
+            server_env("TASKPOOL_TLS_CA")?,
+        ));
+        server_env("KAFKA_TLS_BOOTSTRAP")?
+    } else {
+        server_env("KAFKA_BOOTSTRAP")?
+    };
     let scratch = Scratch::new(4).await?;
     let outcome = measure_throughput(&scratch, &bootstrap, events, rounds, &overrides).await;
     scratch.drop_schema().await?;
@@ -161,14 +174,15 @@ async fn measure_throughput(
     let mut raw_times = Vec::new();
     for _ in 0..rounds {
         relay_times.push(time_relay(scratch, bootstrap, events, overrides).await?);
-        raw_times.push(time_raw_producer(scratch, bootstrap, &messages).await?);
+        raw_times.push(time_raw_producer(scratch, bootstrap, &messages, overrides).await?);
     }
     let relay_seconds = median(&mut relay_times);
     let raw_seconds = median(&mut raw_times);
     let relay_rate = events as f64 / relay_seconds;
     let raw_rate = events as f64 / raw_seconds;
     println!(
-        "relay benchmark: {events} events of about {average} bytes, {PARTITIONS} partitions, median of {rounds} alternating rounds"
+        "relay benchmark: {events} events of about {average} bytes, {PARTITIONS} partitions, median of {rounds} alternating rounds; {}",
+        settings(overrides)
     );
     println!("{:<40} {:>10} {:>12}", "", "seconds", "events/s");
     println!(
@@ -259,7 +273,7 @@ async fn measure_latency(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    delete_topics(bootstrap, &prefix).await;
+    delete_topics(&prefix).await;
 
     let mut samples = Samples::default();
     for (key, at) in &committed {
@@ -341,6 +355,20 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The settings a run overrides, for its heading.
+fn settings(overrides: &[(String, String)]) -> String {
+    let named: Vec<String> = overrides
+        .iter()
+        .filter(|(key, _)| !key.ends_with("SSL_CA_LOCATION"))
+        .map(|(key, value)| format!("{}={value}", key.to_lowercase().replace("__", ".")))
+        .collect();
+    if named.is_empty() {
+        "default settings".to_string()
+    } else {
+        named.join(", ")
+    }
+}
+
 /// Seconds for a fresh relay to drain `events` outbox rows to new topics.
 async fn time_relay(
     scratch: &Scratch,
@@ -369,7 +397,7 @@ async fn time_relay(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    delete_topics(bootstrap, &prefix).await;
+    delete_topics(&prefix).await;
     Ok(seconds)
 }
 
@@ -378,9 +406,10 @@ async fn time_raw_producer(
     scratch: &Scratch,
     bootstrap: &str,
     messages: &[RawMessage],
+    overrides: &[(String, String)],
 ) -> BenchResult<f64> {
     let prefix = unique_prefix("raw");
-    let config = relay_config(scratch, &prefix, bootstrap)?.kafka;
+    let config = relay_config_with(scratch, &prefix, bootstrap, overrides)?.kafka;
     let topic = Topics::new(&prefix).tasks;
     kafka_relay::publisher::Publisher::new(&config)
         .map_err(|e| e.to_string())?
@@ -423,6 +452,6 @@ async fn time_raw_producer(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    delete_topics(bootstrap, &prefix).await;
+    delete_topics(&prefix).await;
     Ok(seconds)
 }

@@ -83,23 +83,6 @@ pub(crate) async fn create_topics(prefix: &str) -> BenchResult<()> {
     Ok(())
 }
 
-/// Deletes the benchmark's topics. Callers stop every consumer of them first (the projection's
-/// task has ended, its consumer dropped): a consumer still fetching a deleted topic gets Tansu's
-/// unknown-topic answer, which carries an all-zero topic id and a current leader, and
-/// librdkafka 2.12 then looks up a topic without a name (`rd_kafka_metadata_update_op` ->
-/// `rd_kafka_metadata_cache_find` -> `strcmp(NULL, ...)`) and the process dies with SIGSEGV.
-pub(crate) async fn delete_topics(prefix: &str) {
-    if let Ok(bootstrap) = server_env("KAFKA_BOOTSTRAP")
-        && let Ok(admin) = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .create::<AdminClient<DefaultClientContext>>()
-    {
-        let topics = [format!("{prefix}.tasks"), format!("{prefix}.data-entries")];
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
-    }
-}
-
 pub(crate) async fn drop_database(store: &Store) {
     let _ = store.database().drop().await;
 }

@@ -76,8 +76,9 @@ where
                 ("auto.commit.interval.ms", "1000"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
+                // A crashed replica's partitions move to the others after this (decision 0021).
                 ("session.timeout.ms", "6000"),
-                ("fetch.wait.max.ms", "50"),
+                ("heartbeat.interval.ms", "2000"),
             ],
             &config.consumer,
         )

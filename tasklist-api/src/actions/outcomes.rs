@@ -133,7 +133,6 @@ pub async fn run(
                 // Required by the client; never joined or committed (partitions are assigned).
                 ("group.id", &format!("{}-outcomes", config.group_id)),
                 ("enable.auto.commit", "false"),
-                ("fetch.wait.max.ms", "50"),
             ],
             &config.consumer,
         )
