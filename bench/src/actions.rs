@@ -24,9 +24,10 @@ use taskpool_service::shutdown;
 use taskpool_testkit::http::{StreamClient, get, post_json};
 use tokio::sync::mpsc;
 
-use crate::relay::{delete_topics, relay_config_with, unique_prefix};
+use crate::relay::relay_config_with;
 use crate::setup::{BenchResult, Scratch};
 use crate::stats::Samples;
+use crate::topics::{delete_topics, unique_prefix};
 use crate::{Options, server_env};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -99,18 +100,14 @@ async fn measure(
         manager_threshold: i64::MAX,
         ..DemoConfig::default()
     };
-    let users: Vec<String> = config
-        .users
-        .iter()
-        .map(|u| format!("{}:{}", u.name, u.groups.join("+")))
-        .collect();
+    let users = config.dev_sign_in_users();
     let env = [
         ("MONGODB__URI", mongo_uri.to_string()),
         ("MONGODB__DATABASE", prefix.replace('-', "_")),
         ("KAFKA__BOOTSTRAP_SERVERS", bootstrap.to_string()),
         ("KAFKA__TOPIC_PREFIX", prefix.to_string()),
         ("KAFKA__GROUP_ID", prefix.to_string()),
-        ("DEV_SIGN_IN__USERS", users.join(",")),
+        ("DEV_SIGN_IN__USERS", users),
     ]
     .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
     let tasklist_config = TasklistConfig::from_sources("", env).map_err(|e| e.to_string())?;

@@ -23,9 +23,10 @@ use taskpool_service::shutdown;
 use tokio::sync::mpsc;
 
 use crate::receipts::{Arrivals, Driven, Version, drive, open_clients};
-use crate::relay::{delete_topics, relay_config_with, unique_prefix};
+use crate::relay::relay_config_with;
 use crate::setup::{BenchResult, Scratch};
 use crate::stats::Samples;
+use crate::topics::{delete_topics, unique_prefix};
 use crate::{Options, server_env};
 
 pub async fn run(options: &Options) -> BenchResult<()> {
@@ -80,11 +81,7 @@ async fn measure(
     rate: u64,
     seconds: u64,
 ) -> BenchResult<(Stages, f64)> {
-    let users: Vec<String> = DemoConfig::default()
-        .users
-        .iter()
-        .map(|u| format!("{}:{}", u.name, u.groups.join("+")))
-        .collect();
+    let users = DemoConfig::default().dev_sign_in_users();
     let mut overrides = vec![("RELAY__BATCH_SIZE".to_string(), "500".to_string())];
     if let Some(poll) = options.text("relay-poll-max-ms") {
         overrides.push(("RELAY__POLL_MAX_MS".into(), poll.into()));
@@ -104,7 +101,7 @@ async fn measure(
         ("KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.to_string()),
         ("KAFKA__TOPIC_PREFIX".into(), prefix.to_string()),
         ("KAFKA__GROUP_ID".into(), prefix.to_string()),
-        ("DEV_SIGN_IN__USERS".into(), users.join(",")),
+        ("DEV_SIGN_IN__USERS".into(), users),
     ];
     for (name, key) in [
         ("batch-wait-ms", "KAFKA__BATCH_WAIT_MS"),

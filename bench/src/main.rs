@@ -12,6 +12,7 @@ mod actions;
 mod e2e;
 mod held_open;
 mod horizon_stress;
+mod horizon_writers;
 mod outbox;
 mod rebuild;
 mod receipts;
@@ -21,6 +22,7 @@ mod single_node;
 mod stats;
 mod tasklist;
 mod tasklist_setup;
+mod topics;
 
 use std::process::ExitCode;
 

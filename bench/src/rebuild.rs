@@ -12,11 +12,11 @@ use taskpool_schemas::TaskEvent;
 use taskpool_service::shutdown;
 
 use crate::Options;
-use crate::relay::delete_topics;
 use crate::setup::BenchResult;
 use crate::tasklist_setup::{
     config, create_topics, drop_database, produce, project, task_event, unique,
 };
+use crate::topics::delete_topics;
 
 pub async fn run(options: &Options) -> BenchResult<()> {
     let events = options.number("events", 200_000)?;

@@ -10,7 +10,6 @@ use kafka_relay::config::{Config, Layered};
 use kafka_relay::metrics::Metrics;
 use kafka_relay::publisher::{Topics, producer_config};
 use kafka_relay::{Relay, shutdown};
-use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::Row;
@@ -22,6 +21,7 @@ use crate::held_open::HeldOpen;
 use crate::outbox::new_task;
 use crate::setup::{BenchResult, Scratch, err};
 use crate::stats::Samples;
+use crate::topics::{delete_topics, unique_prefix};
 use crate::{Options, server_env};
 
 const PARTITIONS: &str = "6";
@@ -47,36 +47,6 @@ pub(crate) fn relay_config_with(
     .chain(overrides.iter().cloned())
     .map(|(k, v)| (format!("{}{k}", kafka_relay::config::ENV_PREFIX), v));
     Config::from_sources("", env).map_err(|e| e.to_string())
-}
-
-/// Deletes a benchmark's topics (those of the events and of the actions; absent ones are only
-/// reported), so repeated runs do not fill the broker. Through the plaintext listener, whatever
-/// the benchmark used.
-pub(crate) async fn delete_topics(prefix: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let Ok(bootstrap) = server_env("KAFKA_BOOTSTRAP") else {
-        return;
-    };
-    let Ok(admin) = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create::<AdminClient<DefaultClientContext>>()
-    else {
-        return;
-    };
-    let topics = Topics::new(prefix);
-    let [tasks, data_entries] = topics.all();
-    let all = [tasks, data_entries, &topics.commands, &topics.outcomes];
-    if let Err(e) = admin.delete_topics(&all, &AdminOptions::new()).await {
-        eprintln!("could not delete the benchmark topics of {prefix}: {e}");
-    }
-}
-
-pub(crate) fn unique_prefix(name: &str) -> String {
-    format!(
-        "bench-{name}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
 }
 
 /// A task whose encoded event is about 1 KB.

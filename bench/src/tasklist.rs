@@ -13,12 +13,12 @@ use taskpool_service::shutdown;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
 
-use crate::relay::delete_topics;
 use crate::setup::BenchResult;
 use crate::stats::Samples;
 use crate::tasklist_setup::{
     PARTITIONS, config, create_topics, drop_database, produce, project, task_event, unique,
 };
+use crate::topics::delete_topics;
 use crate::{Options, server_env};
 
 pub async fn projection(options: &Options) -> BenchResult<()> {

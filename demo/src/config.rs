@@ -52,6 +52,17 @@ impl Default for DemoConfig {
 }
 
 impl DemoConfig {
+    /// The demo's people for a tasklist's development sign-in setting (`dev_sign_in.users`):
+    /// `name:group+group,...`.
+    pub fn dev_sign_in_users(&self) -> String {
+        let users: Vec<String> = self
+            .users
+            .iter()
+            .map(|u| format!("{}:{}", u.name, u.groups.join("+")))
+            .collect();
+        users.join(",")
+    }
+
     /// The members of a group.
     pub fn members(&self, group: &str) -> Vec<&str> {
         self.users

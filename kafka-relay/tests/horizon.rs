@@ -23,17 +23,6 @@ fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap()
 }
 
-async fn stored_tracking_xid(world: &World) -> i64 {
-    sqlx::query_scalar(
-        "SELECT tracking_xid::text::int8 FROM taskpool_relay_position WHERE relay_name = $1",
-    )
-    .bind(&world.relay_name)
-    .fetch_optional(&world.db.pool)
-    .await
-    .unwrap()
-    .unwrap_or(0)
-}
-
 async fn a_transaction_that_writes_its_first_event_late_is_not_skipped(horizon: Horizon) {
     let world = World::new().await.with_horizon(horizon);
     sqlx::query("CREATE TABLE engine_history (id INT)")
@@ -65,7 +54,7 @@ async fn a_transaction_that_writes_its_first_event_late_is_not_skipped(horizon: 
             wait_for(
                 "the stored position to pass the slow transaction",
                 DEADLINE,
-                || async { (stored_tracking_xid(&world).await > slow_xid).then_some(()) },
+                || async { (world.stored_tracking_xid().await > slow_xid).then_some(()) },
             )
             .await;
         }

@@ -60,17 +60,6 @@ enum Writer {
     Core2,
 }
 
-async fn stored_tracking_xid(world: &World) -> i64 {
-    sqlx::query_scalar(
-        "SELECT tracking_xid::text::int8 FROM taskpool_relay_position WHERE relay_name = $1",
-    )
-    .bind(&world.relay_name)
-    .fetch_optional(&world.db.pool)
-    .await
-    .unwrap()
-    .unwrap_or(0)
-}
-
 /// The full transaction id of the backend `pid`, once it has one.
 async fn transaction_id_of(world: &World, pid: i32) -> i64 {
     wait_for("the held backend's transaction id", DEADLINE, || async {
@@ -152,7 +141,7 @@ async fn a_writer_held_in_the_window_is_published(writer: Writer) {
     wait_for(
         "the relay's stored position to pass the held writer's id",
         DEADLINE,
-        || async { (stored_tracking_xid(&world).await > held_xid).then_some(()) },
+        || async { (world.stored_tracking_xid().await > held_xid).then_some(()) },
     )
     .await;
 
@@ -200,7 +189,7 @@ async fn a_writer_that_never_reads_the_floor_is_published() {
     wait_for(
         "the relay's stored position to pass the old writer's id",
         DEADLINE,
-        || async { (stored_tracking_xid(&world).await > old_xid).then_some(()) },
+        || async { (world.stored_tracking_xid().await > old_xid).then_some(()) },
     )
     .await;
 

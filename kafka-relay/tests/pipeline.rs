@@ -43,18 +43,14 @@ async fn start_tasklist(
     tasklist_api::service::Running,
 ) {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let users: Vec<String> = demo_config()
-        .users
-        .iter()
-        .map(|u| format!("{}:{}", u.name, u.groups.join("+")))
-        .collect();
+    let users = demo_config().dev_sign_in_users();
     let env = [
         ("MONGODB__URI", required_env("MONGODB_URI")),
         ("MONGODB__DATABASE", format!("e2e{}", &id[..12])),
         ("KAFKA__BOOTSTRAP_SERVERS", world.bootstrap.clone()),
         ("KAFKA__TOPIC_PREFIX", world.prefix.clone()),
         ("KAFKA__GROUP_ID", format!("e2e{}", &id[..12])),
-        ("DEV_SIGN_IN__USERS", users.join(",")),
+        ("DEV_SIGN_IN__USERS", users),
         ("STREAM__HEARTBEAT_SECS", "1".into()),
     ]
     .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));

@@ -83,11 +83,7 @@ async fn a_claim_travels_the_whole_pipeline_over_sasl_ssl() {
         manager_threshold: i64::MAX,
         ..DemoConfig::default()
     };
-    let users: Vec<String> = config
-        .users
-        .iter()
-        .map(|u| format!("{}:{}", u.name, u.groups.join("+")))
-        .collect();
+    let users = config.dev_sign_in_users();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let env = [
         ("MONGODB__URI", required_env("MONGODB_URI")),
@@ -106,7 +102,7 @@ async fn a_claim_travels_the_whole_pipeline_over_sasl_ssl() {
             required_env("KAFKA_SASL_USERNAME"),
         ),
         ("KAFKA__SECURITY__SASL_PASSWORD", password.clone()),
-        ("DEV_SIGN_IN__USERS", users.join(",")),
+        ("DEV_SIGN_IN__USERS", users),
     ]
     .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
     let tasklist_config = TasklistConfig::from_sources("", env).expect("tasklist configuration");

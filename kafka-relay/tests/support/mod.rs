@@ -180,6 +180,18 @@ impl World {
         Config::from_sources("", env).expect("valid test configuration")
     }
 
+    /// The tracking id of this world's relay's stored position (0 before it stored one).
+    pub async fn stored_tracking_xid(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT tracking_xid::text::int8 FROM taskpool_relay_position WHERE relay_name = $1",
+        )
+        .bind(&self.relay_name)
+        .fetch_optional(&self.db.pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+    }
+
     /// Commits one engine transaction with these events.
     pub async fn commit(&self, events: Vec<EngineEvent>) {
         let mut tx = self.db.pool.begin().await.unwrap();
