@@ -437,7 +437,15 @@ case "${1:-}" in
         start_mongo
         ;;
     status)
-        if [ -f "$ENV_FILE" ]; then cat "$ENV_FILE"; else echo "not started"; fi
+        [ -f "$ENV_FILE" ] || { echo "not started"; exit 0; }
+        state() { if port_open "$1"; then echo "runs on 127.0.0.1:$1"; else echo "DOWN (port $1)"; fi; }
+        echo "PostgreSQL:          $(state "$(get_env TASKPOOL_PG_PORT)")"
+        echo "PostgreSQL (TLS):    $(state "$(get_env TASKPOOL_PG_TLS_PORT)")"
+        echo "PostgreSQL standby:  $(state "$(get_env TASKPOOL_PG_STANDBY_PORT)")"
+        echo "Apache Kafka:        $(state "$(get_env TASKPOOL_KAFKA_PORT)") (also $(get_env KAFKA_TLS_BOOTSTRAP) SSL, $(get_env KAFKA_SASL_BOOTSTRAP) SASL_SSL)"
+        echo "MongoDB (nx-27017):  $(state "$(get_env TASKPOOL_MONGO_PORT)")"
+        echo
+        cat "$ENV_FILE"
         ;;
     *)
         echo "usage: $0 start|stop|env|reset|status" >&2
