@@ -1,4 +1,5 @@
-//! The `kafka-relay` binary under failure: SIGKILL, SIGTERM, a frozen broker, two processes.
+//! The `kafka-relay` binary under failure: SIGKILL, SIGTERM, two processes (broker outages:
+//! `broker_outages.rs`).
 
 mod support;
 
@@ -137,80 +138,6 @@ async fn every_metric_the_alerts_and_dashboard_use_is_exposed() {
         Vec::<String>::new(),
         "metrics deploy/ uses that the relay does not expose"
     );
-}
-
-async fn a_broker_frozen_for_15_seconds_delays_events_but_loses_none(horizon: Horizon) {
-    let broker = PrivateBroker::start().await;
-    let world = World::with_bootstrap(broker.bootstrap.clone())
-        .await
-        .with_horizon(horizon);
-    let mut env = world.relay_env();
-    env.insert(
-        format!(
-            "{}RELAY__STALLED_AFTER_SECS",
-            kafka_relay::config::ENV_PREFIX
-        ),
-        "3".into(),
-    );
-    let mut relay = RelayProcess::spawn(&env);
-    let address = relay.http_address().await;
-    let mut reader = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
-    world.commit(vec![created("before")]).await;
-    reader
-        .read_until("the first event", DEADLINE, |r| !r.is_empty())
-        .await;
-    let (status, _) = http_get(&address, "/health").await.expect("health");
-    assert_eq!(status, 200);
-
-    broker.signal("STOP");
-    let frozen_at = Instant::now();
-    let mut committed = 1;
-    let mut reported_stalled = false;
-    let mut pace = tokio::time::interval(Duration::from_millis(50));
-    while frozen_at.elapsed() < Duration::from_secs(15) {
-        pace.tick().await;
-        world
-            .commit(vec![created(&format!("frozen-{committed}"))])
-            .await;
-        committed += 1;
-        if committed % 20 == 0
-            && let Some((503, body)) = http_get(&address, "/health").await
-        {
-            assert!(body.contains("stalled"), "{body}");
-            reported_stalled = true;
-        }
-    }
-    assert!(
-        reported_stalled,
-        "/health said the relay could not publish while the broker was frozen"
-    );
-    assert!(
-        relay.child.try_wait().unwrap().is_none(),
-        "the relay kept running while the broker was frozen"
-    );
-    broker.signal("CONT");
-
-    let expected = outbox_event_ids(&world.db.pool).await;
-    assert_eq!(expected.len(), committed);
-    let give_up = Instant::now() + DEADLINE;
-    while !expect_all(&reader, &expected) {
-        assert!(
-            Instant::now() < give_up,
-            "not every event arrived after the broker returned"
-        );
-        tokio::task::block_in_place(|| reader.poll_for(Duration::from_millis(500)));
-    }
-    assert_first_occurrences_in_version_order(&reader.received);
-    assert!(
-        relay.child.try_wait().unwrap().is_none(),
-        "the relay never crashed"
-    );
-    wait_for("health to recover", DEADLINE, || async {
-        matches!(http_get(&address, "/health").await, Some((200, _))).then_some(())
-    })
-    .await;
-    relay.signal("TERM");
-    assert!(relay.child.wait().await.unwrap().success());
 }
 
 async fn leader_gauge(address: &str) -> Option<f64> {
@@ -454,7 +381,6 @@ async fn the_database_password_never_appears_in_the_log() {
 with_either_horizon!(
     sigkill_at_random_moments_loses_nothing_and_keeps_per_key_order,
     sigterm_mid_stream_exits_zero_and_a_restart_publishes_no_duplicates,
-    a_broker_frozen_for_15_seconds_delays_events_but_loses_none,
     two_relays_publish_one_at_a_time_and_the_standby_takes_over_within_10_seconds,
     status_prints_what_is_published_what_is_left_and_the_leader,
 );

@@ -48,9 +48,13 @@ impl PrivateBroker {
         assert!(status.success(), "kill -{signal} failed");
     }
 
-    /// Kills the broker (SIGKILL) and starts it again on the same data and port.
-    pub async fn restart_after_kill(&mut self) {
+    /// Kills the broker's JVM (SIGKILL) and waits until it is gone.
+    pub async fn kill(&mut self) {
         self.child.kill().await.expect("kill the broker");
+    }
+
+    /// Starts the broker again on the same data and port, after [`PrivateBroker::kill`].
+    pub async fn start_again(&mut self) {
         self.child = spawn(&self.dir, self.port);
         self.wait_until_listening().await;
     }
