@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox floor guard",
         include_str!("../../migrations/postgres/0003_outbox_floor_guard.sql"),
     ),
+    (
+        4,
+        "capture through SQL",
+        include_str!("../../migrations/postgres/0004_capture.sql"),
+    ),
 ];
 
 // This transaction's own tracking value (decision 0024): its id, raised to the outbox floor

@@ -1,0 +1,164 @@
+//! Draining the capture queue (`taskpool_capture`) into the outbox, through core's rules.
+//!
+//! One transaction takes the oldest queued rows (locked), turns each recording transaction's
+//! rows into commands with a [`Collector`] of its own, in the order they were queued, writes
+//! their events to the outbox and deletes the rows. Crash anywhere before the commit: nothing
+//! happened, the rows are drained again. Rows that only become visible later (a late commit)
+//! are drained when they do: nothing is read past. Per aggregate, rows were queued in commit
+//! order (the SQL functions serialize recorders of one aggregate), so events follow it.
+
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use taskpool_collector::{Collector, CollectorError};
+use taskpool_core::{CommandError, PgStore, StoreError};
+use taskpool_schemas::Timestamp;
+
+use crate::captured::Captured;
+
+/// What one drain did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Queued rows taken out of the queue.
+    pub rows: usize,
+    /// Recording transactions whose events reached the outbox.
+    pub transactions: usize,
+    /// Rows moved to `taskpool_capture_dead_letters` instead, with the reason.
+    pub dead_letters: usize,
+}
+
+/// Why a drain did nothing this time (it is retried; the queue is unchanged).
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+    /// Storage failed, or another writer changed an aggregate at the same time.
+    #[error(transparent)]
+    Store(#[from] taskpool_core::StoreError),
+}
+
+/// One queued row and the recording transaction it belongs to.
+struct Queued {
+    position: i64,
+    transaction_id: String,
+    captured: Captured,
+}
+
+const TAKE: &str = "SELECT position, transaction_id::text, aggregate_type, aggregate_id, kind, \
+     fields::text, (extract(epoch FROM recorded_at) * 1000)::int8 AS recorded_at \
+     FROM taskpool_capture ORDER BY position LIMIT $1 FOR UPDATE";
+
+/// Drains at most `limit` queued rows in one transaction.
+pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<Queued> = sqlx::query(TAKE)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(queued)
+        .collect::<Result<_, _>>()?;
+    let mut drained = Drained {
+        rows: rows.len(),
+        ..Drained::default()
+    };
+    for group in &by_transaction(&rows) {
+        match record(&mut tx, group).await? {
+            Ok(()) => drained.transactions += 1,
+            Err(reason) => {
+                dead_letter(&mut tx, group, &reason).await?;
+                drained.dead_letters += group.len();
+            }
+        }
+    }
+    let positions: Vec<i64> = rows.iter().map(|r| r.position).collect();
+    sqlx::query("DELETE FROM taskpool_capture WHERE position = ANY($1)")
+        .bind(&positions)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(drained)
+}
+
+fn queued(row: &PgRow) -> Result<Queued, sqlx::Error> {
+    Ok(Queued {
+        position: row.try_get(0)?,
+        transaction_id: row.try_get(1)?,
+        captured: Captured {
+            aggregate_type: row.try_get(2)?,
+            aggregate_id: row.try_get(3)?,
+            kind: row.try_get(4)?,
+            fields: serde_json::from_str::<Value>(row.try_get(5)?)
+                .map_err(|e| sqlx::Error::Decode(e.into()))?,
+            recorded_at: Timestamp(row.try_get(6)?),
+        },
+    })
+}
+
+/// The rows of each recording transaction, transactions in the order of their first row.
+fn by_transaction(rows: &[Queued]) -> Vec<Vec<&Queued>> {
+    let mut groups: Vec<Vec<&Queued>> = Vec::new();
+    for row in rows {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].transaction_id == row.transaction_id)
+        {
+            Some(group) => group.push(row),
+            None => groups.push(vec![row]),
+        }
+    }
+    groups
+}
+
+/// One recording transaction's events into the outbox, in a savepoint: on a rule's refusal or
+/// an undecodable row nothing of it stays, and the reason comes back.
+async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    group: &[&Queued],
+) -> Result<Result<(), String>, DrainError> {
+    let mut collector = Collector::new().with_occurred_at(group[0].captured.recorded_at);
+    for row in group {
+        let event = match row.captured.engine_event() {
+            Ok(event) => event,
+            Err(reason) => return Ok(Err(format!("position {}: {reason}", row.position))),
+        };
+        if let Err(e) = collector.record(event) {
+            return Ok(Err(format!("position {}: {e}", row.position)));
+        }
+    }
+    // A savepoint: the connection is inside the drain's transaction.
+    let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
+    match collector.flush::<PgStore>(&mut *savepoint).await {
+        Ok(_) => {
+            savepoint.commit().await?;
+            Ok(Ok(()))
+        }
+        // Not the events' fault: the whole drain is tried again.
+        Err(CollectorError::Command(CommandError::Store(
+            e @ (StoreError::Database(_) | StoreError::Conflict(_) | StoreError::Migration(_)),
+        ))) => Err(e.into()),
+        Err(refused) => {
+            savepoint.rollback().await?;
+            Ok(Err(refused.to_string()))
+        }
+    }
+}
+
+async fn dead_letter(
+    tx: &mut Transaction<'_, Postgres>,
+    group: &[&Queued],
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let positions: Vec<i64> = group.iter().map(|r| r.position).collect();
+    sqlx::query(
+        "INSERT INTO taskpool_capture_dead_letters (position, transaction_id, aggregate_type, \
+         aggregate_id, kind, fields, recorded_at, reason) \
+         SELECT position, transaction_id, aggregate_type, aggregate_id, kind, fields, \
+         recorded_at, $2 FROM taskpool_capture WHERE position = ANY($1)",
+    )
+    .bind(&positions)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

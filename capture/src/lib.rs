@@ -1,0 +1,15 @@
+//! taskpool for engines that cannot link Rust.
+//!
+//! An engine records task and data-entry events in its own transaction by calling SQL functions
+//! (`taskpool_record_task_event`, `taskpool_record_data_entry_event`, installed by core's
+//! migrations), from any language and driver. The calls queue the events in `taskpool_capture`;
+//! [`drain`] turns them into outbox events through core's rules (decision 0026).
+//!
+//! # Layout
+//! - [`captured`]: a queued row's JSON fields as the collector's `EngineEvent`.
+//! - [`drain`]: the queue into the outbox, one transaction per batch.
+
+pub mod captured;
+pub mod drain;
+
+pub use drain::{DrainError, Drained, drain_once};
