@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub retention: RetentionConfig,
     #[serde(default)]
+    pub capture: CaptureConfig,
+    #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
     pub log: LogConfig,
@@ -154,6 +156,30 @@ pub struct RetentionConfig {
     pub batch_size: u32,
 }
 
+/// Events engines record through SQL (decision 0026), drained into the outbox by the leader.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Drain `taskpool_capture`; off for engines that link the collector.
+    pub enabled: bool,
+    /// Queued rows per drain transaction.
+    pub batch_size: u32,
+    /// Polling back-off while the queue is empty: from `poll_min_ms` doubling to `poll_max_ms`.
+    pub poll_min_ms: u64,
+    pub poll_max_ms: u64,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            enabled: false,
+            batch_size: 500,
+            poll_min_ms: 2,
+            poll_max_ms: 25,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -251,6 +277,15 @@ impl Validate for Config {
         }
         if self.relay.poll_min_ms == 0 || self.relay.poll_min_ms > self.relay.poll_max_ms {
             return invalid("relay.poll_min_ms must be positive and at most relay.poll_max_ms");
+        }
+        let capture = &self.capture;
+        if capture.batch_size == 0
+            || capture.poll_min_ms == 0
+            || capture.poll_min_ms > capture.poll_max_ms
+        {
+            return invalid(
+                "capture.batch_size and capture.poll_min_ms must be positive, capture.poll_min_ms at most capture.poll_max_ms",
+            );
         }
         if self.lease.renew_interval_ms == 0
             || self.lease.safety_margin_ms + self.lease.renew_interval_ms >= self.lease.ttl_ms

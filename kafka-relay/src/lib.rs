@@ -11,9 +11,11 @@
 //! - [`relay`]: start-up and the leadership loop: publish while holding the lease.
 //! - [`pipeline`]: batches in flight until Kafka acknowledged them; storing the position.
 //! - [`retention`]: deleting old published rows.
+//! - [`capture`]: draining events engines recorded through SQL into the outbox.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/metrics` and `/health`.
 //! - [`status`]: what `kafka-relay status` reports, and the lag metrics.
 
+pub mod capture;
 pub mod config;
 pub mod dead_letters;
 pub mod http;

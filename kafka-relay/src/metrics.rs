@@ -12,6 +12,10 @@ pub struct Metrics {
     pub retries: IntCounter,
     pub dead_letters: IntCounterVec,
     pub deleted_by_retention: IntCounter,
+    /// Events engines recorded through SQL, drained into the outbox.
+    pub captured: IntCounter,
+    /// Queued events the drain could not turn into outbox events.
+    pub capture_dead_letters: IntCounter,
     pub lag_events: IntGauge,
     pub lag_seconds: Gauge,
     pub position: IntGauge,
@@ -58,6 +62,16 @@ impl Metrics {
                 r,
                 "taskpool_relay_retention_deleted_total",
                 "Published outbox rows deleted by retention.",
+            ),
+            captured: metrics::counter(
+                r,
+                "taskpool_relay_captured_events_total",
+                "Events recorded through SQL and drained into the outbox.",
+            ),
+            capture_dead_letters: metrics::counter(
+                r,
+                "taskpool_relay_capture_dead_letters_total",
+                "Events recorded through SQL that went to the capture dead letters.",
             ),
             lag_events: metrics::gauge(
                 r,

@@ -28,7 +28,7 @@ use crate::pipeline::{
     self, Completion, Delivered, InFlight, Interrupted, LeadEnd, poll_oldest, wait_oldest,
 };
 use crate::publisher::Publisher;
-use crate::{preconditions, retention, status};
+use crate::{capture, preconditions, retention, status};
 
 /// The relay's own tables, recorded in `taskpool_relay_migrations`.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -171,6 +171,13 @@ impl Relay {
             chores.clone(),
         ));
         tracker.spawn(retention::apply_retention(
+            self.pool.clone(),
+            self.config.clone(),
+            self.lease.clone(),
+            self.metrics.clone(),
+            chores.clone(),
+        ));
+        tracker.spawn(capture::drain_queue(
             self.pool.clone(),
             self.config.clone(),
             self.lease.clone(),
