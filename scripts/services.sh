@@ -31,6 +31,9 @@
 #                              tasklist's browser test (installed with apt when missing).
 #   Compose     docker-compose (Debian's), which validates the compose files; no container
 #                              engine is needed (installed with apt when missing).
+#   Clients     TASKPOOL_PYTHON (the virtualenv's Python, with psycopg) and PGJDBC_JAR
+#                              (PostgreSQL's JDBC driver, from Maven Central into the cache),
+#                              which call the SQL functions in the capture tests.
 #   Debugger    gdb (Debian's), which holds a PostgreSQL backend at a breakpoint in the relay's
 #                              horizon tests (installed with apt when missing).
 #
@@ -400,6 +403,25 @@ ensure_tools() {
     command -v gdb >/dev/null || apt_install gdb
     # promtool checks the alert rules in deploy/ (Debian ships it with Prometheus).
     command -v promtool >/dev/null || apt_install prometheus
+    ensure_sql_clients
+}
+
+# The database drivers of other languages the SQL way in is tested from (decision 0026):
+# psycopg in the virtualenv (it uses the system's libpq), PostgreSQL's JDBC driver from Maven
+# Central into the cache outside the clone.
+PSYCOPG_PACKAGE="psycopg==3.3.6"
+PGJDBC_VERSION=42.7.14
+ensure_sql_clients() {
+    command -v pg_config >/dev/null || dpkg -s libpq5 >/dev/null 2>&1 || apt_install libpq5
+    pip_install "$PSYCOPG_PACKAGE" psycopg
+    set_env TASKPOOL_PYTHON "$VENV/bin/python"
+    local jdbc="${TASKPOOL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/taskpool}/jdbc"
+    if [ ! -f "$jdbc/postgresql-$PGJDBC_VERSION.jar" ]; then
+        log "fetching PostgreSQL's JDBC driver $PGJDBC_VERSION with Maven into $jdbc"
+        mvn -q -B dependency:copy -Dartifact="org.postgresql:postgresql:$PGJDBC_VERSION" \
+            -DoutputDirectory="$jdbc" >&2 || die "Maven could not fetch the JDBC driver"
+    fi
+    set_env PGJDBC_JAR "$jdbc/postgresql-$PGJDBC_VERSION.jar"
 }
 
 case "${1:-}" in
