@@ -8,7 +8,10 @@
 //! # Layout
 //! - [`captured`]: a queued row's JSON fields as the collector's `EngineEvent`.
 //! - [`drain`]: the queue into the outbox, one transaction per batch.
+//! - [`camunda`]: triggers on Camunda 7 / Operaton's own tables that record its task changes
+//!   through the same functions (decision 0027).
 
+pub mod camunda;
 pub mod captured;
 pub mod drain;
 

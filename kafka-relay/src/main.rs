@@ -86,6 +86,33 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Capture a Camunda 7 or Operaton engine's task changes in its own transactions:
+    /// triggers on its tables in the database of `database.url` (decision 0027). Run the
+    /// relay with `capture.enabled = true` to publish them.
+    Capture {
+        #[command(subcommand)]
+        action: CaptureAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaptureAction {
+    /// Install or update the triggers (idempotent); tasks the engine has are captured now.
+    /// Needs CREATE on the schema and TRIGGER on the engine's act_ru_* tables.
+    Install {
+        /// The application name of the engine's tasks (tasklist actions are addressed to it).
+        #[arg(long)]
+        application: String,
+        /// The zone the engine writes its times in (its JVM's default zone).
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// Process variables that become the payload of a process's tasks:
+        /// `<process definition key>:<variable>,<variable>...`, repeatable.
+        #[arg(long = "variables")]
+        variables: Vec<String>,
+    },
+    /// Remove everything `install` added.
+    Uninstall,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +169,10 @@ fn main() -> ExitCode {
         Command::CheckConfig => {
             println!("kafka-relay: the configuration is valid");
             Ok(None)
+        }
+        Command::Capture { action } => {
+            logging::init(&config.log);
+            runtime.block_on(capture(config, action)).map(|()| None)
         }
         Command::DeadLetters { action } => {
             logging::init(&config.log);
@@ -223,6 +254,44 @@ async fn run(config: Config) -> anyhow::Result<Option<Exit>> {
     trigger.trigger();
     let _ = server.await;
     Ok(Some(exit?))
+}
+
+async fn capture(config: Config, action: CaptureAction) -> anyhow::Result<()> {
+    use taskpool_capture::camunda;
+    use taskpool_core::{PgStore, Store};
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(config.database.url.expose_secret())
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    match action {
+        CaptureAction::Install {
+            application,
+            time_zone,
+            variables,
+        } => {
+            let mut allowed = Vec::new();
+            for spec in &variables {
+                let (key, names) = spec.split_once(':').with_context(|| {
+                    format!("--variables {spec}: expected <key>:<variable>,...")
+                })?;
+                allowed.extend(names.split(',').map(|n| (key.to_string(), n.to_string())));
+            }
+            PgStore::migrate(&pool).await?;
+            let installation = camunda::Installation {
+                application,
+                time_zone,
+                variables: allowed,
+            };
+            let captured = camunda::install(&pool, &installation).await?;
+            println!("capture installed; {captured} existing tasks captured");
+        }
+        CaptureAction::Uninstall => {
+            camunda::uninstall(&pool).await?;
+            println!("capture removed");
+        }
+    }
+    Ok(())
 }
 
 async fn republish(

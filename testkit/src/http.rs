@@ -98,6 +98,18 @@ pub async fn request_with(
     read_reply(send(address, method, path, headers, b"").await).await
 }
 
+/// A request with these headers and this body, whose whole response is read (send
+/// `Connection: close`).
+pub async fn request_with_body(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    read_reply(send(address, method, path, headers, body).await).await
+}
+
 /// Reads a whole response (the server closes the connection after it).
 async fn read_reply(mut stream: TcpStream) -> Reply {
     let mut raw = Vec::new();

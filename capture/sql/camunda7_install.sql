@@ -1,0 +1,265 @@
+-- Capture for Camunda 7 and Operaton (decision 0027): triggers on the engine's own tables that
+-- record task events in the engine's transaction, through taskpool_record_task_event (core
+-- migration 4). Installed by `kafka-relay capture install`; every object is named taskpool_*,
+-- and uninstalling drops exactly these. Running it again changes nothing.
+--
+-- The triggers are deferred constraint triggers: they run at the engine's commit, after all its
+-- statements, so they see each task as the transaction leaves it (its identity links, its
+-- process instance's variables, and, for an ended task, the history row saying why it ended).
+-- For each task touched, taskpool_camunda_sync compares that state with the last one captured
+-- (taskpool_camunda_tasks) and records what changed.
+
+CREATE TABLE IF NOT EXISTS taskpool_camunda_settings (
+    -- The application name the tasks carry: tasklist actions are addressed to it.
+    application TEXT NOT NULL,
+    -- The engine writes local times without a zone; they are read in this zone.
+    time_zone   TEXT NOT NULL DEFAULT 'UTC',
+    singleton   BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton)
+);
+
+-- Which process variables become a task's payload, per process definition key.
+CREATE TABLE IF NOT EXISTS taskpool_camunda_variables (
+    process_definition_key TEXT NOT NULL,
+    variable_name          TEXT NOT NULL,
+    PRIMARY KEY (process_definition_key, variable_name)
+);
+
+-- What was captured of each active task, and the transaction that last compared it.
+CREATE TABLE IF NOT EXISTS taskpool_camunda_tasks (
+    task_id   TEXT PRIMARY KEY,
+    captured  JSONB NOT NULL,
+    synced_in XID8 NOT NULL
+);
+
+-- An engine timestamp (local, without zone) as RFC 3339.
+CREATE OR REPLACE FUNCTION taskpool_camunda_time(at TIMESTAMP) RETURNS TEXT
+LANGUAGE sql STABLE AS $$
+    SELECT to_char((at AT TIME ZONE (SELECT time_zone FROM taskpool_camunda_settings))
+                   AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+$$;
+
+-- The form key of a user task, from the BPMN of its process definition.
+CREATE OR REPLACE FUNCTION taskpool_camunda_form_key(definition_id TEXT, task_key TEXT)
+RETURNS TEXT LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (xpath('//bpmn:userTask[@id="' || task_key || '"]/@operaton:formKey', model, ns))[1],
+        (xpath('//bpmn:userTask[@id="' || task_key || '"]/@camunda:formKey', model, ns))[1]
+    )::text
+    FROM (SELECT convert_from(b.bytes_, 'UTF8')::xml AS model,
+                 ARRAY[ARRAY['bpmn', 'http://www.omg.org/spec/BPMN/20100524/MODEL'],
+                       ARRAY['operaton', 'http://operaton.org/schema/1.0/bpmn'],
+                       ARRAY['camunda', 'http://camunda.org/schema/1.0/bpmn']] AS ns
+          FROM act_re_procdef d
+          JOIN act_ge_bytearray b
+            ON b.deployment_id_ = d.deployment_id_ AND b.name_ = d.resource_name_
+          WHERE d.id_ = definition_id) AS m
+$$;
+
+-- A task's state as the engine's tables hold it now, in the fields of a "created" event, or
+-- null when the task row is gone.
+CREATE OR REPLACE FUNCTION taskpool_camunda_state(task TEXT) RETURNS JSONB
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'sourceReference', jsonb_build_object(
+            'processInstanceId', coalesce(t.proc_inst_id_, t.id_),
+            'executionId', coalesce(t.execution_id_, t.id_),
+            'processDefinitionId', coalesce(t.proc_def_id_, ''),
+            'processDefinitionKey', coalesce(d.key_, ''),
+            'processName', coalesce(d.name_, d.key_, ''),
+            'applicationName', (SELECT application FROM taskpool_camunda_settings),
+            'tenantId', t.tenant_id_),
+        'taskDefinitionKey', coalesce(t.task_def_key_, t.id_),
+        'name', coalesce(nullif(t.name_, ''), t.task_def_key_, t.id_),
+        'description', t.description_,
+        'priority', t.priority_,
+        'createTime', taskpool_camunda_time(t.create_time_),
+        'dueDate', taskpool_camunda_time(t.due_date_),
+        'followUpDate', taskpool_camunda_time(t.follow_up_date_),
+        'assignee', t.assignee_,
+        'owner', t.owner_,
+        'businessKey', e.business_key_))
+        || jsonb_build_object(
+        'candidateUsers', coalesce((SELECT jsonb_agg(DISTINCT l.user_id_ ORDER BY l.user_id_)
+            FROM act_ru_identitylink l
+            WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate' AND l.user_id_ IS NOT NULL),
+            '[]'),
+        'candidateGroups', coalesce((SELECT jsonb_agg(DISTINCT l.group_id_ ORDER BY l.group_id_)
+            FROM act_ru_identitylink l
+            WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate' AND l.group_id_ IS NOT NULL),
+            '[]'),
+        'payload', coalesce((SELECT jsonb_object_agg(v.name_, CASE v.type_
+                WHEN 'string' THEN to_jsonb(v.text_)
+                WHEN 'boolean' THEN to_jsonb(v.long_ = 1)
+                WHEN 'double' THEN to_jsonb(v.double_)
+                WHEN 'date' THEN to_jsonb(to_char(to_timestamp(v.long_ / 1000.0) AT TIME ZONE 'UTC',
+                                                  'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+                WHEN 'null' THEN 'null'::jsonb
+                ELSE to_jsonb(v.long_) END)
+            FROM act_ru_variable v
+            JOIN taskpool_camunda_variables a
+              ON a.process_definition_key = d.key_ AND a.variable_name = v.name_
+            WHERE v.proc_inst_id_ = t.proc_inst_id_ AND v.execution_id_ = t.proc_inst_id_
+              AND v.task_id_ IS NULL
+              AND v.type_ IN ('string', 'integer', 'long', 'short', 'double', 'boolean',
+                              'date', 'null')),
+            '{}'))
+    FROM act_ru_task t
+    LEFT JOIN act_re_procdef d ON d.id_ = t.proc_def_id_
+    LEFT JOIN act_ru_execution e ON e.id_ = t.proc_inst_id_
+    WHERE t.id_ = task
+$$;
+
+-- Records what changed about one task since it was last captured (once per transaction: the
+-- first call at commit sees the final state).
+CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT) RETURNS VOID
+LANGUAGE plpgsql AS $$
+DECLARE
+    before  JSONB;
+    synced  XID8;
+    now     JSONB;
+    changed JSONB := '{}';
+    name    TEXT;
+    reason  TEXT;
+    field   TEXT;
+BEGIN
+    SELECT captured, synced_in INTO before, synced FROM taskpool_camunda_tasks
+        WHERE task_id = task;
+    IF synced = pg_current_xact_id() THEN
+        RETURN;
+    END IF;
+    now := taskpool_camunda_state(task);
+    IF now IS NULL AND before IS NULL THEN
+        RETURN; -- created and ended in one transaction, or never captured
+    END IF;
+    IF now IS NULL THEN
+        -- Why it ended: the history row written in the same transaction. Without history
+        -- (history level none) the engine keeps no reason: the task counts as completed.
+        SELECT h.delete_reason_ INTO reason FROM act_hi_taskinst h WHERE h.id_ = task;
+        IF reason IS NULL OR reason = 'completed' THEN
+            PERFORM taskpool_record_task_event('completed', task);
+        ELSE
+            PERFORM taskpool_record_task_event('deleted', task,
+                                               jsonb_build_object('reason', reason));
+        END IF;
+        DELETE FROM taskpool_camunda_tasks WHERE task_id = task;
+        RETURN;
+    END IF;
+    IF before IS NULL THEN
+        now := now || jsonb_strip_nulls(jsonb_build_object(
+            'formKey', taskpool_camunda_form_key(now #>> '{sourceReference,processDefinitionId}',
+                                                 now ->> 'taskDefinitionKey')));
+        PERFORM taskpool_record_task_event('created', task, now);
+    ELSE
+        now := now || jsonb_strip_nulls(jsonb_build_object('formKey', before -> 'formKey'));
+        IF before -> 'assignee' IS DISTINCT FROM now -> 'assignee' THEN
+            PERFORM taskpool_record_task_event('assigned', task,
+                jsonb_build_object('assignee', now -> 'assignee'));
+        END IF;
+        FOR name IN SELECT jsonb_array_elements_text(now -> 'candidateUsers')
+                    EXCEPT SELECT jsonb_array_elements_text(before -> 'candidateUsers') LOOP
+            PERFORM taskpool_record_task_event('candidate-user-added', task,
+                                               jsonb_build_object('user', name));
+        END LOOP;
+        FOR name IN SELECT jsonb_array_elements_text(before -> 'candidateUsers')
+                    EXCEPT SELECT jsonb_array_elements_text(now -> 'candidateUsers') LOOP
+            PERFORM taskpool_record_task_event('candidate-user-removed', task,
+                                               jsonb_build_object('user', name));
+        END LOOP;
+        FOR name IN SELECT jsonb_array_elements_text(now -> 'candidateGroups')
+                    EXCEPT SELECT jsonb_array_elements_text(before -> 'candidateGroups') LOOP
+            PERFORM taskpool_record_task_event('candidate-group-added', task,
+                                               jsonb_build_object('group', name));
+        END LOOP;
+        FOR name IN SELECT jsonb_array_elements_text(before -> 'candidateGroups')
+                    EXCEPT SELECT jsonb_array_elements_text(now -> 'candidateGroups') LOOP
+            PERFORM taskpool_record_task_event('candidate-group-removed', task,
+                                               jsonb_build_object('group', name));
+        END LOOP;
+        FOREACH field IN ARRAY ARRAY['name', 'description', 'owner', 'priority', 'dueDate',
+                                     'followUpDate', 'businessKey', 'payload'] LOOP
+            IF before -> field IS DISTINCT FROM now -> field THEN
+                changed := changed || jsonb_build_object(field, now -> field);
+            END IF;
+        END LOOP;
+        IF changed <> '{}' THEN
+            PERFORM taskpool_record_task_event('attributes', task, changed);
+        END IF;
+    END IF;
+    INSERT INTO taskpool_camunda_tasks (task_id, captured, synced_in)
+    VALUES (task, now, pg_current_xact_id())
+    ON CONFLICT (task_id) DO UPDATE SET captured = EXCLUDED.captured,
+                                        synced_in = EXCLUDED.synced_in;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION taskpool_camunda_task_changed() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM taskpool_camunda_sync(CASE WHEN TG_OP = 'DELETE' THEN OLD.id_ ELSE NEW.id_ END);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION taskpool_camunda_link_changed() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+DECLARE
+    task TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.task_id_ ELSE NEW.task_id_ END;
+BEGIN
+    IF task IS NOT NULL THEN
+        PERFORM taskpool_camunda_sync(task);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION taskpool_camunda_variable_changed() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+DECLARE
+    instance TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.proc_inst_id_ ELSE NEW.proc_inst_id_ END;
+    task     TEXT;
+BEGIN
+    FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = instance LOOP
+        PERFORM taskpool_camunda_sync(task);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION taskpool_camunda_execution_changed() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+DECLARE
+    task TEXT;
+BEGIN
+    IF NEW.id_ = NEW.proc_inst_id_
+       AND OLD.business_key_ IS DISTINCT FROM NEW.business_key_ THEN
+        FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = NEW.id_ LOOP
+            PERFORM taskpool_camunda_sync(task);
+        END LOOP;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS taskpool_capture_task ON act_ru_task;
+CREATE CONSTRAINT TRIGGER taskpool_capture_task
+    AFTER INSERT OR UPDATE OR DELETE ON act_ru_task
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    EXECUTE FUNCTION taskpool_camunda_task_changed();
+
+DROP TRIGGER IF EXISTS taskpool_capture_identity_link ON act_ru_identitylink;
+CREATE CONSTRAINT TRIGGER taskpool_capture_identity_link
+    AFTER INSERT OR UPDATE OR DELETE ON act_ru_identitylink
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    EXECUTE FUNCTION taskpool_camunda_link_changed();
+
+DROP TRIGGER IF EXISTS taskpool_capture_variable ON act_ru_variable;
+CREATE CONSTRAINT TRIGGER taskpool_capture_variable
+    AFTER INSERT OR UPDATE OR DELETE ON act_ru_variable
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    EXECUTE FUNCTION taskpool_camunda_variable_changed();
+
+DROP TRIGGER IF EXISTS taskpool_capture_execution ON act_ru_execution;
+CREATE CONSTRAINT TRIGGER taskpool_capture_execution
+    AFTER UPDATE ON act_ru_execution
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    EXECUTE FUNCTION taskpool_camunda_execution_changed();

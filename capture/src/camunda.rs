@@ -1,0 +1,122 @@
+//! Capture for Camunda 7 and Operaton: installing and removing the triggers on the engine's own
+//! tables (`capture/sql/camunda7_install.sql`, decision 0027). Installing is idempotent: a second
+//! install changes nothing but the settings it is given; the tasks already in the engine are
+//! captured once, at the first install.
+
+use sqlx::{AssertSqlSafe, PgPool};
+
+const INSTALL: &str = include_str!("../sql/camunda7_install.sql");
+const UNINSTALL: &str = include_str!("../sql/camunda7_uninstall.sql");
+
+/// The engine tables the triggers read or sit on.
+const ENGINE_TABLES: [&str; 7] = [
+    "act_ru_task",
+    "act_ru_identitylink",
+    "act_ru_variable",
+    "act_ru_execution",
+    "act_re_procdef",
+    "act_ge_bytearray",
+    "act_hi_taskinst",
+];
+
+/// What an installation is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    /// The application name of the engine's tasks: tasklist actions are addressed to it.
+    pub application: String,
+    /// The zone the engine writes its (zone-less) times in.
+    pub time_zone: String,
+    /// `(process definition key, variable name)`: which process variables become a task's
+    /// payload.
+    pub variables: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(
+        "not a Camunda 7 or Operaton database: table {0} is missing (is the database URL the \
+         engine's, and its search path the engine's schema?)"
+    )]
+    NotAnEngine(&'static str),
+    #[error("time zone {0:?} is unknown to PostgreSQL")]
+    TimeZone(String),
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Installs (or updates) the capture; returns how many existing tasks were captured now.
+/// Needs taskpool's own tables first (`PgStore::migrate`).
+pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, InstallError> {
+    let mut tx = pool.begin().await?;
+    // Two installers at once would recreate the same triggers under each other.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('taskpool camunda install'))")
+        .execute(&mut *tx)
+        .await?;
+    for table in ENGINE_TABLES {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !exists {
+            return Err(InstallError::NotAnEngine(table));
+        }
+    }
+    let zone_known: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
+            .bind(&installation.time_zone)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !zone_known {
+        return Err(InstallError::TimeZone(installation.time_zone.clone()));
+    }
+    sqlx::raw_sql(AssertSqlSafe(INSTALL))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO taskpool_camunda_settings (application, time_zone) VALUES ($1, $2) \
+         ON CONFLICT (singleton) DO UPDATE SET application = $1, time_zone = $2",
+    )
+    .bind(&installation.application)
+    .bind(&installation.time_zone)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM taskpool_camunda_variables")
+        .execute(&mut *tx)
+        .await?;
+    let (keys, names): (Vec<&str>, Vec<&str>) = installation
+        .variables
+        .iter()
+        .map(|(k, n)| (k.as_str(), n.as_str()))
+        .unzip();
+    sqlx::query(
+        "INSERT INTO taskpool_camunda_variables SELECT * FROM unnest($1::text[], $2::text[]) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&keys)
+    .bind(&names)
+    .execute(&mut *tx)
+    .await?;
+    // Tasks the engine already has: captured as created (a task captured before is compared,
+    // and unchanged ones record nothing).
+    let captured: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT taskpool_camunda_sync(t.id_) FROM act_ru_task t \
+         WHERE NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c WHERE c.task_id = t.id_)) s",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(u64::try_from(captured).unwrap_or(0))
+}
+
+/// Removes the triggers, functions and tables the capture added, and nothing else.
+pub async fn uninstall(pool: &PgPool) -> Result<(), InstallError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('taskpool camunda install'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(AssertSqlSafe(UNINSTALL))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! The capture on the real, unmodified engine (Operaton, through its REST API): what its task
+//! changes become in the outbox, what a rolled-back engine transaction leaves (nothing), and
+//! what installing and uninstalling do to its database.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Row};
+use support::engine::*;
+use taskpool_capture::camunda;
+use taskpool_capture::drain_once;
+use taskpool_core::{PgStore, Store};
+use taskpool_schemas::{DecodedEvent, Task, decode};
+use taskpool_testkit::{PgTestDb, required_env, wait_for};
+
+/// Drains until the queue holds nothing of these tasks; returns their outbox events in order:
+/// `(task id, version, event type, task)`.
+async fn events_of(engine: &Engine, tasks: &[&str]) -> Vec<(String, i64, String, Task)> {
+    let ids: Vec<String> = tasks.iter().map(|t| t.to_string()).collect();
+    wait_for("the tasks' events to be drained", DEADLINE, || async {
+        drain_once(&engine.pool, 500).await.expect("drain");
+        let queued: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM taskpool_capture WHERE aggregate_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_one(&engine.pool)
+        .await
+        .unwrap();
+        (queued == 0).then_some(())
+    })
+    .await;
+    sqlx::query(
+        "SELECT aggregate_id, aggregate_version, payload FROM taskpool_outbox \
+         WHERE aggregate_id = ANY($1) ORDER BY tracking_xid, position",
+    )
+    .bind(&ids)
+    .fetch_all(&engine.pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        let payload: Vec<u8> = row.get(2);
+        let Ok(DecodedEvent::Task(event)) = decode(&payload) else {
+            panic!("not a task event");
+        };
+        (row.get(0), row.get(1), event.event_type, event.task)
+    })
+    .collect()
+}
+
+fn kinds(events: &[(String, i64, String, Task)], task: &str) -> Vec<(i64, String)> {
+    events
+        .iter()
+        .filter(|e| e.0 == task)
+        .map(|e| (e.1, e.2.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_lives_its_life_in_the_outbox() {
+    let engine = Engine::ready().await;
+    let people = People::unique();
+    let instance = engine.start_purchase("order-life", &people, false).await;
+    let tasks = engine.tasks_of(&instance).await;
+    assert_eq!(tasks.len(), 1);
+    let approve = tasks[0].1.clone();
+
+    let claim = engine
+        .call(
+            "POST",
+            &format!("/task/{approve}/claim"),
+            Some(json!({"userId": people.reviewer})),
+        )
+        .await;
+    assert_eq!(claim.status, 204, "{}", claim.body);
+    let complete = engine
+        .call(
+            "POST",
+            &format!("/task/{approve}/complete"),
+            Some(json!({"variables": {"amount": {"value": 150, "type": "Integer"}}})),
+        )
+        .await;
+    assert_eq!(complete.status, 204, "{}", complete.body);
+    let buy = engine.tasks_of(&instance).await[0].1.clone();
+    let cancel = engine
+        .call("DELETE", &format!("/process-instance/{instance}"), None)
+        .await;
+    assert_eq!(cancel.status, 204, "{}", cancel.body);
+
+    let events = events_of(&engine, &[&approve, &buy]).await;
+    assert_eq!(
+        kinds(&events, &approve),
+        [
+            (1, "TaskCreated".to_string()),
+            (2, "TaskAssigned".to_string()),
+            (3, "TaskCompleted".to_string())
+        ]
+    );
+    assert_eq!(
+        kinds(&events, &buy),
+        [
+            (1, "TaskCreated".to_string()),
+            (2, "TaskDeleted".to_string())
+        ]
+    );
+    let created = &events.iter().find(|e| e.0 == approve).unwrap().3;
+    assert_eq!(created.name, "Approve the purchase");
+    assert_eq!(created.task_definition_key, "approve");
+    assert_eq!(created.priority, 70);
+    assert_eq!(
+        created.due_date.map(|d| d.to_rfc3339()).as_deref(),
+        Some("2030-01-31T09:00:00.000Z")
+    );
+    assert_eq!(
+        created.form_key.as_deref(),
+        Some("embedded:app:forms/approve.html")
+    );
+    assert_eq!(created.business_key.as_deref(), Some("order-life"));
+    assert_eq!(
+        created.candidate_groups,
+        BTreeSet::from([people.approvers.clone()])
+    );
+    assert_eq!(created.source_reference.application_name, APPLICATION);
+    assert_eq!(
+        created.source_reference.process_definition_key,
+        "taskpool_purchase"
+    );
+    assert_eq!(created.payload.0["amount"], 120);
+    assert_eq!(created.payload.0["item"], "chair");
+    let bought = &events.iter().find(|e| e.0 == buy).unwrap().3;
+    assert_eq!(bought.assignee.as_deref(), Some(people.buyer.as_str()));
+    assert_eq!(
+        bought.candidate_users,
+        BTreeSet::from([people.reviewer.clone()])
+    );
+    assert_eq!(
+        bought.payload.0["amount"], 150,
+        "the variable changed on completion"
+    );
+    let deleted = &events.last().unwrap().3;
+    assert_eq!(deleted.delete_reason.as_deref(), Some("deleted"));
+}
+
+/// Completing the approval runs the budget check, which fails on demand: the engine rolls its
+/// transaction back, and the capture with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_transaction_that_rolls_back_leaves_no_event() {
+    let engine = Engine::ready().await;
+    let people = People::unique();
+    let instance = engine.start_purchase("order-fails", &people, true).await;
+    let approve = engine.tasks_of(&instance).await[0].1.clone();
+    let assign = engine
+        .call(
+            "POST",
+            &format!("/task/{approve}/assignee"),
+            Some(json!({"userId": people.reviewer})),
+        )
+        .await;
+    assert_eq!(assign.status, 204, "{}", assign.body);
+    let complete = engine
+        .call("POST", &format!("/task/{approve}/complete"), None)
+        .await;
+    assert_eq!(complete.status, 500, "the check fails: {}", complete.body);
+    assert_eq!(
+        engine.tasks_of(&instance).await,
+        [("approve".to_string(), approve.clone())],
+        "the engine rolled back: the approval is still there"
+    );
+
+    let events = events_of(&engine, &[&approve]).await;
+    assert_eq!(
+        kinds(&events, &approve),
+        [
+            (1, "TaskCreated".to_string()),
+            (2, "TaskAssigned".to_string())
+        ],
+        "nothing of the failed completion"
+    );
+    let cancel = engine
+        .call("DELETE", &format!("/process-instance/{instance}"), None)
+        .await;
+    assert_eq!(cancel.status, 204);
+}
+
+/// A catalog of what a database holds (tables with their columns, triggers, functions),
+/// as one sorted list of lines.
+async fn catalog(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type \
+           FROM information_schema.columns WHERE table_schema = current_schema() \
+         UNION ALL SELECT 'trigger ' || tgrelid::regclass || ' ' || tgname \
+           FROM pg_trigger WHERE NOT tgisinternal \
+         UNION ALL SELECT 'function ' || p.oid::regprocedure FROM pg_proc p \
+           WHERE p.pronamespace = current_schema()::regnamespace \
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// On a database of its own holding the engine's tables: a second install changes nothing,
+/// uninstalling leaves the database as taskpool's own tables left it.
+#[tokio::test]
+async fn installing_twice_changes_nothing_and_uninstalling_removes_what_it_added() {
+    let db = PgTestDb::new().await;
+    let schema_sql = std::fs::read_to_string(required_env("ENGINE_SCHEMA_SQL")).unwrap();
+    // The dump names the public schema; here the engine's tables go into the test's schema.
+    let schema_sql = schema_sql.replace("public.", "").replace(
+        "SELECT pg_catalog.set_config('search_path', '', false);",
+        "",
+    );
+    sqlx::raw_sql(AssertSqlSafe(schema_sql))
+        .execute(&db.pool)
+        .await
+        .expect("the engine's tables");
+    PgStore::migrate(&db.pool).await.unwrap();
+    let before = catalog(&db.pool).await;
+
+    let installed = camunda::install(&db.pool, &installation()).await.unwrap();
+    assert_eq!(installed, 0, "no tasks yet");
+    let once = catalog(&db.pool).await;
+    assert!(once.len() > before.len(), "the install added objects");
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    assert_eq!(
+        catalog(&db.pool).await,
+        once,
+        "a second install changes nothing"
+    );
+
+    let added: Vec<&String> = once.iter().filter(|l| !before.contains(l)).collect();
+    assert!(
+        added.iter().all(|l| l.contains("taskpool_")),
+        "only taskpool's objects: {added:?}"
+    );
+    camunda::uninstall(&db.pool).await.unwrap();
+    assert_eq!(
+        catalog(&db.pool).await,
+        before,
+        "uninstall removes what it added"
+    );
+}
+
+#[tokio::test]
+async fn installing_into_a_database_without_the_engine_says_so() {
+    let db = PgTestDb::new().await;
+    PgStore::migrate(&db.pool).await.unwrap();
+    let error = camunda::install(&db.pool, &installation())
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("not a Camunda 7 or Operaton database"),
+        "{error}"
+    );
+}

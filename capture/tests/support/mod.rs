@@ -1,0 +1,3 @@
+//! Test support for the capture.
+
+pub mod engine;
