@@ -4,6 +4,7 @@
 //! - [`backoff`]: the exponential back-off with jitter every retry loop uses.
 //! - [`config`]: configuration from a TOML file and prefixed environment variables, unknown
 //!   keys refused.
+//! - [`http_client`]: HTTP(S) requests to the services taskpool calls.
 //! - [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses;
 //!   [`kafka_context`]: a client context that logs librdkafka's errors and keeps an
 //!   authentication failure.
@@ -14,6 +15,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod http_client;
 pub mod kafka;
 pub mod kafka_context;
 pub mod logging;

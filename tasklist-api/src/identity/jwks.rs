@@ -13,7 +13,7 @@ use taskpool_service::logging::error_chain;
 use tokio::sync::{Mutex, RwLock};
 use tracing::{info, warn};
 
-use super::fetch::Fetcher;
+use taskpool_service::http_client::Fetcher;
 
 /// One usable key: what verifies a signature, and the algorithms it may be used with.
 #[derive(Clone)]

@@ -3,7 +3,6 @@
 //! headers set by a trusted gateway. No identity, no access.
 
 pub mod dev;
-mod fetch;
 mod jwks;
 
 use std::collections::HashMap;
@@ -18,8 +17,8 @@ use taskpool_service::ExposeSecret;
 
 use crate::config::IdentityConfig;
 use crate::documents::{group_principal, user_principal};
-pub use fetch::FetchError;
 use jwks::KeySet;
+pub use taskpool_service::http_client::FetchError;
 
 pub const USER_HEADER: &str = "x-taskpool-user";
 pub const GROUPS_HEADER: &str = "x-taskpool-groups";
@@ -153,7 +152,7 @@ impl Authenticator {
                 if !key_set_url_is_safe(url) {
                     return Err(IdentityError::InsecureKeySetUrl(url.clone()));
                 }
-                let fetcher = fetch::Fetcher::new(
+                let fetcher = taskpool_service::http_client::Fetcher::new(
                     config.jwks_ca_location.as_deref(),
                     Duration::from_secs(10),
                 )

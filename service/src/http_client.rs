@@ -1,14 +1,14 @@
-//! A small HTTP(S) GET for documents an identity provider publishes (its key set): one request
-//! per connection, a size cap and a deadline, TLS through rustls with the system's trusted
-//! authorities plus an optional extra one.
+//! A small HTTP(S) client for the services taskpool calls (an identity provider's key set, a
+//! process engine's REST API): one request per connection, a size cap and a deadline, TLS
+//! through rustls with the system's trusted authorities plus an optional extra one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::Request;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{ACCEPT, HOST};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::RootCertStore;
 use rustls::pki_types::ServerName;
@@ -36,7 +36,14 @@ pub enum FetchError {
     #[error("the answer is larger than {MAX_BYTES} bytes or broken")]
     Body,
     #[error("the server answered {0}")]
-    Status(hyper::StatusCode),
+    Status(StatusCode),
+}
+
+/// A whole answer: its status and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
 }
 
 /// Fetches HTTP(S) documents; `extra_authority` is a PEM file of one more trusted authority.
@@ -80,12 +87,33 @@ impl Fetcher {
 
     /// The body of a `200` answer to `GET url`.
     pub async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
-        tokio::time::timeout(self.timeout, self.exchange(url))
+        let answer = self.request(Method::GET, url, &[], None).await?;
+        if answer.status != StatusCode::OK {
+            return Err(FetchError::Status(answer.status));
+        }
+        Ok(answer.body)
+    }
+
+    /// Any request, with extra headers and an optional body; the answer whatever its status.
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, FetchError> {
+        tokio::time::timeout(self.timeout, self.exchange(method, url, headers, body))
             .await
             .map_err(|_| FetchError::Timeout(self.timeout))?
     }
 
-    async fn exchange(&self, url: &str) -> Result<Bytes, FetchError> {
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, FetchError> {
         let invalid = || FetchError::Url(url.to_string());
         let uri: hyper::Uri = url.parse().map_err(|_| invalid())?;
         let https = match uri.scheme_str() {
@@ -97,10 +125,16 @@ impl Fetcher {
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let authority = uri.authority().ok_or_else(invalid)?.to_string();
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        let request = Request::get(path)
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
             .header(HOST, authority)
-            .header(ACCEPT, "application/json")
-            .body(Empty::<Bytes>::new())
+            .header(ACCEPT, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|_| invalid())?;
         let tcp = TcpStream::connect((host.as_str(), port))
             .await
@@ -120,23 +154,22 @@ impl Fetcher {
     }
 }
 
-async fn send<T>(io: T, request: Request<Empty<Bytes>>) -> Result<Bytes, FetchError>
+async fn send<T>(io: T, request: Request<Full<Bytes>>) -> Result<Answer, FetchError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     let exchange = async move {
         let response = sender.send_request(request).await?;
-        if response.status() != hyper::StatusCode::OK {
-            return Err(FetchError::Status(response.status()));
-        }
-        Limited::new(response.into_body(), MAX_BYTES)
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_BYTES)
             .collect()
             .await
             .map(|body| body.to_bytes())
-            .map_err(|_| FetchError::Body)
+            .map_err(|_| FetchError::Body)?;
+        Ok(Answer { status, body })
     };
     // The connection is driven alongside the exchange and ends with it (one request each).
-    let (body, _) = futures::future::join(exchange, connection).await;
-    body
+    let (answer, _) = futures::future::join(exchange, connection).await;
+    answer
 }
