@@ -17,6 +17,7 @@ use taskpool_service::logging::error_chain;
 use taskpool_service::shutdown::Shutdown;
 use tracing::{info, warn};
 
+use crate::EngineError;
 use crate::apply::{CommandHandler, apply_once};
 use crate::store::{CommandStore, DeadLetter};
 
@@ -54,16 +55,65 @@ fn retry_backoff() -> Backoff {
     Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
 }
 
-/// Consumes commands until shutdown. Returns early only when a Kafka client cannot be created.
+/// How a command is decided, once whatever happens: in the engine's own transaction
+/// ([`InTransaction`]) or through its REST API ([`crate::rest::RestApplier`]).
+pub trait Applier: Send + Sync {
+    /// The command's outcome, deciding it unless it was decided before. An error leaves it
+    /// undecided; it is tried again.
+    fn apply<'a>(
+        &'a self,
+        command: &'a TaskCommand,
+    ) -> impl Future<Output = Result<CommandOutcome, EngineError>> + Send + 'a;
+}
+
+/// Applies commands with the engine's handler inside one transaction ([`apply_once`]).
+pub struct InTransaction<S: CommandStore, H> {
+    pool: Pool<S::Db>,
+    handler: H,
+}
+
+impl<S: CommandStore, H> std::fmt::Debug for InTransaction<S, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InTransaction")
+    }
+}
+
+impl<S: CommandStore, H: CommandHandler<S>> Applier for InTransaction<S, H> {
+    async fn apply(&self, command: &TaskCommand) -> Result<CommandOutcome, EngineError> {
+        apply_once::<S, H>(&self.pool, &self.handler, command).await
+    }
+}
+
+/// Consumes commands until shutdown, applying them with `handler` in the engine's
+/// transaction. Returns early only when a Kafka client cannot be created.
 pub async fn run<S, H>(
     config: ConsumerConfig,
     pool: Pool<S::Db>,
     handler: H,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> Result<(), KafkaError>
 where
     S: CommandStore,
     H: CommandHandler<S>,
+{
+    let applier = InTransaction::<S, H> {
+        pool: pool.clone(),
+        handler,
+    };
+    run_with::<S, _>(config, pool, applier, shutdown).await
+}
+
+/// Consumes commands until shutdown, deciding them with `applier`; undecodable ones are kept
+/// in `pool`'s dead letters. Returns early only when a Kafka client cannot be created.
+pub async fn run_with<S, A>(
+    config: ConsumerConfig,
+    pool: Pool<S::Db>,
+    applier: A,
+    mut shutdown: Shutdown,
+) -> Result<(), KafkaError>
+where
+    S: CommandStore,
+    A: Applier,
 {
     let topics = Topics::new(&config.topic_prefix);
     let consumer: Arc<StreamConsumer> = Arc::new(
@@ -120,9 +170,9 @@ where
                 continue;
             }
         };
-        let step = Step {
+        let step = Step::<S, A> {
             pool: &pool,
-            handler: &handler,
+            applier: &applier,
             producer: &producer,
             outcomes: &topics.outcomes,
             application: &config.application,
@@ -141,15 +191,15 @@ where
 }
 
 /// What one message needs.
-struct Step<'a, S: CommandStore, H> {
+struct Step<'a, S: CommandStore, A> {
     pool: &'a Pool<S::Db>,
-    handler: &'a H,
+    applier: &'a A,
     producer: &'a FutureProducer,
     outcomes: &'a str,
     application: &'a str,
 }
 
-impl<S: CommandStore, H: CommandHandler<S>> Step<'_, S, H> {
+impl<S: CommandStore, A: Applier> Step<'_, S, A> {
     /// Decides and answers one message. False when shutdown came first (the offset must not
     /// move then).
     async fn take(&self, message: &BorrowedMessage<'_>, shutdown: &mut Shutdown) -> bool {
@@ -165,7 +215,7 @@ impl<S: CommandStore, H: CommandHandler<S>> Step<'_, S, H> {
         }
         let mut backoff = retry_backoff();
         let outcome = loop {
-            match apply_once::<S, H>(self.pool, self.handler, &command).await {
+            match self.applier.apply(&command).await {
                 Ok(outcome) => break outcome,
                 Err(error) => {
                     let pause = backoff.next_pause();

@@ -12,9 +12,11 @@
 //! - [`store`]: the processed-command and dead-letter tables on PostgreSQL or SQLite.
 //! - [`apply`]: one command, once, in one transaction.
 //! - [`consumer`]: the Kafka side: commands in, outcomes out.
+//! - [`rest`]: the same for an engine reached through its REST API (Camunda 7 / Operaton).
 
 pub mod apply;
 pub mod consumer;
+pub mod rest;
 pub mod store;
 
 pub use apply::{CommandHandler, Refusal, apply_once};

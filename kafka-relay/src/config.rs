@@ -13,6 +13,8 @@ use taskpool_service::config::Validate;
 pub use taskpool_service::kafka::{Compression, KafkaSecurity, Overrides};
 pub use taskpool_service::logging::{LogConfig, LogFormat};
 
+pub use crate::engine_config::{ActionsConfig, CaptureConfig};
+
 /// The prefix of environment variables that configure the relay.
 pub const ENV_PREFIX: &str = "TASKPOOL_RELAY__";
 
@@ -30,6 +32,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub capture: CaptureConfig,
+    #[serde(default)]
+    pub actions: ActionsConfig,
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
@@ -156,30 +160,6 @@ pub struct RetentionConfig {
     pub batch_size: u32,
 }
 
-/// Events engines record through SQL (decision 0026), drained into the outbox by the leader.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CaptureConfig {
-    /// Drain `taskpool_capture`; off for engines that link the collector.
-    pub enabled: bool,
-    /// Queued rows per drain transaction.
-    pub batch_size: u32,
-    /// Polling back-off while the queue is empty: from `poll_min_ms` doubling to `poll_max_ms`.
-    pub poll_min_ms: u64,
-    pub poll_max_ms: u64,
-}
-
-impl Default for CaptureConfig {
-    fn default() -> Self {
-        CaptureConfig {
-            enabled: false,
-            batch_size: 500,
-            poll_min_ms: 2,
-            poll_max_ms: 25,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -278,15 +258,8 @@ impl Validate for Config {
         if self.relay.poll_min_ms == 0 || self.relay.poll_min_ms > self.relay.poll_max_ms {
             return invalid("relay.poll_min_ms must be positive and at most relay.poll_max_ms");
         }
-        let capture = &self.capture;
-        if capture.batch_size == 0
-            || capture.poll_min_ms == 0
-            || capture.poll_min_ms > capture.poll_max_ms
-        {
-            return invalid(
-                "capture.batch_size and capture.poll_min_ms must be positive, capture.poll_min_ms at most capture.poll_max_ms",
-            );
-        }
+        self.capture.check().map_err(ConfigError::Invalid)?;
+        self.actions.check().map_err(ConfigError::Invalid)?;
         if self.lease.renew_interval_ms == 0
             || self.lease.safety_margin_ms + self.lease.renew_interval_ms >= self.lease.ttl_ms
         {

@@ -12,12 +12,16 @@
 //! - [`pipeline`]: batches in flight until Kafka acknowledged them; storing the position.
 //! - [`retention`]: deleting old published rows.
 //! - [`capture`]: draining events engines recorded through SQL into the outbox.
+//! - [`actions`]: the tasklist's commands carried out through an engine's REST API.
+//! - [`engine_config`]: the settings of both.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/metrics` and `/health`.
 //! - [`status`]: what `kafka-relay status` reports, and the lag metrics.
 
+pub mod actions;
 pub mod capture;
 pub mod config;
 pub mod dead_letters;
+pub mod engine_config;
 pub mod http;
 pub mod lease;
 pub mod metrics;

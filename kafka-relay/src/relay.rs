@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::actions::{Actions, ActionsError};
 use crate::config::Config;
 use crate::lease::{self, Lease};
 use crate::metrics::Metrics;
@@ -73,6 +74,8 @@ pub enum RelayError {
     Topics(#[from] crate::publisher::TopicError),
     #[error(transparent)]
     Preconditions(#[from] preconditions::CheckError),
+    #[error("the engine actions")]
+    Actions(#[from] ActionsError),
 }
 
 /// How a run ended.
@@ -94,6 +97,8 @@ pub struct Relay {
     /// Connected at start-up and kept while it works; replaced after a Kafka failure.
     publisher: Publisher,
     observer: Option<mpsc::UnboundedSender<Delivered>>,
+    /// Set when `[actions]` is enabled.
+    actions: Option<Actions>,
 }
 
 impl Relay {
@@ -114,6 +119,7 @@ impl Relay {
             migrate(&pool).await?;
         }
         preconditions::check_order(&pool, config.relay.horizon).await?;
+        let actions = Actions::prepare(&config, &pool).await?;
         let publisher = Publisher::new(&config.kafka)?;
         publisher.ensure_topics(&config.kafka).await?;
         // Every topic's dead-letter count exists from the start, at zero: alerts and rates see
@@ -135,6 +141,7 @@ impl Relay {
             lease,
             publisher,
             observer: None,
+            actions,
         })
     }
 
@@ -152,7 +159,7 @@ impl Relay {
     /// The chores (lease renewal, lag metrics, retention) run until publishing has ended,
     /// draining included (the lease must stay renewed while the last batches are
     /// acknowledged), and are joined before this returns.
-    pub async fn run(self, shutdown: Shutdown) -> Result<Exit, RelayError> {
+    pub async fn run(mut self, shutdown: Shutdown) -> Result<Exit, RelayError> {
         info!(relay = %self.config.relay.name, holder = %self.lease.holder(), "relay started");
         let (stop_chores, chores) = shutdown::channel();
         let tracker = TaskTracker::new();
@@ -182,8 +189,11 @@ impl Relay {
             self.config.clone(),
             self.lease.clone(),
             self.metrics.clone(),
-            chores,
+            chores.clone(),
         ));
+        if let Some(actions) = self.actions.take() {
+            tracker.spawn(actions.take_commands(self.pool.clone(), chores));
+        }
         tracker.close();
         let exit = self.publish_while_leader(shutdown).await;
         stop_chores.trigger();
