@@ -46,6 +46,7 @@ run() { # run <port> <jdbc-url> [<spring property>...]
         --operaton.bpm.database.schema-update=true \
         --operaton.bpm.history-level=full \
         --operaton.bpm.generic-properties.properties.job-executor-activate=true \
+        --operaton.bpm.generic-properties.properties.restrict-user-operation-log-to-authenticated-users=false \
         --spring.main.banner-mode=off \
         "$@"
 }

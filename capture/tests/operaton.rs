@@ -2,17 +2,15 @@
 //! changes become in the outbox, what a rolled-back engine transaction leaves (nothing), and
 //! what installing and uninstalling do to its database.
 
-mod support;
-
 use std::collections::BTreeSet;
 
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Row};
-use support::engine::*;
 use taskpool_capture::camunda;
 use taskpool_capture::drain_once;
 use taskpool_core::{PgStore, Store};
 use taskpool_schemas::{DecodedEvent, Task, decode};
+use taskpool_testkit::operaton::*;
 use taskpool_testkit::{PgTestDb, required_env, wait_for};
 
 /// Drains until the queue holds nothing of these tasks; returns their outbox events in order:

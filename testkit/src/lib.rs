@@ -4,13 +4,14 @@
 //! Tests never skip: a missing server is a failure with a message saying how to start it.
 //! [`debugger`] holds a server process at a breakpoint for deterministic interleavings;
 //! [`kafka`] starts a broker of a test's own; [`fixtures`] holds domain values many tests build; [`monitoring`] what `deploy/` expects of
-//! the binaries' metrics.
+//! the binaries' metrics; [`operaton`] the real Camunda 7 engine (Operaton) and its REST API.
 
 pub mod debugger;
 pub mod fixtures;
 pub mod http;
 pub mod kafka;
 pub mod monitoring;
+pub mod operaton;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -403,3 +403,4 @@ pub async fn outbox_event_ids(pool: &sqlx::PgPool) -> std::collections::BTreeSet
         .unwrap();
     ids.into_iter().map(|id| id.to_string()).collect()
 }
+pub mod pipeline;

@@ -1,3 +1,0 @@
-//! Test support for the capture.
-
-pub mod engine;
