@@ -10,6 +10,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod actions;
 mod e2e;
+mod engine;
 mod held_open;
 mod horizon_stress;
 mod horizon_writers;
@@ -61,7 +62,12 @@ benchmarks:
                   options: --rate N (50 per second) --seconds N (20)
   single-node     the demo engine at a steady rate: commit to stream receipt in one process,
                   then doubled rates to find the highest with p99 under 250 ms
-                  options: --rate N (200 events per second) --seconds N (20) --probe-seconds N (5)";
+                  options: --rate N (200 events per second) --seconds N (20) --probe-seconds N (5)
+  engine          the real engine (Operaton): its REST calls with and without the capture
+                  installed, alternating rounds, and engine commit to tasklist stream through
+                  the capture, relay, broker and tasklist-api at a steady rate
+                  options: --rounds N (8 each way) --iterations N (30 per round)
+                  --rate N (50 processes per second) --seconds N (20)";
 
 /// `--name value` options after the benchmark name.
 #[derive(Debug, Default)]
@@ -168,6 +174,7 @@ fn main() -> ExitCode {
         "e2e" => runtime.block_on(e2e::run(&options)),
         "rebuild" => runtime.block_on(rebuild::run(&options)),
         "actions" => runtime.block_on(actions::run(&options)),
+        "engine" => runtime.block_on(engine::run(&options)),
         other => {
             eprintln!("unknown benchmark {other}\n\n{USAGE}");
             return ExitCode::from(2);

@@ -11,6 +11,10 @@ impl Samples {
         self.0.push(sample);
     }
 
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
     /// The nearest-rank percentile (`p` in 0..=100), in milliseconds.
     pub fn percentile_ms(&self, p: f64) -> f64 {
         if self.0.is_empty() {

@@ -96,11 +96,26 @@ pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, 
     .bind(&names)
     .execute(&mut *tx)
     .await?;
-    // Tasks the engine already has: captured as created (a task captured before is compared,
-    // and unchanged ones record nothing).
+    // Tasks taskpool knows from an earlier installation (uninstalled since): not created
+    // again (taskpool would refuse that) but compared with a captured state that knows
+    // nothing of them, so that their assignee, candidates and attributes now are recorded;
+    // what taskpool already has changes nothing there.
+    sqlx::query(
+        "INSERT INTO taskpool_camunda_tasks (task_id, captured, synced_in) \
+         SELECT t.id_, '{\"assignee\": \"taskpool: not known\"}', '0' FROM act_ru_task t \
+         WHERE EXISTS (SELECT 1 FROM taskpool_aggregates a \
+                       WHERE a.aggregate_type = 'task' AND a.aggregate_id = t.id_) \
+         ON CONFLICT (task_id) DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await?;
+    // Tasks the engine already has: captured as created, or brought up to date as above (a
+    // task captured by this installation before is compared, and unchanged ones record
+    // nothing).
     let captured: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT taskpool_camunda_sync(t.id_) FROM act_ru_task t \
-         WHERE NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c WHERE c.task_id = t.id_)) s",
+         WHERE NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c \
+                           WHERE c.task_id = t.id_ AND c.synced_in <> '0')) s",
     )
     .fetch_one(&mut *tx)
     .await?;

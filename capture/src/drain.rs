@@ -1,11 +1,14 @@
 //! Draining the capture queue (`taskpool_capture`) into the outbox, through core's rules.
 //!
-//! One transaction takes the oldest queued rows (locked), turns each recording transaction's
-//! rows into commands with a [`Collector`] of its own, in the order they were queued, writes
-//! their events to the outbox and deletes the rows. Crash anywhere before the commit: nothing
+//! One transaction takes the oldest queued rows (locked), turns each task's (or data entry's)
+//! rows of each recording transaction into commands with a [`Collector`] of its own, in the
+//! order they were queued, writes their events to the outbox and deletes the rows. A refused
+//! event keeps that aggregate's rows of that transaction in the dead letters, not the others'. Crash anywhere before the commit: nothing
 //! happened, the rows are drained again. Rows that only become visible later (a late commit)
 //! are drained when they do: nothing is read past. Per aggregate, rows were queued in commit
 //! order (the SQL functions serialize recorders of one aggregate), so events follow it.
+
+use std::collections::HashMap;
 
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -21,8 +24,9 @@ use crate::captured::Captured;
 pub struct Drained {
     /// Queued rows taken out of the queue.
     pub rows: usize,
-    /// Recording transactions whose events reached the outbox.
-    pub transactions: usize,
+    /// Groups (one task's or data entry's events of one recording transaction) whose events
+    /// reached the outbox.
+    pub groups: usize,
     /// Rows moved to `taskpool_capture_dead_letters` instead, with the reason.
     pub dead_letters: usize,
 }
@@ -62,9 +66,9 @@ pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError
         rows: rows.len(),
         ..Drained::default()
     };
-    for group in &by_transaction(&rows) {
+    for group in &by_transaction_and_aggregate(&rows) {
         match record(&mut tx, group).await? {
-            Ok(()) => drained.transactions += 1,
+            Ok(()) => drained.groups += 1,
             Err(reason) => {
                 dead_letter(&mut tx, group, &reason).await?;
                 drained.dead_letters += group.len();
@@ -95,16 +99,24 @@ fn queued(row: &PgRow) -> Result<Queued, sqlx::Error> {
     })
 }
 
-/// The rows of each recording transaction, transactions in the order of their first row.
-fn by_transaction(rows: &[Queued]) -> Vec<Vec<&Queued>> {
+/// The rows of each aggregate in each recording transaction, in the order of their first
+/// row. One aggregate's events of one transaction stand or fall together; a refused one does
+/// not take the transaction's other tasks with it.
+fn by_transaction_and_aggregate(rows: &[Queued]) -> Vec<Vec<&Queued>> {
     let mut groups: Vec<Vec<&Queued>> = Vec::new();
+    let mut index: HashMap<(&str, &str, &str), usize> = HashMap::new();
     for row in rows {
-        match groups
-            .iter_mut()
-            .find(|g| g[0].transaction_id == row.transaction_id)
-        {
-            Some(group) => group.push(row),
-            None => groups.push(vec![row]),
+        let key = (
+            row.transaction_id.as_str(),
+            row.captured.aggregate_type.as_str(),
+            row.captured.aggregate_id.as_str(),
+        );
+        match index.get(&key) {
+            Some(&group) => groups[group].push(row),
+            None => {
+                index.insert(key, groups.len());
+                groups.push(vec![row]);
+            }
         }
     }
     groups

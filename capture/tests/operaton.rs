@@ -184,12 +184,31 @@ async fn an_engine_transaction_that_rolls_back_leaves_no_event() {
 
 /// A catalog of what a database holds (tables with their columns, triggers, functions),
 /// as one sorted list of lines.
+/// A database of its own with the engine's tables (from the running engine's schema) and
+/// taskpool's.
+async fn engine_schema() -> PgTestDb {
+    let db = PgTestDb::new().await;
+    let schema_sql = std::fs::read_to_string(required_env("ENGINE_SCHEMA_SQL")).unwrap();
+    // The dump names the public schema; here the engine's tables go into the test's schema.
+    let schema_sql = schema_sql.replace("public.", "").replace(
+        "SELECT pg_catalog.set_config('search_path', '', false);",
+        "",
+    );
+    sqlx::raw_sql(AssertSqlSafe(schema_sql))
+        .execute(&db.pool)
+        .await
+        .expect("the engine's tables");
+    PgStore::migrate(&db.pool).await.unwrap();
+    db
+}
+
 async fn catalog(pool: &sqlx::PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type \
            FROM information_schema.columns WHERE table_schema = current_schema() \
-         UNION ALL SELECT 'trigger ' || tgrelid::regclass || ' ' || tgname \
-           FROM pg_trigger WHERE NOT tgisinternal \
+         UNION ALL SELECT 'trigger ' || t.tgrelid::regclass || ' ' || t.tgname \
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+           WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace \
          UNION ALL SELECT 'function ' || p.oid::regprocedure FROM pg_proc p \
            WHERE p.pronamespace = current_schema()::regnamespace \
          ORDER BY 1",
@@ -203,18 +222,7 @@ async fn catalog(pool: &sqlx::PgPool) -> Vec<String> {
 /// uninstalling leaves the database as taskpool's own tables left it.
 #[tokio::test]
 async fn installing_twice_changes_nothing_and_uninstalling_removes_what_it_added() {
-    let db = PgTestDb::new().await;
-    let schema_sql = std::fs::read_to_string(required_env("ENGINE_SCHEMA_SQL")).unwrap();
-    // The dump names the public schema; here the engine's tables go into the test's schema.
-    let schema_sql = schema_sql.replace("public.", "").replace(
-        "SELECT pg_catalog.set_config('search_path', '', false);",
-        "",
-    );
-    sqlx::raw_sql(AssertSqlSafe(schema_sql))
-        .execute(&db.pool)
-        .await
-        .expect("the engine's tables");
-    PgStore::migrate(&db.pool).await.unwrap();
+    let db = engine_schema().await;
     let before = catalog(&db.pool).await;
 
     let installed = camunda::install(&db.pool, &installation()).await.unwrap();
@@ -239,6 +247,52 @@ async fn installing_twice_changes_nothing_and_uninstalling_removes_what_it_added
         before,
         "uninstall removes what it added"
     );
+}
+
+/// Installed again after an uninstall, the capture does not create the tasks taskpool knows
+/// again (it would refuse that: a dead letter) but records what changed while it was away.
+#[tokio::test]
+async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
+    let db = engine_schema().await;
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    // The engine's rows, written as the engine would (no engine runs on this database).
+    sqlx::raw_sql(
+        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
+         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
+                                  create_time_) \
+         VALUES ('known', 1, 'Check', 'check', 'check:1', 50, now())",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    drain_once(&db.pool, 100).await.unwrap();
+    camunda::uninstall(&db.pool).await.unwrap();
+    sqlx::query("UPDATE act_ru_task SET assignee_ = 'kermit', priority_ = 80 WHERE id_ = 'known'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        camunda::install(&db.pool, &installation()).await.unwrap(),
+        1
+    );
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!(drained.dead_letters, 0, "{drained:?}");
+    let rows = sqlx::query(
+        "SELECT aggregate_version, payload FROM taskpool_outbox \
+         WHERE aggregate_id = 'known' ORDER BY position",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(versions.len() >= 2 && versions[0] == 1, "{versions:?}");
+    let last: Vec<u8> = rows.last().unwrap().get(1);
+    let Ok(DecodedEvent::Task(event)) = decode(&last) else {
+        panic!("a task event");
+    };
+    assert_eq!(event.task.assignee.as_deref(), Some("kermit"));
+    assert_eq!(event.task.priority, 80);
 }
 
 #[tokio::test]

@@ -118,7 +118,7 @@ async fn recorded_events_become_outbox_events_through_core_and_leave_the_queue()
     tx.commit().await.unwrap();
 
     let drained = drain_once(&db.pool, 100).await.unwrap();
-    assert_eq!((drained.rows, drained.transactions), (4, 2));
+    assert_eq!((drained.rows, drained.groups), (4, 3));
     assert_eq!(queued(&db.pool).await, 0);
     let events = outbox(&db.pool).await;
     let keys: Vec<(&str, i64)> = events.iter().map(|(k, v, _)| (k.as_str(), *v)).collect();
@@ -267,6 +267,41 @@ async fn a_late_commit_is_drained_when_it_becomes_visible() {
     assert_eq!(drain_once(&db.pool, 100).await.unwrap().rows, 1);
     let ids: Vec<String> = outbox(&db.pool).await.into_iter().map(|e| e.0).collect();
     assert_eq!(ids, ["early", "late"]);
+}
+
+/// A refused event (a task created twice) keeps that task's rows of its transaction in the
+/// dead letters with the reason; the same transaction's other task reaches the outbox.
+#[tokio::test]
+async fn a_refused_event_dead_letters_only_its_own_task() {
+    let db = database().await;
+    let mut tx = db.pool.begin().await.unwrap();
+    record_task(&mut tx, "created", "twice", new_task("Twice"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    drain_once(&db.pool, 100).await.unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    record_task(&mut tx, "created", "twice", new_task("Twice again"))
+        .await
+        .unwrap();
+    record_task(&mut tx, "created", "fine", new_task("Fine"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!(
+        (drained.rows, drained.groups, drained.dead_letters),
+        (2, 1, 1)
+    );
+    let ids: Vec<String> = outbox(&db.pool).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(ids, ["twice", "fine"]);
+    let (task, reason): (String, String) =
+        sqlx::query_as("SELECT aggregate_id, reason FROM taskpool_capture_dead_letters")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(task, "twice");
+    assert!(reason.contains("already exists"), "{reason}");
 }
 
 /// Two transactions change the same task: the second waits in the function until the first
