@@ -26,7 +26,8 @@ use crate::stats::Samples;
 use crate::topics::{delete_topics, unique_prefix};
 use crate::{Options, server_env};
 
-/// Untimed purchases before the first round, and after each switch.
+/// Untimed purchases before the first round (the engine's JIT and caches warm up), and
+/// after each switch.
 const WARM_UP: u64 = 100;
 const SETTLE: u64 = 10;
 
@@ -38,63 +39,24 @@ pub async fn run(options: &Options) -> BenchResult<()> {
     let engine = Engine::ready().await;
     let people = People::unique();
 
-    let (stop_drain, draining) = shutdown::channel();
-    let drain = tokio::spawn(drain_continuously(engine.pool.clone(), draining));
-    let mut with = Calls::default();
-    let mut without = Calls::default();
     let mut untimed = Calls::default();
-    // The engine's JIT and caches warm up first; each switch is followed by untimed calls (the
-    // engine's connections plan their statements again after the triggers change). Pairs of
-    // rounds alternate which mode goes first (ABBA), so a drift favours neither.
     for i in 0..WARM_UP {
-        untimed
-            .measure(&engine, &people, &format!("warm-{i}"))
-            .await?;
+        let key = format!("warm-{i}");
+        untimed.measure(&engine, &people, &key).await?;
     }
-    for round in 0..rounds * 2 {
-        let captured = (round % 2 == 0) == (round / 2 % 2 == 0);
-        let switched = if captured {
-            camunda::install(&engine.pool, &installation())
-                .await
-                .map(drop)
-        } else {
-            camunda::uninstall(&engine.pool).await
-        };
-        switched.map_err(|e| e.to_string())?;
-        for i in 0..SETTLE {
-            let key = format!("settle-{round}-{i}");
-            untimed.measure(&engine, &people, &key).await?;
-        }
-        let calls = if captured { &mut with } else { &mut without };
-        for i in 0..iterations {
-            let key = format!("bench-{round}-{i}");
-            calls.measure(&engine, &people, &key).await?;
-        }
-    }
+    let apart = compare(&engine, &people, rounds, iterations, false).await?;
+    let alongside = compare(&engine, &people, rounds, iterations, true).await?;
     camunda::install(&engine.pool, &installation())
         .await
         .map_err(|e| e.to_string())?;
-    stop_drain.trigger();
-    let _ = drain.await;
-
+    drain_queue(&engine.pool).await?;
     println!("the engine's REST calls, {rounds} rounds of {iterations} each way, alternating");
     println!(
-        "{:<28} {:>12} {:>12} {:>8}",
+        "{:<44} {:>12} {:>12} {:>8}",
         "call", "without p50", "with p50", "ratio"
     );
-    for (name, without, with) in [
-        ("start a process", &without.start, &with.start),
-        ("complete a task", &without.complete, &with.complete),
-        ("both (one purchase)", &without.both, &with.both),
-    ] {
-        let ratio = with.percentile_ms(50.0) / without.percentile_ms(50.0);
-        println!(
-            "{name:<28} {:>9.1} ms {:>9.1} ms {ratio:>8.3}",
-            without.percentile_ms(50.0),
-            with.percentile_ms(50.0)
-        );
-    }
-    let ratio = with.both.percentile_ms(50.0) / without.both.percentile_ms(50.0);
+    let ratio = apart.print("queue drained between rounds");
+    let ratio_alongside = alongside.print("drain running alongside");
 
     let prefix = unique_prefix("engine");
     let latency = stream_latency(&engine, &prefix, rate, seconds).await;
@@ -114,11 +76,92 @@ pub async fn run(options: &Options) -> BenchResult<()> {
         ));
     }
     println!(
-        "RESULT engine_capture_ratio={ratio:.3} engine_e2e_p50_ms={:.1} engine_e2e_p99_ms={:.1}",
+        "RESULT engine_capture_ratio={ratio:.3} engine_capture_ratio_drain_alongside={ratio_alongside:.3} engine_e2e_p50_ms={:.1} engine_e2e_p99_ms={:.1}",
         samples.percentile_ms(50.0),
         samples.percentile_ms(99.0)
     );
     Ok(())
+}
+
+/// The same calls with the capture installed and uninstalled, in ABBA rounds (a drift in
+/// the engine or the machine favours neither); each switch is followed by untimed calls (the
+/// engine's connections plan their statements again after the triggers change). With
+/// `alongside`, the capture queue is drained all along, as a relay on the same machine would;
+/// otherwise between rounds, so the figures are the engine's own.
+async fn compare(
+    engine: &Engine,
+    people: &People,
+    rounds: u64,
+    iterations: u64,
+    alongside: bool,
+) -> BenchResult<Comparison> {
+    let (stop_drain, draining) = shutdown::channel();
+    let drain = alongside.then(|| tokio::spawn(drain_continuously(engine.pool.clone(), draining)));
+    let mut comparison = Comparison::default();
+    let mut untimed = Calls::default();
+    for round in 0..rounds * 2 {
+        let captured = (round % 2 == 0) == (round / 2 % 2 == 0);
+        let switched = if captured {
+            camunda::install(&engine.pool, &installation())
+                .await
+                .map(drop)
+        } else {
+            camunda::uninstall(&engine.pool).await
+        };
+        switched.map_err(|e| e.to_string())?;
+        for i in 0..SETTLE {
+            let key = format!("settle-{alongside}-{round}-{i}");
+            untimed.measure(engine, people, &key).await?;
+        }
+        let calls = if captured {
+            &mut comparison.with
+        } else {
+            &mut comparison.without
+        };
+        for i in 0..iterations {
+            let key = format!("bench-{alongside}-{round}-{i}");
+            calls.measure(engine, people, &key).await?;
+        }
+        if !alongside {
+            drain_queue(&engine.pool).await?;
+        }
+    }
+    stop_drain.trigger();
+    if let Some(drain) = drain {
+        let _ = drain.await;
+    }
+    Ok(comparison)
+}
+
+#[derive(Default)]
+struct Comparison {
+    with: Calls,
+    without: Calls,
+}
+
+impl Comparison {
+    /// Prints the table's rows; returns the ratio of one purchase's calls.
+    fn print(&self, how: &str) -> f64 {
+        let mut ratio = f64::NAN;
+        for (name, without, with) in [
+            ("start a process", &self.without.start, &self.with.start),
+            (
+                "complete a task",
+                &self.without.complete,
+                &self.with.complete,
+            ),
+            ("both (one purchase)", &self.without.both, &self.with.both),
+        ] {
+            ratio = with.percentile_ms(50.0) / without.percentile_ms(50.0);
+            println!(
+                "{:<44} {:>9.1} ms {:>9.1} ms {ratio:>8.3}",
+                format!("{name}, {how}"),
+                without.percentile_ms(50.0),
+                with.percentile_ms(50.0)
+            );
+        }
+        ratio
+    }
 }
 
 /// Latencies of the engine's calls in one mode.
@@ -153,6 +196,12 @@ impl Calls {
         self.both.push(start + complete);
         Ok(())
     }
+}
+
+/// Empties the capture queue once.
+async fn drain_queue(pool: &sqlx::PgPool) -> BenchResult<()> {
+    while drain_once(pool, 500).await.map_err(|e| e.to_string())?.rows > 0 {}
+    Ok(())
 }
 
 /// Empties the capture queue as the relay's leader does, until shutdown.

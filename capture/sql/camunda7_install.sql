@@ -1,5 +1,5 @@
 -- Capture for Camunda 7 and Operaton (decision 0027): triggers on the engine's own tables that
--- record task events in the engine's transaction, through taskpool_record_task_event (core
+-- record task events in the engine's transaction, in the queue of taskpool_record_task_event (core
 -- migration 4). Installed by `kafka-relay capture install`; every object is named taskpool_*,
 -- and uninstalling drops exactly these. Running it again changes nothing.
 --
@@ -24,27 +24,41 @@ CREATE TABLE IF NOT EXISTS taskpool_camunda_variables (
     PRIMARY KEY (process_definition_key, variable_name)
 );
 
--- What was captured of each active task, and the transaction that last compared it.
+-- What was captured of each active task, and the transaction that last changed it.
 CREATE TABLE IF NOT EXISTS taskpool_camunda_tasks (
     task_id   TEXT PRIMARY KEY,
     captured  JSONB NOT NULL,
     synced_in XID8 NOT NULL
 );
 
--- An engine timestamp (local, without zone) as RFC 3339.
-CREATE OR REPLACE FUNCTION taskpool_camunda_time(at TIMESTAMP) RETURNS TEXT
-LANGUAGE sql STABLE AS $$
-    SELECT to_char((at AT TIME ZONE (SELECT time_zone FROM taskpool_camunda_settings))
-                   AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-$$;
+-- Replaced by the conversion inside taskpool_camunda_state (an older installation had it).
+DROP FUNCTION IF EXISTS taskpool_camunda_time(TIMESTAMP);
+
+-- The form keys of deployed process definitions' user tasks (null: none), read from their BPMN
+-- once per definition: a deployed definition never changes, and parsing its XML for every new
+-- task would cost more than everything else the capture does.
+CREATE TABLE IF NOT EXISTS taskpool_camunda_form_keys (
+    definition_id TEXT NOT NULL,
+    task_key      TEXT NOT NULL,
+    form_key      TEXT,
+    PRIMARY KEY (definition_id, task_key)
+);
 
 -- The form key of a user task, from the BPMN of its process definition.
 CREATE OR REPLACE FUNCTION taskpool_camunda_form_key(definition_id TEXT, task_key TEXT)
-RETURNS TEXT LANGUAGE sql STABLE AS $$
-    SELECT coalesce(
-        (xpath('//bpmn:userTask[@id="' || task_key || '"]/@operaton:formKey', model, ns))[1],
-        (xpath('//bpmn:userTask[@id="' || task_key || '"]/@camunda:formKey', model, ns))[1]
-    )::text
+RETURNS TEXT LANGUAGE plpgsql AS $$
+DECLARE
+    known TEXT;
+BEGIN
+    SELECT k.form_key INTO known FROM taskpool_camunda_form_keys k
+        WHERE k.definition_id = $1 AND k.task_key = $2;
+    IF FOUND THEN
+        RETURN known;
+    END IF;
+    INSERT INTO taskpool_camunda_form_keys (definition_id, task_key, form_key)
+    SELECT $1, (xpath('/*/@id', node))[1]::text,
+           coalesce((xpath('/*/@operaton:formKey', node, ns))[1],
+                    (xpath('/*/@camunda:formKey', node, ns))[1])::text
     FROM (SELECT convert_from(b.bytes_, 'UTF8')::xml AS model,
                  ARRAY[ARRAY['bpmn', 'http://www.omg.org/spec/BPMN/20100524/MODEL'],
                        ARRAY['operaton', 'http://operaton.org/schema/1.0/bpmn'],
@@ -52,7 +66,16 @@ RETURNS TEXT LANGUAGE sql STABLE AS $$
           FROM act_re_procdef d
           JOIN act_ge_bytearray b
             ON b.deployment_id_ = d.deployment_id_ AND b.name_ = d.resource_name_
-          WHERE d.id_ = definition_id) AS m
+          WHERE d.id_ = $1) AS m,
+         unnest(xpath('//bpmn:userTask', model, ns)) AS node
+    ON CONFLICT DO NOTHING;
+    -- A task the model does not name (or no model): remembered as having no form key.
+    INSERT INTO taskpool_camunda_form_keys (definition_id, task_key, form_key)
+    VALUES ($1, $2, NULL) ON CONFLICT DO NOTHING;
+    SELECT k.form_key INTO known FROM taskpool_camunda_form_keys k
+        WHERE k.definition_id = $1 AND k.task_key = $2;
+    RETURN known;
+END
 $$;
 
 -- A task's state as the engine's tables hold it now, in the fields of a "created" event, or
@@ -60,6 +83,9 @@ $$;
 -- (a SQL function called from PL/pgSQL is planned again at every call, five times the cost).
 CREATE OR REPLACE FUNCTION taskpool_camunda_state(task TEXT) RETURNS JSONB
 LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    -- The engine writes local times without a zone; they are read in this one.
+    zone TEXT := (SELECT time_zone FROM taskpool_camunda_settings);
 BEGIN
     RETURN (SELECT jsonb_strip_nulls(jsonb_build_object(
         'sourceReference', jsonb_build_object(
@@ -74,9 +100,9 @@ BEGIN
         'name', coalesce(nullif(t.name_, ''), t.task_def_key_, t.id_),
         'description', t.description_,
         'priority', t.priority_,
-        'createTime', taskpool_camunda_time(t.create_time_),
-        'dueDate', taskpool_camunda_time(t.due_date_),
-        'followUpDate', taskpool_camunda_time(t.follow_up_date_),
+        'createTime', (extract(epoch FROM t.create_time_ AT TIME ZONE zone) * 1000)::int8,
+        'dueDate', (extract(epoch FROM t.due_date_ AT TIME ZONE zone) * 1000)::int8,
+        'followUpDate', (extract(epoch FROM t.follow_up_date_ AT TIME ZONE zone) * 1000)::int8,
         'assignee', t.assignee_,
         'owner', t.owner_,
         'businessKey', e.business_key_))
@@ -112,24 +138,43 @@ BEGIN
 END
 $$;
 
+-- Queues one of the capture's task events as taskpool_record_task_event (core migration 4)
+-- does once it has checked its call: the capture builds its fields itself (timestamps already
+-- in epoch milliseconds), so the check is left out of the engine's transaction. The caller,
+-- taskpool_camunda_sync, holds the task's recording lock.
+CREATE OR REPLACE FUNCTION taskpool_camunda_queue(kind TEXT, task TEXT, fields JSONB DEFAULT '{}')
+RETURNS VOID LANGUAGE sql AS $$
+    INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
+    VALUES ('task', task, kind, fields)
+$$;
+
 -- Records what changed about one task since it was last captured (once per transaction: the
 -- first call at commit sees the final state).
 CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT) RETURNS VOID
 LANGUAGE plpgsql AS $$
 DECLARE
     before  JSONB;
-    synced  XID8;
+    done    TEXT;
     now     JSONB;
     changed JSONB := '{}';
     name    TEXT;
     reason  TEXT;
     field   TEXT;
 BEGIN
-    SELECT captured, synced_in INTO before, synced FROM taskpool_camunda_tasks
-        WHERE task_id = task;
-    IF synced = pg_current_xact_id() THEN
+    -- Once per task and transaction: the first call at commit sees the final state. The
+    -- tasks done are kept in a transaction-local setting (no write, unlike a table).
+    done := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
+    IF strpos(done, ',' || task || ',') > 0 THEN
         RETURN;
     END IF;
+    PERFORM set_config('taskpool.synced_tasks', done || task || ',', true);
+    -- Before reading what was captured: a concurrent transaction that changed the same task
+    -- commits first, and its captured state is the one compared with (statements of the
+    -- engine's READ COMMITTED transaction see it once it has committed).
+    -- The lock taskpool_record_task_event takes (core migration 4), so that recorders of one
+    -- task, this capture or other callers, queue in commit order.
+    PERFORM pg_advisory_xact_lock(hashtextextended('taskpool task ' || task, 0));
+    SELECT captured INTO before FROM taskpool_camunda_tasks WHERE task_id = task;
     now := taskpool_camunda_state(task);
     IF now IS NULL AND before IS NULL THEN
         RETURN; -- created and ended in one transaction, or never captured
@@ -139,9 +184,9 @@ BEGIN
         -- (history level none) the engine keeps no reason: the task counts as completed.
         SELECT h.delete_reason_ INTO reason FROM act_hi_taskinst h WHERE h.id_ = task;
         IF reason IS NULL OR reason = 'completed' THEN
-            PERFORM taskpool_record_task_event('completed', task);
+            PERFORM taskpool_camunda_queue('completed', task);
         ELSE
-            PERFORM taskpool_record_task_event('deleted', task,
+            PERFORM taskpool_camunda_queue('deleted', task,
                                                jsonb_build_object('reason', reason));
         END IF;
         DELETE FROM taskpool_camunda_tasks WHERE task_id = task;
@@ -151,33 +196,37 @@ BEGIN
         now := now || jsonb_strip_nulls(jsonb_build_object(
             'formKey', taskpool_camunda_form_key(now #>> '{sourceReference,processDefinitionId}',
                                                  now ->> 'taskDefinitionKey')));
-        PERFORM taskpool_record_task_event('created', task, now);
+        PERFORM taskpool_camunda_queue('created', task, now);
     ELSE
         now := now || jsonb_strip_nulls(jsonb_build_object('formKey', before -> 'formKey'));
         IF before -> 'assignee' IS DISTINCT FROM now -> 'assignee' THEN
-            PERFORM taskpool_record_task_event('assigned', task,
+            PERFORM taskpool_camunda_queue('assigned', task,
                 jsonb_build_object('assignee', now -> 'assignee'));
         END IF;
-        FOR name IN SELECT jsonb_array_elements_text(now -> 'candidateUsers')
-                    EXCEPT SELECT jsonb_array_elements_text(before -> 'candidateUsers') LOOP
-            PERFORM taskpool_record_task_event('candidate-user-added', task,
-                                               jsonb_build_object('user', name));
-        END LOOP;
-        FOR name IN SELECT jsonb_array_elements_text(before -> 'candidateUsers')
-                    EXCEPT SELECT jsonb_array_elements_text(now -> 'candidateUsers') LOOP
-            PERFORM taskpool_record_task_event('candidate-user-removed', task,
-                                               jsonb_build_object('user', name));
-        END LOOP;
-        FOR name IN SELECT jsonb_array_elements_text(now -> 'candidateGroups')
-                    EXCEPT SELECT jsonb_array_elements_text(before -> 'candidateGroups') LOOP
-            PERFORM taskpool_record_task_event('candidate-group-added', task,
-                                               jsonb_build_object('group', name));
-        END LOOP;
-        FOR name IN SELECT jsonb_array_elements_text(before -> 'candidateGroups')
-                    EXCEPT SELECT jsonb_array_elements_text(now -> 'candidateGroups') LOOP
-            PERFORM taskpool_record_task_event('candidate-group-removed', task,
-                                               jsonb_build_object('group', name));
-        END LOOP;
+        IF before -> 'candidateUsers' IS DISTINCT FROM now -> 'candidateUsers' THEN
+            FOR name IN SELECT jsonb_array_elements_text(now -> 'candidateUsers')
+                        EXCEPT SELECT jsonb_array_elements_text(before -> 'candidateUsers') LOOP
+                PERFORM taskpool_camunda_queue('candidate-user-added', task,
+                                                   jsonb_build_object('user', name));
+            END LOOP;
+            FOR name IN SELECT jsonb_array_elements_text(before -> 'candidateUsers')
+                        EXCEPT SELECT jsonb_array_elements_text(now -> 'candidateUsers') LOOP
+                PERFORM taskpool_camunda_queue('candidate-user-removed', task,
+                                                   jsonb_build_object('user', name));
+            END LOOP;
+        END IF;
+        IF before -> 'candidateGroups' IS DISTINCT FROM now -> 'candidateGroups' THEN
+            FOR name IN SELECT jsonb_array_elements_text(now -> 'candidateGroups')
+                        EXCEPT SELECT jsonb_array_elements_text(before -> 'candidateGroups') LOOP
+                PERFORM taskpool_camunda_queue('candidate-group-added', task,
+                                                   jsonb_build_object('group', name));
+            END LOOP;
+            FOR name IN SELECT jsonb_array_elements_text(before -> 'candidateGroups')
+                        EXCEPT SELECT jsonb_array_elements_text(now -> 'candidateGroups') LOOP
+                PERFORM taskpool_camunda_queue('candidate-group-removed', task,
+                                                   jsonb_build_object('group', name));
+            END LOOP;
+        END IF;
         FOREACH field IN ARRAY ARRAY['name', 'description', 'owner', 'priority', 'dueDate',
                                      'followUpDate', 'businessKey', 'payload'] LOOP
             IF before -> field IS DISTINCT FROM now -> field THEN
@@ -185,7 +234,10 @@ BEGIN
             END IF;
         END LOOP;
         IF changed <> '{}' THEN
-            PERFORM taskpool_record_task_event('attributes', task, changed);
+            PERFORM taskpool_camunda_queue('attributes', task, changed);
+        END IF;
+        IF before = now THEN
+            RETURN; -- nothing changed: nothing to write
         END IF;
     END IF;
     INSERT INTO taskpool_camunda_tasks (task_id, captured, synced_in)
@@ -219,8 +271,13 @@ CREATE OR REPLACE FUNCTION taskpool_camunda_variable_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 DECLARE
     instance TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.proc_inst_id_ ELSE NEW.proc_inst_id_ END;
+    variable TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.name_ ELSE NEW.name_ END;
     task     TEXT;
 BEGIN
+    -- Only variables some process's payload takes can change a task.
+    IF NOT EXISTS (SELECT 1 FROM taskpool_camunda_variables WHERE variable_name = variable) THEN
+        RETURN NULL;
+    END IF;
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = instance LOOP
         PERFORM taskpool_camunda_sync(task);
     END LOOP;

@@ -109,18 +109,40 @@ pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, 
     )
     .execute(&mut *tx)
     .await?;
-    // Tasks the engine already has: captured as created, or brought up to date as above (a
-    // task captured by this installation before is compared, and unchanged ones record
-    // nothing).
-    let captured: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT taskpool_camunda_sync(t.id_) FROM act_ru_task t \
-         WHERE NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c \
-                           WHERE c.task_id = t.id_ AND c.synced_in <> '0')) s",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
     tx.commit().await?;
-    Ok(u64::try_from(captured).unwrap_or(0))
+    capture_existing(pool).await
+}
+
+/// The tasks the engine has that this installation has not captured yet: captured as created,
+/// or brought up to date as above. One task per transaction: each holds the task's recording
+/// lock until its end, and an engine with many open tasks would otherwise fill PostgreSQL's
+/// lock table. A task the engine changes meanwhile is captured by its own transaction; this
+/// one then finds it captured and records nothing.
+async fn capture_existing(pool: &PgPool) -> Result<u64, InstallError> {
+    let mut captured = 0;
+    let mut after = String::new();
+    loop {
+        let tasks: Vec<String> = sqlx::query_scalar(
+            "SELECT t.id_ FROM act_ru_task t WHERE t.id_ > $1 \
+             AND NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c \
+                             WHERE c.task_id = t.id_ AND c.synced_in <> '0') \
+             ORDER BY t.id_ LIMIT 500",
+        )
+        .bind(&after)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = tasks.last() else {
+            return Ok(captured);
+        };
+        after = last.clone();
+        for task in &tasks {
+            sqlx::query("SELECT taskpool_camunda_sync($1)")
+                .bind(task)
+                .execute(pool)
+                .await?;
+            captured += 1;
+        }
+    }
 }
 
 /// Removes the triggers, functions and tables the capture added, and nothing else.

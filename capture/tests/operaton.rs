@@ -249,6 +249,50 @@ async fn installing_twice_changes_nothing_and_uninstalling_removes_what_it_added
     );
 }
 
+/// An engine with more open tasks than PostgreSQL's lock table has room for recording locks
+/// (64 per connection by default): installing captures them all (in one transaction, with a
+/// lock per task, it failed with "out of shared memory").
+#[tokio::test]
+async fn installing_on_an_engine_with_many_open_tasks_captures_them_all() {
+    let db = engine_schema().await;
+    // The lock table's size (PostgreSQL's NLOCKENTS: per backend slot, with the auxiliary
+    // processes), three times over: more than its spare shared memory holds beyond that.
+    let slots: i64 = sqlx::query_scalar(
+        "SELECT current_setting('max_locks_per_transaction')::int8 * \
+         (current_setting('max_connections')::int8 \
+          + current_setting('autovacuum_max_workers')::int8 + 1 \
+          + current_setting('max_worker_processes')::int8 \
+          + current_setting('max_wal_senders')::int8 \
+          + current_setting('max_prepared_transactions')::int8)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let tasks = slots * 3;
+    sqlx::query(
+        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); ",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, create_time_) \
+         SELECT 'open-' || n, 1, 'Check', 'check', 'check:1', now() \
+         FROM generate_series(1, $1) AS n",
+    )
+    .bind(tasks)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let captured = camunda::install(&db.pool, &installation()).await.unwrap();
+    assert_eq!(i64::try_from(captured).unwrap(), tasks);
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM taskpool_capture")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, tasks, "one created event per open task");
+}
+
 /// Installed again after an uninstall, the capture does not create the tasks taskpool knows
 /// again (it would refuse that: a dead letter) but records what changed while it was away.
 #[tokio::test]
