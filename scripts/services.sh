@@ -19,9 +19,11 @@
 #                              KAFKA_BROKER_SCRIPT starts private brokers for tests.
 #   Operaton    ENGINE_REST_URL Operaton 1.0 (Camunda 7's open-source continuation), unmodified:
 #                              its Spring Boot starter with the REST API, fetched once with Maven
-#                              (scripts/operaton.sh), on the database ENGINE_DATABASE_URL of the
+#                              (scripts/engine7.sh), on the database ENGINE_DATABASE_URL of the
 #                              test server, made afresh at each start; ENGINE_SCHEMA_SQL is its
 #                              tables' definition (pg_dump), for databases of a test's own.
+#   Camunda 7   CAMUNDA_REST_URL Camunda 7 CE 7.24, the same way: CAMUNDA_DATABASE_URL,
+#                              CAMUNDA_SCHEMA_SQL.
 #   MongoDB     MONGODB_URI    nx-27017, a MongoDB-wire server on SQLite, from PyPI in a
 #                              virtualenv, started through scripts/mongo-launcher.py (patches
 #                              for the Rust driver's change streams); MONGO_PYTHON and
@@ -358,42 +360,45 @@ start_kafka() {
     set_env KAFKA_CLUSTER_ID "$(sed -n 's/^cluster.id=//p' "$STATE/kafka/data/meta.properties")"
 }
 
-# ---------------------------------------------------------------- Operaton (the real engine)
+# ---------------------------------------------------------------- Camunda 7 engines (the real ones)
 
-OPERATON_SCRIPT="$ROOT/scripts/operaton.sh"
+ENGINE7_SCRIPT="$ROOT/scripts/engine7.sh"
 
-# Operaton with its REST API on a database of its own on the test server, created afresh at
-# each start (the engine creates its tables).
-start_operaton() {
-    local pid_file="$STATE/operaton.pid" port pg_port database=taskpool_operaton
-    if pid_alive "$pid_file" && port=$(get_env TASKPOOL_OPERATON_PORT) && port_open "$port"; then
+# A Camunda 7 engine (operaton or camunda) with its REST API on a database of its own on the test
+# server, created afresh at each start (the engine creates its tables). Operaton's variables are
+# ENGINE_*, Camunda 7 CE's CAMUNDA_*.
+start_engine7() {
+    local flavour=$1 name=$2 prefix=$3 pid_file="$STATE/$1.pid" port pg_port database="taskpool_$1"
+    local port_key
+    port_key="TASKPOOL_$(echo "$flavour" | tr '[:lower:]' '[:upper:]')_PORT"
+    if pid_alive "$pid_file" && port=$(get_env "$port_key") && port_open "$port"; then
         return 0
     fi
-    stop_pid "$pid_file" Operaton
+    stop_pid "$pid_file" "$name"
     command -v javac >/dev/null || apt_install default-jdk-headless
     command -v mvn >/dev/null || apt_install maven
-    "$OPERATON_SCRIPT" fetch
+    "$ENGINE7_SCRIPT" "$flavour" fetch
     pg_port=$(get_env TASKPOOL_PG_PORT)
     psql_at "$pg_port" "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
     psql_at "$pg_port" "CREATE DATABASE $database" >/dev/null
     port=$(free_port)
-    log "Operaton: starting the engine on port $port (database $database)"
-    nohup "$OPERATON_SCRIPT" run "$port" \
+    log "$name: starting the engine on port $port (database $database)"
+    nohup "$ENGINE7_SCRIPT" "$flavour" run "$port" \
         "jdbc:postgresql://127.0.0.1:$pg_port/$database?user=postgres&sslmode=disable" \
-        > "$STATE/operaton.log" 2>&1 < /dev/null &
+        > "$STATE/$flavour.log" 2>&1 < /dev/null &
     echo $! > "$pid_file"
-    wait_until 180 "Operaton's REST API on port $port (see $STATE/operaton.log)" \
+    wait_until 180 "$name's REST API on port $port (see $STATE/$flavour.log)" \
         curl -sf "http://127.0.0.1:$port/engine-rest/engine"
     # The engine's tables as it made them, for tests that need a database of their own to
     # install into (before any test installed anything here).
     PGCONNECT_TIMEOUT=5 pg_dump -h 127.0.0.1 -p "$pg_port" -U postgres --schema-only --no-owner \
-        "$database" > "$STATE/operaton-schema.dump" || die "cannot dump the engine's schema"
+        "$database" > "$STATE/$flavour-schema.dump" || die "cannot dump the engine's schema"
     # Plain SQL for any client: without psql's meta-commands (\restrict, ...).
-    grep -v '^\\' "$STATE/operaton-schema.dump" > "$STATE/operaton-schema.sql"
-    set_env ENGINE_SCHEMA_SQL "$STATE/operaton-schema.sql"
-    set_env TASKPOOL_OPERATON_PORT "$port"
-    set_env ENGINE_REST_URL "http://127.0.0.1:$port/engine-rest"
-    set_env ENGINE_DATABASE_URL "'postgres://postgres@127.0.0.1:$pg_port/$database?sslmode=disable'"
+    grep -v '^\\' "$STATE/$flavour-schema.dump" > "$STATE/$flavour-schema.sql"
+    set_env "${prefix}_SCHEMA_SQL" "$STATE/$flavour-schema.sql"
+    set_env "$port_key" "$port"
+    set_env "${prefix}_REST_URL" "http://127.0.0.1:$port/engine-rest"
+    set_env "${prefix}_DATABASE_URL" "'postgres://postgres@127.0.0.1:$pg_port/$database?sslmode=disable'"
 }
 
 # ---------------------------------------------------------------- MongoDB (nx-27017)
@@ -475,13 +480,15 @@ case "${1:-}" in
         start_postgres_tls
         start_postgres_standby
         start_kafka
-        start_operaton
+        start_engine7 operaton Operaton ENGINE
+        start_engine7 camunda "Camunda 7" CAMUNDA
         start_mongo
         ensure_tools
         ;;
     stop)
         stop_pid "$STATE/mongo.pid" MongoDB
         stop_pid "$STATE/operaton.pid" Operaton
+        stop_pid "$STATE/camunda.pid" "Camunda 7"
         stop_pid "$STATE/kafka.pid" Kafka
         stop_postgres
         stop_cluster "$STATE/postgres-standby" "PostgreSQL (standby)"
@@ -490,7 +497,7 @@ case "${1:-}" in
         ;;
     env)
         [ -f "$ENV_FILE" ] || die "services are not started: run scripts/services.sh start"
-        grep -v -e '^export TASKPOOL_PG_' -e '^export TASKPOOL_KAFKA_' -e '^export TASKPOOL_OPERATON_' \
+        grep -v -e '^export TASKPOOL_PG_' -e '^export TASKPOOL_KAFKA_' -e '^export TASKPOOL_OPERATON_' -e '^export TASKPOOL_CAMUNDA_' \
             -e '^export TASKPOOL_MONGO_PORT=' "$ENV_FILE"
         ;;
     reset)
@@ -511,6 +518,7 @@ case "${1:-}" in
         echo "PostgreSQL standby:  $(state "$(get_env TASKPOOL_PG_STANDBY_PORT)")"
         echo "Apache Kafka:        $(state "$(get_env TASKPOOL_KAFKA_PORT)") (also $(get_env KAFKA_TLS_BOOTSTRAP) SSL, $(get_env KAFKA_SASL_BOOTSTRAP) SASL_SSL)"
         echo "Operaton:            $(state "$(get_env TASKPOOL_OPERATON_PORT)") ($(get_env ENGINE_REST_URL))"
+        echo "Camunda 7:           $(state "$(get_env TASKPOOL_CAMUNDA_PORT)") ($(get_env CAMUNDA_REST_URL))"
         echo "MongoDB (nx-27017):  $(state "$(get_env TASKPOOL_MONGO_PORT)")"
         echo
         cat "$ENV_FILE"

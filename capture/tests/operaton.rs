@@ -11,7 +11,7 @@ use taskpool_capture::drain_once;
 use taskpool_core::{PgStore, Store};
 use taskpool_schemas::{DecodedEvent, Task, decode};
 use taskpool_testkit::operaton::*;
-use taskpool_testkit::{PgTestDb, required_env, wait_for};
+use taskpool_testkit::{PgTestDb, wait_for};
 
 /// Drains until the queue holds nothing of these tasks; returns their outbox events in order:
 /// `(task id, version, event type, task)`.
@@ -57,8 +57,17 @@ fn kinds(events: &[(String, i64, String, Task)], task: &str) -> Vec<(i64, String
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_purchase_lives_its_life_in_the_outbox() {
-    let engine = Engine::ready().await;
+async fn a_purchase_lives_its_life_in_the_outbox_on_operaton() {
+    a_purchase_lives_its_life_in_the_outbox(Flavour::Operaton).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_lives_its_life_in_the_outbox_on_camunda_7() {
+    a_purchase_lives_its_life_in_the_outbox(Flavour::Camunda).await
+}
+
+async fn a_purchase_lives_its_life_in_the_outbox(flavour: Flavour) {
+    let engine = Engine::of(flavour).await;
     let people = People::unique();
     let instance = engine.start_purchase("order-life", &people, false).await;
     let tasks = engine.tasks_of(&instance).await;
@@ -144,8 +153,17 @@ async fn a_purchase_lives_its_life_in_the_outbox() {
 /// Completing the approval runs the budget check, which fails on demand: the engine rolls its
 /// transaction back, and the capture with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_engine_transaction_that_rolls_back_leaves_no_event() {
-    let engine = Engine::ready().await;
+async fn an_engine_transaction_that_rolls_back_leaves_no_event_on_operaton() {
+    an_engine_transaction_that_rolls_back_leaves_no_event(Flavour::Operaton).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_transaction_that_rolls_back_leaves_no_event_on_camunda_7() {
+    an_engine_transaction_that_rolls_back_leaves_no_event(Flavour::Camunda).await
+}
+
+async fn an_engine_transaction_that_rolls_back_leaves_no_event(flavour: Flavour) {
+    let engine = Engine::of(flavour).await;
     let people = People::unique();
     let instance = engine.start_purchase("order-fails", &people, true).await;
     let approve = engine.tasks_of(&instance).await[0].1.clone();
@@ -186,9 +204,9 @@ async fn an_engine_transaction_that_rolls_back_leaves_no_event() {
 /// as one sorted list of lines.
 /// A database of its own with the engine's tables (from the running engine's schema) and
 /// taskpool's.
-async fn engine_schema() -> PgTestDb {
+async fn engine_schema(flavour: Flavour) -> PgTestDb {
     let db = PgTestDb::new().await;
-    let schema_sql = std::fs::read_to_string(required_env("ENGINE_SCHEMA_SQL")).unwrap();
+    let schema_sql = std::fs::read_to_string(flavour.schema_sql()).unwrap();
     // The dump names the public schema; here the engine's tables go into the test's schema.
     let schema_sql = schema_sql.replace("public.", "").replace(
         "SELECT pg_catalog.set_config('search_path', '', false);",
@@ -222,7 +240,13 @@ async fn catalog(pool: &sqlx::PgPool) -> Vec<String> {
 /// uninstalling leaves the database as taskpool's own tables left it.
 #[tokio::test]
 async fn installing_twice_changes_nothing_and_uninstalling_removes_what_it_added() {
-    let db = engine_schema().await;
+    for flavour in Flavour::ALL {
+        installing_twice_changes_nothing(flavour).await;
+    }
+}
+
+async fn installing_twice_changes_nothing(flavour: Flavour) {
+    let db = engine_schema(flavour).await;
     let before = catalog(&db.pool).await;
 
     let installed = camunda::install(&db.pool, &installation()).await.unwrap();
@@ -254,7 +278,7 @@ async fn installing_twice_changes_nothing_and_uninstalling_removes_what_it_added
 /// lock per task, it failed with "out of shared memory").
 #[tokio::test]
 async fn installing_on_an_engine_with_many_open_tasks_captures_them_all() {
-    let db = engine_schema().await;
+    let db = engine_schema(Flavour::Operaton).await;
     // The lock table's size (PostgreSQL's NLOCKENTS: per backend slot, with the auxiliary
     // processes), three times over: more than its spare shared memory holds beyond that.
     let slots: i64 = sqlx::query_scalar(
@@ -297,7 +321,7 @@ async fn installing_on_an_engine_with_many_open_tasks_captures_them_all() {
 /// again (it would refuse that: a dead letter) but records what changed while it was away.
 #[tokio::test]
 async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
-    let db = engine_schema().await;
+    let db = engine_schema(Flavour::Operaton).await;
     camunda::install(&db.pool, &installation()).await.unwrap();
     // The engine's rows, written as the engine would (no engine runs on this database).
     sqlx::raw_sql(

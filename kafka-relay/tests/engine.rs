@@ -12,7 +12,7 @@ use serde_json::json;
 use support::KafkaReader;
 use support::pipeline::Pipeline;
 use taskpool_testkit::http::{StreamClient, Tasklist, post_json};
-use taskpool_testkit::operaton::People;
+use taskpool_testkit::operaton::{Flavour, People};
 use taskpool_testkit::wait_for;
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -45,7 +45,20 @@ async fn stream_until_equal(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tasklist_shows_what_the_engine_shows_and_its_actions_reach_the_engine() {
+async fn the_tasklist_shows_what_operaton_shows_and_its_actions_reach_it() {
+    the_tasklist_shows_what_the_engine_shows_and_its_actions_reach_the_engine(Flavour::Operaton)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tasklist_shows_what_camunda_7_shows_and_its_actions_reach_it() {
+    the_tasklist_shows_what_the_engine_shows_and_its_actions_reach_the_engine(Flavour::Camunda)
+        .await
+}
+
+async fn the_tasklist_shows_what_the_engine_shows_and_its_actions_reach_the_engine(
+    flavour: Flavour,
+) {
     let people = People::unique();
     let (first, second) = (
         format!("{}a", people.approvers),
@@ -58,7 +71,7 @@ async fn the_tasklist_shows_what_the_engine_shows_and_its_actions_reach_the_engi
         (people.buyer.as_str(), &[]),
         (people.reviewer.as_str(), &[]),
     ];
-    let pipeline = Pipeline::start(&users).await;
+    let pipeline = Pipeline::start(flavour, &users).await;
     let engine = &pipeline.engine;
     let mut streams = vec![];
     for (user, _) in &users {
@@ -225,7 +238,7 @@ async fn a_relay_killed_at_random_loses_nothing_and_applies_nothing_twice() {
         (people.buyer.as_str(), &[]),
         (people.reviewer.as_str(), &[]),
     ];
-    let pipeline = Pipeline::start(&users).await;
+    let pipeline = Pipeline::start(Flavour::Operaton, &users).await;
     let engine = &pipeline.engine;
     let killer = pipeline.relay_killer();
     let kills = tokio::spawn(async move {
@@ -322,7 +335,7 @@ async fn a_command_resumed_after_a_crash_is_sent_again_only_if_the_engine_lacks_
     let user = format!("{}a", people.approvers);
     engine.create_user(&user, &[&people.approvers]).await;
     let api = EngineApi::new(&EngineEndpoint {
-        url: taskpool_testkit::required_env("ENGINE_REST_URL"),
+        url: engine.rest_url.clone(),
         username: None,
         password: None,
         ca_location: None,

@@ -1,5 +1,6 @@
-//! The real engine in the tests: Operaton's REST API (`ENGINE_REST_URL`) and its database
-//! (`ENGINE_DATABASE_URL`), as `scripts/services.sh` runs them.
+//! The real engines in the tests: Operaton's REST API (`ENGINE_REST_URL`) and database
+//! (`ENGINE_DATABASE_URL`), and Camunda 7 CE's (`CAMUNDA_REST_URL`, `CAMUNDA_DATABASE_URL`), as
+//! `scripts/services.sh` runs them.
 
 use std::time::Duration;
 
@@ -9,38 +10,87 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use taskpool_capture::camunda::{self, Installation};
 use taskpool_core::{PgStore, Store};
+use tokio::sync::OnceCell;
 
 /// The application name the tests' installation gives the engine's tasks.
 pub const APPLICATION: &str = "purchases";
 
-/// The BPMN the tests deploy.
+/// The BPMN the tests deploy (Operaton's extension namespace; Camunda 7 gets its own).
 pub const MODEL: &str = include_str!("../operaton/purchase.bpmn");
+
+/// Which Camunda 7 engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// Operaton 1.0 (`ENGINE_*`).
+    Operaton,
+    /// Camunda 7 CE 7.24 (`CAMUNDA_*`).
+    Camunda,
+}
+
+impl Flavour {
+    pub const ALL: [Flavour; 2] = [Flavour::Operaton, Flavour::Camunda];
+
+    fn env_prefix(self) -> &'static str {
+        match self {
+            Flavour::Operaton => "ENGINE",
+            Flavour::Camunda => "CAMUNDA",
+        }
+    }
+
+    /// The tests' model with this engine's extension namespace.
+    pub fn model(self) -> String {
+        match self {
+            Flavour::Operaton => MODEL.to_string(),
+            Flavour::Camunda => MODEL
+                .replace(
+                    "http://operaton.org/schema/1.0/bpmn",
+                    "http://camunda.org/schema/1.0/bpmn",
+                )
+                .replace("xmlns:operaton=", "xmlns:camunda=")
+                .replace("operaton:", "camunda:"),
+        }
+    }
+
+    /// An engine's schema for a database of a test's own (`pg_dump` of the running one).
+    pub fn schema_sql(self) -> String {
+        required_env(&format!("{}_SCHEMA_SQL", self.env_prefix()))
+    }
+}
 
 #[derive(Debug)]
 pub struct Engine {
+    pub flavour: Flavour,
     /// `host:port` of the REST API.
     pub address: String,
     /// The path prefix of the REST API (`/engine-rest`).
     pub base: String,
+    pub rest_url: String,
+    pub database_url: String,
     pub pool: PgPool,
 }
 
 impl Engine {
+    /// Operaton, ready (see [`Engine::of`]).
+    pub async fn ready() -> Engine {
+        Engine::of(Flavour::Operaton).await
+    }
+
     /// The engine, with taskpool's tables and the capture installed (idempotent: every test
     /// installs the same) and the model deployed.
-    pub async fn ready() -> Engine {
-        let url = required_env("ENGINE_REST_URL");
-        let rest = url.strip_prefix("http://").expect("an http:// URL");
+    pub async fn of(flavour: Flavour) -> Engine {
+        let rest_url = required_env(&format!("{}_REST_URL", flavour.env_prefix()));
+        let database_url = required_env(&format!("{}_DATABASE_URL", flavour.env_prefix()));
+        let rest = rest_url.strip_prefix("http://").expect("an http:// URL");
         let (address, base) = rest.split_at(rest.find('/').expect("a path"));
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(4)
-            .connect(&required_env("ENGINE_DATABASE_URL"))
+            .connect(&database_url)
             .await
             .expect("the engine's database");
-        // Once per test process: installing takes locks on the engine's tables, which other
-        // tests' engine transactions then wait for.
-        static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-        INSTALLED
+        // Once per test process and engine: installing takes locks on the engine's tables,
+        // which other tests' engine transactions then wait for.
+        static INSTALLED: [OnceCell<()>; 2] = [OnceCell::const_new(), OnceCell::const_new()];
+        INSTALLED[flavour as usize]
             .get_or_init(|| async {
                 PgStore::migrate(&pool).await.expect("taskpool's tables");
                 camunda::install(&pool, &installation())
@@ -49,8 +99,11 @@ impl Engine {
             })
             .await;
         let engine = Engine {
+            flavour,
             address: address.to_string(),
             base: base.to_string(),
+            rest_url: rest_url.clone(),
+            database_url,
             pool,
         };
         engine.deploy().await;
@@ -64,7 +117,8 @@ impl Engine {
              purchase\r\n--{boundary}\r\nContent-Disposition: form-data; \
              name=\"deploy-changed-only\"\r\n\r\ntrue\r\n--{boundary}\r\n\
              Content-Disposition: form-data; name=\"purchase.bpmn\"; filename=\"purchase.bpmn\"\r\n\
-             Content-Type: application/xml\r\n\r\n{MODEL}\r\n--{boundary}--\r\n"
+             Content-Type: application/xml\r\n\r\n{}\r\n--{boundary}--\r\n",
+            self.flavour.model()
         );
         let content_type = format!("multipart/form-data; boundary={boundary}");
         let length = body.len().to_string();

@@ -11,7 +11,7 @@ use tasklist_api::config::{Config as TasklistConfig, Layered as _};
 use taskpool_schemas::Topics;
 use taskpool_service::shutdown::{self, ShutdownTrigger};
 use taskpool_testkit::http::{Reply, get, post_json};
-use taskpool_testkit::operaton::{APPLICATION, Engine, engine_millis};
+use taskpool_testkit::operaton::{APPLICATION, Engine, Flavour, engine_millis};
 use taskpool_testkit::required_env;
 use tokio::sync::Mutex;
 
@@ -33,8 +33,8 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts everything for these users (`name`, groups), who are created in the engine too.
-    pub async fn start(users: &[(&str, &[&str])]) -> Pipeline {
-        let engine = Engine::ready().await;
+    pub async fn start(flavour: Flavour, users: &[(&str, &[&str])]) -> Pipeline {
+        let engine = Engine::of(flavour).await;
         for (user, groups) in users {
             engine.create_user(user, groups).await;
         }
@@ -42,7 +42,7 @@ impl Pipeline {
         let prefix = format!("engine{id}");
         let bootstrap = required_env("KAFKA_BOOTSTRAP");
         let relay_env: BTreeMap<String, String> = [
-            ("DATABASE__URL", required_env("ENGINE_DATABASE_URL")),
+            ("DATABASE__URL", engine.database_url.clone()),
             ("KAFKA__BOOTSTRAP_SERVERS", bootstrap.clone()),
             ("KAFKA__TOPIC_PREFIX", prefix.clone()),
             ("KAFKA__CREATE_TOPICS", "true".into()),
@@ -56,7 +56,7 @@ impl Pipeline {
             ("CAPTURE__ENABLED", "true".into()),
             ("ACTIONS__ENABLED", "true".into()),
             ("ACTIONS__APPLICATION", APPLICATION.into()),
-            ("ACTIONS__ENGINE_URL", required_env("ENGINE_REST_URL")),
+            ("ACTIONS__ENGINE_URL", engine.rest_url.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (format!("{}{k}", kafka_relay::config::ENV_PREFIX), v))
