@@ -404,8 +404,8 @@ async fn an_undecodable_outcome_lands_in_the_dead_letters() {
         .mongo()
         .await
         .collection::<mongodb::bson::Document>("dead_letters");
-    // Outcomes are read from the end of the topic once the reader is assigned: send until one
-    // of them is caught.
+    // Sent until one is caught (the first may precede the service's start by more than the
+    // margin it reads back).
     let letter = taskpool_testkit::wait_for("the dead letter", DEADLINE, || async {
         world
             .send(&outcomes, "broken", b"not an outcome".to_vec())
@@ -429,6 +429,33 @@ async fn an_undecodable_outcome_lands_in_the_dead_letters() {
             .get_str("reason")
             .unwrap()
             .contains("undecodable outcome")
+    );
+    service.stop().await;
+}
+
+/// An outcome already on the topic when the reader starts (sent while the service was starting,
+/// before its reader found where to read) still reaches it: the reader starts shortly before the
+/// service's start, not at the end of the topic, where such an outcome was lost and the request
+/// waiting for it answered `pending` after its whole wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_sent_before_the_reader_is_assigned_is_read() {
+    let world = World::new().await;
+    let outcomes = Topics::new(&world.prefix).outcomes;
+    world
+        .send(&outcomes, "early", b"an early outcome".to_vec())
+        .await;
+    let service = world.start().await;
+    let dead = world
+        .mongo()
+        .await
+        .collection::<mongodb::bson::Document>("dead_letters");
+    let letter = taskpool_testkit::wait_for("the early outcome", DEADLINE, || async {
+        dead.find_one(mongodb::bson::doc! {}).await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        letter.get_binary_generic("payload").unwrap().as_slice(),
+        b"an early outcome"
     );
     service.stop().await;
 }

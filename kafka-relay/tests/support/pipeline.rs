@@ -15,7 +15,7 @@ use taskpool_testkit::operaton::{APPLICATION, Engine, Flavour, engine_millis};
 use taskpool_testkit::required_env;
 use tokio::sync::Mutex;
 
-use super::RelayProcess;
+use super::{KafkaReader, RelayProcess};
 
 pub struct Pipeline {
     pub engine: Engine,
@@ -275,6 +275,64 @@ impl Pipeline {
             relay: self.relay.clone(),
             env: self.relay_env.clone(),
         }
+    }
+
+    /// The running relay's log lines above INFO, and those about commands (for a failure's
+    /// message).
+    pub async fn relay_log(&self) -> String {
+        let log = self.relay.lock().await.log_text();
+        log.lines()
+            .filter(|l| !l.contains("\"INFO\"") || l.contains("command"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// What each part shows of an action that was not answered `applied`: the engine's
+    /// processed-command record and task, `user`'s view, the outbox, the outcome topic and the
+    /// relay's log (a failure's message).
+    pub async fn why_not_applied(&self, reply: &Reply, task: &str, user: &str) -> String {
+        let id = reply.json()["commandId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let decided: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT result, task_version FROM taskpool_processed_commands WHERE command_id = $1",
+        )
+        .bind(&id)
+        .fetch_optional(&self.engine.pool)
+        .await
+        .unwrap();
+        let in_engine = self
+            .engine
+            .call("GET", &format!("/task/{task}"), None)
+            .await
+            .body;
+        let path = format!("/api/tasks/{task}");
+        let view = get(&self.address, &path, Some(self.token(user))).await.body;
+        let outbox: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT aggregate_version, event_type FROM taskpool_outbox \
+             WHERE aggregate_id = $1 ORDER BY position",
+        )
+        .bind(task)
+        .fetch_all(&self.engine.pool)
+        .await
+        .unwrap();
+        let topic = std::slice::from_ref(&self.topics.outcomes);
+        let mut reader = KafkaReader::new(&self.bootstrap, topic).await;
+        tokio::task::block_in_place(|| reader.poll_for(Duration::from_secs(5)));
+        let outcomes: Vec<(&str, Option<i64>)> = reader
+            .received
+            .iter()
+            .map(|r| (r.key.as_str(), r.produced_at_ms))
+            .collect();
+        format!(
+            "{} {} at {:?}\ndecided: {decided:?}\nengine: {in_engine}\nview: {view}\n\
+             outbox: {outbox:?}\noutcomes: {outcomes:?}\nrelay: {}",
+            reply.status,
+            reply.body,
+            std::time::SystemTime::now(),
+            self.relay_log().await
+        )
     }
 
     /// Sends a signal to the running relay.

@@ -10,7 +10,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
-use taskpool_schemas::{CommandOutcome, OutcomeResult, Topics, decode_as};
+use taskpool_schemas::{CommandOutcome, OutcomeResult, Timestamp, Topics, decode_as};
 use taskpool_service::backoff::Backoff;
 use taskpool_service::kafka;
 use taskpool_service::logging::error_chain;
@@ -23,6 +23,9 @@ use crate::config::KafkaConfig;
 use crate::projection::Origin;
 use crate::store::Store;
 use crate::stream::Hub;
+
+/// How far before its start an instance reads outcomes (clocks of different machines differ).
+const OUTCOME_CLOCK_MARGIN_MS: i64 = 10_000;
 
 /// Requests waiting for their command's outcome (`?wait`). Several may wait for one command
 /// (a retry with the same `Idempotency-Key` while the first still waits).
@@ -96,6 +99,31 @@ pub async fn follow(feed: OutcomeFeed, hub: Hub, waiters: Waiters, mut shutdown:
     }
 }
 
+/// Each partition's first offset at or after `since` (its end when there is none).
+fn starting_offsets(
+    consumer: &StreamConsumer,
+    topic: &str,
+    since: i64,
+) -> rdkafka::error::KafkaResult<TopicPartitionList> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut times = TopicPartitionList::new();
+    for found in metadata.topics() {
+        for partition in found.partitions() {
+            times.add_partition_offset(topic, partition.id(), Offset::Offset(since))?;
+        }
+    }
+    let offsets = consumer.offsets_for_times(times, Duration::from_secs(10))?;
+    for element in offsets.elements() {
+        element.error()?;
+    }
+    if offsets.count() == 0 {
+        return Err(rdkafka::error::KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    }
+    Ok(offsets)
+}
+
 /// An outcome to the issuing user's streams and to the request waiting for it.
 fn deliver(hub: &Hub, waiters: &Waiters, outcome: &CommandOutcome) {
     hub.outcome(&outcome.issued_by, outcome_json(outcome).to_string().into());
@@ -125,6 +153,11 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let topic = Topics::new(&config.topic_prefix).outcomes;
+    // Outcomes from shortly before this instance started: a request waits only for the outcomes
+    // of commands sent since. Not the end of the topic: an outcome produced while the topic was
+    // still being created, or before the partitions were assigned, would be missed, and its
+    // request would wait in vain. The margin covers clocks that differ between machines.
+    let since = Timestamp::now().0 - OUTCOME_CLOCK_MARGIN_MS;
     let consumer: Arc<StreamConsumer> = Arc::new(
         kafka::client_config(
             &config.bootstrap_servers,
@@ -141,24 +174,28 @@ pub async fn run(
     if !kafka::wait_for_topics(&consumer, &[&topic], &mut shutdown).await {
         return Ok(());
     }
-    let metadata = {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let assignment = loop {
         let asked = consumer.clone();
         let name = topic.clone();
-        tokio::task::spawn_blocking(move || {
-            asked.fetch_metadata(Some(&name), Duration::from_secs(10))
-        })
-        .await
-        .expect("the metadata request does not panic")?
-    };
-    let mut assignment = TopicPartitionList::new();
-    for found in metadata.topics() {
-        for partition in found.partitions() {
-            assignment.add_partition_offset(&topic, partition.id(), Offset::End)?;
+        let found = tokio::task::spawn_blocking(move || starting_offsets(&asked, &name, since))
+            .await
+            .expect("the offset requests do not panic");
+        match found {
+            Ok(assignment) => break assignment,
+            // A topic just created may not answer yet; its outcomes wait in it meanwhile.
+            Err(error) => {
+                let pause = backoff.next_pause();
+                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot find where to read outcomes from; retrying");
+                if shutdown.sleep(pause).await {
+                    return Ok(());
+                }
+            }
         }
-    }
+    };
     consumer.assign(&assignment)?;
     info!(topic = %topic, partitions = assignment.count(), "reading outcomes");
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    backoff.reset();
     loop {
         let message = tokio::select! {
             message = consumer.recv() => message,
