@@ -32,7 +32,7 @@ const WARM_UP: u64 = 100;
 const SETTLE: u64 = 10;
 
 pub async fn run(options: &Options) -> BenchResult<()> {
-    let rounds = options.number("rounds", 8)?;
+    let rounds = options.number("rounds", 16)?;
     let iterations = options.number("iterations", 30)?;
     let rate = options.number("rate", 50)?.max(1);
     let seconds = options.number("seconds", 20)?;
@@ -118,9 +118,17 @@ async fn compare(
         } else {
             &mut comparison.without
         };
+        let mut this_round = Samples::default();
         for i in 0..iterations {
             let key = format!("bench-{alongside}-{round}-{i}");
-            calls.measure(engine, people, &key).await?;
+            this_round.push(calls.measure(engine, people, &key).await?);
+        }
+        // Each ABBA pair's ratio, so that a drift between pairs cancels out.
+        let p50 = this_round.percentile_ms(50.0);
+        match comparison.open_pair.take() {
+            None => comparison.open_pair = Some((captured, p50)),
+            Some((true, with)) => comparison.pair_ratios.push(with / p50),
+            Some((false, without)) => comparison.pair_ratios.push(p50 / without),
         }
         if !alongside {
             drain_queue(&engine.pool).await?;
@@ -137,10 +145,14 @@ async fn compare(
 struct Comparison {
     with: Calls,
     without: Calls,
+    /// The first round of a pair: whether captured, and its p50 of one purchase.
+    open_pair: Option<(bool, f64)>,
+    /// Per pair of rounds: with p50 / without p50 of one purchase.
+    pair_ratios: Vec<f64>,
 }
 
 impl Comparison {
-    /// Prints the table's rows; returns the ratio of one purchase's calls.
+    /// Prints the table's rows; returns the ratio of one purchase's p50s.
     fn print(&self, how: &str) -> f64 {
         let mut ratio = f64::NAN;
         for (name, without, with) in [
@@ -160,6 +172,11 @@ impl Comparison {
                 with.percentile_ms(50.0)
             );
         }
+        // How much the machine moved meanwhile: each ABBA pair's own ratio.
+        let mut pairs = self.pair_ratios.clone();
+        pairs.sort_by(f64::total_cmp);
+        let shown: Vec<String> = pairs.iter().map(|r| format!("{r:.2}")).collect();
+        println!("  {how}: ratio per pair of rounds {}", shown.join(" "));
         ratio
     }
 }
@@ -173,7 +190,13 @@ struct Calls {
 }
 
 impl Calls {
-    async fn measure(&mut self, engine: &Engine, people: &People, key: &str) -> BenchResult<()> {
+    /// One purchase's calls, timed; returns their sum.
+    async fn measure(
+        &mut self,
+        engine: &Engine,
+        people: &People,
+        key: &str,
+    ) -> BenchResult<Duration> {
         let started = Instant::now();
         let instance = engine.start_purchase(key, people, false).await;
         let start = started.elapsed();
@@ -194,7 +217,7 @@ impl Calls {
         self.start.push(start);
         self.complete.push(complete);
         self.both.push(start + complete);
-        Ok(())
+        Ok(start + complete)
     }
 }
 

@@ -66,7 +66,7 @@ benchmarks:
   engine          the real engine (Operaton): its REST calls with and without the capture
                   installed, alternating rounds, and engine commit to tasklist stream through
                   the capture, relay, broker and tasklist-api at a steady rate
-                  options: --rounds N (8 each way) --iterations N (30 per round)
+                  options: --rounds N (16 each way) --iterations N (30 per round)
                   --rate N (50 processes per second) --seconds N (20)";
 
 /// `--name value` options after the benchmark name.

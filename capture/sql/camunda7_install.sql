@@ -271,13 +271,8 @@ CREATE OR REPLACE FUNCTION taskpool_camunda_variable_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 DECLARE
     instance TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.proc_inst_id_ ELSE NEW.proc_inst_id_ END;
-    variable TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.name_ ELSE NEW.name_ END;
     task     TEXT;
 BEGIN
-    -- Only variables some process's payload takes can change a task.
-    IF NOT EXISTS (SELECT 1 FROM taskpool_camunda_variables WHERE variable_name = variable) THEN
-        RETURN NULL;
-    END IF;
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = instance LOOP
         PERFORM taskpool_camunda_sync(task);
     END LOOP;
@@ -290,12 +285,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     task TEXT;
 BEGIN
-    IF NEW.id_ = NEW.proc_inst_id_
-       AND OLD.business_key_ IS DISTINCT FROM NEW.business_key_ THEN
-        FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = NEW.id_ LOOP
-            PERFORM taskpool_camunda_sync(task);
-        END LOOP;
-    END IF;
+    FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = NEW.id_ LOOP
+        PERFORM taskpool_camunda_sync(task);
+    END LOOP;
     RETURN NULL;
 END
 $$;
@@ -312,14 +304,34 @@ CREATE CONSTRAINT TRIGGER taskpool_capture_identity_link
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
     EXECUTE FUNCTION taskpool_camunda_link_changed();
 
-DROP TRIGGER IF EXISTS taskpool_capture_variable ON act_ru_variable;
-CREATE CONSTRAINT TRIGGER taskpool_capture_variable
-    AFTER INSERT OR UPDATE OR DELETE ON act_ru_variable
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-    EXECUTE FUNCTION taskpool_camunda_variable_changed();
+-- The variable triggers are made by taskpool_camunda_watch_variables once the allowed names
+-- are known: a variable outside the allow list queues no trigger event at all.
+CREATE OR REPLACE FUNCTION taskpool_camunda_watch_variables() RETURNS VOID
+LANGUAGE plpgsql AS $$
+DECLARE
+    names TEXT[] := ARRAY(SELECT DISTINCT variable_name FROM taskpool_camunda_variables
+                          ORDER BY variable_name);
+BEGIN
+    DROP TRIGGER IF EXISTS taskpool_capture_variable ON act_ru_variable;
+    DROP TRIGGER IF EXISTS taskpool_capture_variable_removed ON act_ru_variable;
+    IF cardinality(names) = 0 THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE CONSTRAINT TRIGGER taskpool_capture_variable
+        AFTER INSERT OR UPDATE ON act_ru_variable
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.name_ = ANY (%L::text[]))
+        EXECUTE FUNCTION taskpool_camunda_variable_changed()', names);
+    EXECUTE format('CREATE CONSTRAINT TRIGGER taskpool_capture_variable_removed
+        AFTER DELETE ON act_ru_variable
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (OLD.name_ = ANY (%L::text[]))
+        EXECUTE FUNCTION taskpool_camunda_variable_changed()', names);
+END
+$$;
 
+-- Only a process instance's business key matters of its executions.
 DROP TRIGGER IF EXISTS taskpool_capture_execution ON act_ru_execution;
 CREATE CONSTRAINT TRIGGER taskpool_capture_execution
     AFTER UPDATE ON act_ru_execution
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (NEW.id_ = NEW.proc_inst_id_ AND OLD.business_key_ IS DISTINCT FROM NEW.business_key_)
     EXECUTE FUNCTION taskpool_camunda_execution_changed();

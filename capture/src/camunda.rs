@@ -96,6 +96,9 @@ pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, 
     .bind(&names)
     .execute(&mut *tx)
     .await?;
+    sqlx::query("SELECT taskpool_camunda_watch_variables()")
+        .execute(&mut *tx)
+        .await?;
     // Tasks taskpool knows from an earlier installation (uninstalled since): not created
     // again (taskpool would refuse that) but compared with a captured state that knows
     // nothing of them, so that their assignee, candidates and attributes now are recorded;

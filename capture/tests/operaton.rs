@@ -82,6 +82,17 @@ async fn a_purchase_lives_its_life_in_the_outbox(flavour: Flavour) {
         )
         .await;
     assert_eq!(claim.status, 204, "{}", claim.body);
+    // An allowed variable changes the task's payload; another changes nothing of it.
+    for (name, value) in [("amount", 130), ("unlisted", 1)] {
+        let set = engine
+            .call(
+                "PUT",
+                &format!("/process-instance/{instance}/variables/{name}"),
+                Some(json!({"value": value, "type": "Integer"})),
+            )
+            .await;
+        assert_eq!(set.status, 204, "{}", set.body);
+    }
     let complete = engine
         .call(
             "POST",
@@ -102,7 +113,8 @@ async fn a_purchase_lives_its_life_in_the_outbox(flavour: Flavour) {
         [
             (1, "TaskCreated".to_string()),
             (2, "TaskAssigned".to_string()),
-            (3, "TaskCompleted".to_string())
+            (3, "TaskAttributesUpdated".to_string()),
+            (4, "TaskCompleted".to_string())
         ]
     );
     assert_eq!(
@@ -136,6 +148,9 @@ async fn a_purchase_lives_its_life_in_the_outbox(flavour: Flavour) {
     );
     assert_eq!(created.payload.0["amount"], 120);
     assert_eq!(created.payload.0["item"], "chair");
+    let updated = &events.iter().filter(|e| e.0 == approve).nth(2).unwrap().3;
+    assert_eq!(updated.payload.0["amount"], 130);
+    assert!(!updated.payload.0.contains_key("unlisted"));
     let bought = &events.iter().find(|e| e.0 == buy).unwrap().3;
     assert_eq!(bought.assignee.as_deref(), Some(people.buyer.as_str()));
     assert_eq!(
