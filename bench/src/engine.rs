@@ -329,7 +329,7 @@ async fn stream_latency(
     let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     let mut calls = vec![];
     let rest = Arc::new(RestTarget::from_env()?);
-    let body = Arc::new(purchase_body(&people));
+    let body = Arc::new(people.purchase("rate", false).to_string());
     for _ in 0..total {
         ticks.tick().await;
         let (rest, body, started) = (rest.clone(), body.clone(), started.clone());
@@ -427,18 +427,4 @@ impl RestTarget {
             .map(str::to_string)
             .ok_or_else(|| "no id".into())
     }
-}
-
-fn purchase_body(people: &People) -> String {
-    json!({"businessKey": "rate", "variables": {
-        "approvers": {"value": people.approvers},
-        "buyer": {"value": people.buyer},
-        "reviewer": {"value": people.reviewer},
-        "priority": {"value": 50, "type": "Integer"},
-        "due": {"value": "2030-01-31T09:00:00", "type": "String"},
-        "fail": {"value": false, "type": "Boolean"},
-        "amount": {"value": 120, "type": "Integer"},
-        "item": {"value": "chair"},
-    }})
-    .to_string()
 }

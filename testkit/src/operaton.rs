@@ -157,21 +157,11 @@ impl Engine {
 
     /// Starts a purchase with these people; returns the process instance id.
     pub async fn start_purchase(&self, business_key: &str, people: &People, fail: bool) -> String {
-        let variables = json!({
-            "approvers": {"value": people.approvers},
-            "buyer": {"value": people.buyer},
-            "reviewer": {"value": people.reviewer},
-            "priority": {"value": 70, "type": "Integer"},
-            "due": {"value": "2030-01-31T09:00:00", "type": "String"},
-            "fail": {"value": fail, "type": "Boolean"},
-            "amount": {"value": 120, "type": "Integer"},
-            "item": {"value": "chair"},
-        });
         let reply = self
             .call(
                 "POST",
                 "/process-definition/key/taskpool_purchase/start",
-                Some(json!({"businessKey": business_key, "variables": variables})),
+                Some(people.purchase(business_key, fail)),
             )
             .await;
         assert_eq!(reply.status, 200, "start: {}", reply.body);
@@ -208,6 +198,21 @@ pub struct People {
 }
 
 impl People {
+    /// The body of `POST /process-definition/key/taskpool_purchase/start` for these people;
+    /// `fail` makes the budget check fail (the completing transaction rolls back).
+    pub fn purchase(&self, business_key: &str, fail: bool) -> Value {
+        json!({"businessKey": business_key, "variables": {
+            "approvers": {"value": self.approvers},
+            "buyer": {"value": self.buyer},
+            "reviewer": {"value": self.reviewer},
+            "priority": {"value": 70, "type": "Integer"},
+            "due": {"value": "2030-01-31T09:00:00", "type": "String"},
+            "fail": {"value": fail, "type": "Boolean"},
+            "amount": {"value": 120, "type": "Integer"},
+            "item": {"value": "chair"},
+        }})
+    }
+
     pub fn unique() -> People {
         let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
         People {
