@@ -15,12 +15,30 @@ fn expect_all(reader: &KafkaReader, expected: &std::collections::BTreeSet<String
     expected.iter().all(|id| ids.contains(id))
 }
 
-/// Reads until every event of the outbox arrived, then checks per-key order.
-async fn read_everything(world: &World, reader: &mut KafkaReader, what: &str) {
+/// Reads until every event of the outbox arrived, then checks per-key order. A failure says
+/// how many are missing, how far the relay got and what it logged.
+async fn read_everything(
+    world: &World,
+    reader: &mut KafkaReader,
+    what: &str,
+    relay_log: impl Fn() -> String,
+) {
     let expected = outbox_event_ids(&world.db.pool).await;
     let give_up = Instant::now() + DEADLINE;
     while !expect_all(reader, &expected) {
-        assert!(Instant::now() < give_up, "not every event arrived {what}");
+        if Instant::now() >= give_up {
+            let missing = expected.difference(&reader.event_ids()).count();
+            let published = world.stored_tracking_xid().await;
+            let log = relay_log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "not every event arrived {what}: {missing} of {} missing, {} messages read, \
+                 relay's stored position {published}; the relay's log ends:\n{}",
+                expected.len(),
+                reader.received.len(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         tokio::task::block_in_place(|| reader.poll_for(Duration::from_millis(500)));
     }
     assert_first_occurrences_in_version_order(&reader.received);
@@ -78,7 +96,10 @@ async fn a_broker_frozen_for_15_seconds_delays_events_but_loses_none(horizon: Ho
     broker.signal("CONT");
 
     assert_eq!(outbox_event_ids(&world.db.pool).await.len(), committed);
-    read_everything(&world, &mut reader, "after the broker returned").await;
+    read_everything(&world, &mut reader, "after the broker returned", || {
+        relay.log_text()
+    })
+    .await;
     assert!(
         relay.child.try_wait().unwrap().is_none(),
         "the relay never crashed"
@@ -117,7 +138,10 @@ async fn a_broker_killed_and_started_again_loses_no_event(horizon: Horizon) {
     }
     broker.start_again().await;
 
-    read_everything(&world, &mut reader, "after the broker came back").await;
+    read_everything(&world, &mut reader, "after the broker came back", || {
+        "(the relay runs in the test process)".to_string()
+    })
+    .await;
     relay.stop().await;
 }
 
