@@ -29,13 +29,13 @@ use crate::{Options, server_env};
 /// Untimed purchases before the first round (the engine's JIT and caches warm up), and
 /// after each switch.
 const WARM_UP: u64 = 100;
-const SETTLE: u64 = 10;
 
 pub async fn run(options: &Options) -> BenchResult<()> {
     let rounds = options.number("rounds", 16)?;
     let iterations = options.number("iterations", 30)?;
     let rate = options.number("rate", 50)?.max(1);
     let seconds = options.number("seconds", 20)?;
+    let settle = options.number("settle", 10)?;
     let engine = Engine::ready().await;
     let people = People::unique();
 
@@ -44,8 +44,8 @@ pub async fn run(options: &Options) -> BenchResult<()> {
         let key = format!("warm-{i}");
         untimed.measure(&engine, &people, &key).await?;
     }
-    let apart = compare(&engine, &people, rounds, iterations, false).await?;
-    let alongside = compare(&engine, &people, rounds, iterations, true).await?;
+    let apart = compare(&engine, &people, (rounds, iterations, settle), false).await?;
+    let alongside = compare(&engine, &people, (rounds, iterations, settle), true).await?;
     camunda::install(&engine.pool, &installation())
         .await
         .map_err(|e| e.to_string())?;
@@ -91,8 +91,7 @@ pub async fn run(options: &Options) -> BenchResult<()> {
 async fn compare(
     engine: &Engine,
     people: &People,
-    rounds: u64,
-    iterations: u64,
+    (rounds, iterations, settle): (u64, u64, u64),
     alongside: bool,
 ) -> BenchResult<Comparison> {
     let (stop_drain, draining) = shutdown::channel();
@@ -109,7 +108,7 @@ async fn compare(
             camunda::uninstall(&engine.pool).await
         };
         switched.map_err(|e| e.to_string())?;
-        for i in 0..SETTLE {
+        for i in 0..settle {
             let key = format!("settle-{alongside}-{round}-{i}");
             untimed.measure(engine, people, &key).await?;
         }

@@ -83,9 +83,6 @@ $$;
 -- (a SQL function called from PL/pgSQL is planned again at every call, five times the cost).
 CREATE OR REPLACE FUNCTION taskpool_camunda_state(task TEXT) RETURNS JSONB
 LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    -- The engine writes local times without a zone; they are read in this one.
-    zone TEXT := (SELECT time_zone FROM taskpool_camunda_settings);
 BEGIN
     RETURN (SELECT jsonb_strip_nulls(jsonb_build_object(
         'sourceReference', jsonb_build_object(
@@ -94,15 +91,15 @@ BEGIN
             'processDefinitionId', coalesce(t.proc_def_id_, ''),
             'processDefinitionKey', coalesce(d.key_, ''),
             'processName', coalesce(d.name_, d.key_, ''),
-            'applicationName', (SELECT application FROM taskpool_camunda_settings),
+            'applicationName', s.application,
             'tenantId', t.tenant_id_),
         'taskDefinitionKey', coalesce(t.task_def_key_, t.id_),
         'name', coalesce(nullif(t.name_, ''), t.task_def_key_, t.id_),
         'description', t.description_,
         'priority', t.priority_,
-        'createTime', (extract(epoch FROM t.create_time_ AT TIME ZONE zone) * 1000)::int8,
-        'dueDate', (extract(epoch FROM t.due_date_ AT TIME ZONE zone) * 1000)::int8,
-        'followUpDate', (extract(epoch FROM t.follow_up_date_ AT TIME ZONE zone) * 1000)::int8,
+        'createTime', (extract(epoch FROM t.create_time_ AT TIME ZONE s.time_zone) * 1000)::int8,
+        'dueDate', (extract(epoch FROM t.due_date_ AT TIME ZONE s.time_zone) * 1000)::int8,
+        'followUpDate', (extract(epoch FROM t.follow_up_date_ AT TIME ZONE s.time_zone) * 1000)::int8,
         'assignee', t.assignee_,
         'owner', t.owner_,
         'businessKey', e.business_key_))
@@ -132,6 +129,8 @@ BEGIN
                               'date', 'null')),
             '{}'))
     FROM act_ru_task t
+    -- The engine writes local times without a zone; they are read in the settings' zone.
+    CROSS JOIN taskpool_camunda_settings s
     LEFT JOIN act_re_procdef d ON d.id_ = t.proc_def_id_
     LEFT JOIN act_ru_execution e ON e.id_ = t.proc_inst_id_
     WHERE t.id_ = task);
@@ -142,10 +141,13 @@ $$;
 -- does once it has checked its call: the capture builds its fields itself (timestamps already
 -- in epoch milliseconds), so the check is left out of the engine's transaction. The caller,
 -- taskpool_camunda_sync, holds the task's recording lock.
+-- PL/pgSQL, not SQL: a SQL function's body is parsed and planned again at every call.
 CREATE OR REPLACE FUNCTION taskpool_camunda_queue(kind TEXT, task TEXT, fields JSONB DEFAULT '{}')
-RETURNS VOID LANGUAGE sql AS $$
+RETURNS VOID LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
-    VALUES ('task', task, kind, fields)
+    VALUES ('task', task, kind, fields);
+END
 $$;
 
 -- Records what changed about one task since it was last captured (once per transaction: the
@@ -175,7 +177,10 @@ BEGIN
     -- task, this capture or other callers, queue in commit order.
     PERFORM pg_advisory_xact_lock(hashtextextended('taskpool task ' || task, 0));
     SELECT captured INTO before FROM taskpool_camunda_tasks WHERE task_id = task;
-    now := taskpool_camunda_state(task);
+    -- An ended task's state is not built (building it costs more than looking it up).
+    IF EXISTS (SELECT FROM act_ru_task t WHERE t.id_ = task) THEN
+        now := taskpool_camunda_state(task);
+    END IF;
     IF now IS NULL AND before IS NULL THEN
         RETURN; -- created and ended in one transaction, or never captured
     END IF;
@@ -257,11 +262,12 @@ $$;
 
 CREATE OR REPLACE FUNCTION taskpool_camunda_link_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
-DECLARE
-    task TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.task_id_ ELSE NEW.task_id_ END;
 BEGIN
-    IF task IS NOT NULL THEN
-        PERFORM taskpool_camunda_sync(task);
+    IF TG_OP <> 'INSERT' AND OLD.task_id_ IS NOT NULL THEN
+        PERFORM taskpool_camunda_sync(OLD.task_id_);
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.task_id_ IS NOT NULL THEN
+        PERFORM taskpool_camunda_sync(NEW.task_id_);
     END IF;
     RETURN NULL;
 END
@@ -298,10 +304,26 @@ CREATE CONSTRAINT TRIGGER taskpool_capture_task
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
     EXECUTE FUNCTION taskpool_camunda_task_changed();
 
+-- Only a task's candidate links matter (a process instance's participants do not): other
+-- links queue no trigger event at all.
 DROP TRIGGER IF EXISTS taskpool_capture_identity_link ON act_ru_identitylink;
 CREATE CONSTRAINT TRIGGER taskpool_capture_identity_link
-    AFTER INSERT OR UPDATE OR DELETE ON act_ru_identitylink
+    AFTER INSERT ON act_ru_identitylink
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (NEW.task_id_ IS NOT NULL AND NEW.type_ = 'candidate')
+    EXECUTE FUNCTION taskpool_camunda_link_changed();
+DROP TRIGGER IF EXISTS taskpool_capture_identity_link_updated ON act_ru_identitylink;
+CREATE CONSTRAINT TRIGGER taskpool_capture_identity_link_updated
+    AFTER UPDATE ON act_ru_identitylink
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN ((OLD.task_id_ IS NOT NULL AND OLD.type_ = 'candidate')
+          OR (NEW.task_id_ IS NOT NULL AND NEW.type_ = 'candidate'))
+    EXECUTE FUNCTION taskpool_camunda_link_changed();
+DROP TRIGGER IF EXISTS taskpool_capture_identity_link_removed ON act_ru_identitylink;
+CREATE CONSTRAINT TRIGGER taskpool_capture_identity_link_removed
+    AFTER DELETE ON act_ru_identitylink
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (OLD.task_id_ IS NOT NULL AND OLD.type_ = 'candidate')
     EXECUTE FUNCTION taskpool_camunda_link_changed();
 
 -- The variable triggers are made by taskpool_camunda_watch_variables once the allowed names

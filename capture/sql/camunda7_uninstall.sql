@@ -2,6 +2,8 @@
 -- tables are as before; events already queued stay in taskpool_capture and are still drained.
 DROP TRIGGER IF EXISTS taskpool_capture_task ON act_ru_task;
 DROP TRIGGER IF EXISTS taskpool_capture_identity_link ON act_ru_identitylink;
+DROP TRIGGER IF EXISTS taskpool_capture_identity_link_updated ON act_ru_identitylink;
+DROP TRIGGER IF EXISTS taskpool_capture_identity_link_removed ON act_ru_identitylink;
 DROP TRIGGER IF EXISTS taskpool_capture_variable ON act_ru_variable;
 DROP TRIGGER IF EXISTS taskpool_capture_variable_removed ON act_ru_variable;
 DROP TRIGGER IF EXISTS taskpool_capture_execution ON act_ru_execution;
