@@ -9,9 +9,11 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaConfRes;
 use sqlx::Pool;
 use taskpool_schemas::{CommandOutcome, TaskCommand, Topics, decode_as, encode};
 use taskpool_service::backoff::Backoff;
+use taskpool_service::guarantees::{IDEMPOTENT_PRODUCER, MANUAL_OFFSET_STORE};
 use taskpool_service::kafka::{self, KafkaSecurity, Overrides};
 use taskpool_service::logging::error_chain;
 use taskpool_service::shutdown::Shutdown;
@@ -48,6 +50,30 @@ impl ConsumerConfig {
             consumer: Overrides::default(),
             producer: Overrides::default(),
         }
+    }
+}
+
+impl ConsumerConfig {
+    /// Refuses overrides that would switch off what at-least-once rests on: offsets stored
+    /// only once a command is decided, outcomes sent idempotently to all replicas.
+    fn check_guarantees(&self) -> Result<(), KafkaError> {
+        let sections = [
+            ("consumer", &self.consumer, MANUAL_OFFSET_STORE),
+            ("producer", &self.producer, IDEMPOTENT_PRODUCER),
+        ];
+        for (section, overrides, guarantees) in sections {
+            overrides
+                .check_guarantees(section, guarantees)
+                .map_err(|refusal| {
+                    KafkaError::ClientConfig(
+                        RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+                        refusal.to_string(),
+                        refusal.key,
+                        refusal.value,
+                    )
+                })?;
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +141,7 @@ where
     S: CommandStore,
     A: Applier,
 {
+    config.check_guarantees()?;
     let topics = Topics::new(&config.topic_prefix);
     let consumer: Arc<StreamConsumer> = Arc::new(
         kafka::client_config(
@@ -286,5 +313,32 @@ impl<S: CommandStore, A: Applier> Step<'_, S, A> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_that_switch_a_guarantee_off_are_refused_naming_the_key() {
+        let mut config = ConsumerConfig::new("k:9092", "taskpool", "purchases");
+        config.check_guarantees().unwrap();
+        config
+            .producer
+            .0
+            .insert("acks".to_string(), "1".to_string());
+        let error = config.check_guarantees().unwrap_err().to_string();
+        assert!(error.contains("producer.acks"), "{error}");
+        config.producer = Overrides::default();
+        config
+            .consumer
+            .0
+            .insert("enable.auto.offset.store".to_string(), "true".to_string());
+        let error = config.check_guarantees().unwrap_err().to_string();
+        assert!(
+            error.contains("consumer.enable.auto.offset.store"),
+            "{error}"
+        );
     }
 }

@@ -10,6 +10,7 @@ use taskpool_service::SecretString;
 pub use taskpool_service::config::ConfigError;
 pub use taskpool_service::config::Layered;
 use taskpool_service::config::Validate;
+use taskpool_service::guarantees::IDEMPOTENT_PRODUCER;
 pub use taskpool_service::kafka::{Compression, KafkaSecurity, Overrides};
 pub use taskpool_service::logging::{LogConfig, LogFormat};
 
@@ -258,6 +259,10 @@ impl Validate for Config {
         if self.relay.poll_min_ms == 0 || self.relay.poll_min_ms > self.relay.poll_max_ms {
             return invalid("relay.poll_min_ms must be positive and at most relay.poll_max_ms");
         }
+        self.kafka
+            .producer
+            .check_guarantees("kafka.producer", IDEMPOTENT_PRODUCER)
+            .map_err(|refusal| ConfigError::Invalid(refusal.to_string()))?;
         self.capture.check().map_err(ConfigError::Invalid)?;
         self.actions.check().map_err(ConfigError::Invalid)?;
         if self.lease.renew_interval_ms == 0
@@ -416,5 +421,23 @@ mod tests {
                 .is_err()
         );
         assert!(Config::from_sources("not toml [", env(&[])).is_err());
+    }
+
+    #[test]
+    fn producer_overrides_that_break_a_guarantee_are_refused_naming_the_key() {
+        for (key, value, named) in [
+            (
+                "ENABLE_IDEMPOTENCE",
+                "false",
+                "kafka.producer.enable.idempotence",
+            ),
+            ("ACKS", "1", "kafka.producer.acks"),
+        ] {
+            let variable = format!("TASKPOOL_RELAY__KAFKA__PRODUCER__{key}");
+            let error = Config::from_sources(MINIMAL, env(&[(&variable, value)])).unwrap_err();
+            assert!(error.to_string().contains(named), "{error}");
+        }
+        let same = env(&[("TASKPOOL_RELAY__KAFKA__PRODUCER__ACKS", "-1")]);
+        assert!(Config::from_sources(MINIMAL, same).is_ok());
     }
 }

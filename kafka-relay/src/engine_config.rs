@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use taskpool_engine_commands::rest::EngineEndpoint;
 use taskpool_service::SecretString;
+use taskpool_service::guarantees::MANUAL_OFFSET_STORE;
 use taskpool_service::kafka::Overrides;
 
 /// Events engines record through SQL (decision 0026), drained into the outbox by the leader.
@@ -105,6 +106,9 @@ impl ActionsConfig {
         if self.timeout_ms == 0 {
             return Err("actions.timeout_ms must be positive".into());
         }
+        self.consumer
+            .check_guarantees("actions.consumer", MANUAL_OFFSET_STORE)
+            .map_err(|refusal| refusal.to_string())?;
         Ok(())
     }
 
@@ -149,6 +153,27 @@ mod tests {
         let endpoint = config.actions.endpoint();
         assert_eq!(endpoint.password.unwrap().expose_secret(), "pw-771");
         assert!(!format!("{config:?}").contains("pw-771"));
+    }
+
+    #[test]
+    fn an_actions_consumer_override_storing_offsets_early_is_refused() {
+        let error = load(&[
+            ("TASKPOOL_RELAY__ACTIONS__ENABLED", "true"),
+            ("TASKPOOL_RELAY__ACTIONS__APPLICATION", "purchases"),
+            (
+                "TASKPOOL_RELAY__ACTIONS__ENGINE_URL",
+                "http://engine/engine-rest",
+            ),
+            (
+                "TASKPOOL_RELAY__ACTIONS__CONSUMER__ENABLE_AUTO_OFFSET_STORE",
+                "true",
+            ),
+        ])
+        .unwrap_err();
+        assert!(
+            error.contains("actions.consumer.enable.auto.offset.store"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   keys refused.
 //! - [`http_client`]: HTTP(S) requests to the services taskpool calls.
 //! - [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses;
-//!   [`kafka_context`]: a client context that logs librdkafka's errors and keeps an
+//!   [`guarantees`]: the settings at-least-once and ordering rest on, which no override may
+//!   change; [`kafka_context`]: a client context that logs librdkafka's errors and keeps an
 //!   authentication failure.
 //! - [`metrics`]: Prometheus metrics: one registry with the process's own, one renderer.
 //! - [`logging`]: JSON or pretty logs on stderr; [`otlp`]: event spans exported over OTLP/HTTP.
@@ -15,6 +16,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod guarantees;
 pub mod http_client;
 pub mod kafka;
 pub mod kafka_context;

@@ -5,6 +5,7 @@ use serde::Deserialize;
 pub use taskpool_service::config::ConfigError;
 pub use taskpool_service::config::Layered;
 use taskpool_service::config::Validate;
+use taskpool_service::guarantees::MANUAL_OFFSET_STORE;
 pub use taskpool_service::kafka::{KafkaSecurity, Overrides};
 use taskpool_service::logging::LogConfig;
 use taskpool_service::{ExposeSecret, SecretString};
@@ -292,6 +293,10 @@ impl Validate for Config {
             return invalid("identity.hs256_secret must be at least 32 bytes");
         }
         self.kafka.security.check().map_err(ConfigError::Invalid)?;
+        self.kafka
+            .consumer
+            .check_guarantees("kafka.consumer", MANUAL_OFFSET_STORE)
+            .map_err(|refusal| ConfigError::Invalid(refusal.to_string()))?;
         for origin in &self.http.cors_allowed_origins {
             let valid = origin != "*"
                 && origin.parse::<axum::http::HeaderValue>().is_ok()
@@ -434,5 +439,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("buffr"), "{error}");
+    }
+
+    #[test]
+    fn a_consumer_override_storing_offsets_before_they_are_applied_is_refused() {
+        let early = env(&[("KAFKA__CONSUMER__ENABLE_AUTO_OFFSET_STORE", "true")]);
+        let error = Config::from_sources(MINIMAL, early).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("kafka.consumer.enable.auto.offset.store"),
+            "{error}"
+        );
+        let same = env(&[("KAFKA__CONSUMER__ENABLE_AUTO_OFFSET_STORE", "false")]);
+        assert!(Config::from_sources(MINIMAL, same).is_ok());
     }
 }
