@@ -33,14 +33,16 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl libssl3 zlib1g \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --create-home --home-dir /var/lib/taskpool taskpool
+    && useradd --system --uid 10001 --create-home --home-dir /var/lib/taskpool taskpool \
+    && install -d -o 10001 -g 10001 /var/lib/taskpool/data
 COPY --from=builder \
     /build/target/release/kafka-relay \
     /build/target/release/tasklist-api \
     /build/target/release/taskpool-demo \
     /build/target/release/taskpool \
     /usr/local/bin/
-USER taskpool
+# Numeric, so that Kubernetes' runAsNonRoot can tell it is not root.
+USER 10001
 WORKDIR /var/lib/taskpool
 # Single-node defaults for `docker run`; the compose file sets each service's own.
 ENV TASKPOOL__HTTP__LISTEN=0.0.0.0:8080 \

@@ -9,6 +9,10 @@ usage: scripts/check-deployment.py <directory with the built binaries>
   compose file gives it (and refuses it with one unknown key added: the check can fail);
 - health checks ask the port the service listens on, for a path the binary serves; the
   published port is the one tasklist-api listens on; the Dockerfile exposes its default port;
+- what an operator trips over: every long-running service restarts, MongoDB is healthy only
+  with a writable primary, tasklist-api with the development sign-in is published on loopback
+  only, the image's user is numeric, the Docker context leaves out docs, scripts and CI, the
+  event topics keep their events, and the existing-Kafka file needs a replication factor;
 - the topic job creates every topic of schemas/src/topics.rs, with the relay's and
   tasklist-api's prefix, the partition count the relay documents, on the advertised broker;
 - every server named in a database URL, MongoDB URI or bootstrap list is a compose service;
@@ -37,14 +41,18 @@ def check(condition, message):
         failures.append(message)
 
 
-def compose_config(*files, extra_env=None, profile=None):
+def compose_run(files, extra_env=None, profile=None):
     args = ["docker-compose"]
     for f in files:
         args += ["-f", str(ROOT / f)]
     if profile:
         args += ["--profile", profile]
     env = dict(os.environ, **(extra_env or {}))
-    result = subprocess.run(args + ["config"], capture_output=True, text=True, env=env, cwd=ROOT)
+    return subprocess.run(args + ["config"], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def compose_config(*files, extra_env=None, profile=None):
+    result = compose_run(files, extra_env, profile)
     check(result.returncode == 0, f"docker-compose config {' '.join(files)}: {result.stderr.strip()}")
     return yaml.safe_load(result.stdout) if result.returncode == 0 else None
 
@@ -93,6 +101,14 @@ def check_config(binaries, binary, environment):
     check(refused.returncode == 2, f"{binary} check-config accepts an unknown key")
 
 
+def port_mapping(published):
+    """(host address or None, container port) of a published port, as `config` prints it."""
+    if isinstance(published, dict):
+        return published.get("host_ip"), str(published.get("target", ""))
+    parts = str(published).split("/")[0].split(":")
+    return (parts[0] if len(parts) == 3 else None), parts[-1]
+
+
 def listen_port(environment):
     for key, value in environment.items():
         if key.endswith("__HTTP__LISTEN"):
@@ -103,13 +119,21 @@ def listen_port(environment):
 def main():
     binaries = Path(sys.argv[1])
     config = compose_config("docker-compose.yml")
-    compose_config(
-        "docker-compose.yml",
-        "docker-compose.existing-kafka.yml",
-        extra_env={"KAFKA_BOOTSTRAP": "b:9093", "KAFKA_USERNAME": "u", "KAFKA_PASSWORD": "p"},
-    )
+    existing = ("docker-compose.yml", "docker-compose.existing-kafka.yml")
+    cluster = {"KAFKA_BOOTSTRAP": "b:9093", "KAFKA_USERNAME": "u", "KAFKA_PASSWORD": "p"}
+    with_cluster = compose_config(*existing, extra_env=dict(cluster, KAFKA_REPLICATION_FACTOR="3"))
+    if with_cluster:
+        relay = with_cluster["services"]["kafka-relay"]["environment"]
+        check(str(relay.get("TASKPOOL_RELAY__KAFKA__REPLICATION_FACTOR")) == "3",
+              "the existing-Kafka file passes KAFKA_REPLICATION_FACTOR to the relay")
+    env_without = {k: v for k, v in os.environ.items() if k != "KAFKA_REPLICATION_FACTOR"}
+    os.environ.clear()
+    os.environ.update(env_without)
+    check(compose_run(existing, cluster).returncode != 0,
+          "the existing-Kafka file starts without a replication factor")
     if config is None:
         return
+    deployment_details(config["services"])
     services = config["services"]
     built = workspace_binaries()
     shipped, exposed, image_listen = dockerfile()
@@ -132,7 +156,7 @@ def main():
             check(url.group(1) == port, f"{name}'s health check asks port {url.group(1)}, it listens on {port}")
             check(serves(binary, url.group(2)), f"{binary} does not serve {url.group(2)}")
         for published in service.get("ports", []):
-            target = str(published.get("target", "")) if isinstance(published, dict) else str(published).split(":")[-1]
+            _, target = port_mapping(published)
             check(target == port, f"{name} publishes port {target}, it listens on {port}")
 
     relay_env = services["kafka-relay"]["environment"]
@@ -141,7 +165,13 @@ def main():
     check(tasklist_env.get("TASKPOOL_TASKLIST__KAFKA__TOPIC_PREFIX", "taskpool") == prefix,
           "the relay and tasklist-api use different topic prefixes")
     topics_command = " ".join(services["kafka-topics"]["command"])
-    created = set(re.findall(r"for topic in ([^;]+);", topics_command)[0].split())
+    loops = re.findall(r"for topic in ([^;]+); do(.*?)done", topics_command)
+    created = {topic for names, _ in loops for topic in names.split()}
+    for names, body in loops:
+        # The event topics keep every event (`tasklist-api rebuild` reads them from the start).
+        events = {f"{prefix}.tasks", f"{prefix}.data-entries"} & set(names.split())
+        check(bool(events) == ("retention.ms=-1" in body),
+              f"the topic job's retention for {names}: events unlimited, the others the default")
     suffixes = set(re.findall(r'format!\("\{prefix\}\.([\w-]+)"', (ROOT / "schemas/src/topics.rs").read_text()))
     check(created == {f"{prefix}.{s}" for s in suffixes},
           f"the topic job creates {sorted(created)}, the binaries use {sorted(f'{prefix}.{s}' for s in suffixes)}")
@@ -168,6 +198,28 @@ def main():
                 for host in re.findall(r"(?:@|//|^|,)([a-z][\w-]*):\d+", str(value)):
                     check(host in services, f"{name}'s {key} names {host}, which is not a service")
 
+
+
+def deployment_details(services):
+    """What an operator trips over: restarts, health that means ready, ports, the image's user."""
+    for name, service in services.items():
+        one_shot = service.get("restart") == "no" or service.get("profiles")
+        check(one_shot or service.get("restart") in ("unless-stopped", "always"),
+              f"{name} has no restart policy")
+    mongo_health = " ".join(services["mongodb"]["healthcheck"]["test"])
+    check("isWritablePrimary" in mongo_health,
+          "MongoDB's health check passes before the replica set has a primary")
+    tasklist = services["tasklist-api"]
+    if any("DEV_SIGN_IN" in key for key in tasklist.get("environment", {})):
+        for published in tasklist.get("ports", []):
+            host_ip, _ = port_mapping(published)
+            check(host_ip == "127.0.0.1",
+                  f"tasklist-api with the development sign-in is published on {host_ip or 'every interface'}")
+    user = re.search(r"^USER (\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    check(user and user.group(1).isdigit(), "the image's USER is not numeric (Kubernetes' runAsNonRoot)")
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for folder in (".ci/", "docs/", "scripts/"):
+        check(folder in ignored, f".dockerignore sends {folder} to the Docker daemon")
 
 
 def monitoring(services):

@@ -223,14 +223,23 @@ impl Publisher {
         )
         .create()
         .map_err(TopicError::Admin)?;
+        let events = self.topics.all();
         let new_topics: Vec<NewTopic> = missing
             .iter()
             .map(|name| {
-                NewTopic::new(
+                let topic = NewTopic::new(
                     name,
                     config.partitions,
                     TopicReplication::Fixed(config.replication_factor),
-                )
+                );
+                // `tasklist-api rebuild` reads the event topics from their beginning: a
+                // broker's default deletion after 7 days would take tasks away from it.
+                // Commands and outcomes are read once and keep the broker's default.
+                if events.contains(name) {
+                    topic.set("retention.ms", "-1")
+                } else {
+                    topic
+                }
             })
             .collect();
         let results = admin

@@ -340,6 +340,16 @@ async fn a_missing_topic_is_a_clear_error_unless_topic_creation_is_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_event_topics_keep_their_events_and_command_topics_the_default() {
+    let world = World::new().await;
+    let relay = RunningRelay::start(world.relay_config(&[])).await;
+    let retention = topic_retention(&world, &[world.tasks_topic(), commands_topic(&world)]).await;
+    assert_eq!(retention[0].as_deref(), Some("-1"), "the events' topic");
+    assert_ne!(retention[1].as_deref(), Some("-1"), "the commands' topic");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_its_migrations_the_writers_horizon_is_a_clear_error_at_start() {
     // The world ran the outbox's migrations only, not the relay's.
     let world = World::new().await;

@@ -205,3 +205,39 @@ pub async fn topic_exists(world: &World, topic: &str) -> bool {
     .await
     .expect("metadata task")
 }
+
+/// The topic of tasklist actions of `world`'s prefix.
+pub fn commands_topic(world: &World) -> String {
+    format!("{}.task-commands", world.prefix)
+}
+
+/// Each topic's `retention.ms` as the broker describes it.
+pub async fn topic_retention(world: &World, topics: &[String]) -> Vec<Option<String>> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let mut client = ClientConfig::new();
+    for (key, value) in &world.kafka_properties {
+        client.set(*key, value);
+    }
+    let admin: AdminClient<DefaultClientContext> = client
+        .set("bootstrap.servers", &world.bootstrap)
+        .create()
+        .expect("Kafka admin client");
+    let specifiers: Vec<ResourceSpecifier> = topics
+        .iter()
+        .map(|topic| ResourceSpecifier::Topic(topic))
+        .collect();
+    let described = admin
+        .describe_configs(&specifiers, &AdminOptions::new())
+        .await
+        .expect("describe topic configs");
+    described
+        .into_iter()
+        .map(|resource| {
+            let resource = resource.expect("a topic's configuration");
+            resource
+                .get("retention.ms")
+                .and_then(|entry| entry.value.clone())
+        })
+        .collect()
+}
