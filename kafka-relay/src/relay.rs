@@ -252,7 +252,11 @@ impl Relay {
                 }
                 Ok(LeadEnd::Halted(reason)) => {
                     self.metrics.halted.set(1);
-                    error!(%reason, "halted: a message can never be published (on_permanent_failure = halt)");
+                    error!(%reason, "halted: a message can never be published (on_permanent_failure = halt); publishing stopped until the relay is restarted");
+                    // Stays up, halted, until stopped: an exit would take the halted gauge and
+                    // /health away before anyone saw them, and a restart would only halt again.
+                    // The lease stays held, so a standby does not run into the same row.
+                    shutdown.requested().await;
                     return Exit::Halted { reason };
                 }
                 Err(interrupted) => {

@@ -378,6 +378,42 @@ async fn the_database_password_never_appears_in_the_log() {
     assert!(!log.contains(PASSWORD), "{log}");
 }
 
+/// A halted relay stays up, so that its halted gauge and `/health` can be seen (the alert
+/// `TaskpoolRelayHalted` needs a scrape); stopped, it exits with status 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halted_relay_stays_up_and_says_so_until_it_is_stopped() {
+    let world = World::new().await;
+    let mut env = world.relay_env();
+    let prefix = kafka_relay::config::ENV_PREFIX;
+    env.insert(format!("{prefix}KAFKA__MESSAGE_MAX_BYTES"), "20000".into());
+    env.insert(
+        format!("{prefix}RELAY__ON_PERMANENT_FAILURE"),
+        "halt".into(),
+    );
+    let mut relay = RelayProcess::spawn(&env);
+    let address = relay.http_address().await;
+    let mut huge = new_task("huge");
+    huge.payload =
+        taskpool_schemas::Payload::from_value(serde_json::json!({ "blob": "x".repeat(50_000) }))
+            .unwrap();
+    world
+        .commit(vec![taskpool_collector::EngineEvent::TaskCreated {
+            task_id: "huge".into(),
+            task: huge,
+        }])
+        .await;
+    wait_for("the halted gauge at 1 on /metrics", DEADLINE, || async {
+        let (_, body) = http_get(&address, "/metrics").await?;
+        (metric(&body, "taskpool_relay_halted") == Some(1.0)).then_some(())
+    })
+    .await;
+    let (status, body) = http_get(&address, "/health").await.expect("health");
+    assert_eq!(status, 503);
+    assert!(body.contains("halted"), "{body}");
+    relay.signal("TERM");
+    assert_eq!(relay.child.wait().await.unwrap().code(), Some(3));
+}
+
 with_either_horizon!(
     sigkill_at_random_moments_loses_nothing_and_keeps_per_key_order,
     sigterm_mid_stream_exits_zero_and_a_restart_publishes_no_duplicates,
