@@ -259,10 +259,8 @@ impl Validate for Config {
         if self.relay.poll_min_ms == 0 || self.relay.poll_min_ms > self.relay.poll_max_ms {
             return invalid("relay.poll_min_ms must be positive and at most relay.poll_max_ms");
         }
-        self.kafka
-            .producer
-            .check_guarantees("kafka.producer", IDEMPOTENT_PRODUCER)
-            .map_err(|refusal| ConfigError::Invalid(refusal.to_string()))?;
+        let producer = &self.kafka.producer;
+        producer.check_guarantees("kafka.producer", IDEMPOTENT_PRODUCER)?;
         self.capture.check().map_err(ConfigError::Invalid)?;
         self.actions.check().map_err(ConfigError::Invalid)?;
         if self.lease.renew_interval_ms == 0

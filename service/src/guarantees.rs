@@ -53,6 +53,12 @@ pub struct GuaranteeOverride {
     pub why: &'static str,
 }
 
+impl From<GuaranteeOverride> for crate::config::ConfigError {
+    fn from(refusal: GuaranteeOverride) -> Self {
+        crate::config::ConfigError::Invalid(refusal.to_string())
+    }
+}
+
 impl Overrides {
     /// Refuses an override in `section` that changes one of `guarantees`.
     pub fn check_guarantees(

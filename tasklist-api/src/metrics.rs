@@ -81,7 +81,7 @@ impl Metrics {
             ),
             mongo_available: gauge(
                 "taskpool_tasklist_mongodb_available",
-                "1 when the last MongoDB write succeeded.",
+                "1 when the last MongoDB write (at start the index creation, then each batch) succeeded.",
             ),
             change_stream_open: gauge(
                 "taskpool_tasklist_change_stream_open",

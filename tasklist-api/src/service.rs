@@ -103,6 +103,9 @@ pub async fn start(
     let metrics = Arc::new(Metrics::default());
     let store = Store::connect(&config.mongodb, metrics.clone()).await?;
     store.ensure_indexes().await?;
+    // Creating the indexes wrote to MongoDB: available until a write says otherwise (an idle
+    // instance would otherwise report it unavailable until its first batch).
+    metrics.mongo_available.set(1);
     let tasks = TaskTracker::new();
     let api = Api {
         view: Arc::new(store.clone()),
