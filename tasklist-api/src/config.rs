@@ -136,6 +136,14 @@ pub struct IdentityConfig {
 }
 
 impl IdentityConfig {
+    /// Whether any way of proving who a caller is is configured.
+    pub fn is_set(&self) -> bool {
+        self.hs256_secret.is_some()
+            || self.rs256_public_key_pem.is_some()
+            || self.jwks_url.is_some()
+            || self.trusted_headers
+    }
+
     /// HS256 tokens signed with `secret`, every other setting at its default.
     pub fn hs256(secret: SecretString) -> IdentityConfig {
         IdentityConfig {
@@ -260,6 +268,21 @@ impl Default for StreamConfig {
     }
 }
 
+impl Config {
+    /// Serving (`run`, `check-config`) needs a way to tell who callers are; the commands that
+    /// only read topics and MongoDB (`rebuild`, `status`, `dead-letters`) do not.
+    pub fn check_serving(&self) -> Result<(), ConfigError> {
+        if self.dev_sign_in.is_some() || self.identity.is_set() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(
+            "identity: set jwks_url, hs256_secret or rs256_public_key_pem (or trusted_headers = \
+             true), or dev_sign_in"
+                .into(),
+        ))
+    }
+}
+
 impl Layered for Config {
     const ENV_PREFIX: &'static str = ENV_PREFIX;
 }
@@ -269,21 +292,13 @@ impl Validate for Config {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
         self.log.check().map_err(ConfigError::Invalid)?;
         let identity = &self.identity;
-        let identity_set = identity.hs256_secret.is_some()
-            || identity.rs256_public_key_pem.is_some()
-            || identity.jwks_url.is_some()
-            || identity.trusted_headers;
         if let Some(dev) = &self.dev_sign_in {
-            if identity_set {
+            if identity.is_set() {
                 return invalid("dev_sign_in replaces identity: configure one of them, not both");
             }
             if dev.users.is_empty() {
                 return invalid("dev_sign_in.users must name at least one user");
             }
-        } else if !identity_set {
-            return invalid(
-                "identity: set jwks_url, hs256_secret or rs256_public_key_pem (or trusted_headers = true)",
-            );
         }
         if identity
             .hs256_secret
@@ -317,134 +332,4 @@ impl Validate for Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
-        [mongodb]
-        uri = "mongodb://localhost"
-        [kafka]
-        bootstrap_servers = "localhost:9092"
-        [identity]
-        hs256_secret = "0123456789abcdef0123456789abcdef"
-    "#;
-
-    #[test]
-    fn the_example_configuration_loads() {
-        let config =
-            Config::from_sources(include_str!("../tasklist.example.toml"), Vec::new()).unwrap();
-        assert_eq!(config.identity.leeway_secs, 30);
-    }
-
-    #[test]
-    fn a_minimal_configuration_gets_defaults() {
-        let config = Config::from_sources(MINIMAL, Vec::new()).unwrap();
-        assert_eq!(config.mongodb.database, "taskpool");
-        assert_eq!(config.identity.user_claim, "sub");
-        assert!(!config.identity.trusted_headers);
-    }
-
-    #[test]
-    fn an_identity_source_is_required_and_weak_secrets_refused() {
-        let without = MINIMAL.replace("hs256_secret = \"0123456789abcdef0123456789abcdef\"", "");
-        assert!(Config::from_sources(&without, Vec::new()).is_err());
-        let weak = MINIMAL.replace("0123456789abcdef0123456789abcdef", "short");
-        assert!(Config::from_sources(&weak, Vec::new()).is_err());
-    }
-
-    #[test]
-    fn development_sign_in_replaces_identity_and_is_never_combined_with_it() {
-        let without_identity = MINIMAL
-            .replace("[identity]", "")
-            .replace("hs256_secret = \"0123456789abcdef0123456789abcdef\"", "");
-        let users = env(&[("DEV_SIGN_IN__USERS", "kermit:approvers+managers, rowlf")]);
-        let config = Config::from_sources(&without_identity, users.clone()).unwrap();
-        let users_read = crate::identity::dev::users_from(&config.dev_sign_in.unwrap());
-        assert_eq!(users_read[0].name, "kermit");
-        assert_eq!(users_read[0].groups, ["approvers", "managers"]);
-        assert!(users_read[1].groups.is_empty());
-        assert!(
-            Config::from_sources(MINIMAL, users).is_err(),
-            "both configured"
-        );
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn the_environment_alone_configures_numeric_names_digit_secrets_and_overrides() {
-        let config = Config::from_sources(
-            "",
-            env(&[
-                ("MONGODB__URI", "mongodb://m:27017"),
-                ("MONGODB__WRITE_CONCERN", "2"),
-                ("KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092"),
-                ("KAFKA__GROUP_ID", "4711"),
-                ("KAFKA__CONSUMER__FETCH_MAX_BYTES", "10"),
-                ("KAFKA__SECURITY__PROTOCOL", "SASL_SSL"),
-                ("KAFKA__SECURITY__SASL_MECHANISM", "SCRAM-SHA-256"),
-                ("KAFKA__SECURITY__SASL_USERNAME", "007"),
-                ("KAFKA__SECURITY__SASL_PASSWORD", "12345678"),
-                ("IDENTITY__HS256_SECRET", "01234567890123456789012345678901"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(config.kafka.bootstrap_servers, "k1:9092,k2:9092");
-        assert_eq!(config.kafka.group_id, "4711");
-        assert_eq!(config.mongodb.write_concern, WriteConcern::Nodes(2));
-        assert_eq!(config.kafka.security.sasl_username.as_deref(), Some("007"));
-        let client = crate::projection::consumer_config(&config.kafka);
-        assert_eq!(client.get("fetch.max.bytes"), Some("10"));
-        assert_eq!(client.get("group.id"), Some("4711"));
-        assert_eq!(client.get("sasl.password"), Some("12345678"));
-        let secret = config.identity.hs256_secret.as_ref().unwrap();
-        assert_eq!(secret.expose_secret(), "01234567890123456789012345678901");
-        let debug = format!("{config:?}");
-        assert!(!debug.contains("12345678"), "{debug}");
-    }
-
-    #[test]
-    fn cors_origins_must_be_listed_origins() {
-        for bad in ["*", "tasks.example.com", "https://tasks.example.com/app"] {
-            let error = Config::from_sources(MINIMAL, env(&[("HTTP__CORS_ALLOWED_ORIGINS", bad)]))
-                .unwrap_err();
-            assert!(
-                error.to_string().contains("cors_allowed_origins"),
-                "{bad}: {error}"
-            );
-        }
-        let config = Config::from_sources(
-            MINIMAL,
-            env(&[(
-                "HTTP__CORS_ALLOWED_ORIGINS",
-                "https://tasks.example.com, http://localhost:3000",
-            )]),
-        )
-        .unwrap();
-        assert_eq!(config.http.cors_allowed_origins.len(), 2);
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        let error = Config::from_sources(
-            MINIMAL,
-            vec![("TASKPOOL_TASKLIST__STREAM__BUFFR".into(), "3".into())],
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("buffr"), "{error}");
-    }
-
-    #[test]
-    fn a_consumer_override_storing_offsets_before_they_are_applied_is_refused() {
-        let key = "KAFKA__CONSUMER__ENABLE_AUTO_OFFSET_STORE";
-        let error = Config::from_sources(MINIMAL, env(&[(key, "true")])).unwrap_err();
-        let named = "kafka.consumer.enable.auto.offset.store";
-        assert!(error.to_string().contains(named), "{error}");
-        assert!(Config::from_sources(MINIMAL, env(&[(key, "false")])).is_ok());
-    }
-}
+mod tests;

@@ -107,6 +107,11 @@ fn main() -> ExitCode {
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
+    let serving = matches!(cli.command, Command::Run | Command::CheckConfig);
+    if let (true, Err(error)) = (serving, config.check_serving()) {
+        eprintln!("tasklist-api: configuration: {error}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::CheckConfig => {
             println!("tasklist-api: the configuration is valid");

@@ -61,6 +61,8 @@ impl Running {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("configuration")]
+    Configuration(#[from] taskpool_service::config::ConfigError),
     #[error("identity settings")]
     Identity(#[from] crate::identity::IdentityError),
     #[error("MongoDB")]
@@ -85,6 +87,7 @@ pub async fn start(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<Running, StartError> {
+    config.check_serving()?;
     let dev_sign_in = config
         .dev_sign_in
         .as_ref()
