@@ -7,11 +7,15 @@ use taskpool_schemas::ProcessingType;
 use tracing::warn;
 
 use crate::process::{ENTRY_TYPE, Request, entry_content};
+use taskpool_service::logging::error_chain;
 
 /// Records an event the engine produced itself: its order is always valid.
 pub(crate) fn record(collector: &mut Collector, event: EngineEvent) {
     if let Err(error) = collector.record(event) {
-        warn!(%error, "the demo reported an event out of order");
+        warn!(
+            error = error_chain(&error),
+            "the demo reported an event out of order"
+        );
     }
 }
 

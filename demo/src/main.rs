@@ -20,6 +20,7 @@ use taskpool_demo::process::APPLICATION;
 use taskpool_demo::settings::{CommandSettings, Settings};
 use taskpool_engine_commands::CommandStore;
 use taskpool_engine_commands::consumer::{self, ConsumerConfig};
+use taskpool_service::logging::error_chain;
 use taskpool_service::{ExposeSecret, logging, shutdown, startup};
 
 #[derive(Debug, Parser)]
@@ -134,7 +135,7 @@ async fn take_actions(
         if let Err(error) =
             consumer::run::<PgStore, _>(config, pool, DemoActions::new(engine), stop).await
         {
-            tracing::error!(error = %error, "cannot take tasklist actions");
+            tracing::error!(error = error_chain(&error), "cannot take tasklist actions");
         }
     })
 }

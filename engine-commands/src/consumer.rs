@@ -77,10 +77,6 @@ impl ConsumerConfig {
     }
 }
 
-fn retry_backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
-}
-
 /// How a command is decided, once whatever happens: in the engine's own transaction
 /// ([`InTransaction`]) or through its REST API ([`crate::rest::RestApplier`]).
 pub trait Applier: Send + Sync {
@@ -177,7 +173,7 @@ where
     }
     consumer.subscribe(&[&topics.commands])?;
     info!(topic = %topics.commands, application = %config.application, "taking commands");
-    let mut backoff = retry_backoff();
+    let mut backoff = Backoff::for_retries();
     loop {
         let message = tokio::select! {
             message = consumer.recv() => message,
@@ -189,9 +185,11 @@ where
                 message
             }
             Err(error) => {
-                let pause = backoff.next_pause();
-                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot consume commands; retrying");
-                if shutdown.sleep(pause).await {
+                let what = "cannot consume commands";
+                if backoff
+                    .wait_after_failure(what, &error, &mut shutdown)
+                    .await
+                {
                     break;
                 }
                 continue;
@@ -210,7 +208,7 @@ where
         if let Err(error) = consumer.store_offset_from_message(&message) {
             // The partition moved to another replica: it takes the command again from the last
             // commit and finds it decided.
-            warn!(error = %error, "offset not stored");
+            warn!(error = error_chain(&error), "offset not stored");
         }
     }
     let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
@@ -240,7 +238,7 @@ impl<S: CommandStore, A: Applier> Step<'_, S, A> {
         if command.application != self.application {
             return true;
         }
-        let mut backoff = retry_backoff();
+        let mut backoff = Backoff::for_retries();
         let outcome = loop {
             match self.applier.apply(&command).await {
                 Ok(outcome) => break outcome,
@@ -267,15 +265,14 @@ impl<S: CommandStore, A: Applier> Step<'_, S, A> {
             }
         };
         let key = outcome.command_id.to_string();
-        let mut backoff = retry_backoff();
+        let mut backoff = Backoff::for_retries();
         loop {
             let record = FutureRecord::to(self.outcomes).key(&key).payload(&payload);
             match self.producer.send(record, Duration::from_secs(30)).await {
                 Ok(_) => return true,
                 Err((error, _)) => {
-                    let pause = backoff.next_pause();
-                    warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot send an outcome; retrying");
-                    if shutdown.sleep(pause).await {
+                    let what = "cannot send an outcome";
+                    if backoff.wait_after_failure(what, &error, shutdown).await {
                         return false;
                     }
                 }
@@ -300,13 +297,16 @@ impl<S: CommandStore, A: Applier> Step<'_, S, A> {
             payload: message.payload(),
             reason,
         };
-        let mut backoff = retry_backoff();
+        let mut backoff = Backoff::for_retries();
         loop {
             match S::dead_letter(self.pool, &letter).await {
                 Ok(()) => return true,
                 Err(error) => {
                     let pause = backoff.next_pause();
-                    warn!(error = %error, "cannot store a dead letter; retrying");
+                    warn!(
+                        error = error_chain(&error),
+                        "cannot store a dead letter; retrying"
+                    );
                     if shutdown.sleep(pause).await {
                         return false;
                     }

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::metrics::Metrics;
 
 use crate::outbox::Fence;
+use taskpool_service::logging::error_chain;
 
 /// The lease as this process sees it.
 #[derive(Debug)]
@@ -198,7 +199,7 @@ pub async fn keep_lease(
                 }
             }
             Err(e) => {
-                warn!(error = %e, "cannot renew the lease");
+                warn!(error = error_chain(&e), "cannot renew the lease");
                 if lease.expire_if_due() {
                     metrics.leader.set(0);
                 }

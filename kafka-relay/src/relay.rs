@@ -199,7 +199,10 @@ impl Relay {
         stop_chores.trigger();
         tracker.wait().await;
         if let Err(e) = self.lease.release(&self.pool).await {
-            warn!(error = %e, "could not release the lease; a standby takes over when it expires");
+            warn!(
+                error = error_chain(&e),
+                "could not release the lease; a standby takes over when it expires"
+            );
         }
         self.metrics.leader.set(0);
         info!(?exit, "relay stopped");
@@ -230,7 +233,10 @@ impl Relay {
                 match Publisher::new(&self.config.kafka) {
                     Ok(publisher) => replacement = Some(publisher),
                     Err(error) => {
-                        warn!(error = %error, "cannot create a Kafka producer");
+                        warn!(
+                            error = error_chain(&error),
+                            "cannot create a Kafka producer"
+                        );
                         if shutdown.sleep(backoff.next_pause()).await {
                             return Exit::Shutdown;
                         }

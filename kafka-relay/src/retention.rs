@@ -11,6 +11,7 @@ use tracing::warn;
 use crate::config::Config;
 use crate::lease::Lease;
 use crate::metrics::Metrics;
+use taskpool_service::logging::error_chain;
 
 const DELETE_PUBLISHED: &str = r#"
 DELETE FROM taskpool_outbox
@@ -62,7 +63,7 @@ pub async fn apply_retention(
                     }
                 }
                 Err(e) => {
-                    warn!(error = %e, "retention failed");
+                    warn!(error = error_chain(&e), "retention failed");
                     break;
                 }
             }

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 
 use crate::lease::{self, LeaseInfo};
 use crate::outbox::{self, Lag, Position};
+use taskpool_service::logging::error_chain;
 
 #[derive(Debug, Clone)]
 pub struct Status {
@@ -238,9 +239,9 @@ pub async fn watch_lag(
                     metrics.lag_seconds.set(lag.seconds);
                     metrics.position.set(position.position);
                 }
-                Err(e) => warn!(error = %e, "cannot measure lag"),
+                Err(e) => warn!(error = error_chain(&e), "cannot measure lag"),
             },
-            Err(e) => warn!(error = %e, "cannot read the stored position"),
+            Err(e) => warn!(error = error_chain(&e), "cannot read the stored position"),
         }
         if shutdown.sleep(interval).await {
             return;

@@ -339,6 +339,20 @@ async fn a_missing_topic_is_a_clear_error_unless_topic_creation_is_on() {
     assert!(text.contains("create_topics"), "{text}");
 }
 
+/// A trigger that goes away (its owner panicked or returned) stops the relay like a call does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_shutdown_trigger_stops_the_relay() {
+    let world = World::new().await;
+    let relay = RunningRelay::start(world.relay_config(&[])).await;
+    let mut reader = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
+    world.commit(vec![created("leading")]).await;
+    reader
+        .read_until("the event", DEADLINE, |r| !r.is_empty())
+        .await;
+    let exit = relay.drop_trigger().await;
+    assert!(matches!(exit, Some(Exit::Shutdown)), "{exit:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn created_event_topics_keep_their_events_and_command_topics_the_default() {
     let world = World::new().await;

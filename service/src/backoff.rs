@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use crate::logging::error_chain;
+use crate::shutdown::Shutdown;
+
 /// Exponential back-off with jitter.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -24,6 +27,32 @@ impl Backoff {
             jitter: 0.2,
             current: min,
         }
+    }
+
+    /// The back-off of loops that retry a failed call to a server (Kafka, a database): from
+    /// 100 ms up to 5 s.
+    pub fn for_retries() -> Backoff {
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+    }
+
+    /// After a failed attempt: logs `what` failed with the error's whole chain and the pause,
+    /// then waits it out, or less if shutdown is requested; true if it was. The one place a
+    /// retry loop says "retrying".
+    ///
+    /// Logs before it returns the wait, so that the error is not held across it.
+    pub fn wait_after_failure<'a>(
+        &mut self,
+        what: &str,
+        error: &(dyn std::error::Error + 'static),
+        shutdown: &'a mut Shutdown,
+    ) -> impl std::future::Future<Output = bool> + Send + 'a {
+        let pause = self.next_pause();
+        tracing::warn!(
+            error = error_chain(error),
+            retry_in_ms = pause.as_millis() as u64,
+            "{what}; retrying"
+        );
+        shutdown.sleep(pause)
     }
 
     /// The same, with `jitter` (clamped to 0..=1) of each pause random.

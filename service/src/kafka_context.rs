@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::logging::error_chain;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
@@ -33,6 +34,6 @@ impl ClientContext for ReportingContext {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason.to_string());
         }
-        tracing::warn!(error = %error, reason, "Kafka client error");
+        tracing::warn!(error = error_chain(&error), reason, "Kafka client error");
     }
 }

@@ -12,6 +12,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::logging::error_chain;
 use tracing::Subscriber;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -186,7 +187,11 @@ fn export(queue: Receiver<FinishedSpan>, endpoint: &Endpoint, service: &str) {
             }
         }
         if let Err(error) = post(endpoint, &body(service, &batch)) {
-            tracing::warn!(%error, spans = batch.len(), "OTLP export failed; spans dropped");
+            tracing::warn!(
+                error = error_chain(&error),
+                spans = batch.len(),
+                "OTLP export failed; spans dropped"
+            );
         }
         if !open {
             return;

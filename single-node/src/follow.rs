@@ -113,13 +113,11 @@ pub async fn follow(
                 }
             }
             Err(error) => {
-                let pause = backoff.next_pause();
-                warn!(
-                    error = error_chain(&error),
-                    retry_in_ms = pause.as_millis() as u64,
-                    "cannot read the outbox; retrying"
-                );
-                if shutdown.sleep(pause).await {
+                let what = "cannot read the outbox";
+                if backoff
+                    .wait_after_failure(what, &error, &mut shutdown)
+                    .await
+                {
                     break;
                 }
             }

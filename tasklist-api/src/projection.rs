@@ -69,7 +69,7 @@ pub async fn run(
     ));
     let wait = Duration::from_millis(config.batch_wait_ms);
     metrics.projection_running.set(flag(true));
-    let mut backoff = retry_backoff();
+    let mut backoff = Backoff::for_retries();
     loop {
         let batch = tokio::select! {
             batch = next_batch(&consumer, config.batch_size, wait) => batch,
@@ -82,9 +82,10 @@ pub async fn run(
             }
             Err(error) => {
                 // Broker unreachable, topic not there yet, a rebalance: wait and go on.
-                let pause = backoff.next_pause();
-                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot consume; retrying");
-                if shutdown.sleep(pause).await {
+                if backoff
+                    .wait_after_failure("cannot consume", &error, &mut shutdown)
+                    .await
+                {
                     break;
                 }
                 continue;
@@ -107,7 +108,10 @@ pub async fn run(
             if let Err(error) = consumer.store_offset(topic, partition, offset) {
                 // The partition moved to another member (rebalance): it re-reads from the last
                 // commit, so these messages are applied again there, never lost.
-                warn!(error = %error, topic, partition, "offset not stored");
+                warn!(
+                    error = error_chain(&error),
+                    topic, partition, "offset not stored"
+                );
             }
         }
         metrics.consumed_events.inc_by(batch.len() as u64);
@@ -120,7 +124,10 @@ pub async fn run(
         // Nothing stored since the last automatic commit: nothing to do.
         Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
         Err(error) => {
-            warn!(error = %error, "could not commit offsets at shutdown; the last batch will be applied again");
+            warn!(
+                error = error_chain(&error),
+                "could not commit offsets at shutdown; the last batch will be applied again"
+            );
         }
     }
     Ok(())
@@ -145,11 +152,6 @@ async fn next_batch(
     Ok(batch)
 }
 
-/// How the projection waits between attempts against Kafka or MongoDB.
-pub fn retry_backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
-}
-
 /// Applies a batch to the generation the store uses, then makes sure it is still the active
 /// one: a rebuild may have switched generations while the batch was written, and the batch is
 /// then written again to the new one before its offsets move on (decision 0022). False when
@@ -165,12 +167,15 @@ async fn apply_to_active(
         if !apply_until_durable(&store.at(target), batch, metrics, shutdown).await {
             return false;
         }
-        let mut backoff = retry_backoff();
+        let mut backoff = Backoff::for_retries();
         let active = loop {
             match store.timed(generation::active(store.database())).await {
                 Ok(active) => break active,
                 Err(error) => {
-                    warn!(error = %error, "cannot read the active generation; retrying");
+                    warn!(
+                        error = error_chain(&error),
+                        "cannot read the active generation; retrying"
+                    );
                     if shutdown.sleep(backoff.next_pause()).await {
                         return false;
                     }
@@ -197,7 +202,7 @@ async fn apply_until_durable(
     metrics: &Metrics,
     shutdown: &mut Shutdown,
 ) -> bool {
-    let mut backoff = retry_backoff();
+    let mut backoff = Backoff::for_retries();
     loop {
         match apply(store, batch, metrics).await {
             Ok(()) => {

@@ -17,6 +17,7 @@ use crate::generation::{self, Generation};
 use crate::metrics::Metrics;
 use crate::query::{TaskQuery, next_cursor_after};
 use crate::view::{Applied, Page};
+use taskpool_service::logging::error_chain;
 
 pub const DEAD_LETTERS: &str = "dead_letters";
 
@@ -134,7 +135,12 @@ impl Store {
                 Ok(value) => Some(value),
                 Err(error) => {
                     let id = document.get_str("_id").unwrap_or_default();
-                    tracing::error!(collection, id, %error, "unreadable document left out");
+                    tracing::error!(
+                        collection,
+                        id,
+                        error = error_chain(&error),
+                        "unreadable document left out"
+                    );
                     self.metrics.unreadable_documents.inc();
                     None
                 }

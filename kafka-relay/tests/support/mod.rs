@@ -249,6 +249,13 @@ impl RunningRelay {
         self.task.await.expect("relay task")
     }
 
+    /// Drops the shutdown trigger instead of calling it; the relay's exit, if within 30 s.
+    pub async fn drop_trigger(self) -> Option<Exit> {
+        drop(self.trigger);
+        let ended = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+        ended.ok().map(|exit| exit.expect("relay task"))
+    }
+
     pub fn reads(&self) -> u64 {
         self.metrics.reads.get()
     }

@@ -86,7 +86,10 @@ pub async fn follow(feed: OutcomeFeed, hub: Hub, waiters: Waiters, mut shutdown:
     match feed {
         OutcomeFeed::Kafka(config, store) => {
             if let Err(error) = run(*config, store, hub, waiters, shutdown).await {
-                tracing::error!(error = %error, "cannot read outcomes; actions get no answers");
+                tracing::error!(
+                    error = error_chain(&error),
+                    "cannot read outcomes; actions get no answers"
+                );
             }
         }
         OutcomeFeed::InProcess(mut outcomes) => loop {
@@ -139,7 +142,10 @@ async fn dead_letter(store: &Store, message: &rdkafka::message::OwnedMessage, re
     warn!(reason, "outcome dead-lettered");
     let letter = Origin(message).dead_letter(reason);
     if let Err(error) = store.dead_letter(vec![letter]).await {
-        warn!(error = %error, "cannot store the outcome's dead letter");
+        warn!(
+            error = error_chain(&error),
+            "cannot store the outcome's dead letter"
+        );
     }
 }
 
@@ -185,9 +191,11 @@ pub async fn run(
             Ok(assignment) => break assignment,
             // A topic just created may not answer yet; its outcomes wait in it meanwhile.
             Err(error) => {
-                let pause = backoff.next_pause();
-                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot find where to read outcomes from; retrying");
-                if shutdown.sleep(pause).await {
+                let what = "cannot find where to read outcomes from";
+                if backoff
+                    .wait_after_failure(what, &error, &mut shutdown)
+                    .await
+                {
                     return Ok(());
                 }
             }
@@ -214,9 +222,11 @@ pub async fn run(
                 }
             }
             Err(error) => {
-                let pause = backoff.next_pause();
-                warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot read outcomes; retrying");
-                if shutdown.sleep(pause).await {
+                let what = "cannot read outcomes";
+                if backoff
+                    .wait_after_failure(what, &error, &mut shutdown)
+                    .await
+                {
                     return Ok(());
                 }
             }

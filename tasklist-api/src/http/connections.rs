@@ -12,6 +12,7 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use taskpool_service::logging::error_chain;
 use taskpool_service::shutdown::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,7 +51,7 @@ pub async fn serve(
                 Ok((stream, _)) => stream,
                 Err(error) => {
                     // Out of file descriptors, mostly: give connections time to close.
-                    warn!(%error, "cannot accept a connection");
+                    warn!(error = error_chain(&error), "cannot accept a connection");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -110,14 +111,17 @@ async fn connection(
     tokio::select! {
         served = connection.as_mut() => {
             if let Err(error) = served {
-                debug!(%error, "connection ended with an error");
+                debug!(error = error_chain(&error), "connection ended with an error");
             }
             return;
         }
         _ = stopping.wait_for(|stopping| *stopping) => connection.as_mut().graceful_shutdown(),
     }
     if let Err(error) = connection.await {
-        debug!(%error, "connection ended with an error while shutting down");
+        debug!(
+            error = error_chain(&error),
+            "connection ended with an error while shutting down"
+        );
     }
 }
 

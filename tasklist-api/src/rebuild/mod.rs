@@ -33,6 +33,7 @@ use crate::generation::{self, Generation, LockError};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::view::ViewError;
+use taskpool_service::logging::error_chain;
 
 /// Documents folded in memory before they are written: bounds the memory of a rebuild of a
 /// long history (about 1 KB each) while keeping writes few and large.
@@ -106,7 +107,10 @@ pub async fn run(
     };
     let outcome = rebuild(config, options, &store, &lock, progress, shutdown).await;
     if let Err(error) = generation::unlock(&database, &holder).await {
-        tracing::warn!(%error, "could not release the rebuild lock; it expires by itself");
+        tracing::warn!(
+            error = error_chain(&error),
+            "could not release the rebuild lock; it expires by itself"
+        );
     }
     outcome
 }

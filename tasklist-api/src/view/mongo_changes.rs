@@ -18,6 +18,8 @@ use crate::documents::TaskDocument;
 use crate::generation;
 use crate::metrics::{Metrics, flag};
 use crate::store::Store;
+use taskpool_service::backoff::Backoff;
+use taskpool_service::logging::error_chain;
 
 /// Fence documents share the tasks collection (so they travel in its change stream) and their
 /// ids start with this prefix; they carry no principals, so no query ever returns them.
@@ -86,7 +88,7 @@ pub(super) async fn watch(
         metrics.change_stream_open.set(flag(false));
         warn!(%error, "change stream interrupted; reopening");
         let token = stream.resume_token();
-        let mut backoff = crate::projection::retry_backoff();
+        let mut backoff = Backoff::for_retries();
         stream = loop {
             if shutdown.sleep(backoff.next_pause()).await {
                 return;
@@ -94,7 +96,10 @@ pub(super) async fn watch(
             match open_stream(&store, token.clone()).await {
                 Ok(stream) => break stream,
                 Err(error) => {
-                    warn!(error = %error, "cannot reopen the change stream");
+                    warn!(
+                        error = error_chain(&error),
+                        "cannot reopen the change stream"
+                    );
                     // Only a position the server no longer has makes us start over, and every
                     // client resync; anything else (a failover, a timeout) is tried again.
                     if token.is_some()
@@ -133,7 +138,10 @@ async fn switch_if_rebuilt(store: &Store) -> Option<TaskStream> {
             Some(stream)
         }
         Err(error) => {
-            warn!(%error, "cannot open the change stream on the rebuilt generation");
+            warn!(
+                error = error_chain(&error),
+                "cannot open the change stream on the rebuilt generation"
+            );
             store.adopt(previous);
             None
         }
@@ -165,7 +173,10 @@ fn read_change(
         _ => match bson::from_document::<TaskDocument>(document) {
             Ok(task) => Some(Change::Task(Arc::new(task))),
             Err(error) => {
-                warn!(error = %error, "a tasks document does not read as a task; ignored");
+                warn!(
+                    error = error_chain(&error),
+                    "a tasks document does not read as a task; ignored"
+                );
                 None
             }
         },
