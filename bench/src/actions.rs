@@ -12,7 +12,6 @@ use kafka_relay::metrics::Metrics as RelayMetrics;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use tasklist_api::config::{Config as TasklistConfig, Layered};
 use taskpool_core::PgStore;
 use taskpool_demo::actions::DemoActions;
 use taskpool_demo::process::APPLICATION;
@@ -27,6 +26,7 @@ use tokio::sync::mpsc;
 use crate::relay::relay_config_with;
 use crate::setup::{BenchResult, Scratch};
 use crate::stats::Samples;
+use crate::tasklist_service;
 use crate::topics::{delete_topics, unique_prefix};
 use crate::{Options, server_env};
 
@@ -101,26 +101,8 @@ async fn measure(
         ..DemoConfig::default()
     };
     let users = config.dev_sign_in_users();
-    let env = [
-        ("MONGODB__URI", mongo_uri.to_string()),
-        ("MONGODB__DATABASE", prefix.replace('-', "_")),
-        ("KAFKA__BOOTSTRAP_SERVERS", bootstrap.to_string()),
-        ("KAFKA__TOPIC_PREFIX", prefix.to_string()),
-        ("KAFKA__GROUP_ID", prefix.to_string()),
-        ("DEV_SIGN_IN__USERS", users),
-    ]
-    .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
-    let tasklist_config = TasklistConfig::from_sources("", env).map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let tasklist = tasklist_api::service::start(tasklist_config, listener, stop.clone())
-        .await
-        .map_err(|e| format!("tasklist-api: {e}"))?;
+    let env = tasklist_service::settings(mongo_uri, bootstrap, prefix, &users);
+    let (address, tasklist) = tasklist_service::start(env, stop.clone()).await?;
 
     // The engine: the demo's rules on the same database, taking the commands.
     PgStore::migrate_all(&scratch.pool)

@@ -15,7 +15,6 @@ use mongodb::bson::{Document, doc};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use tasklist_api::config::{Config as TasklistConfig, Layered};
 use taskpool_core::PgStore;
 use taskpool_demo::{Demo, DemoConfig};
 use taskpool_schemas::{DecodedEvent, decode};
@@ -26,6 +25,7 @@ use crate::receipts::{Arrivals, Driven, Version, drive, open_clients};
 use crate::relay::relay_config_with;
 use crate::setup::{BenchResult, Scratch};
 use crate::stats::Samples;
+use crate::tasklist_service;
 use crate::topics::{delete_topics, unique_prefix};
 use crate::{Options, server_env};
 
@@ -95,14 +95,7 @@ async fn measure(
     let (trigger, stop) = shutdown::channel();
     let relay_task = tokio::spawn(relay.run(stop.clone()));
 
-    let mut env = vec![
-        ("MONGODB__URI".to_string(), mongo_uri.to_string()),
-        ("MONGODB__DATABASE".into(), prefix.replace('-', "_")),
-        ("KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.to_string()),
-        ("KAFKA__TOPIC_PREFIX".into(), prefix.to_string()),
-        ("KAFKA__GROUP_ID".into(), prefix.to_string()),
-        ("DEV_SIGN_IN__USERS".into(), users),
-    ];
+    let mut env = tasklist_service::settings(mongo_uri, bootstrap, prefix, &users);
     for (name, key) in [
         ("batch-wait-ms", "KAFKA__BATCH_WAIT_MS"),
         ("fetch-wait-ms", "KAFKA__CONSUMER__FETCH_WAIT_MAX_MS"),
@@ -111,20 +104,7 @@ async fn measure(
             env.push((key.to_string(), value.to_string()));
         }
     }
-    let env = env
-        .into_iter()
-        .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
-    let config = TasklistConfig::from_sources("", env).map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let tasklist = tasklist_api::service::start(config, listener, stop.clone())
-        .await
-        .map_err(|e| format!("tasklist-api: {e}"))?;
+    let (address, tasklist) = tasklist_service::start(env, stop.clone()).await?;
 
     // A consumer of its own: when each event can first be fetched from the broker.
     let (fetched_tx, mut fetched) = mpsc::unbounded_channel::<(Version, Instant)>();

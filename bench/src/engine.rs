@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use kafka_relay::Relay;
 use kafka_relay::metrics::Metrics as RelayMetrics;
 use serde_json::{Value, json};
-use tasklist_api::config::{Config as TasklistConfig, Layered};
 use taskpool_capture::camunda;
 use taskpool_capture::drain::drain_once;
 use taskpool_service::shutdown::{self, Shutdown};
@@ -23,8 +22,10 @@ use taskpool_testkit::operaton::{Engine, People, installation};
 
 use crate::setup::BenchResult;
 use crate::stats::Samples;
+use crate::tasklist_service;
 use crate::topics::{delete_topics, unique_prefix};
 use crate::{Options, server_env};
+use kafka_relay::config::Layered;
 
 /// Untimed purchases before the first round (the engine's JIT and caches warm up), and
 /// after each switch.
@@ -265,30 +266,14 @@ async fn stream_latency(
         .map_err(|e| format!("relay: {e}"))?;
     let (trigger, stop) = shutdown::channel();
     let relay_task = tokio::spawn(relay.run(stop.clone()));
-    let tasklist_env = [
-        ("MONGODB__URI", server_env("MONGODB_URI")?),
-        ("MONGODB__DATABASE", prefix.replace('-', "_")),
-        ("KAFKA__BOOTSTRAP_SERVERS", server_env("KAFKA_BOOTSTRAP")?),
-        ("KAFKA__TOPIC_PREFIX", prefix.to_string()),
-        ("KAFKA__GROUP_ID", prefix.to_string()),
-        (
-            "DEV_SIGN_IN__USERS",
-            format!("{approver}:{}", people.approvers),
-        ),
-        ("LOG__LEVEL", "warn".into()),
-    ]
-    .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
-    let config = TasklistConfig::from_sources("", tasklist_env).map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let tasklist = tasklist_api::service::start(config, listener, stop.clone())
-        .await
-        .map_err(|e| format!("tasklist-api: {e}"))?;
+    let users = format!("{approver}:{}", people.approvers);
+    let settings = tasklist_service::settings(
+        &server_env("MONGODB_URI")?,
+        &server_env("KAFKA_BOOTSTRAP")?,
+        prefix,
+        &users,
+    );
+    let (address, tasklist) = tasklist_service::start(settings, stop.clone()).await?;
     let dev_users = taskpool_testkit::http::get(&address, "/api/dev/users", None)
         .await
         .json();

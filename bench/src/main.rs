@@ -22,6 +22,7 @@ mod setup;
 mod single_node;
 mod stats;
 mod tasklist;
+mod tasklist_service;
 mod tasklist_setup;
 mod topics;
 
