@@ -6,12 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use taskpool_core::PgStore;
 use taskpool_demo::process::APPLICATION;
 use taskpool_demo::{Demo, DemoConfig, DemoDb};
@@ -19,6 +15,7 @@ use taskpool_schemas::{
     CommandOutcome, OutcomeResult, Payload, TaskAction, TaskCommand, Timestamp, Topics, decode_as,
     encode,
 };
+use taskpool_testkit::kafka_topics;
 use taskpool_testkit::{PgTestDb, required_env};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -42,20 +39,9 @@ fn claim(task_id: &str, user: &str) -> TaskCommand {
 async fn the_demo_binary_decides_claims_from_kafka_by_its_own_rules() {
     let db = PgTestDb::new().await;
     let bootstrap = required_env("KAFKA_BOOTSTRAP");
-    let prefix = format!("d{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let prefix = kafka_topics::unique_prefix('d');
     let topics = Topics::new(&prefix);
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let new: Vec<NewTopic> = [&topics.commands, &topics.outcomes]
-        .into_iter()
-        .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
-        .collect();
-    admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .unwrap();
+    kafka_topics::create_topics(&bootstrap, &[], &[&topics.commands, &topics.outcomes]).await;
 
     let mut binary = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskpool-demo"))
         .arg("run")
@@ -103,18 +89,7 @@ async fn the_demo_binary_decides_claims_from_kafka_by_its_own_rules() {
             .unwrap();
     }
 
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", format!("reader-{prefix}"))
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..3 {
-        assignment
-            .add_partition_offset(&topics.outcomes, partition, Offset::Beginning)
-            .unwrap();
-    }
-    reader.assign(&assignment).unwrap();
+    let reader = kafka_topics::reader_from_beginning(&bootstrap, &[], &topics.outcomes);
     let give_up = std::time::Instant::now() + DEADLINE;
     let mut outcomes: Vec<CommandOutcome> = Vec::new();
     while outcomes.len() < 2 {

@@ -11,8 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use serde_json::Value;
 use support::*;
 use tasklist_api::config::{Config as TasklistConfig, Layered as _};
@@ -65,22 +63,10 @@ async fn start_tasklist(
 }
 
 async fn create_topics(world: &World) {
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &world.bootstrap)
-        .create()
-        .unwrap();
-    let topics = [
-        world.tasks_topic(),
-        format!("{}.data-entries", world.prefix),
-    ];
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
-        .collect();
-    admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .expect("topics created");
+    let data_entries = format!("{}.data-entries", world.prefix);
+    let names = [world.tasks_topic(), data_entries];
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    taskpool_testkit::kafka_topics::create_topics(&world.bootstrap, &[], &names).await;
 }
 
 /// A user's stream, read in the background into a tasklist; reopened if the server ends it

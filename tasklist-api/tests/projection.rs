@@ -165,20 +165,9 @@ async fn the_projection_waits_for_topics_that_do_not_exist_yet() {
     let prefix = format!("{}-later", world.prefix);
     config.kafka.topic_prefix = prefix.clone();
     let service = Service::start(config).await;
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &world.bootstrap)
-            .create()
-            .unwrap();
     let topics = [format!("{prefix}.tasks"), format!("{prefix}.data-entries")];
-    let new: Vec<_> = topics
-        .iter()
-        .map(|t| rdkafka::admin::NewTopic::new(t, 3, rdkafka::admin::TopicReplication::Fixed(1)))
-        .collect();
-    admin
-        .create_topics(&new, &rdkafka::admin::AdminOptions::new())
-        .await
-        .unwrap();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    taskpool_testkit::kafka_topics::create_topics(&world.bootstrap, &[], &names).await;
     let event = task_event("late-topic", 1, Some("kermit"), &[], TaskState::Active);
     world
         .send(

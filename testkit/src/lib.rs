@@ -10,6 +10,7 @@ pub mod debugger;
 pub mod fixtures;
 pub mod http;
 pub mod kafka;
+pub mod kafka_topics;
 pub mod monitoring;
 pub mod operaton;
 

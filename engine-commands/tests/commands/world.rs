@@ -2,6 +2,7 @@
 //! running, and a reader of the outcomes.
 
 use super::*;
+use taskpool_testkit::kafka_topics;
 
 /// One test's engine database, topics and Kafka clients.
 pub(crate) struct World {
@@ -21,20 +22,9 @@ impl World {
             .await
             .unwrap();
         let bootstrap = required_env("KAFKA_BOOTSTRAP");
-        let prefix = format!("c{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let prefix = kafka_topics::unique_prefix('c');
         let topics = Topics::new(&prefix);
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
-        let new: Vec<NewTopic> = [&topics.commands, &topics.outcomes]
-            .into_iter()
-            .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
-            .collect();
-        admin
-            .create_topics(&new, &AdminOptions::new())
-            .await
-            .expect("create topics");
+        kafka_topics::create_topics(&bootstrap, &[], &[&topics.commands, &topics.outcomes]).await;
         let producer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("linger.ms", "1")
@@ -102,19 +92,8 @@ impl World {
     }
 
     pub(crate) fn outcome_reader(&self) -> OutcomeReader {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..3 {
-            assignment
-                .add_partition_offset(&self.topics.outcomes, partition, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&assignment).unwrap();
+        let consumer =
+            kafka_topics::reader_from_beginning(&self.bootstrap, &[], &self.topics.outcomes);
         OutcomeReader {
             consumer,
             received: Vec::new(),

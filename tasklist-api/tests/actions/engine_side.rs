@@ -5,24 +5,9 @@ use super::*;
 
 /// Reads the command topic from its beginning.
 pub(crate) fn command_reader(world: &World) -> BaseConsumer {
-    let consumer: BaseConsumer = world
-        .kafka_client()
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..3 {
-        assignment
-            .add_partition_offset(
-                &Topics::new(&world.prefix).commands,
-                partition,
-                Offset::Beginning,
-            )
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    consumer
+    let properties = client_properties(&world.security);
+    let topic = Topics::new(&world.prefix).commands;
+    taskpool_testkit::kafka_topics::reader_from_beginning(&world.bootstrap, &properties, &topic)
 }
 
 /// Every command on the topic until one with `id` arrived (or the deadline passed).

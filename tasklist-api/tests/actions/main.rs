@@ -10,10 +10,9 @@ use engine_side::*;
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::Producer;
-use rdkafka::{Offset, TopicPartitionList};
 use support::*;
 use taskpool_schemas::{TaskAction, TaskCommand, TaskState, Topics, decode_as};
 

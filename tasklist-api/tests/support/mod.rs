@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use jsonwebtoken::{EncodingKey, Header, encode};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tasklist_api::config::{Config, Layered};
@@ -21,7 +19,7 @@ use taskpool_schemas::{
 use taskpool_service::shutdown::{self, ShutdownTrigger};
 #[allow(unused_imports)]
 pub use taskpool_testkit::http::*;
-use taskpool_testkit::{required_env, wait_for};
+use taskpool_testkit::{kafka_topics, required_env, wait_for};
 
 mod private_mongo;
 #[allow(unused_imports)]
@@ -46,16 +44,20 @@ pub struct World {
 
 /// A client for `bootstrap` with `security` (`kafka.security` keys, upper case) applied.
 fn kafka_client(bootstrap: &str, security: &[(&'static str, String)]) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", bootstrap);
-    for (key, value) in security {
-        match *key {
-            "PROTOCOL" => client.set("security.protocol", value),
-            "SSL_CA_LOCATION" => client.set("ssl.ca.location", value),
-            other => panic!("no client property for {other}"),
-        };
-    }
-    client
+    kafka_topics::client(bootstrap, &client_properties(security))
+}
+
+/// The librdkafka properties of the service's `kafka.security` settings the tests use.
+pub fn client_properties(security: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let property = |key: &str| match key {
+        "PROTOCOL" => "security.protocol",
+        "SSL_CA_LOCATION" => "ssl.ca.location",
+        other => panic!("no client property for {other}"),
+    };
+    security
+        .iter()
+        .map(|(key, value)| (property(key), value.clone()))
+        .collect()
 }
 
 /// An integer field, whichever integer type the server returns it as.
@@ -108,25 +110,17 @@ impl World {
         security: Vec<(&'static str, String)>,
         codec: &str,
     ) -> World {
+        // One id for the test's topics, database and consumer group.
         let id = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("t{}", &id[..12]);
-        let admin: AdminClient<DefaultClientContext> =
-            kafka_client(&bootstrap, &security).create().unwrap();
         let names = taskpool_schemas::Topics::new(&prefix);
         let topics = [
-            names.tasks,
-            names.data_entries,
-            names.commands,
-            names.outcomes,
+            names.tasks.as_str(),
+            &names.data_entries,
+            &names.commands,
+            &names.outcomes,
         ];
-        let new_topics: Vec<NewTopic> = topics
-            .iter()
-            .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
-            .collect();
-        admin
-            .create_topics(&new_topics, &AdminOptions::new())
-            .await
-            .expect("create topics");
+        kafka_topics::create_topics(&bootstrap, &client_properties(&security), &topics).await;
         let producer = kafka_client(&bootstrap, &security)
             .set("enable.idempotence", "true")
             .set("linger.ms", "1")
