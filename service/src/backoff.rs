@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::logging::error_chain;
+use crate::error_chain::error_chain;
 use crate::shutdown::Shutdown;
 
 /// Exponential back-off with jitter.

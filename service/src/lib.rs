@@ -10,12 +10,14 @@
 //!   change; [`kafka_context`]: a client context that logs librdkafka's errors and keeps an
 //!   authentication failure.
 //! - [`metrics`]: Prometheus metrics: one registry with the process's own, one renderer.
+//! - [`error_chain`]: an error with all its causes, for logs.
 //! - [`logging`]: JSON or pretty logs on stderr; [`otlp`]: event spans exported over OTLP/HTTP.
 //! - [`shutdown`]: a shutdown request any task can watch, and the signals that trigger it.
 //! - [`startup`]: configuration and runtime, or the exit code explaining why not.
 
 pub mod backoff;
 pub mod config;
+pub mod error_chain;
 pub mod guarantees;
 pub mod http_client;
 pub mod kafka;

@@ -1,5 +1,7 @@
 //! Logs on stderr, as JSON lines or human-readable text.
 
+// Where the binaries have always found it.
+pub use crate::error_chain::error_chain;
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
@@ -80,31 +82,5 @@ pub fn init(config: &LogConfig) {
             tracing::info!(endpoint = ?config.otlp_endpoint, service, "exporting event traces over OTLP")
         }
         (None, false) => {}
-    }
-}
-
-/// An error with its causes, `outer: inner: innermost`, for logs and stored reasons. (Errors
-/// print only their own message; the causes are their sources.)
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn the_chain_names_every_cause_once() {
-        let error = Outer(std::io::Error::other("inner"));
-        assert_eq!(super::error_chain(&error), "outer: inner");
     }
 }
