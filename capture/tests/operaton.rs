@@ -165,6 +165,58 @@ async fn a_purchase_lives_its_life_in_the_outbox(flavour: Flavour) {
     assert_eq!(deleted.delete_reason.as_deref(), Some("deleted"));
 }
 
+/// Candidates changed on a living task through the REST API, one call a transaction: adding a
+/// candidate user and removing the candidate group each become an event (the capture's
+/// triggers on identity links fire for candidate links only, on insert and on delete); a link
+/// of another type changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_added_and_removed_on_a_living_task_become_events() {
+    let engine = Engine::of(Flavour::Operaton).await;
+    let people = People::unique();
+    let instance = engine.start_purchase("order-links", &people, false).await;
+    let approve = engine.tasks_of(&instance).await[0].1.clone();
+    let created = events_of(&engine, &[&approve]).await.len();
+    for (path, body) in [
+        (
+            "identity-links",
+            json!({"userId": "extra", "type": "candidate"}),
+        ),
+        (
+            "identity-links",
+            json!({"userId": "watcher", "type": "follower"}),
+        ),
+        (
+            "identity-links/delete",
+            json!({"groupId": people.approvers, "type": "candidate"}),
+        ),
+    ] {
+        let url = format!("/task/{approve}/{path}");
+        let reply = engine.call("POST", &url, Some(body)).await;
+        assert_eq!(reply.status, 204, "{path}: {}", reply.body);
+    }
+    let events = events_of(&engine, &[&approve]).await;
+    assert_eq!(events.len(), created + 2, "{:?}", kinds(&events, &approve));
+    let now = &events.last().unwrap().3;
+    assert_eq!(now.candidate_users, BTreeSet::from(["extra".to_string()]));
+    assert!(
+        now.candidate_groups.is_empty(),
+        "{:?}",
+        now.candidate_groups
+    );
+    // The engine also touches the task row when its links change (its last-updated time), so
+    // the link triggers are checked alone: a candidate link deleted by itself, as an engine
+    // path that leaves the task row alone would.
+    sqlx::query("DELETE FROM act_ru_identitylink WHERE task_id_ = $1 AND user_id_ = 'extra'")
+        .bind(&approve)
+        .execute(&engine.pool)
+        .await
+        .unwrap();
+    let events = events_of(&engine, &[&approve]).await;
+    assert_eq!(events.len(), created + 3, "{:?}", kinds(&events, &approve));
+    assert!(events.last().unwrap().3.candidate_users.is_empty());
+    engine.cancel(&instance).await;
+}
+
 /// Completing the approval runs the budget check, which fails on demand: the engine rolls its
 /// transaction back, and the capture with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
