@@ -82,7 +82,7 @@ $$;
 -- null when the task row is gone. PL/pgSQL, not SQL: its query plan is kept for the session
 -- (a SQL function called from PL/pgSQL is planned again at every call, five times the cost).
 CREATE OR REPLACE FUNCTION taskpool_camunda_state(task TEXT) RETURNS JSONB
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     RETURN (SELECT jsonb_strip_nulls(jsonb_build_object(
         'sourceReference', jsonb_build_object(
@@ -152,8 +152,12 @@ $$;
 
 -- Records what changed about one task since it was last captured (once per transaction: the
 -- first call at commit sees the final state).
+-- Generic plans (here and in the functions that look tasks up): PostgreSQL plans a PL/pgSQL
+-- statement afresh for each of its first five calls in a session (a custom plan); the state's
+-- query costs 0.4 ms to plan and 0.04 ms to run, and an engine's pool has many sessions. Every
+-- lookup here is by key, so the one plan made without the value is the right one.
 CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT) RETURNS VOID
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     before  JSONB;
     done    TEXT;
@@ -274,7 +278,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION taskpool_camunda_variable_changed() RETURNS TRIGGER
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     instance TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.proc_inst_id_ ELSE NEW.proc_inst_id_ END;
     task     TEXT;
@@ -287,7 +291,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION taskpool_camunda_execution_changed() RETURNS TRIGGER
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     task TEXT;
 BEGIN
