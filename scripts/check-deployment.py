@@ -75,10 +75,10 @@ def dockerfile():
 
 # Where each binary's routes are declared.
 ROUTE_SOURCES = {
-    "tasklist-api": "tasklist-api/src/http/mod.rs",
+    "tasklist-api": "tasklist/src/http/mod.rs",
     "kafka-relay": "kafka-relay/src/http.rs",
     "taskpool-demo": "demo/src/main.rs",
-    "taskpool": "tasklist-api/src/http/mod.rs",
+    "taskpool": "tasklist/src/http/mod.rs",
 }
 
 

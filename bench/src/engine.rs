@@ -258,7 +258,7 @@ async fn stream_latency(
         ("LOG__LEVEL", "warn".into()),
         ("CAPTURE__ENABLED", "true".into()),
     ]
-    .map(|(k, v)| (format!("{}{k}", kafka_relay::config::ENV_PREFIX), v));
+    .map(kafka_relay::config::Config::env_var);
     let relay_config =
         kafka_relay::config::Config::from_sources("", relay_env).map_err(|e| e.to_string())?;
     let relay = Relay::connect(relay_config, Arc::new(RelayMetrics::default()))

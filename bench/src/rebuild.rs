@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tasklist_api::metrics::Metrics;
-use tasklist_api::rebuild::{self, Progress, source::Start};
-use tasklist_api::store::Store;
+use tasklist_api::mongo::rebuild::{self, Progress, source::Start};
+use tasklist_api::mongo::store::MongoStore;
 use taskpool_schemas::TaskEvent;
 use taskpool_service::shutdown;
+use taskpool_tasklist::metrics::Metrics;
 
 use crate::Options;
 use crate::setup::BenchResult;
@@ -90,7 +90,7 @@ async fn rebuild(prefix: &str, newest: i64) -> BenchResult<(f64, u64)> {
         "rebuild read {} events and wrote {} documents",
         report.events, report.documents
     );
-    let store = Store::connect(&settings.mongodb, Arc::new(Metrics::default()))
+    let store = MongoStore::connect(&settings.mongodb, Arc::new(Metrics::default()))
         .await
         .map_err(|e| e.to_string())?;
     let at_newest = store

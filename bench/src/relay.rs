@@ -45,7 +45,7 @@ pub(crate) fn relay_config_with(
     .map(|(k, v)| (k.to_string(), v))
     .into_iter()
     .chain(overrides.iter().cloned())
-    .map(|(k, v)| (format!("{}{k}", kafka_relay::config::ENV_PREFIX), v));
+    .map(kafka_relay::config::Config::env_var);
     Config::from_sources("", env).map_err(|e| e.to_string())
 }
 

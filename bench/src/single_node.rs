@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use tasklist_api::identity::dev::DevUser;
 use taskpool::{Options as NodeOptions, SignIn};
 use taskpool_core::SqliteStore;
 use taskpool_demo::{Demo, DemoConfig};
@@ -98,14 +97,6 @@ async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
         active_requests: 200,
         ..DemoConfig::default()
     };
-    let users: Vec<DevUser> = config
-        .users
-        .iter()
-        .map(|u| DevUser {
-            name: u.name.clone(),
-            groups: u.groups.clone(),
-        })
-        .collect();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -115,7 +106,7 @@ async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
         .to_string();
     let (trigger, shutdown) = taskpool_service::shutdown::channel();
     let node_options = NodeOptions {
-        sign_in: SignIn::Development(users),
+        sign_in: SignIn::demo_users(&config.users),
         ..NodeOptions::default()
     };
     let node = taskpool::start(pool.clone(), node_options, listener, shutdown)

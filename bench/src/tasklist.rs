@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tasklist_api::config::{MongoConfig, WriteConcern};
-use tasklist_api::documents::TaskDocument;
-use tasklist_api::metrics::Metrics;
-use tasklist_api::store::Store;
+use tasklist_api::mongo::store::MongoStore;
 use taskpool_schemas::TaskEvent;
 use taskpool_service::shutdown;
+use taskpool_tasklist::documents::TaskDocument;
+use taskpool_tasklist::metrics::Metrics;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
 
@@ -44,7 +44,7 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
 
     // The raw baseline: the same documents, the same version-guarded bulk upserts, the same
     // batch size, straight into a fresh database of the same server.
-    let raw_store = Store::connect(
+    let raw_store = MongoStore::connect(
         &MongoConfig {
             uri: server_env("MONGODB_URI")?.into(),
             database: unique("raw"),
@@ -143,10 +143,10 @@ async fn measure_fanout(prefix: &str, clients: u64, processes: u64) -> BenchResu
         .map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let (trigger, stop) = shutdown::channel();
-    let running = tasklist_api::service::start(service_config.clone(), listener, stop)
+    let running = tasklist_api::server::start(service_config.clone(), listener, stop)
         .await
         .map_err(|e| e.to_string())?;
-    let store = Store::connect(&service_config.mongodb, Arc::new(Metrics::default()))
+    let store = MongoStore::connect(&service_config.mongodb, Arc::new(Metrics::default()))
         .await
         .map_err(|e| e.to_string())?;
     let rss_before = settled_rss().await;

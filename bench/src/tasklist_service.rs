@@ -1,7 +1,7 @@
 //! tasklist-api started inside a benchmark, on a free loopback port.
 
 use tasklist_api::config::{Config, Layered};
-use tasklist_api::service::Running;
+use tasklist_api::server::Running;
 use taskpool_service::shutdown::Shutdown;
 
 use crate::setup::BenchResult;
@@ -41,7 +41,7 @@ pub async fn start(
         .await
         .map_err(|e| e.to_string())?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let running = tasklist_api::service::start(config, listener, stop)
+    let running = tasklist_api::server::start(config, listener, stop)
         .await
         .map_err(|e| format!("tasklist-api: {e}"))?;
     Ok((address.to_string(), running))

@@ -9,12 +9,12 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tasklist_api::config::{Config, Layered};
-use tasklist_api::metrics::Metrics;
-use tasklist_api::store::Store;
-use taskpool_schemas::{TaskEvent, Timestamp, encode};
+use tasklist_api::mongo::store::MongoStore;
+use taskpool_schemas::{TaskEvent, TaskState, encode};
 use taskpool_service::shutdown;
+use taskpool_tasklist::metrics::Metrics;
+use taskpool_testkit::fixtures;
 
-use crate::outbox::new_task;
 use crate::server_env;
 use crate::setup::BenchResult;
 
@@ -27,17 +27,9 @@ pub(crate) fn unique(name: &str) -> String {
     )
 }
 
+/// Task `id`'s event at `version`, offered to `groups`.
 pub(crate) fn task_event(id: &str, version: i64, groups: &[&str]) -> TaskEvent {
-    let mut task = new_task();
-    task.candidate_groups = groups.iter().map(|g| g.to_string()).collect();
-    task.business_key = Some(format!("order-{id}"));
-    TaskEvent {
-        event_id: uuid::Uuid::new_v4(),
-        event_type: "TaskCreated".into(),
-        version,
-        occurred_at: Timestamp::now(),
-        task: task.to_active_task(id),
-    }
+    fixtures::task_event(id, version, None, groups, TaskState::Active)
 }
 
 pub(crate) fn config(database: &str, prefix: &str, trusted_headers: bool) -> BenchResult<Config> {
@@ -60,8 +52,7 @@ pub(crate) fn config(database: &str, prefix: &str, trusted_headers: bool) -> Ben
     }
     Config::from_sources(
         "",
-        env.into_iter()
-            .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v)),
+        env.into_iter().map(tasklist_api::config::Config::env_var),
     )
     .map_err(|e| e.to_string())
 }
@@ -83,7 +74,7 @@ pub(crate) async fn create_topics(prefix: &str) -> BenchResult<()> {
     Ok(())
 }
 
-pub(crate) async fn drop_database(store: &Store) {
+pub(crate) async fn drop_database(store: &MongoStore) {
     let _ = store.database().drop().await;
 }
 
@@ -128,12 +119,12 @@ pub(crate) async fn produce(prefix: &str, events: &[TaskEvent]) -> BenchResult<(
 pub(crate) async fn project(prefix: &str, events: u64) -> BenchResult<(f64, u64)> {
     let settings = config(&unique("incremental"), prefix, false)?;
     let metrics = Arc::new(Metrics::default());
-    let store = Store::connect(&settings.mongodb, metrics.clone())
+    let store = MongoStore::connect(&settings.mongodb, metrics.clone())
         .await
         .map_err(|e| e.to_string())?;
     store.ensure_indexes().await.map_err(|e| e.to_string())?;
     let (trigger, stop) = shutdown::channel();
-    let running = tokio::spawn(tasklist_api::projection::run(
+    let running = tokio::spawn(tasklist_api::kafka::projection::run(
         settings.kafka.clone(),
         store.clone(),
         metrics.clone(),

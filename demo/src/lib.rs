@@ -20,6 +20,7 @@ pub mod engine;
 mod events;
 mod lifecycle;
 pub mod process;
+#[cfg(feature = "kafka")]
 pub mod settings;
 pub mod truth;
 

@@ -15,7 +15,9 @@
 //! - [`rest`]: the same for an engine reached through its REST API (Camunda 7 / Operaton).
 
 pub mod apply;
+#[cfg(feature = "kafka")]
 pub mod consumer;
+#[cfg(feature = "kafka")]
 pub mod rest;
 pub mod store;
 

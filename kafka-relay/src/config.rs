@@ -282,6 +282,7 @@ impl Validate for Config {
 mod tests {
     use super::*;
     use taskpool_service::ExposeSecret;
+    use taskpool_service::config::env_pairs;
 
     const MINIMAL: &str = r#"
         [database]
@@ -290,22 +291,16 @@ mod tests {
         bootstrap_servers = "localhost:9092"
     "#;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn the_example_configuration_loads() {
-        let config = Config::from_sources(include_str!("../relay.example.toml"), env(&[])).unwrap();
+        let config =
+            Config::from_sources(include_str!("../relay.example.toml"), env_pairs(&[])).unwrap();
         assert_eq!(config.kafka.topic_prefix, "taskpool");
     }
 
     #[test]
     fn a_minimal_file_gets_defaults() {
-        let config = Config::from_sources(MINIMAL, env(&[])).unwrap();
+        let config = Config::from_sources(MINIMAL, env_pairs(&[])).unwrap();
         assert_eq!(config.kafka.topic_prefix, "taskpool");
         assert_eq!(config.relay.name, "default");
         assert_eq!(
@@ -319,7 +314,7 @@ mod tests {
     fn environment_variables_override_the_file() {
         let config = Config::from_sources(
             MINIMAL,
-            env(&[
+            env_pairs(&[
                 ("TASKPOOL_RELAY__KAFKA__TOPIC_PREFIX", "shop"),
                 ("TASKPOOL_RELAY__RELAY__BATCH_SIZE", "50"),
                 ("TASKPOOL_RELAY__RELAY__ON_PERMANENT_FAILURE", "halt"),
@@ -338,7 +333,7 @@ mod tests {
     fn the_whole_configuration_can_come_from_the_environment() {
         let config = Config::from_sources(
             "",
-            env(&[
+            env_pairs(&[
                 ("TASKPOOL_RELAY__DATABASE__URL", "postgres://h/db"),
                 ("TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS", "h:1"),
             ]),
@@ -351,7 +346,7 @@ mod tests {
     fn the_environment_alone_sets_digit_secrets_overrides_and_compression() {
         let config = Config::from_sources(
             "",
-            env(&[
+            env_pairs(&[
                 ("TASKPOOL_RELAY__DATABASE__URL", "postgres://u:0042@h/db"),
                 ("TASKPOOL_RELAY__KAFKA__BOOTSTRAP_SERVERS", "h:1"),
                 ("TASKPOOL_RELAY__KAFKA__COMPRESSION", "zstd"),
@@ -388,7 +383,7 @@ mod tests {
     fn a_bad_environment_value_names_its_key_and_source() {
         let error = Config::from_sources(
             MINIMAL,
-            env(&[("TASKPOOL_RELAY__RELAY__BATCH_SIZE", "lots")]),
+            env_pairs(&[("TASKPOOL_RELAY__RELAY__BATCH_SIZE", "lots")]),
         )
         .unwrap_err()
         .to_string();
@@ -398,27 +393,40 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_in_the_file_and_the_environment() {
-        let error = Config::from_sources(&format!("{MINIMAL}\n[relay]\nbatchsize = 3\n"), env(&[]))
-            .unwrap_err();
+        let error = Config::from_sources(
+            &format!("{MINIMAL}\n[relay]\nbatchsize = 3\n"),
+            env_pairs(&[]),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("batchsize"), "{error}");
-        let error =
-            Config::from_sources(MINIMAL, env(&[("TASKPOOL_RELAY__RELAY__BACH_SIZE", "3")]))
-                .unwrap_err();
+        let error = Config::from_sources(
+            MINIMAL,
+            env_pairs(&[("TASKPOOL_RELAY__RELAY__BACH_SIZE", "3")]),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("bach_size"), "{error}");
     }
 
     #[test]
     fn missing_required_settings_and_bad_values_are_refused() {
-        assert!(Config::from_sources("[kafka]\nbootstrap_servers = \"h:1\"", env(&[])).is_err());
         assert!(
-            Config::from_sources(MINIMAL, env(&[("TASKPOOL_RELAY__RELAY__BATCH_SIZE", "0")]))
-                .is_err()
+            Config::from_sources("[kafka]\nbootstrap_servers = \"h:1\"", env_pairs(&[])).is_err()
         );
         assert!(
-            Config::from_sources(MINIMAL, env(&[("TASKPOOL_RELAY__LEASE__TTL_MS", "1000")]))
-                .is_err()
+            Config::from_sources(
+                MINIMAL,
+                env_pairs(&[("TASKPOOL_RELAY__RELAY__BATCH_SIZE", "0")])
+            )
+            .is_err()
         );
-        assert!(Config::from_sources("not toml [", env(&[])).is_err());
+        assert!(
+            Config::from_sources(
+                MINIMAL,
+                env_pairs(&[("TASKPOOL_RELAY__LEASE__TTL_MS", "1000")])
+            )
+            .is_err()
+        );
+        assert!(Config::from_sources("not toml [", env_pairs(&[])).is_err());
     }
 
     #[test]
@@ -432,10 +440,11 @@ mod tests {
             ("ACKS", "1", "kafka.producer.acks"),
         ] {
             let variable = format!("TASKPOOL_RELAY__KAFKA__PRODUCER__{key}");
-            let error = Config::from_sources(MINIMAL, env(&[(&variable, value)])).unwrap_err();
+            let error =
+                Config::from_sources(MINIMAL, env_pairs(&[(&variable, value)])).unwrap_err();
             assert!(error.to_string().contains(named), "{error}");
         }
-        let same = env(&[("TASKPOOL_RELAY__KAFKA__PRODUCER__ACKS", "-1")]);
+        let same = env_pairs(&[("TASKPOOL_RELAY__KAFKA__PRODUCER__ACKS", "-1")]);
         assert!(Config::from_sources(MINIMAL, same).is_ok());
     }
 }

@@ -38,7 +38,7 @@ async fn start_tasklist(
 ) -> (
     String,
     shutdown::ShutdownTrigger,
-    tasklist_api::service::Running,
+    tasklist_api::server::Running,
 ) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let users = demo_config().dev_sign_in_users();
@@ -51,12 +51,12 @@ async fn start_tasklist(
         ("DEV_SIGN_IN__USERS", users),
         ("STREAM__HEARTBEAT_SECS", "1".into()),
     ]
-    .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
+    .map(tasklist_api::config::Config::env_var);
     let config = TasklistConfig::from_sources("", env).expect("tasklist configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let (trigger, stop) = shutdown::channel();
-    let running = tasklist_api::service::start(config, listener, stop)
+    let running = tasklist_api::server::start(config, listener, stop)
         .await
         .expect("tasklist-api starts");
     (address, trigger, running)

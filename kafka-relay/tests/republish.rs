@@ -13,9 +13,9 @@ use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use support::*;
 use tasklist_api::config::{Config as TasklistConfig, Layered as _};
-use tasklist_api::metrics::Metrics;
-use tasklist_api::store::Store;
+use tasklist_api::mongo::store::MongoStore;
 use taskpool_service::shutdown;
+use taskpool_tasklist::metrics::Metrics;
 use taskpool_testkit::{required_env, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -42,7 +42,7 @@ fn keys(reader: &KafkaReader, from: usize) -> Vec<String> {
 
 /// tasklist-api's projection of the world's topics, in this process, into a fresh database.
 struct Projection {
-    store: Store,
+    store: MongoStore,
     metrics: std::sync::Arc<Metrics>,
     stop: shutdown::ShutdownTrigger,
     running: tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>,
@@ -62,14 +62,14 @@ impl Projection {
                 "republish-test-secret-republish-test".into(),
             ),
         ]
-        .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
+        .map(tasklist_api::config::Config::env_var);
         let config = TasklistConfig::from_sources("", env).expect("tasklist configuration");
         let metrics = std::sync::Arc::new(Metrics::default());
-        let store = Store::connect(&config.mongodb, metrics.clone())
+        let store = MongoStore::connect(&config.mongodb, metrics.clone())
             .await
             .unwrap();
         let (stop, shutdown) = shutdown::channel();
-        let running = tokio::spawn(tasklist_api::projection::run(
+        let running = tokio::spawn(tasklist_api::kafka::projection::run(
             config.kafka,
             store.clone(),
             metrics.clone(),

@@ -104,11 +104,11 @@ async fn a_claim_travels_the_whole_pipeline_over_sasl_ssl() {
         ("KAFKA__SECURITY__SASL_PASSWORD", password.clone()),
         ("DEV_SIGN_IN__USERS", users),
     ]
-    .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
+    .map(tasklist_api::config::Config::env_var);
     let tasklist_config = TasklistConfig::from_sources("", env).expect("tasklist configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let tasklist = tasklist_api::service::start(tasklist_config, listener, stop.clone())
+    let tasklist = tasklist_api::server::start(tasklist_config, listener, stop.clone())
         .await
         .expect("tasklist-api starts");
 

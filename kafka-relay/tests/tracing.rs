@@ -104,11 +104,11 @@ async fn one_event_keeps_its_trace_id_from_the_engine_to_the_stream() {
             "tracing-test-secret-tracing-test-x".into(),
         ),
     ]
-    .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
+    .map(tasklist_api::config::Config::env_var);
     let config = TasklistConfig::from_sources("", tasklist_env).expect("tasklist configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop, shutdown) = shutdown::channel();
-    let running = tasklist_api::service::start(config, listener, shutdown)
+    let running = tasklist_api::server::start(config, listener, shutdown)
         .await
         .expect("tasklist-api starts");
 

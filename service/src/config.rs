@@ -51,6 +51,20 @@ pub trait Layered: DeserializeOwned + Validate {
     ) -> Result<Self, ConfigError> {
         from_sources(toml_text, env, Self::ENV_PREFIX)
     }
+
+    /// A setting as the environment variable that sets it: `SECTION__KEY` under
+    /// [`Self::ENV_PREFIX`] (for tests, and for services started with given settings).
+    fn env_var<K: std::fmt::Display, V: Into<String>>((key, value): (K, V)) -> (String, String) {
+        (format!("{}{key}", Self::ENV_PREFIX), value.into())
+    }
+}
+
+/// `(name, value)` pairs as owned environment pairs, for [`from_sources`] (tests).
+pub fn env_pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
 }
 
 /// Loads and validates `T` from an optional file and the process environment.
@@ -151,18 +165,11 @@ mod tests {
         overrides: std::collections::BTreeMap<String, String>,
     }
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn environment_wins_over_the_file_and_the_target_type_decides_the_parsing() {
         let sample: Sample = from_sources(
             "[section]\nname = \"file\"\ncount = 1",
-            env(&[
+            env_pairs(&[
                 ("P__SECTION__NAME", "0042"),
                 ("P__SECTION__COUNT", "7"),
                 ("P__SECTION__FLAG", "true"),
@@ -194,7 +201,7 @@ mod tests {
     fn a_file_list_and_a_file_number_for_a_text_field_are_read() {
         let sample: Sample = from_sources(
             "[section]\nname = 12\ncount = 1\nitems = [\"x\", \"y\"]",
-            env(&[]),
+            env_pairs(&[]),
             "P__",
         )
         .unwrap();
@@ -206,7 +213,7 @@ mod tests {
     fn a_bad_value_names_its_key_and_its_source() {
         let error = from_sources::<Sample>(
             "[section]\nname = \"a\"\ncount = 1",
-            env(&[("P__SECTION__COUNT", "many")]),
+            env_pairs(&[("P__SECTION__COUNT", "many")]),
             "P__",
         )
         .unwrap_err()
@@ -230,7 +237,7 @@ mod tests {
     fn a_secret_never_shows_in_debug_output() {
         let sample: Sample = from_sources(
             "[section]\nname = \"a\"\ncount = 1",
-            env(&[("P__SECTION__SECRET", "hunter2-secret")]),
+            env_pairs(&[("P__SECTION__SECRET", "hunter2-secret")]),
             "P__",
         )
         .unwrap();
@@ -243,13 +250,13 @@ mod tests {
     fn unknown_keys_from_either_source_are_refused() {
         let file: Result<Sample, _> = from_sources(
             "[section]\nname = \"a\"\ncount = 1\ncuont = 2",
-            env(&[]),
+            env_pairs(&[]),
             "P__",
         );
         assert!(file.unwrap_err().to_string().contains("cuont"));
         let environment: Result<Sample, _> = from_sources(
             "[section]\nname = \"a\"\ncount = 1",
-            env(&[("P__SECTION__NAEM", "b")]),
+            env_pairs(&[("P__SECTION__NAEM", "b")]),
             "P__",
         );
         assert!(environment.unwrap_err().to_string().contains("naem"));
@@ -257,17 +264,22 @@ mod tests {
 
     #[test]
     fn the_rules_beyond_the_types_are_checked() {
-        let error = from_sources::<Sample>("[section]\nname = \"a\"\ncount = 0", env(&[]), "P__")
-            .unwrap_err();
+        let error =
+            from_sources::<Sample>("[section]\nname = \"a\"\ncount = 0", env_pairs(&[]), "P__")
+                .unwrap_err();
         assert!(error.to_string().contains("positive"));
     }
 
     #[test]
     fn malformed_input_is_an_error() {
-        assert!(from_sources::<Sample>("[section", env(&[]), "P__").is_err());
+        assert!(from_sources::<Sample>("[section", env_pairs(&[]), "P__").is_err());
         assert!(
-            from_sources::<Sample>("section = 1", env(&[("P__SECTION__NAME", "x")]), "P__")
-                .is_err()
+            from_sources::<Sample>(
+                "section = 1",
+                env_pairs(&[("P__SECTION__NAME", "x")]),
+                "P__"
+            )
+            .is_err()
         );
     }
 }

@@ -18,9 +18,12 @@
 pub mod backoff;
 pub mod config;
 pub mod error_chain;
+#[cfg(feature = "kafka")]
 pub mod guarantees;
 pub mod http_client;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
 pub mod kafka_context;
 pub mod logging;
 pub mod metrics;

@@ -9,6 +9,7 @@ use taskpool_service::guarantees::MANUAL_OFFSET_STORE;
 pub use taskpool_service::kafka::{KafkaSecurity, Overrides};
 use taskpool_service::logging::LogConfig;
 use taskpool_service::{ExposeSecret, SecretString};
+use taskpool_tasklist::settings::{HttpConfig, IdentityConfig, StreamConfig};
 
 pub const ENV_PREFIX: &str = "TASKPOOL_TASKLIST__";
 
@@ -95,74 +96,6 @@ pub struct KafkaConfig {
     pub consumer: Overrides,
 }
 
-/// How callers prove who they are.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityConfig {
-    /// Secret for HS256-signed bearer tokens.
-    pub hs256_secret: Option<SecretString>,
-    /// PEM public key for RS256-signed bearer tokens.
-    pub rs256_public_key_pem: Option<String>,
-    /// URL of the identity provider's key set (JWKS), e.g. Keycloak's
-    /// `https://sso.example.com/realms/<realm>/protocol/openid-connect/certs`; tokens name
-    /// their key with `kid`, and rotated keys are fetched when first seen.
-    pub jwks_url: Option<String>,
-    /// PEM file of a certificate authority to trust for `jwks_url`, besides the system's.
-    pub jwks_ca_location: Option<String>,
-    /// The key set is fetched again when it is older than this.
-    #[serde(default = "defaults::jwks_refresh_secs")]
-    pub jwks_refresh_secs: u64,
-    /// Fetches of the key set are at least this far apart (unknown `kid`s do not flood the
-    /// provider).
-    #[serde(default = "defaults::jwks_min_refresh_ms")]
-    pub jwks_min_refresh_ms: u64,
-    /// Clock skew allowed when checking `exp` and `nbf`.
-    #[serde(default = "defaults::leeway_secs")]
-    pub leeway_secs: u64,
-    /// Required `iss`, if set.
-    pub issuer: Option<String>,
-    /// Required `aud`, if set.
-    pub audience: Option<String>,
-    /// Claim holding the user id.
-    #[serde(default = "defaults::user_claim")]
-    pub user_claim: String,
-    /// Claim holding the list of groups.
-    #[serde(default = "defaults::groups_claim")]
-    pub groups_claim: String,
-    /// Trust `X-Taskpool-User` and `X-Taskpool-Groups` headers set by a gateway. Only for
-    /// deployments where clients cannot reach this service except through that gateway.
-    #[serde(default)]
-    pub trusted_headers: bool,
-}
-
-impl IdentityConfig {
-    /// Whether any way of proving who a caller is is configured.
-    pub fn is_set(&self) -> bool {
-        self.hs256_secret.is_some()
-            || self.rs256_public_key_pem.is_some()
-            || self.jwks_url.is_some()
-            || self.trusted_headers
-    }
-
-    /// HS256 tokens signed with `secret`, every other setting at its default.
-    pub fn hs256(secret: SecretString) -> IdentityConfig {
-        IdentityConfig {
-            hs256_secret: Some(secret),
-            rs256_public_key_pem: None,
-            jwks_url: None,
-            jwks_ca_location: None,
-            jwks_refresh_secs: defaults::jwks_refresh_secs(),
-            jwks_min_refresh_ms: defaults::jwks_min_refresh_ms(),
-            leeway_secs: defaults::leeway_secs(),
-            issuer: None,
-            audience: None,
-            user_claim: defaults::user_claim(),
-            groups_claim: defaults::groups_claim(),
-            trusted_headers: false,
-        }
-    }
-}
-
 /// Users of the development sign-in.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,39 +104,6 @@ pub struct DevSignInConfig {
     /// the environment).
     #[serde(deserialize_with = "taskpool_service::config::list")]
     pub users: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    pub listen: String,
-    /// Origins of browser tasklists served from elsewhere that may call the API (CORS), e.g.
-    /// `["https://tasks.example.com"]`, or comma-separated in the environment. Empty: none.
-    #[serde(deserialize_with = "taskpool_service::config::list")]
-    pub cors_allowed_origins: Vec<String>,
-    /// Connections served at once; more are answered 503. Default: the process's
-    /// file-descriptor limit less 512.
-    pub max_connections: Option<usize>,
-    /// A separate address for `/metrics` and the health endpoints (an admin port reachable
-    /// only from inside the cluster); when set, `listen` no longer serves `/metrics`.
-    pub admin_listen: Option<String>,
-    /// Serve the web tasklist at `/` (plain files inside the binary; it signs in with a pasted
-    /// bearer token, or with the development sign-in where that is on).
-    pub web_tasklist: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StreamConfig {
-    /// Events buffered per stream connection (bursts of changes included); a client that
-    /// falls this far behind gets `resync` and is disconnected. Unused slots cost nothing.
-    pub buffer: usize,
-    /// Seconds between heartbeats on idle streams.
-    pub heartbeat_secs: u64,
-    /// How long a disconnected stream can be resumed with `Last-Event-ID`.
-    pub resume_window_secs: u64,
-    /// Events remembered per stream for resuming.
-    pub resume_events: usize,
 }
 
 mod defaults {
@@ -227,44 +127,6 @@ mod defaults {
     }
     pub fn batch_wait_ms() -> u64 {
         20
-    }
-    pub fn jwks_refresh_secs() -> u64 {
-        300
-    }
-    pub fn jwks_min_refresh_ms() -> u64 {
-        10_000
-    }
-    pub fn leeway_secs() -> u64 {
-        30
-    }
-    pub fn user_claim() -> String {
-        "sub".into()
-    }
-    pub fn groups_claim() -> String {
-        "groups".into()
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: "127.0.0.1:8080".into(),
-            cors_allowed_origins: Vec::new(),
-            max_connections: None,
-            admin_listen: None,
-            web_tasklist: true,
-        }
-    }
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        StreamConfig {
-            buffer: 1024,
-            heartbeat_secs: 15,
-            resume_window_secs: 120,
-            resume_events: 256,
-        }
     }
 }
 

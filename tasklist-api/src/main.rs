@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tasklist_api::config::Config;
-use tasklist_api::rebuild::RebuildError;
-use tasklist_api::rebuild::source::Start;
-use tasklist_api::status;
+use tasklist_api::kafka::status;
+use tasklist_api::mongo::rebuild::RebuildError;
+use tasklist_api::mongo::rebuild::source::Start;
 use taskpool_service::{logging, shutdown, startup};
 
 #[derive(Debug, Parser)]
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
             switch_grace_secs,
         } => {
             logging::init(&config.log);
-            let options = tasklist_api::rebuild::Options {
+            let options = tasklist_api::mongo::rebuild::Options {
                 start: since.map_or(Start::Earliest, Start::Time),
                 switch_grace: std::time::Duration::from_secs(switch_grace_secs),
             };
@@ -178,9 +178,9 @@ fn main() -> ExitCode {
 }
 
 async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Result<()> {
-    use tasklist_api::dead_letters;
-    let metrics = std::sync::Arc::new(tasklist_api::metrics::Metrics::default());
-    let store = tasklist_api::store::Store::connect(&config.mongodb, metrics)
+    use tasklist_api::mongo::dead_letters;
+    let metrics = std::sync::Arc::new(taskpool_tasklist::metrics::Metrics::default());
+    let store = tasklist_api::mongo::store::MongoStore::connect(&config.mongodb, metrics)
         .await
         .context("cannot connect to MongoDB")?;
     match action {
@@ -238,14 +238,18 @@ fn parse_time(text: &str) -> Result<i64, String> {
         .map_err(|error| format!("not an RFC 3339 time ({error})"))
 }
 
-async fn rebuild(config: Config, options: tasklist_api::rebuild::Options) -> anyhow::Result<()> {
+async fn rebuild(
+    config: Config,
+    options: tasklist_api::mongo::rebuild::Options,
+) -> anyhow::Result<()> {
     let (trigger, shutdown) = shutdown::channel();
     tokio::spawn(async move {
         shutdown::signal().await;
         trigger.trigger();
     });
-    let mut progress = tasklist_api::rebuild::Progress::stderr();
-    let report = tasklist_api::rebuild::run(&config, &options, &mut progress, shutdown).await?;
+    let mut progress = tasklist_api::mongo::rebuild::Progress::stderr();
+    let report =
+        tasklist_api::mongo::rebuild::run(&config, &options, &mut progress, shutdown).await?;
     println!(
         "rebuilt: generation {} replaces {}; {} events read in {:.1} s ({:.0} events/s), {} more \
          caught up after the switch; {} documents written; {} unreadable messages and {} refused \
@@ -291,7 +295,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving HTTP");
     let (trigger, shutdown) = shutdown::channel();
-    let mut running = tasklist_api::service::start(config, listener, shutdown).await?;
+    let mut running = tasklist_api::server::start(config, listener, shutdown).await?;
     let failure = tokio::select! {
         _ = shutdown::signal() => {
             tracing::info!("shutdown requested");

@@ -309,6 +309,7 @@ async fn health_metrics_and_openapi_are_served() {
         (ready.status == 200).then_some(ready)
     })
     .await;
+    assert_eq!(ready.json()["view"], true);
     assert_eq!(ready.json()["changeStream"], true);
     assert_eq!(ready.json()["projection"], true);
     let metrics = get(address, "/metrics", None).await;
@@ -328,7 +329,7 @@ async fn health_metrics_and_openapi_are_served() {
     );
     let openapi = get(address, "/openapi.json", None).await.json();
     assert_eq!(openapi["openapi"], "3.0.3");
-    for route in tasklist_api::http::ROUTES {
+    for route in taskpool_tasklist::http::ROUTES {
         assert!(openapi["paths"].get(route).is_some(), "{route}");
     }
     service.stop().await;

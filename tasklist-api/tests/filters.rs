@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use mongodb::bson::Document;
 use proptest::prelude::*;
 use support::*;
-use tasklist_api::documents::{TaskDocument, fold_case};
-use tasklist_api::query::TaskFilter;
 use taskpool_schemas::{TaskState, Timestamp};
+use taskpool_tasklist::documents::{TaskDocument, fold_case};
+use taskpool_tasklist::query::TaskFilter;
 
 /// Words whose case differs in interesting ways: ß/ẞ, final and medial sigma, dotted capital I,
 /// ligatures, accents, and plain ASCII.
@@ -182,7 +182,7 @@ fn the_mongodb_query_and_the_matcher_select_the_same_tasks() {
                         let mut found = BTreeSet::new();
                         let mut cursor = database
                             .collection::<Document>(&collection)
-                            .find(filter.to_mongo(&principals))
+                            .find(tasklist_api::mongo::filter::task_filter(filter, &principals))
                             .await
                             .unwrap();
                         while cursor.advance().await.unwrap() {

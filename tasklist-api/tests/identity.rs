@@ -10,11 +10,13 @@ use axum::http::HeaderMap;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use support::*;
-use tasklist_api::config::IdentityConfig;
-use tasklist_api::identity::{Authenticator, Unauthenticated};
+use taskpool_tasklist::identity::{Authenticator, Unauthenticated};
+use taskpool_tasklist::settings::IdentityConfig;
 
-const FIRST_KEY: &[u8] = include_bytes!("../src/identity/testdata/rs256-test-private.pem");
-const SECOND_KEY: &[u8] = include_bytes!("../src/identity/testdata/rs256-second-private.pem");
+const FIRST_KEY: &[u8] =
+    include_bytes!("../../tasklist/src/identity/testdata/rs256-test-private.pem");
+const SECOND_KEY: &[u8] =
+    include_bytes!("../../tasklist/src/identity/testdata/rs256-second-private.pem");
 
 fn now() -> u64 {
     std::time::SystemTime::now()

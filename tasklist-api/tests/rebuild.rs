@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use serde_json::Value;
 use support::*;
-use tasklist_api::generation::{self, Generation};
+use tasklist_api::mongo::generation::{self, Generation};
 use taskpool_schemas::TaskState;
 use taskpool_testkit::wait_for;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -225,12 +225,13 @@ async fn a_rebuild_under_load_switches_without_a_failed_request_and_equals_the_p
     let mut reference = world.config();
     reference.mongodb.database = format!("{}ref", world.database);
     reference.kafka.group_id = format!("{}ref", world.group);
-    let metrics = Arc::new(tasklist_api::metrics::Metrics::default());
-    let store = tasklist_api::store::Store::connect(&reference.mongodb, metrics.clone())
-        .await
-        .unwrap();
+    let metrics = Arc::new(taskpool_tasklist::metrics::Metrics::default());
+    let store =
+        tasklist_api::mongo::store::MongoStore::connect(&reference.mongodb, metrics.clone())
+            .await
+            .unwrap();
     let (trigger, shutdown) = taskpool_service::shutdown::channel();
-    let projection = tokio::spawn(tasklist_api::projection::run(
+    let projection = tokio::spawn(tasklist_api::kafka::projection::run(
         reference.kafka.clone(),
         store.clone(),
         metrics.clone(),

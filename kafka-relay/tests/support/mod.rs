@@ -163,7 +163,7 @@ impl World {
         pairs
             .into_iter()
             .chain(security)
-            .map(|(k, v)| (format!("{}{k}", kafka_relay::config::ENV_PREFIX), v))
+            .map(kafka_relay::config::Config::env_var)
             .collect()
     }
 

@@ -28,7 +28,7 @@ pub struct Pipeline {
     pub topics: Topics,
     tokens: BTreeMap<String, String>,
     stop: ShutdownTrigger,
-    tasklist: tasklist_api::service::Running,
+    tasklist: tasklist_api::server::Running,
 }
 
 impl Pipeline {
@@ -59,7 +59,7 @@ impl Pipeline {
             ("ACTIONS__ENGINE_URL", engine.rest_url.clone()),
         ]
         .into_iter()
-        .map(|(k, v)| (format!("{}{k}", kafka_relay::config::ENV_PREFIX), v))
+        .map(kafka_relay::config::Config::env_var)
         .collect();
         let relay = Arc::new(Mutex::new(RelayProcess::spawn(&relay_env)));
 
@@ -75,12 +75,12 @@ impl Pipeline {
             ("KAFKA__GROUP_ID", prefix.clone()),
             ("DEV_SIGN_IN__USERS", sign_in.join(",")),
         ]
-        .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
+        .map(tasklist_api::config::Config::env_var);
         let config = TasklistConfig::from_sources("", env).expect("tasklist configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (stop, stopping) = shutdown::channel();
-        let tasklist = tasklist_api::service::start(config, listener, stopping)
+        let tasklist = tasklist_api::server::start(config, listener, stopping)
             .await
             .expect("tasklist-api starts");
         let dev_users = get(&address, "/api/dev/users", None).await.json();

@@ -46,7 +46,8 @@ fn development_sign_in_replaces_identity_and_is_never_combined_with_it() {
         .replace("hs256_secret = \"0123456789abcdef0123456789abcdef\"", "");
     let users = env(&[("DEV_SIGN_IN__USERS", "kermit:approvers+managers, rowlf")]);
     let config = Config::from_sources(&without_identity, users.clone()).unwrap();
-    let users_read = crate::identity::dev::users_from(&config.dev_sign_in.unwrap());
+    let users_read =
+        taskpool_tasklist::identity::dev::users_from(&config.dev_sign_in.unwrap().users);
     assert_eq!(users_read[0].name, "kermit");
     assert_eq!(users_read[0].groups, ["approvers", "managers"]);
     assert!(users_read[1].groups.is_empty());
@@ -56,11 +57,9 @@ fn development_sign_in_replaces_identity_and_is_never_combined_with_it() {
     );
 }
 
+/// Settings as the environment variables that set them.
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), v.to_string()))
-        .collect()
+    pairs.iter().copied().map(Config::env_var).collect()
 }
 
 #[test]
@@ -85,7 +84,7 @@ fn the_environment_alone_configures_numeric_names_digit_secrets_and_overrides() 
     assert_eq!(config.kafka.group_id, "4711");
     assert_eq!(config.mongodb.write_concern, WriteConcern::Nodes(2));
     assert_eq!(config.kafka.security.sasl_username.as_deref(), Some("007"));
-    let client = crate::projection::consumer_config(&config.kafka);
+    let client = crate::kafka::projection::consumer_config(&config.kafka);
     assert_eq!(client.get("fetch.max.bytes"), Some("10"));
     assert_eq!(client.get("group.id"), Some("4711"));
     assert_eq!(client.get("sasl.password"), Some("12345678"));

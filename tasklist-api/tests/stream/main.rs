@@ -307,7 +307,7 @@ async fn a_client_that_stops_reading_is_cut_off_without_delaying_the_others() {
             .running
             .metrics
             .stream_resyncs
-            .with_label_values(&[tasklist_api::metrics::resync::SLOW_CLIENT])
+            .with_label_values(&[taskpool_tasklist::metrics::resync::SLOW_CLIENT])
             .get();
         (slow_clients >= 1).then_some(())
     })

@@ -12,11 +12,11 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tasklist_api::config::{Config, Layered};
-use tasklist_api::service::{Running, start};
-use taskpool_schemas::{
-    DataEntryEvent, Payload, SourceReference, Task, TaskEvent, TaskState, Timestamp, encode as avro,
-};
+use tasklist_api::server::{Running, start};
+use taskpool_schemas::{DataEntryEvent, TaskEvent, encode as avro};
 use taskpool_service::shutdown::{self, ShutdownTrigger};
+#[allow(unused_imports)]
+pub use taskpool_testkit::fixtures::task_event;
 #[allow(unused_imports)]
 pub use taskpool_testkit::http::*;
 use taskpool_testkit::{kafka_topics, required_env, wait_for};
@@ -163,7 +163,7 @@ impl World {
                 .iter()
                 .map(|(k, v)| (format!("KAFKA__SECURITY__{k}"), v.clone())),
         )
-        .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v))
+        .map(tasklist_api::config::Config::env_var)
         .collect()
     }
 
@@ -329,49 +329,4 @@ pub fn token(user: &str, groups: &[&str]) -> String {
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap()
-}
-
-/// A task event: `assignee` and `groups` decide who sees it.
-pub fn task_event(
-    id: &str,
-    version: i64,
-    assignee: Option<&str>,
-    groups: &[&str],
-    state: TaskState,
-) -> TaskEvent {
-    TaskEvent {
-        event_id: uuid::Uuid::new_v4(),
-        event_type: "TaskUpdated".into(),
-        version,
-        occurred_at: Timestamp::now(),
-        task: Task {
-            id: id.into(),
-            source_reference: SourceReference {
-                process_instance_id: "pi".into(),
-                execution_id: "ex".into(),
-                process_definition_id: "order:1".into(),
-                process_definition_key: "order".into(),
-                process_name: "Order".into(),
-                application_name: "shop".into(),
-                tenant_id: None,
-            },
-            task_definition_key: "approve".into(),
-            name: format!("Task {id}"),
-            description: None,
-            form_key: None,
-            priority: 50,
-            create_time: Timestamp(1_000),
-            due_date: None,
-            follow_up_date: None,
-            assignee: assignee.map(str::to_string),
-            owner: None,
-            candidate_users: Default::default(),
-            candidate_groups: groups.iter().map(|g| g.to_string()).collect(),
-            business_key: Some(format!("bk-{id}")),
-            payload: Payload::default(),
-            correlations: vec![],
-            state,
-            delete_reason: None,
-        },
-    }
 }

@@ -16,17 +16,17 @@ use std::sync::Arc;
 use serde_json::Value;
 use support::*;
 use tasklist_api::config::{Config, Layered};
-use tasklist_api::documents::{DataEntryDocument, TaskDocument};
-use tasklist_api::identity::Authenticator;
-use tasklist_api::metrics::Metrics;
-use tasklist_api::service::{Api, serve_api};
-use tasklist_api::store::Store;
-use tasklist_api::view::{EmbeddedView, SharedView};
+use tasklist_api::mongo::store::MongoStore;
 use taskpool_schemas::{
     DataEntry, DataEntryEvent, DataEntryState, Payload, ProcessingType, TaskEvent, TaskState,
     Timestamp,
 };
 use taskpool_service::shutdown::{self, ShutdownTrigger};
+use taskpool_tasklist::documents::{DataEntryDocument, TaskDocument};
+use taskpool_tasklist::identity::Authenticator;
+use taskpool_tasklist::metrics::Metrics;
+use taskpool_tasklist::serve::{Api, serve_api};
+use taskpool_tasklist::view::{EmbeddedView, SharedView};
 use tokio_util::task::TaskTracker;
 
 /// The API served over one view, in process.
@@ -65,7 +65,7 @@ impl Served {
         }
     }
 
-    async fn write(&self, events: &[TaskEvent]) -> tasklist_api::view::Applied {
+    async fn write(&self, events: &[TaskEvent]) -> taskpool_tasklist::view::Applied {
         let documents: Vec<TaskDocument> = events.iter().map(TaskDocument::from_event).collect();
         let refs: Vec<&TaskDocument> = documents.iter().collect();
         self.view.apply_tasks(&refs).await.expect("tasks written")
@@ -89,13 +89,13 @@ fn config(mongo_uri: String) -> Config {
         ("STREAM__HEARTBEAT_SECS", "1".to_string()),
         ("KAFKA__BOOTSTRAP_SERVERS", "unused:9092".to_string()),
     ]
-    .map(|(k, v)| (format!("{}{k}", tasklist_api::config::ENV_PREFIX), v));
+    .map(tasklist_api::config::Config::env_var);
     Config::from_sources("", env).expect("test configuration")
 }
 
 async fn mongo() -> SharedView {
     let config = config(taskpool_testkit::required_env("MONGODB_URI"));
-    let store = Store::connect(&config.mongodb, Arc::new(Metrics::default()))
+    let store = MongoStore::connect(&config.mongodb, Arc::new(Metrics::default()))
         .await
         .expect("MongoDB at MONGODB_URI");
     store.ensure_indexes().await.expect("indexes");

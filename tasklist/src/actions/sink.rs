@@ -1,0 +1,26 @@
+//! Where an allowed action goes: the engine's way in, which the deployment provides (the
+//! command topic in the distributed setup, the engine in the same process in single-node).
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use taskpool_schemas::TaskCommand;
+
+/// Why a command could not be handed on.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot encode the command")]
+    Encode(#[from] taskpool_schemas::EncodeError),
+    #[error("the broker did not take the command")]
+    Broker(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the engine could not take the command")]
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Hands commands on towards the owning engine.
+pub trait CommandSink: Send + Sync + fmt::Debug + 'static {
+    fn send<'a>(&'a self, command: &'a TaskCommand) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+pub type SharedSink = Arc<dyn CommandSink>;

@@ -1,0 +1,289 @@
+//! The HTTP API (axum): routes, the shared state, and errors as JSON without internals.
+
+mod actions;
+mod connections;
+mod data_entries;
+mod stream;
+mod tasks;
+mod web;
+
+pub use connections::{default_max_connections, serve};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::actions::outcomes::Waiters;
+use crate::actions::sink::SharedSink;
+use crate::identity::dev::DevSignIn;
+use crate::identity::{Authenticator, Caller, Unauthenticated};
+use crate::metrics::Metrics;
+use crate::query::InvalidQuery;
+use crate::settings::StreamConfig;
+use crate::stream::Hub;
+use crate::view::{SharedView, ViewError};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: SharedView,
+    pub hub: Hub,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub stream: StreamConfig,
+    /// Development sign-in (`/api/dev/users`), when it is on.
+    pub dev_sign_in: Option<Arc<DevSignIn>>,
+    /// Where actions go; none where they are not available (answered 501).
+    pub actions: Option<SharedSink>,
+    /// Requests waiting for an action's outcome.
+    pub waiters: Waiters,
+}
+
+impl AppState {
+    async fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        self.auth
+            .caller(headers)
+            .await
+            .map_err(ApiError::Unauthorized)
+    }
+}
+
+/// Every route of the service (also checked against `/openapi.json` by a test).
+pub const ROUTES: [&str; 11] = [
+    "/api/tasks",
+    "/api/tasks/stream",
+    "/api/tasks/{id}",
+    "/api/tasks/{id}/{action}",
+    "/api/data-entries",
+    "/api/data-entries/{entryType}/{entryId}",
+    "/api/dev/users",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/openapi.json",
+];
+
+/// Cross-origin access for browser tasklists served from `allowed_origins` (none when empty):
+/// their preflights are answered and their responses carry the CORS headers; other origins get
+/// none, so browsers keep them out.
+fn cors(allowed_origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// The public routes; `/metrics` among them unless it has an admin port of its own, and the
+/// web tasklist when asked for.
+pub fn router(
+    state: AppState,
+    cors_allowed_origins: &[String],
+    with_metrics: bool,
+    with_web_tasklist: bool,
+) -> Router {
+    let mut router = routes(state, with_metrics, with_web_tasklist);
+    if !cors_allowed_origins.is_empty() {
+        router = router.layer(cors(cors_allowed_origins));
+    }
+    router
+}
+
+/// The admin port's routes: `/metrics` and the health endpoints.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn routes(state: AppState, with_metrics: bool, with_web_tasklist: bool) -> Router {
+    let router = Router::new()
+        .route("/api/tasks", get(tasks::list))
+        .route("/api/tasks/stream", get(stream::stream))
+        .route("/api/tasks/{id}", get(tasks::one))
+        .route("/api/tasks/{id}/{action}", post(actions::act))
+        .route("/api/data-entries", get(data_entries::list))
+        .route(
+            "/api/data-entries/{entryType}/{entryId}",
+            get(data_entries::one),
+        )
+        .route("/api/dev/users", get(web::dev_users))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/openapi.json", get(openapi));
+    let router = if with_metrics {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    let router = if with_web_tasklist {
+        router.merge(web::pages())
+    } else {
+        router
+    };
+    // After every route: it applies to the routes added before it.
+    router
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Errors as clients see them: a status and a JSON body, never internal details.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized(Unauthenticated),
+    /// The caller may not do this (403).
+    Forbidden(String),
+    NotFound,
+    /// The resource's state does not allow it now (409).
+    Conflict(String),
+    MethodNotAllowed,
+    /// This deployment does not offer it (501).
+    NotImplemented,
+    /// A dependency failed; the cause is logged, not shown.
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<InvalidQuery> for ApiError {
+    fn from(error: InvalidQuery) -> Self {
+        ApiError::BadRequest(error.0)
+    }
+}
+
+impl From<ViewError> for ApiError {
+    fn from(error: ViewError) -> Self {
+        ApiError::Unavailable(Box::new(error))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
+            ApiError::Unauthorized(reason) => {
+                let body = json!({ "error": "unauthorized", "message": reason.to_string() });
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    Json(body),
+                )
+                    .into_response();
+            }
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, "forbidden", message),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such resource".into(),
+            ),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", message),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this resource does not answer this method".into(),
+            ),
+            ApiError::NotImplemented => (
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "actions are not available in this deployment".into(),
+            ),
+            ApiError::Unavailable(cause) => {
+                tracing::error!(
+                    error = taskpool_service::logging::error_chain(cause.as_ref()),
+                    "request failed on a dependency"
+                );
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service is temporarily unavailable; try again".into(),
+                )
+            }
+        };
+        (status, Json(json!({ "error": code, "message": message }))).into_response()
+    }
+}
+
+/// Query parameters; malformed encodings and repeated names are refused.
+pub fn parse_params(raw: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or_default())
+        .map_err(|_| ApiError::BadRequest("the query string is malformed".into()))?;
+    let mut params = HashMap::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if params.insert(name.clone(), value).is_some() {
+            let name: String = name.chars().take(40).collect();
+            return Err(ApiError::BadRequest(format!(
+                "parameter {name} is given twice"
+            )));
+        }
+    }
+    Ok(params)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "live" }))
+}
+
+/// Ready when the view answers (MongoDB, or single-node's embedded view), its change feed is
+/// open and the projection runs.
+async fn ready(State(state): State<AppState>) -> Response {
+    let view = tokio::time::timeout(Duration::from_secs(2), state.store.ping())
+        .await
+        .is_ok_and(|ping| ping.is_ok());
+    let stream = state.metrics.change_stream_open.get() == 1;
+    let projection = state.metrics.projection_running.get() == 1;
+    let status = if view && stream && projection {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "view": view, "changeStream": stream, "projection": projection })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            taskpool_service::metrics::CONTENT_TYPE,
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}

@@ -1,0 +1,125 @@
+//! The tasklist API over a view, whatever feeds it: the stream hub (change feed first), the
+//! outcomes of actions, and HTTP (and the admin port, when configured). Each deployment starts
+//! its view and feeds, then calls [`serve_api`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use taskpool_service::shutdown::Shutdown;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::actions::outcomes::{Delivery, OutcomeSource, Waiters};
+use crate::actions::sink::SharedSink;
+use crate::http::{AppState, admin_router, default_max_connections, router, serve};
+use crate::identity::Authenticator;
+use crate::identity::dev::DevSignIn;
+use crate::metrics::Metrics;
+use crate::settings::{HttpConfig, StreamConfig};
+use crate::stream::Hub;
+use crate::view::{SharedView, ViewError};
+
+/// Connections the admin port serves at once (scrapers and probes).
+const ADMIN_CONNECTIONS: usize = 64;
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the change feed")]
+    View(#[from] ViewError),
+    #[error("cannot listen on the admin address {address}")]
+    Admin {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+/// The tasklist API over a view, whatever feeds it.
+#[derive(Debug)]
+pub struct Api {
+    pub view: SharedView,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub stream: StreamConfig,
+    pub http: HttpConfig,
+    /// Development sign-in for these users, if on (never in the distributed mode's binary).
+    pub dev_sign_in: Option<DevSignIn>,
+    /// Where actions go, if this deployment offers them.
+    pub actions: Option<SharedSink>,
+    /// Where their outcomes come from, if anywhere.
+    pub outcomes: Option<Box<dyn OutcomeSource>>,
+}
+
+/// Serves the API: opens the view's change feed and starts the stream hub, then serves HTTP on
+/// `listener` (and `/metrics` and health on the admin port, when one is configured, whose
+/// address it returns). Everything runs on `tasks` until shutdown.
+pub async fn serve_api(
+    api: Api,
+    listener: TcpListener,
+    tasks: &TaskTracker,
+    shutdown: Shutdown,
+) -> Result<Option<SocketAddr>, ServeError> {
+    let hub = Hub::start(
+        api.view.clone(),
+        api.stream.clone(),
+        api.metrics.clone(),
+        tasks,
+        shutdown.clone(),
+    )
+    .await?;
+    let state = AppState {
+        store: api.view,
+        hub,
+        auth: api.auth,
+        metrics: api.metrics,
+        stream: api.stream,
+        dev_sign_in: api.dev_sign_in.map(Arc::new),
+        actions: api.actions,
+        waiters: Waiters::default(),
+    };
+    if let Some(source) = api.outcomes {
+        let delivery = Delivery {
+            hub: state.hub.clone(),
+            waiters: state.waiters.clone(),
+        };
+        tasks.spawn(source.follow(delivery, shutdown.clone()));
+    }
+    let admin_address = match &api.http.admin_listen {
+        Some(address) => {
+            let admin = TcpListener::bind(address)
+                .await
+                .map_err(|source| ServeError::Admin {
+                    address: address.clone(),
+                    source,
+                })?;
+            let bound = admin.local_addr().ok();
+            info!(address = ?bound, "serving /metrics and health on the admin port");
+            tasks.spawn(serve(
+                admin,
+                admin_router(state.clone()),
+                ADMIN_CONNECTIONS,
+                shutdown.clone(),
+            ));
+            bound
+        }
+        None => None,
+    };
+    let max_connections = api
+        .http
+        .max_connections
+        .unwrap_or_else(default_max_connections);
+    info!(max_connections, "serving HTTP");
+    tasks.spawn(serve(
+        listener,
+        router(
+            state,
+            &api.http.cors_allowed_origins,
+            admin_address.is_none(),
+            api.http.web_tasklist,
+        ),
+        max_connections,
+        shutdown,
+    ));
+    Ok(admin_address)
+}

@@ -1,0 +1,68 @@
+//! Actions in one process: a command is applied by the engine running here, in its own
+//! transaction and with the same once-only record as in the distributed setup, and its outcome
+//! goes straight to the streams and to a waiting request.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sqlx::SqlitePool;
+use taskpool_core::SqliteStore;
+use taskpool_engine_commands::{CommandHandler, CommandStore, EngineError, apply_once};
+use taskpool_schemas::{CommandOutcome, TaskCommand};
+use taskpool_tasklist::actions::sink::{CommandSink, SharedSink, SinkError};
+use tokio::sync::mpsc;
+
+/// Commands to the in-process engine, and the feed of their outcomes.
+pub struct ActionRoute {
+    pub sink: SharedSink,
+    pub outcomes: mpsc::UnboundedReceiver<CommandOutcome>,
+}
+
+impl std::fmt::Debug for ActionRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ActionRoute")
+    }
+}
+
+/// Routes actions to `handler` on `pool` (creating the command tables if needed).
+pub async fn route<H>(pool: SqlitePool, handler: H) -> Result<ActionRoute, EngineError>
+where
+    H: CommandHandler<SqliteStore> + 'static,
+{
+    SqliteStore::migrate_all(&pool).await?;
+    let (outcomes, feed) = mpsc::unbounded_channel();
+    let sink = InProcessSink {
+        pool,
+        handler: Arc::new(handler),
+        outcomes,
+    };
+    Ok(ActionRoute {
+        sink: Arc::new(sink),
+        outcomes: feed,
+    })
+}
+
+struct InProcessSink<H> {
+    pool: SqlitePool,
+    handler: Arc<H>,
+    outcomes: mpsc::UnboundedSender<CommandOutcome>,
+}
+
+impl<H> std::fmt::Debug for InProcessSink<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InProcessSink")
+    }
+}
+
+impl<H: CommandHandler<SqliteStore> + 'static> CommandSink for InProcessSink<H> {
+    fn send<'a>(&'a self, command: &'a TaskCommand) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let outcome = apply_once::<SqliteStore, H>(&self.pool, &*self.handler, command)
+                .await
+                .map_err(|error| SinkError::Engine(Box::new(error)))?;
+            // The receiver lives as long as the service; after shutdown nobody listens.
+            let _ = self.outcomes.send(outcome);
+            Ok(())
+        })
+    }
+}

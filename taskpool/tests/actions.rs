@@ -1,0 +1,120 @@
+//! Tasklist actions in single-node mode: routed in process to the demo engine, whose own rules
+//! decide; with `?wait`, the answer comes once the caller's view shows the result.
+
+use std::time::Duration;
+
+use taskpool::{Options, SignIn};
+use taskpool_core::SqliteStore;
+use taskpool_demo::actions::DemoActions;
+use taskpool_demo::{Demo, DemoConfig};
+use taskpool_testkit::http::{StreamClient, get, post_json};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
+    let db = taskpool_testkit::SqliteTestDb::new().await;
+    let pool = db.pool.clone();
+    let config = DemoConfig {
+        seed: Some(5),
+        // Every approval goes to the approvers (kermit and piggy).
+        manager_threshold: i64::MAX,
+        ..DemoConfig::default()
+    };
+    let mut demo = Demo::<SqliteStore>::prepare(pool.clone(), config.clone())
+        .await
+        .unwrap();
+    let engine = Demo::<SqliteStore>::prepare(pool.clone(), config.clone())
+        .await
+        .unwrap();
+    let route = taskpool::actions::route(pool.clone(), DemoActions::new(engine))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (trigger, shutdown) = taskpool_service::shutdown::channel();
+    let options = Options {
+        sign_in: SignIn::demo_users(&config.users),
+        actions: Some(route),
+        ..Options::default()
+    };
+    let node = taskpool::start(pool.clone(), options, listener, shutdown)
+        .await
+        .expect("the single node starts");
+    let (_, task) = demo.submit_request().await.unwrap();
+    let tokens = get(&address, "/api/dev/users", None).await.json();
+    let token_of = |user: &str| {
+        tokens["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["user"] == user)
+            .unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (kermit, piggy) = (token_of("kermit"), token_of("piggy"));
+    let path = |action: &str| format!("/api/tasks/{task}/{action}?wait=10s");
+    let mut stream = StreamClient::open(&address, "/api/tasks/stream", &kermit, None).await;
+    taskpool_testkit::wait_for("the task in kermit's view", DEADLINE, || async {
+        (get(&address, &format!("/api/tasks/{task}"), Some(&kermit))
+            .await
+            .status
+            == 200)
+            .then_some(())
+    })
+    .await;
+
+    let claimed = post_json(&address, &path("claim"), Some(&kermit), None).await;
+    assert_eq!(claimed.status, 200, "{}", claimed.body);
+    assert_eq!(claimed.json()["status"], "applied");
+    let seen = get(&address, &format!("/api/tasks/{task}"), Some(&kermit))
+        .await
+        .json();
+    assert_eq!(seen["assignee"], "kermit", "read your own write: {seen}");
+    assert_eq!(seen["version"], claimed.json()["taskVersion"]);
+
+    // The view already shows it claimed: refused at once.
+    let second = post_json(&address, &path("claim"), Some(&piggy), None).await;
+    assert_eq!(second.status, 409, "{}", second.body);
+    assert_eq!(second.json()["error"], "conflict");
+
+    // The view allows a deferral; the demo's own rules refuse it.
+    let deferred = post_json(
+        &address,
+        &path("defer"),
+        Some(&kermit),
+        Some(r#"{"followUpDate": "2031-01-01T08:00:00Z"}"#),
+    )
+    .await;
+    assert_eq!(deferred.status, 409, "{}", deferred.body);
+    assert_eq!(deferred.json()["error"], "rejected");
+    assert_eq!(
+        deferred.json()["message"],
+        "the purchasing process keeps no follow-up dates"
+    );
+
+    let completed = post_json(
+        &address,
+        &path("complete"),
+        Some(&kermit),
+        Some(r#"{"approved": true}"#),
+    )
+    .await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    let gone = get(&address, &format!("/api/tasks/{task}"), Some(&kermit)).await;
+    assert_eq!(gone.status, 404, "the completed task left kermit's list");
+
+    // Kermit's stream told him the engine's rejection and the completion, in that order.
+    let mut outcomes = Vec::new();
+    while outcomes.last() != Some(&completed.json()["commandId"]) {
+        let event = stream.expect("kermit's outcomes", DEADLINE).await;
+        if event.name == "outcome" {
+            outcomes.push(event.data["commandId"].clone());
+        }
+    }
+    assert_eq!(outcomes[outcomes.len() - 2], deferred.json()["commandId"]);
+    trigger.trigger();
+    node.stopped().await;
+}
