@@ -9,7 +9,7 @@
 //! - [`process`]: the process itself, free of I/O.
 //! - [`db`]: the demo's tables and statements, for both databases.
 //! - [`truth`]: the demo's tables as ground truth for what a tasklist must show.
-//! - [`settings`]: the `taskpool-demo` binary's configuration (PostgreSQL).
+//! - [`settings`] (feature `kafka`): the `taskpool-demo` binary's configuration (PostgreSQL).
 //! - [`engine`]: the steps, one transaction each, and the loop that runs them; `lifecycle`:
 //!   a request's submission, steps and end inside a step's transaction.
 

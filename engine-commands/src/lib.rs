@@ -11,8 +11,9 @@
 //! # Layout
 //! - [`store`]: the processed-command and dead-letter tables on PostgreSQL or SQLite.
 //! - [`apply`]: one command, once, in one transaction.
-//! - [`consumer`]: the Kafka side: commands in, outcomes out.
-//! - [`rest`]: the same for an engine reached through its REST API (Camunda 7 / Operaton).
+//! - [`consumer`] (feature `kafka`): the Kafka side: commands in, outcomes out.
+//! - [`rest`] (feature `kafka`): the same for an engine reached through its REST API (Camunda 7
+//!   / Operaton).
 
 pub mod apply;
 #[cfg(feature = "kafka")]

@@ -43,15 +43,7 @@ pub async fn drain_queue(
         } else {
             match taskpool_capture::drain_once(&pool, batch).await {
                 Ok(drained) if drained.rows > 0 => {
-                    let dead = drained.dead_letters as u64;
-                    metrics.captured.inc_by(drained.rows as u64 - dead);
-                    metrics.capture_dead_letters.inc_by(dead);
-                    if dead > 0 {
-                        warn!(
-                            rows = dead,
-                            "queued events went to taskpool_capture_dead_letters"
-                        );
-                    }
+                    metrics.capture_drained(drained.rows as u64, drained.dead_letters as u64);
                     idle.reset();
                     failing.reset();
                     continue;

@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod preconditions;
 pub mod publisher;
 pub mod relay;
+pub mod reports;
 pub mod republish;
 pub mod retention;
 pub mod status;

@@ -10,7 +10,7 @@ use std::time::Instant;
 use futures::FutureExt;
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::mpsc;
-use tracing::{Instrument, error};
+use tracing::Instrument;
 
 use crate::config::PermanentFailure;
 use crate::config::RelayConfig;
@@ -147,8 +147,7 @@ impl Completion<'_> {
                     .for_aggregate(&row.aggregate_type)
                     .unwrap_or("(none)");
                 outbox::dead_letter(&mut tx, &relay.name, row, topic, reason).await?;
-                self.metrics.dead_letters.with_label_values(&[topic]).inc();
-                error!(position = row.at.position, event_id = %row.event_id, %reason, "event moved to the dead-letter table");
+                self.metrics.dead_lettered(row, topic, reason);
             }
             let stored = outbox::store_position(&mut tx, &relay.name, last, fence).await?;
             if stored {
@@ -159,10 +158,7 @@ impl Completion<'_> {
         if !stored {
             return Ok(Some(LeadEnd::LostLease));
         }
-        self.metrics.published_events.inc_by(delivered);
-        self.metrics.batches.inc();
-        self.metrics.position.set(last.position);
-        self.metrics.progressed();
+        self.metrics.batch_published(delivered, last.position);
         Ok(None)
     }
 }

@@ -18,7 +18,7 @@ use taskpool_service::logging::error_chain;
 use taskpool_service::shutdown::{self, Shutdown};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::actions::{Actions, ActionsError};
 use crate::config::Config;
@@ -257,8 +257,7 @@ impl Relay {
                     warn!("lease lost or about to expire; stopped publishing");
                 }
                 Ok(LeadEnd::Halted(reason)) => {
-                    self.metrics.halted.set(1);
-                    error!(%reason, "halted: a message can never be published (on_permanent_failure = halt); publishing stopped until the relay is restarted");
+                    self.metrics.publishing_halted(&reason);
                     // Stays up, halted, until stopped: an exit would take the halted gauge and
                     // /health away before anyone saw them, and a restart would only halt again.
                     // The lease stays held, so a standby does not run into the same row.
@@ -269,13 +268,8 @@ impl Relay {
                     // Start over with a fresh producer: nothing of the old one is trusted.
                     use_replacement = true;
                     replacement = None;
-                    self.metrics.retries.inc();
                     let pause = backoff.next_pause();
-                    warn!(
-                        error = error_chain(&interrupted),
-                        retry_in_ms = pause.as_millis() as u64,
-                        "publishing interrupted; retrying from the stored position"
-                    );
+                    self.metrics.publishing_interrupted(&interrupted, pause);
                     if shutdown.sleep(pause).await {
                         return Exit::Shutdown;
                     }

@@ -57,7 +57,7 @@ pub async fn apply_retention(
         while lease.remaining().is_some() && !shutdown.is_requested() {
             match delete_batch(&pool, max_age, retention.batch_size).await {
                 Ok(deleted) => {
-                    metrics.deleted_by_retention.inc_by(deleted);
+                    metrics.retention_deleted(deleted);
                     if deleted < u64::from(retention.batch_size) {
                         break;
                     }

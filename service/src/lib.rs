@@ -1,11 +1,11 @@
-//! What taskpool's server binaries (`kafka-relay`, `tasklist-api`) share.
+//! What taskpool's binaries share (`kafka-relay`, `tasklist-api`, single-node `taskpool`).
 //!
 //! # Layout
 //! - [`backoff`]: the exponential back-off with jitter every retry loop uses.
 //! - [`config`]: configuration from a TOML file and prefixed environment variables, unknown
 //!   keys refused.
 //! - [`http_client`]: HTTP(S) requests to the services taskpool calls.
-//! - [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses;
+//! - (feature `kafka`) [`kafka`]: how every Kafka client connects (TLS, SASL, overrides) and compresses;
 //!   [`guarantees`]: the settings at-least-once and ordering rest on, which no override may
 //!   change; [`kafka_context`]: a client context that logs librdkafka's errors and keeps an
 //!   authentication failure.

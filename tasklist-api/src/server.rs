@@ -98,7 +98,7 @@ pub async fn start(
     store.ensure_indexes().await?;
     // Creating the indexes wrote to MongoDB: available until a write says otherwise (an idle
     // instance would otherwise report it unavailable until its first batch).
-    metrics.mongo_available.set(1);
+    metrics.view_available.set(1);
     let tasks = TaskTracker::new();
     let api = Api {
         view: Arc::new(store.clone()),

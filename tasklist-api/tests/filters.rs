@@ -1,5 +1,5 @@
 //! The stream's matcher and the MongoDB query agree: for generated tasks (names in several
-//! scripts and cases) and generated filters, `TaskFilter::to_mongo` run by the server selects
+//! scripts and cases) and generated filters, `mongo::filter::task_filter` run by the server selects
 //! exactly the tasks `TaskFilter::matches` accepts; and a filtered stream delivers exactly the
 //! matching tasks, removing one that stops matching.
 

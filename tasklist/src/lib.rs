@@ -14,7 +14,7 @@
 //! - [`actions`]: tasklist actions, checked against the view before they go to the engine.
 //! - [`http`]: the axum routes and the connection loop; [`openapi`]: their description.
 //! - [`serve`]: the API started over a view; [`settings`]: what configures it.
-//! - [`metrics`]: Prometheus metrics.
+//! - [`metrics`]: Prometheus metrics; [`reports`]: internal events, logged and counted.
 
 pub mod actions;
 pub mod documents;
@@ -24,6 +24,7 @@ pub mod identity;
 pub mod metrics;
 pub mod openapi;
 pub mod query;
+pub mod reports;
 pub mod serve;
 pub mod settings;
 pub mod stream;

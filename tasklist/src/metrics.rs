@@ -1,4 +1,5 @@
-//! tasklist-api's metrics, registered with the process metrics in one Prometheus registry.
+//! The tasklist's metrics (tasklist-api's and single-node's), registered with the process
+//! metrics in one Prometheus registry. Their names stay as tasklist-api first published them.
 
 use taskpool_service::metrics::{self, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
@@ -26,8 +27,8 @@ pub struct Metrics {
     pub unreadable_documents: IntCounter,
     pub consumer_lag: IntGauge,
     pub batch_seconds: Histogram,
-    /// 1 when the last MongoDB write succeeded.
-    pub mongo_available: IntGauge,
+    /// 1 when the view's last write succeeded (MongoDB's; single-node's never fails).
+    pub view_available: IntGauge,
     /// 1 while the shared change stream is open.
     pub change_stream_open: IntGauge,
     /// 1 while the projection consumes.
@@ -47,7 +48,7 @@ impl Metrics {
         Metrics {
             consumed_events: counter(
                 "taskpool_tasklist_consumed_events_total",
-                "Kafka messages consumed and made durable.",
+                "Events consumed and made durable in the view.",
             ),
             applied_documents: counter(
                 "taskpool_tasklist_applied_documents_total",
@@ -63,7 +64,7 @@ impl Metrics {
             ),
             write_retries: counter(
                 "taskpool_tasklist_write_retries_total",
-                "MongoDB batch writes retried.",
+                "Batch writes to the view retried.",
             ),
             unreadable_documents: counter(
                 "taskpool_tasklist_unreadable_documents_total",
@@ -76,12 +77,12 @@ impl Metrics {
             batch_seconds: metrics::histogram(
                 r,
                 "taskpool_tasklist_batch_seconds",
-                "Time to make one consumed batch durable in MongoDB.",
+                "Time to make one consumed batch durable in the view.",
                 &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
             ),
-            mongo_available: gauge(
+            view_available: gauge(
                 "taskpool_tasklist_mongodb_available",
-                "1 when the last MongoDB write (at start the index creation, then each batch) succeeded.",
+                "1 when the last write to the view (MongoDB: at start the index creation, then each batch) succeeded.",
             ),
             change_stream_open: gauge(
                 "taskpool_tasklist_change_stream_open",

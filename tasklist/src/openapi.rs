@@ -175,7 +175,7 @@ pub fn document() -> Value {
                 }
             } },
             "/health/live": { "get": { "summary": "The process runs.", "responses": { "200": { "description": "Live." } } } },
-            "/health/ready": { "get": { "summary": "MongoDB answers and the change stream is open.", "responses": {
+            "/health/ready": { "get": { "summary": "The view answers, its change feed is open and the projection runs; the body says which (view, changeStream, projection).", "responses": {
                 "200": { "description": "Ready." }, "503": { "description": "Not ready." } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics.", "responses": { "200": { "description": "Text exposition format.", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
             "/openapi.json": { "get": { "summary": "This document.", "responses": { "200": { "description": "OpenAPI 3 JSON." } } } }

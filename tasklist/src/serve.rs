@@ -43,7 +43,7 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     pub stream: StreamConfig,
     pub http: HttpConfig,
-    /// Development sign-in for these users, if on (never in the distributed mode's binary).
+    /// Development sign-in for these users, if on (a try-out; never for real use).
     pub dev_sign_in: Option<DevSignIn>,
     /// Where actions go, if this deployment offers them.
     pub actions: Option<SharedSink>,

@@ -17,7 +17,7 @@ use taskpool_service::shutdown::Shutdown;
 use taskpool_tasklist::fold::Folded;
 use taskpool_tasklist::metrics::{Metrics, flag};
 use taskpool_tasklist::view::{EmbeddedView, ViewError};
-use tracing::{info, warn};
+use tracing::info;
 
 /// Outbox rows read at once.
 const BATCH: i64 = 1_000;
@@ -63,24 +63,17 @@ pub async fn rebuild(
         .await?;
     tx.commit().await?;
     let mut folded = Folded::new();
-    let mut unreadable = 0;
     for (index, row) in states.iter().enumerate() {
         let bytes: Vec<u8> = row.try_get("state")?;
         match decode(&bytes) {
             Ok(event) => folded.add(&event, index),
             Err(error) => {
                 let id: String = row.try_get("aggregate_id")?;
-                warn!(
-                    id,
-                    error = error_chain(&error),
-                    "an aggregate's state does not decode; left out of the view"
-                );
-                unreadable += 1;
+                metrics.unreadable_document(&id, &error);
             }
         }
     }
     folded.write(view).await?;
-    metrics.unreadable_documents.inc_by(unreadable);
     info!(
         aggregates = states.len(),
         position,
@@ -173,14 +166,9 @@ async fn read_and_apply(
         .bind(Timestamp::now().millis())
         .execute(pool)
         .await?;
-        warn!(reason, "an outbox row went to the view's dead letters");
+        metrics.dead_lettered(reason);
     }
-    metrics.dead_letters.inc_by(dead.len() as u64);
     metrics.consumed_events.inc_by(rows.len() as u64);
-    metrics.applied_documents.inc_by(written.applied as u64);
-    metrics.stale_events.inc_by(written.stale as u64);
-    metrics
-        .batch_seconds
-        .observe(started.elapsed().as_secs_f64());
+    metrics.batch_applied(&written, started.elapsed());
     Ok(Some(last))
 }

@@ -1,6 +1,6 @@
 //! The outcome topic as where the engines' answers come from. Every instance reads every
-//! outcome (it may hold the user's streams, or a request waiting for it), from the end of the
-//! topic, without a group: an outcome is news only while someone waits.
+//! outcome (it may hold the user's streams, or a request waiting for it), from shortly before
+//! the instance started, without a group: an outcome is news only while someone waits.
 
 use std::sync::Arc;
 use std::time::Duration;

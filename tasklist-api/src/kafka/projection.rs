@@ -206,11 +206,11 @@ async fn apply_until_durable(
     loop {
         match apply(store, batch, metrics).await {
             Ok(()) => {
-                metrics.mongo_available.set(flag(true));
+                metrics.view_available.set(flag(true));
                 return true;
             }
             Err(error) => {
-                metrics.mongo_available.set(flag(false));
+                metrics.view_available.set(flag(false));
                 metrics.write_retries.inc();
                 let pause = backoff.next_pause();
                 let error = error_chain(&error);
@@ -300,20 +300,15 @@ async fn apply(
     for (index, reason) in &written.refused {
         dead.push(Origin(&batch[*index]).dead_letter(&format!("not applicable: {reason}")));
     }
-    let dead_count = dead.len() as u64;
-    if dead_count > 0 {
-        warn!(
-            count = dead_count,
-            "messages moved to the dead-letter collection"
-        );
-    }
+    let reasons: Vec<String> = dead
+        .iter()
+        .filter_map(|letter| letter.get_str("reason").ok().map(str::to_string))
+        .collect();
     store.dead_letter(dead).await.map_err(ViewError::new)?;
-    metrics.dead_letters.inc_by(dead_count);
-    metrics.stale_events.inc_by(written.stale as u64);
-    metrics.applied_documents.inc_by(written.applied as u64);
-    metrics
-        .batch_seconds
-        .observe(started.elapsed().as_secs_f64());
+    for reason in &reasons {
+        metrics.dead_lettered(reason);
+    }
+    metrics.batch_applied(&written, started.elapsed());
     Ok(())
 }
 

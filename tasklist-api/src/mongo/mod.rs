@@ -3,7 +3,8 @@
 //! - [`store`]: reads and writes; [`view`]: the store as the tasklist's view; [`changes`]: its
 //!   change stream as the view's change feed; [`filter`]: queries as MongoDB filters.
 //! - [`generation`]: which generation of the collections is live, and the switch a
-//!   [`rebuild`] makes.
+//!   [`rebuild`] makes (a new generation filled from the topics again, read by its own
+//!   consumer, `rebuild::source`).
 //! - [`dead_letters`]: listing, retrying and discarding the projection's dead letters.
 
 pub mod changes;

@@ -1,5 +1,6 @@
 //! The MongoDB side: version-guarded bulk upserts for the projection, reads for the API, and
-//! the dead-letter collection. (It keeps the [`taskpool_tasklist::view`] contract in `view::mongo`.)
+//! the dead-letter collection. (It keeps the [`taskpool_tasklist::view`] contract in
+//! [`crate::mongo::view`].)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,6 @@ use taskpool_service::ExposeSecret;
 use crate::config::{MongoConfig, WriteConcern};
 use crate::mongo::filter::{self, next_cursor_after};
 use crate::mongo::generation::{self, Generation};
-use taskpool_service::logging::error_chain;
 use taskpool_tasklist::documents::{DataEntryDocument, TaskDocument};
 use taskpool_tasklist::metrics::Metrics;
 use taskpool_tasklist::query::TaskQuery;
@@ -136,13 +136,8 @@ impl MongoStore {
                 Ok(value) => Some(value),
                 Err(error) => {
                     let id = document.get_str("_id").unwrap_or_default();
-                    tracing::error!(
-                        collection,
-                        id,
-                        error = error_chain(&error),
-                        "unreadable document left out"
-                    );
-                    self.metrics.unreadable_documents.inc();
+                    self.metrics
+                        .unreadable_document(&format!("{collection}/{id}"), &error);
                     None
                 }
             })

@@ -125,8 +125,8 @@ async fn connection(
     }
 }
 
-/// A connection cap below this process's file-descriptor limit, leaving room for MongoDB,
-/// Kafka and log files: the soft `Max open files` of `/proc/self/limits` less 512 (at least
+/// A connection cap below this process's file-descriptor limit, leaving room for the view's
+/// and feeds' connections (MongoDB, Kafka) and log files: the soft `Max open files` of `/proc/self/limits` less 512 (at least
 /// 64), or 10,000 where that cannot be read.
 pub fn default_max_connections() -> usize {
     std::fs::read_to_string("/proc/self/limits")

@@ -6,8 +6,8 @@ use super::TaskQuery;
 use crate::documents::TaskDocument;
 
 impl TaskQuery {
-    /// The order of [`Self::mongo_sort`], in memory: the field (numbers numerically, names by
-    /// their UTF-8 bytes, as MongoDB compares strings without a collation), then the id.
+    /// The list order, in memory: the field (numbers numerically, names by their UTF-8 bytes,
+    /// as MongoDB compares strings without a collation, so both views agree), then the id.
     pub fn compare(&self, a: &TaskDocument, b: &TaskDocument) -> std::cmp::Ordering {
         let by_field = compare_keys(&self.sort.field.key_of(a), &self.sort.field.key_of(b));
         let by_field = if self.sort.descending {
@@ -19,7 +19,7 @@ impl TaskQuery {
     }
 
     /// Whether a task comes after the cursor in this query's order (as the cursor part of
-    /// [`Self::to_mongo`] selects); every task does when there is no cursor.
+    /// tasklist-api's MongoDB page filter selects); every task does when there is no cursor.
     pub fn is_after_cursor(&self, task: &TaskDocument) -> bool {
         let Some(cursor) = &self.after else {
             return true;

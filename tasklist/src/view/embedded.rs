@@ -1,5 +1,5 @@
 //! The embedded view: documents in memory, for the single-node mode. It keeps the same
-//! contract as MongoDB (version-guarded writes, the same query semantics from
+//! contract as tasklist-api's MongoDB view (version-guarded writes, the same query semantics from
 //! [`crate::query`], an ordered change feed with fences), so the HTTP API and the stream run on
 //! it unchanged. It holds no files: whoever feeds it rebuilds it at start (the single-node mode
 //! loads the aggregates' current states, then follows the outbox).
