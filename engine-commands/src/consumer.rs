@@ -243,9 +243,8 @@ impl<S: CommandStore, A: Applier> Step<'_, S, A> {
             match self.applier.apply(&command).await {
                 Ok(outcome) => break outcome,
                 Err(error) => {
-                    let pause = backoff.next_pause();
-                    warn!(command = %command.command_id, error = %error_chain(&error), retry_in_ms = pause.as_millis() as u64, "cannot apply a command; retrying");
-                    if shutdown.sleep(pause).await {
+                    let what = format!("cannot apply command {}", command.command_id);
+                    if backoff.wait_after_failure(&what, &error, shutdown).await {
                         return false;
                     }
                 }
@@ -302,12 +301,8 @@ impl<S: CommandStore, A: Applier> Step<'_, S, A> {
             match S::dead_letter(self.pool, &letter).await {
                 Ok(()) => return true,
                 Err(error) => {
-                    let pause = backoff.next_pause();
-                    warn!(
-                        error = error_chain(&error),
-                        "cannot store a dead letter; retrying"
-                    );
-                    if shutdown.sleep(pause).await {
+                    let what = "cannot store a dead letter";
+                    if backoff.wait_after_failure(what, &error, shutdown).await {
                         return false;
                     }
                 }

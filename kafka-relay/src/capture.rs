@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use taskpool_service::backoff::Backoff;
-use taskpool_service::logging::error_chain;
 use taskpool_service::shutdown::Shutdown;
-use tracing::warn;
 
 use crate::config::Config;
 use crate::lease::Lease;
@@ -50,13 +48,14 @@ pub async fn drain_queue(
                 }
                 Ok(_) => idle.next_pause(),
                 Err(error) => {
-                    let pause = failing.next_pause();
-                    warn!(
-                        error = error_chain(&error),
-                        retry_in_ms = pause.as_millis() as u64,
-                        "draining the capture queue failed; retrying"
-                    );
-                    pause
+                    let what = "draining the capture queue failed";
+                    if failing
+                        .wait_after_failure(what, &error, &mut shutdown)
+                        .await
+                    {
+                        return;
+                    }
+                    continue;
                 }
             }
         };

@@ -172,11 +172,8 @@ async fn apply_to_active(
             match store.timed(generation::active(store.database())).await {
                 Ok(active) => break active,
                 Err(error) => {
-                    warn!(
-                        error = error_chain(&error),
-                        "cannot read the active generation; retrying"
-                    );
-                    if shutdown.sleep(backoff.next_pause()).await {
+                    let what = "cannot read the active generation";
+                    if backoff.wait_after_failure(what, &error, shutdown).await {
                         return false;
                     }
                 }
@@ -212,14 +209,8 @@ async fn apply_until_durable(
             Err(error) => {
                 metrics.view_available.set(flag(false));
                 metrics.write_retries.inc();
-                let pause = backoff.next_pause();
-                let error = error_chain(&error);
-                warn!(
-                    error,
-                    retry_in_ms = pause.as_millis() as u64,
-                    "MongoDB write failed; the consumer waits"
-                );
-                if shutdown.sleep(pause).await {
+                let what = "MongoDB write failed; the consumer waits";
+                if backoff.wait_after_failure(what, &error, shutdown).await {
                     return false;
                 }
             }
