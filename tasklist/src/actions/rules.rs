@@ -175,52 +175,15 @@ pub fn command(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use taskpool_schemas::SourceReference;
+    use taskpool_schemas::TaskState;
+    use taskpool_testkit::fixtures::task_event;
 
     use super::*;
 
     fn task(assignee: Option<&str>) -> TaskDocument {
-        let mut task = sample_task();
-        task.assignee = assignee.map(str::to_string);
-        TaskDocument::from_event(&taskpool_schemas::TaskEvent {
-            event_id: Uuid::nil(),
-            event_type: "TaskCreated".into(),
-            version: 3,
-            occurred_at: Timestamp(1),
-            task,
-        })
-    }
-
-    fn sample_task() -> taskpool_schemas::Task {
-        taskpool_schemas::Task {
-            id: "t1".into(),
-            source_reference: SourceReference {
-                process_instance_id: "pi".into(),
-                execution_id: "ex".into(),
-                process_definition_id: "d:1".into(),
-                process_definition_key: "d".into(),
-                process_name: "Order".into(),
-                application_name: "shop".into(),
-                tenant_id: None,
-            },
-            task_definition_key: "approve".into(),
-            name: "Approve".into(),
-            description: None,
-            form_key: None,
-            priority: 50,
-            create_time: Timestamp(1),
-            due_date: None,
-            follow_up_date: None,
-            assignee: None,
-            owner: None,
-            candidate_users: ["rowlf".to_string()].into(),
-            candidate_groups: ["muppets".to_string()].into(),
-            business_key: None,
-            payload: Payload::new(),
-            correlations: vec![],
-            state: taskpool_schemas::TaskState::Active,
-            delete_reason: None,
-        }
+        let mut event = task_event("t1", 3, assignee, &["muppets"], TaskState::Active);
+        event.task.candidate_users = ["rowlf".to_string()].into();
+        TaskDocument::from_event(&event)
     }
 
     fn caller(user: &str, groups: &[&str]) -> Caller {
