@@ -217,3 +217,30 @@ async fn dead_letters_are_listed_retried_after_the_fix_and_discarded() {
     );
     service.stop().await;
 }
+
+/// A shutdown trigger dropped without being pulled stops the service as `trigger()` does:
+/// every part ends (the HTTP server and its open streams, the stream hub, the projection, the
+/// outcome reader), so nothing keeps running for an owner that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_shutdown_trigger_stops_every_part_of_the_service() {
+    let world = World::new().await;
+    let service = world.start().await;
+    let address = service.address.clone();
+    let bearer = token("kermit", &["muppets"]);
+    let mut stream = StreamClient::open(&address, "/api/tasks/stream", &bearer, None).await;
+    let opened = tokio::time::timeout(DEADLINE, stream.next()).await;
+    assert!(
+        matches!(opened, Ok(Some(_))),
+        "the stream serves its snapshot"
+    );
+    tokio::time::timeout(DEADLINE, service.stop_by_dropping_the_trigger())
+        .await
+        .expect("every part of the service ends once its trigger is dropped");
+    let ended =
+        tokio::time::timeout(DEADLINE, async { while stream.next().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "the open stream ends");
+    assert!(
+        tokio::net::TcpStream::connect(&address).await.is_err(),
+        "nothing listens any more"
+    );
+}

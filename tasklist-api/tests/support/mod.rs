@@ -314,6 +314,13 @@ impl Service {
         self.trigger.trigger();
         self.running.stopped().await;
     }
+
+    /// Drops the shutdown trigger without pulling it (its owner went away), then waits until
+    /// every part of the service has ended.
+    pub async fn stop_by_dropping_the_trigger(self) {
+        drop(self.trigger);
+        self.running.stopped().await;
+    }
 }
 
 /// A bearer token for a user and groups.
