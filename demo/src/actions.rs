@@ -86,7 +86,21 @@ impl<S: DemoDb + CommandStore> DemoActions<S> {
                     "only the assignee can give the task back",
                 ));
             }
+            // A claimed task is handed on by its assignee only; an open one by its candidates.
             TaskAction::Assign => {
+                match assignee.as_deref() {
+                    Some(holder) if holder != user => {
+                        return Err(Refusal::rejected(format!(
+                            "claimed by {holder}; only they can hand it on"
+                        )));
+                    }
+                    None if !demo.people_for(&task).iter().any(|p| p == user) => {
+                        return Err(Refusal::rejected(format!(
+                            "{user} may not assign this task"
+                        )));
+                    }
+                    _ => {}
+                }
                 let to = command.assignee.clone().unwrap_or_default();
                 if !demo.people_for(&task).contains(&to) {
                     return Err(Refusal::rejected(format!("{to} may not take this task")));

@@ -76,7 +76,13 @@ async fn the_demo_binary_decides_claims_from_kafka_by_its_own_rules() {
         .create()
         .unwrap();
     let (kermit, piggy) = (claim(&task, "kermit"), claim(&task, "piggy"));
-    for command in [&kermit, &piggy] {
+    // Piggy, a candidate too, cannot take kermit's claimed task by assigning it either.
+    let piggy_assigns = TaskCommand {
+        action: TaskAction::Assign,
+        assignee: Some("piggy".into()),
+        ..claim(&task, "piggy")
+    };
+    for command in [&kermit, &piggy, &piggy_assigns] {
         let payload = encode(command).unwrap();
         producer
             .send(
@@ -92,7 +98,7 @@ async fn the_demo_binary_decides_claims_from_kafka_by_its_own_rules() {
     let reader = kafka_topics::reader_from_beginning(&bootstrap, &[], &topics.outcomes);
     let give_up = std::time::Instant::now() + DEADLINE;
     let mut outcomes: Vec<CommandOutcome> = Vec::new();
-    while outcomes.len() < 2 {
+    while outcomes.len() < 3 {
         assert!(
             std::time::Instant::now() < give_up,
             "outcomes: {outcomes:?}"
@@ -120,6 +126,11 @@ async fn the_demo_binary_decides_claims_from_kafka_by_its_own_rules() {
     assert_eq!(
         of(&piggy).reason.as_deref(),
         Some("already claimed by kermit")
+    );
+    assert_eq!(of(&piggy_assigns).result, OutcomeResult::Rejected);
+    assert_eq!(
+        of(&piggy_assigns).reason.as_deref(),
+        Some("claimed by kermit; only they can hand it on")
     );
     let row = PgStore::all_tasks(&db.pool)
         .await

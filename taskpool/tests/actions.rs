@@ -75,10 +75,26 @@ async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
     assert_eq!(seen["assignee"], "kermit", "read your own write: {seen}");
     assert_eq!(seen["version"], claimed.json()["taskVersion"]);
 
-    // The view already shows it claimed: refused at once.
+    // The view already shows it claimed: refused at once, and so is handing it on or
+    // deferring it, which only kermit may do now.
     let second = post_json(&address, &path("claim"), Some(&piggy), None).await;
     assert_eq!(second.status, 409, "{}", second.body);
     assert_eq!(second.json()["error"], "conflict");
+    for (action, body) in [
+        ("assign", r#"{"assignee": "piggy"}"#),
+        ("defer", r#"{"followUpDate": "2031-01-01T08:00:00Z"}"#),
+    ] {
+        let taken = post_json(&address, &path(action), Some(&piggy), Some(body)).await;
+        assert_eq!(taken.status, 409, "{action}: {}", taken.body);
+        assert_eq!(taken.json()["error"], "conflict");
+        assert!(
+            taken.json()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("claimed by kermit")),
+            "{action}: {}",
+            taken.body
+        );
+    }
 
     // The view allows a deferral; the demo's own rules refuse it.
     let deferred = post_json(

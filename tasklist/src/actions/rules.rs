@@ -116,6 +116,16 @@ pub fn check(request: &ActionRequest, task: &TaskDocument, caller: &Caller) -> R
         _ if !involved => Err(Refused::Forbidden(
             "only the task's assignee or a candidate can do this".into(),
         )),
+        // A claimed task is its assignee's: handing it on or deferring it is theirs to do, as
+        // claiming it again is refused to everyone else.
+        TaskAction::Defer | TaskAction::Undefer | TaskAction::Assign
+            if !mine && assignee.is_some() =>
+        {
+            Err(Refused::Conflict(format!(
+                "the task is claimed by {}; only they can hand it on or defer it",
+                assignee.unwrap_or_default()
+            )))
+        }
         TaskAction::Undefer if task.follow_up_date.is_none() => {
             Err(Refused::Conflict("the task is not deferred".into()))
         }
@@ -299,6 +309,23 @@ mod tests {
             parse_body(TaskAction::Complete, Some(&json!([1, 2]))),
             Err(Refused::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_claimed_task_is_handed_on_or_deferred_by_its_assignee_only() {
+        let kermit = caller("kermit", &["muppets"]);
+        let piggy = caller("piggy", &["muppets"]);
+        let claimed = task(Some("piggy"));
+        for action in [TaskAction::Assign, TaskAction::Defer, TaskAction::Undefer] {
+            let refused = check(&request(action), &claimed, &kermit);
+            assert!(
+                matches!(&refused, Err(Refused::Conflict(m)) if m.contains("claimed by piggy")),
+                "{action} by a candidate: {refused:?}"
+            );
+        }
+        for action in [TaskAction::Assign, TaskAction::Defer] {
+            assert_eq!(check(&request(action), &claimed, &piggy), Ok(()));
+        }
     }
 
     #[test]

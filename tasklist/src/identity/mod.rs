@@ -2,6 +2,7 @@
 //! set, or with a configured HS256 secret or RS256 public key), or, only when configured,
 //! headers set by a trusted gateway. No identity, no access.
 
+mod claims;
 pub mod dev;
 mod jwks;
 
@@ -187,13 +188,13 @@ impl Authenticator {
     /// The caller of a request, from its headers.
     pub async fn caller(&self, headers: &HeaderMap) -> Result<Caller, Unauthenticated> {
         if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
+            // The scheme's name is case-insensitive (RFC 9110 §11.1).
             let token = value
                 .to_str()
                 .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token)
                 .ok_or(Unauthenticated::Invalid)?;
             return self.verify(token.trim()).await;
         }
@@ -224,6 +225,9 @@ impl Authenticator {
     }
 
     async fn verify(&self, token: &str) -> Result<Caller, Unauthenticated> {
+        if claims::has_critical_extensions(token) {
+            return Err(Unauthenticated::Invalid);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Unauthenticated::Invalid)?;
         let claims = match (&header.kid, &self.key_set) {
             (Some(kid), Some(key_set)) => {
@@ -242,16 +246,26 @@ impl Authenticator {
         }
         .map_err(|_| Unauthenticated::Invalid)?
         .claims;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        if claims::issued_in_the_future(&claims, now, self.rules.leeway_secs) {
+            return Err(Unauthenticated::Invalid);
+        }
         let user = claims
             .get(&self.user_claim)
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
             .ok_or(Unauthenticated::NoUser)?;
+        if !claims::well_formed_id(user) {
+            return Err(Unauthenticated::Invalid);
+        }
+        // A group id that could not be matched or logged safely is left out, not trusted.
         let groups = match claims.get(&self.groups_claim) {
             Some(Value::Array(items)) => items
                 .iter()
                 .filter_map(Value::as_str)
-                .filter(|g| !g.is_empty())
+                .filter(|g| claims::well_formed_id(g))
                 .map(str::to_string)
                 .collect(),
             _ => Vec::new(),
