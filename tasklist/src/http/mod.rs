@@ -3,6 +3,7 @@
 mod actions;
 mod connections;
 mod data_entries;
+mod headers;
 mod stream;
 mod tasks;
 mod web;
@@ -116,6 +117,7 @@ pub fn admin_router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::map_response(headers::secure))
 }
 
 fn routes(state: AppState, with_metrics: bool, with_web_tasklist: bool) -> Router {
@@ -148,6 +150,7 @@ fn routes(state: AppState, with_metrics: bool, with_web_tasklist: bool) -> Route
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::map_response(headers::secure))
 }
 
 /// Errors as clients see them: a status and a JSON body, never internal details.

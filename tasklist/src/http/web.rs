@@ -15,8 +15,10 @@ const SCRIPT: &str = include_str!("../../web/app.js");
 const ACTIONS: &str = include_str!("../../web/actions.js");
 const STYLE: &str = include_str!("../../web/app.css");
 
-/// Scripts, styles and connections only from this origin; no framing.
-const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
+/// Scripts, styles and connections only from this origin; no framing, no other base URL, and
+/// forms post nowhere else.
+const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
+                      base-uri 'none'; form-action 'self'";
 
 /// `/`, `/app.js`, `/actions.js` and `/app.css`.
 pub fn pages() -> Router<AppState> {

@@ -1,0 +1,74 @@
+//! What every response carries, whoever answered it: headers that keep browsers from sniffing,
+//! caching, framing or leaking it, and errors as JSON even where axum or hyper made them
+//! (a body over the limit, a path that is not UTF-8).
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::json;
+
+/// API responses run no scripts and load nothing; the web page's own policy (set by its
+/// route) is kept.
+const API_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Adds the headers a response lacks, and turns an error that is not JSON into JSON.
+pub async fn secure(response: Response) -> Response {
+    let mut response = if is_error(response.status()) && !is_json(&response) {
+        as_json_error(response)
+    } else {
+        response
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        // Tokens, tasks and streams are the caller's alone: no cache keeps them.
+        (header::CACHE_CONTROL, "no-store"),
+        (header::CONTENT_SECURITY_POLICY, API_POLICY),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn is_error(status: StatusCode) -> bool {
+    status.is_client_error() || status.is_server_error()
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"))
+}
+
+/// The same status and headers (`Retry-After`, `Allow`, ...), the body replaced by the JSON
+/// every other error has; what the framework wrote is not shown.
+fn as_json_error(response: Response) -> Response {
+    let (mut parts, _) = response.into_parts();
+    let (code, message) = match parts.status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is too large"),
+        StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
+        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this resource does not answer this method",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON"),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "unavailable",
+            "the service is temporarily unavailable; try again",
+        ),
+        status if status.is_client_error() => ("bad_request", "the request was refused"),
+        _ => ("internal", "the request failed"),
+    };
+    let body = json!({ "error": code, "message": message }).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body))
+}

@@ -1,0 +1,145 @@
+//! What every response of the tasklist API carries, served over the embedded view (no servers):
+//! headers that keep browsers from sniffing, caching, framing or leaking it, and errors as JSON
+//! even where the framework answered (a body over the limit, a path that is not UTF-8).
+
+use std::sync::Arc;
+
+use taskpool_service::shutdown::{self, ShutdownTrigger};
+use taskpool_tasklist::identity::Authenticator;
+use taskpool_tasklist::identity::dev::{DevSignIn, DevUser};
+use taskpool_tasklist::metrics::Metrics;
+use taskpool_tasklist::serve::{Api, serve_api};
+use taskpool_tasklist::settings::{HttpConfig, StreamConfig};
+use taskpool_tasklist::view::EmbeddedView;
+use taskpool_testkit::http::{Reply, get, request_with_body};
+use tokio_util::task::TaskTracker;
+
+async fn served() -> (String, ShutdownTrigger, TaskTracker) {
+    let sign_in = DevSignIn::new(vec![DevUser {
+        name: "kermit".into(),
+        groups: vec!["muppets".into()],
+    }]);
+    let api = Api {
+        view: Arc::new(EmbeddedView::new()),
+        auth: Authenticator::new(&sign_in.identity_config()).unwrap(),
+        metrics: Arc::new(Metrics::default()),
+        stream: StreamConfig::default(),
+        http: HttpConfig::default(),
+        dev_sign_in: Some(sign_in),
+        actions: None,
+        outcomes: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (trigger, shutdown) = shutdown::channel();
+    let tasks = TaskTracker::new();
+    serve_api(api, listener, &tasks, shutdown).await.unwrap();
+    (address, trigger, tasks)
+}
+
+fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply.headers.get(name).map(String::as_str)
+}
+
+fn assert_hardened(what: &str, reply: &Reply) {
+    assert_eq!(
+        header(reply, "x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(
+        header(reply, "referrer-policy"),
+        Some("no-referrer"),
+        "{what}"
+    );
+    assert!(
+        header(reply, "content-security-policy")
+            .is_some_and(|policy| policy.contains("frame-ancestors 'none'")),
+        "{what}: {:?}",
+        reply.headers
+    );
+}
+
+fn assert_json_error(what: &str, reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{what}: {}", reply.body);
+    assert_eq!(
+        header(reply, "content-type"),
+        Some("application/json"),
+        "{what}"
+    );
+    assert_eq!(reply.json()["error"], code, "{what}: {}", reply.body);
+    assert_hardened(what, reply);
+}
+
+#[tokio::test]
+async fn every_response_is_hardened_and_every_error_is_json() {
+    let (address, trigger, tasks) = served().await;
+    let users = get(&address, "/api/dev/users", None).await;
+    assert_eq!(users.status, 200);
+    assert_eq!(
+        header(&users, "cache-control"),
+        Some("no-store"),
+        "tokens are never cached"
+    );
+    assert_hardened("dev users", &users);
+    let token = users.json()["users"][0]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let list = get(&address, "/api/tasks", Some(&token)).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(header(&list, "cache-control"), Some("no-store"));
+    assert_hardened("task list", &list);
+
+    let page = get(&address, "/", None).await;
+    assert_eq!(page.status, 200);
+    let policy = header(&page, "content-security-policy").unwrap_or_default();
+    for part in [
+        "default-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(policy.contains(part), "{part} in {policy}");
+    }
+    assert_hardened("page", &page);
+
+    let bearer = format!("Bearer {token}");
+    let huge = vec![b' '; 3 * 1024 * 1024];
+    let length = huge.len().to_string();
+    let too_large = request_with_body(
+        &address,
+        "POST",
+        "/api/tasks/t1/claim",
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+            ("Content-Length", length.as_str()),
+            ("Connection", "close"),
+        ],
+        &huge,
+    )
+    .await;
+    assert_json_error(
+        "a body over the limit",
+        &too_large,
+        413,
+        "payload_too_large",
+    );
+
+    let not_utf8 = request_with_body(
+        &address,
+        "GET",
+        "/api/tasks/%FF%FE",
+        &[("Authorization", bearer.as_str()), ("Connection", "close")],
+        b"",
+    )
+    .await;
+    assert_json_error("a path that is not UTF-8", &not_utf8, 400, "bad_request");
+
+    let unknown = get(&address, "/nowhere", None).await;
+    assert_json_error("an unknown path", &unknown, 404, "not_found");
+    trigger.trigger();
+    tasks.close();
+    tasks.wait().await;
+}
