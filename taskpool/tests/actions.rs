@@ -96,6 +96,28 @@ async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
         );
     }
 
+    // A megabyte of assignee is refused before anything is sent: no command reaches the engine.
+    let processed = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM taskpool_processed_commands")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let before = processed().await;
+    let huge = serde_json::json!({ "assignee": "p".repeat(1 << 20) }).to_string();
+    let refused = post_json(&address, &path("assign"), Some(&kermit), Some(&huge)).await;
+    assert_eq!(
+        refused.status,
+        400,
+        "{}",
+        &refused.body[..refused.body.len().min(300)]
+    );
+    assert!(
+        refused.body.len() < 500,
+        "the answer does not echo the value"
+    );
+    assert_eq!(processed().await, before);
+
     // The view allows a deferral; the demo's own rules refuse it.
     let deferred = post_json(
         &address,

@@ -33,6 +33,13 @@ pub enum Refused {
     Conflict(String),
 }
 
+/// The longest user id an `assign` may name.
+pub const MAX_ASSIGNEE_BYTES: usize = 256;
+
+/// The most a completion's values may weigh, as JSON: forms carry decisions and short texts,
+/// and whatever an engine sends back (a rejection quoting them) stays small too.
+pub const MAX_VARIABLES_BYTES: usize = 64 * 1024;
+
 /// Reads an action's body: `complete` takes the form's values (a JSON object), `defer`
 /// `{"followUpDate": RFC 3339 or epoch ms}`, `assign` `{"assignee": user}`; the others none.
 pub fn parse_body(action: TaskAction, body: Option<&Value>) -> Result<ActionRequest, Refused> {
@@ -46,6 +53,11 @@ pub fn parse_body(action: TaskAction, body: Option<&Value>) -> Result<ActionRequ
     match action {
         TaskAction::Complete => {
             if let Some(body) = body {
+                if body.to_string().len() > MAX_VARIABLES_BYTES {
+                    return Err(Refused::Invalid(format!(
+                        "the form's values may take at most {MAX_VARIABLES_BYTES} bytes as JSON"
+                    )));
+                }
                 request.variables = Payload::from_value(body.clone()).ok_or_else(|| {
                     Refused::Invalid("the body must be a JSON object of the form's values".into())
                 })?;
@@ -69,6 +81,12 @@ pub fn parse_body(action: TaskAction, body: Option<&Value>) -> Result<ActionRequ
                 .map(str::trim)
                 .filter(|user| !user.is_empty())
                 .ok_or_else(|| Refused::Invalid("assign needs assignee (a user id)".into()))?;
+            if user.len() > MAX_ASSIGNEE_BYTES || user.chars().any(char::is_control) {
+                return Err(Refused::Invalid(format!(
+                    "assignee must be a user id of at most {MAX_ASSIGNEE_BYTES} bytes without \
+                     control characters"
+                )));
+            }
             request.assignee = Some(user.to_string());
         }
         TaskAction::Claim | TaskAction::Unclaim | TaskAction::Undefer => {}
@@ -301,6 +319,18 @@ mod tests {
         ));
         assert!(matches!(
             parse_body(TaskAction::Assign, Some(&json!({"assignee": "  "}))),
+            Err(Refused::Invalid(_))
+        ));
+        for bad in ["k".repeat(MAX_ASSIGNEE_BYTES + 1), "kermit\nadmin".into()] {
+            let refused = parse_body(TaskAction::Assign, Some(&json!({ "assignee": bad })));
+            assert!(
+                matches!(&refused, Err(Refused::Invalid(m)) if m.len() < 200),
+                "{refused:?}"
+            );
+        }
+        let heavy = json!({ "comment": "x".repeat(MAX_VARIABLES_BYTES) });
+        assert!(matches!(
+            parse_body(TaskAction::Complete, Some(&heavy)),
             Err(Refused::Invalid(_))
         ));
         let complete = parse_body(TaskAction::Complete, Some(&json!({"approved": true}))).unwrap();
