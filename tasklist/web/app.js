@@ -224,10 +224,15 @@ function formatDate(millis) {
 
 function priorityClass(p) { return p >= 70 ? "high" : p >= 40 ? "mid" : "low"; }
 
+// A task's list item, found by its data attribute: task ids come from engines, so they are
+// never used as element ids (a task called "actions" would clash with the actions panel).
+function itemOf(id) {
+  return $("tasks").querySelector(`li[data-id="${CSS.escape(id)}"]:not(.is-gone)`);
+}
+
 function taskItem(task, flag) {
   const li = document.createElement("li");
   li.className = "task";
-  li.id = `task-${task.id}`;
   li.dataset.id = task.id;
   li.tabIndex = 0;
   li.setAttribute("aria-selected", String(state.selected === task.id));
@@ -283,7 +288,7 @@ function upsert(task) {
   if (known && state.tasks.get(task.id).version > task.version) return;
   state.tasks.set(task.id, task);
   const list = $("tasks");
-  const old = $(`task-${task.id}`);
+  const old = itemOf(task.id);
   const item = taskItem(task, known ? "Updated" : "New");
   item.classList.add(known ? "is-updated" : "is-new");
   if (old) old.remove();
@@ -297,10 +302,9 @@ function upsert(task) {
 function remove(id) {
   if (state.staging) { state.staging.delete(id); return; }
   if (!state.tasks.delete(id)) return;
-  const item = $(`task-${id}`);
+  const item = itemOf(id);
   if (item) {
     item.classList.add("is-gone");
-    item.removeAttribute("id");
     item.setAttribute("aria-hidden", "true");
     setTimeout(() => item.remove(), 700);
   }

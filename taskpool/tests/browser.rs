@@ -11,9 +11,11 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use taskpool::{Options, SignIn};
+use taskpool_collector::{Collector, EngineEvent};
 use taskpool_core::SqliteStore;
 use taskpool_demo::actions::DemoActions;
 use taskpool_demo::{Demo, DemoConfig};
+use taskpool_testkit::fixtures::new_task;
 use taskpool_testkit::{required_env, wait_for};
 use tokio::process::{Child, Command};
 
@@ -217,7 +219,7 @@ async fn a_user_sees_tasks_arrive_and_leave_in_the_web_tasklist() {
 
     // A new request: its task appears, marked new.
     let (_, arriving) = demo.submit_request().await.unwrap();
-    let selector = format!("#task-{arriving}");
+    let selector = format!("#tasks li[data-id='{arriving}']:not(.is-gone)");
     wait_for("the new task to appear", DEADLINE, || async {
         let item = browser.find(Locator::Css(&selector)).await.ok()?;
         item.text()
@@ -269,7 +271,7 @@ async fn a_user_sees_tasks_arrive_and_leave_in_the_web_tasklist() {
 
     // A task's details, with its request (the data entry).
     let (_, shown) = demo.submit_request().await.unwrap();
-    let selector = format!("#task-{shown}");
+    let selector = format!("#tasks li[data-id='{shown}']:not(.is-gone)");
     wait_for("another task to appear", DEADLINE, || async {
         present(&browser, &selector).await.then_some(())
     })
@@ -310,6 +312,51 @@ async fn a_user_sees_tasks_arrive_and_leave_in_the_web_tasklist() {
     })
     .await;
     until_text(&browser, "count", "5 tasks").await;
+
+    // An engine's task whose id is "actions" (the actions panel's name) and whose name is
+    // markup: it is listed as text, and selecting it shows its details and actions.
+    let markup = "<img src=x onerror=\"document.title='pwned'\"><b>Check</b>";
+    let mut task = new_task(markup);
+    task.candidate_groups = ["approvers".to_string()].into();
+    let mut tx = pool.begin().await.unwrap();
+    let mut collector = Collector::new();
+    let created = EngineEvent::TaskCreated {
+        task_id: "actions".into(),
+        task,
+    };
+    collector.record(created).unwrap();
+    collector.flush::<SqliteStore>(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let hostile = "#tasks li[data-id='actions']:not(.is-gone)";
+    wait_for("the task called actions to appear", DEADLINE, || async {
+        let item = browser.find(Locator::Css(hostile)).await.ok()?;
+        item.text()
+            .await
+            .ok()
+            .filter(|t| t.contains(markup))
+            .map(|_| ())
+    })
+    .await;
+    until_text(&browser, "count", "6 tasks").await;
+    browser
+        .find(Locator::Css(hostile))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_text(&browser, "details-title", markup).await;
+    wait_for("the actions panel to offer a claim", DEADLINE, || async {
+        present(&browser, "#details #task-actions #action-claim")
+            .await
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !present(&browser, "#tasks #action-claim").await,
+        "the actions stay in their panel, not in the list item"
+    );
+    assert_ne!(browser.title().await.unwrap(), "pwned", "no markup ran");
 
     // The browser itself logs every answer >= 400 as an error; the refused deferral above was
     // one on purpose. Anything else counts.
