@@ -153,6 +153,7 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
         self.log.check().map_err(ConfigError::Invalid)?;
+        self.http.check().map_err(ConfigError::Invalid)?;
         let identity = &self.identity;
         if let Some(dev) = &self.dev_sign_in {
             if identity.is_set() {

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use taskpool_service::shutdown::Shutdown;
 use tokio::net::TcpListener;
@@ -85,6 +86,7 @@ pub async fn serve_api(
         };
         tasks.spawn(source.follow(delivery, shutdown.clone()));
     }
+    let read_deadline = Duration::from_secs(api.http.read_deadline_secs);
     let admin_address = match &api.http.admin_listen {
         Some(address) => {
             let admin = TcpListener::bind(address)
@@ -98,7 +100,7 @@ pub async fn serve_api(
             tasks.spawn(serve(
                 admin,
                 admin_router(state.clone()),
-                ADMIN_CONNECTIONS,
+                (ADMIN_CONNECTIONS, read_deadline),
                 shutdown.clone(),
             ));
             bound
@@ -115,10 +117,10 @@ pub async fn serve_api(
         router(
             state,
             &api.http.cors_allowed_origins,
-            admin_address.is_none(),
-            api.http.web_tasklist,
+            (admin_address.is_none(), api.http.web_tasklist),
+            read_deadline,
         ),
-        max_connections,
+        (max_connections, read_deadline),
         shutdown,
     ));
     Ok(admin_address)

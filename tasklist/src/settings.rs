@@ -87,6 +87,9 @@ pub struct HttpConfig {
     /// A separate address for `/metrics` and the health endpoints (an admin port reachable
     /// only from inside the cluster); when set, `listen` no longer serves `/metrics`.
     pub admin_listen: Option<String>,
+    /// A client must send its request's head, and then its body, within this many seconds
+    /// each; a slower one is cut off (the head: disconnected; the body: 408).
+    pub read_deadline_secs: u64,
     /// Serve the web tasklist at `/` (plain files inside the binary; it signs in with a pasted
     /// bearer token, or with the development sign-in where that is on).
     pub web_tasklist: bool,
@@ -124,6 +127,16 @@ mod defaults {
     }
 }
 
+impl HttpConfig {
+    /// What a deployment's validation refuses of these settings.
+    pub fn check(&self) -> Result<(), String> {
+        if self.read_deadline_secs == 0 {
+            return Err("http.read_deadline_secs must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
@@ -131,6 +144,7 @@ impl Default for HttpConfig {
             cors_allowed_origins: Vec::new(),
             max_connections: None,
             admin_listen: None,
+            read_deadline_secs: 10,
             web_tasklist: true,
         }
     }

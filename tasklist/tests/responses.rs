@@ -3,6 +3,7 @@
 //! even where the framework answered (a body over the limit, a path that is not UTF-8).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use taskpool_service::shutdown::{self, ShutdownTrigger};
 use taskpool_tasklist::identity::Authenticator;
@@ -12,9 +13,11 @@ use taskpool_tasklist::serve::{Api, serve_api};
 use taskpool_tasklist::settings::{HttpConfig, StreamConfig};
 use taskpool_tasklist::view::EmbeddedView;
 use taskpool_testkit::http::{Reply, get, request_with_body};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
-async fn served() -> (String, ShutdownTrigger, TaskTracker) {
+async fn served(read_deadline_secs: u64) -> (String, ShutdownTrigger, TaskTracker) {
     let sign_in = DevSignIn::new(vec![DevUser {
         name: "kermit".into(),
         groups: vec!["muppets".into()],
@@ -24,7 +27,10 @@ async fn served() -> (String, ShutdownTrigger, TaskTracker) {
         auth: Authenticator::new(&sign_in.identity_config()).unwrap(),
         metrics: Arc::new(Metrics::default()),
         stream: StreamConfig::default(),
-        http: HttpConfig::default(),
+        http: HttpConfig {
+            read_deadline_secs,
+            ..HttpConfig::default()
+        },
         dev_sign_in: Some(sign_in),
         actions: None,
         outcomes: None,
@@ -73,7 +79,7 @@ fn assert_json_error(what: &str, reply: &Reply, status: u16, code: &str) {
 
 #[tokio::test]
 async fn every_response_is_hardened_and_every_error_is_json() {
-    let (address, trigger, tasks) = served().await;
+    let (address, trigger, tasks) = served(10).await;
     let users = get(&address, "/api/dev/users", None).await;
     assert_eq!(users.status, 200);
     assert_eq!(
@@ -139,6 +145,79 @@ async fn every_response_is_hardened_and_every_error_is_json() {
 
     let unknown = get(&address, "/nowhere", None).await;
     assert_json_error("an unknown path", &unknown, 404, "not_found");
+    trigger.trigger();
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// What the server sends on `stream` until it closes it, or `None` if it is still open after
+/// `limit`.
+async fn answer_within(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut answer = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut answer))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test]
+async fn a_slow_head_and_a_slow_body_are_cut_off_at_the_read_deadline() {
+    let (address, trigger, tasks) = served(1).await;
+
+    // Half a request head, then nothing: disconnected once the deadline has passed.
+    let started = Instant::now();
+    let mut head = TcpStream::connect(&address).await.unwrap();
+    head.write_all(b"GET /api/tasks HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    let answer = answer_within(&mut head, Duration::from_secs(20)).await;
+    assert!(answer.is_some(), "a slow head keeps its connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A body promised whole and sent a byte every 200 ms: 408 once the deadline has passed.
+    let started = Instant::now();
+    let mut body = TcpStream::connect(&address).await.unwrap();
+    body.write_all(
+        b"POST /api/tasks/t1/claim HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+          Content-Length: 100000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let (mut reading, mut writing) = body.into_split();
+    let trickle = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_millis(200));
+        for _ in 0..100 {
+            ticks.tick().await;
+            if writing.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut chunk = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match reading.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "a slow body keeps its connection");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    trickle.abort();
     trigger.trigger();
     tasks.close();
     tasks.wait().await;

@@ -96,6 +96,7 @@ impl DemoSection {
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.log.check().map_err(ConfigError::Invalid)?;
+        self.http.check().map_err(ConfigError::Invalid)?;
         if let Some(problem) = self.demo.demo_config().problem() {
             return Err(ConfigError::Invalid(problem));
         }

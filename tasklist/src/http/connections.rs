@@ -19,9 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{debug, warn};
 
-/// A client that has not sent its request head within this time is disconnected.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Connections turned away at once (beyond that, further ones are closed without an answer).
 const MAX_REFUSING: usize = 64;
 
@@ -33,11 +30,12 @@ Retry-After: 5\r\nConnection: close\r\nContent-Length: 87\r\n\r\n\
 /// Serves `router` on at most `max_connections` connections at once (more are answered 503,
 /// so a crowd of clients costs neither memory nor file descriptors beyond the cap) until
 /// shutdown is requested, then lets every open connection finish its response (streams end
-/// when the hub closes them) and returns once all are closed.
+/// when the hub closes them) and returns once all are closed. A client that has not sent its
+/// request head within `read_deadline` is disconnected.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    max_connections: usize,
+    (max_connections, read_deadline): (usize, Duration),
     mut shutdown: Shutdown,
 ) {
     let (stopping_tx, stopping) = watch::channel(false);
@@ -61,7 +59,7 @@ pub async fn serve(
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 tokio::spawn(connection(
-                    stream,
+                    (stream, read_deadline),
                     router.clone(),
                     stopping.clone(),
                     (open.clone(), slot),
@@ -93,7 +91,7 @@ async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
 }
 
 async fn connection(
-    stream: TcpStream,
+    (stream, read_deadline): (TcpStream, Duration),
     router: Router,
     mut stopping: watch::Receiver<bool>,
     // Held while the connection lives: the shutdown's count and a slot under the cap.
@@ -104,7 +102,7 @@ async fn connection(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(read_deadline);
     let connection =
         builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
     let mut connection = std::pin::pin!(connection);

@@ -3,6 +3,7 @@
 mod actions;
 mod connections;
 mod data_entries;
+mod deadline;
 mod headers;
 mod stream;
 mod tasks;
@@ -94,14 +95,19 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
 }
 
 /// The public routes; `/metrics` among them unless it has an admin port of its own, and the
-/// web tasklist when asked for.
+/// web tasklist when asked for. Request bodies must arrive within `read_deadline`.
 pub fn router(
     state: AppState,
     cors_allowed_origins: &[String],
-    with_metrics: bool,
-    with_web_tasklist: bool,
+    (with_metrics, with_web_tasklist): (bool, bool),
+    read_deadline: Duration,
 ) -> Router {
-    let mut router = routes(state, with_metrics, with_web_tasklist);
+    // Outermost: the headers go on every answer, the body deadline's included.
+    let mut router = routes(state, with_metrics, with_web_tasklist)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            deadline::whole_body_within(read_deadline, request, next)
+        }))
+        .layer(axum::middleware::map_response(headers::secure));
     if !cors_allowed_origins.is_empty() {
         router = router.layer(cors(cors_allowed_origins));
     }
@@ -150,7 +156,6 @@ fn routes(state: AppState, with_metrics: bool, with_web_tasklist: bool) -> Route
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)
-        .layer(axum::middleware::map_response(headers::secure))
 }
 
 /// Errors as clients see them: a status and a JSON body, never internal details.
@@ -164,6 +169,10 @@ pub enum ApiError {
     /// The resource's state does not allow it now (409).
     Conflict(String),
     MethodNotAllowed,
+    /// The request's body did not arrive within the read deadline (408).
+    RequestTimeout,
+    /// The request's body is over the limit (413).
+    PayloadTooLarge,
     /// This deployment does not offer it (501).
     NotImplemented,
     /// A dependency failed; the cause is logged, not shown.
@@ -206,6 +215,16 @@ impl IntoResponse for ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this resource does not answer this method".into(),
+            ),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request's body did not arrive in time".into(),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is too large".into(),
             ),
             ApiError::NotImplemented => (
                 StatusCode::NOT_IMPLEMENTED,
