@@ -114,12 +114,7 @@ pub async fn serve_api(
     info!(max_connections, "serving HTTP");
     tasks.spawn(serve(
         listener,
-        router(
-            state,
-            &api.http.cors_allowed_origins,
-            (admin_address.is_none(), api.http.web_tasklist),
-            read_deadline,
-        ),
+        router(state, &api.http, admin_address.is_none()),
         (max_connections, read_deadline),
         shutdown,
     ));

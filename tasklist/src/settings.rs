@@ -87,6 +87,12 @@ pub struct HttpConfig {
     /// A separate address for `/metrics` and the health endpoints (an admin port reachable
     /// only from inside the cluster); when set, `listen` no longer serves `/metrics`.
     pub admin_listen: Option<String>,
+    /// The host names clients reach this service by (`Host`), e.g. `["tasks.example.com"]`, or
+    /// comma-separated in the environment; others are answered 421, and state-changing
+    /// requests from pages of other origins 403. Empty: any name, except with the development
+    /// sign-in, which answers only `localhost`, `127.0.0.1` and `::1` (DNS rebinding).
+    #[serde(deserialize_with = "taskpool_service::config::list")]
+    pub allowed_hosts: Vec<String>,
     /// A client must send its request's head, and then its body, within this many seconds
     /// each; a slower one is cut off (the head: disconnected; the body: 408).
     pub read_deadline_secs: u64,
@@ -144,6 +150,7 @@ impl Default for HttpConfig {
             cors_allowed_origins: Vec::new(),
             max_connections: None,
             admin_listen: None,
+            allowed_hosts: Vec::new(),
             read_deadline_secs: 10,
             web_tasklist: true,
         }

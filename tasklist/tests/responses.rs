@@ -168,7 +168,7 @@ async fn a_slow_head_and_a_slow_body_are_cut_off_at_the_read_deadline() {
     // Half a request head, then nothing: disconnected once the deadline has passed.
     let started = Instant::now();
     let mut head = TcpStream::connect(&address).await.unwrap();
-    head.write_all(b"GET /api/tasks HTTP/1.1\r\nHost: a\r\n")
+    head.write_all(b"GET /api/tasks HTTP/1.1\r\nHost: localhost\r\n")
         .await
         .unwrap();
     let answer = answer_within(&mut head, Duration::from_secs(20)).await;
@@ -183,7 +183,7 @@ async fn a_slow_head_and_a_slow_body_are_cut_off_at_the_read_deadline() {
     let started = Instant::now();
     let mut body = TcpStream::connect(&address).await.unwrap();
     body.write_all(
-        b"POST /api/tasks/t1/claim HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+        b"POST /api/tasks/t1/claim HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
           Content-Length: 100000\r\n\r\n{",
     )
     .await
@@ -218,6 +218,61 @@ async fn a_slow_head_and_a_slow_body_are_cut_off_at_the_read_deadline() {
         started.elapsed()
     );
     trickle.abort();
+    trigger.trigger();
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// A request written as it is (`Connection: close`), and the whole answer.
+async fn raw(address: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    answer_within(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("an answer")
+}
+
+/// DNS rebinding: with the development sign-in on, only this machine's names are answered.
+#[tokio::test]
+async fn another_host_name_or_a_foreign_page_is_refused_by_the_development_sign_in() {
+    let (address, trigger, tasks) = served(10).await;
+    let port = address.rsplit_once(':').unwrap().1;
+    let users = |host: &str| {
+        format!("GET /api/dev/users HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+    let rebound = raw(&address, &users(&format!("attacker.example:{port}"))).await;
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(
+        rebound.contains(r#""error":"misdirected_request""#),
+        "{rebound}"
+    );
+    assert!(!rebound.contains("token"), "{rebound}");
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let answer = raw(&address, &users(&host)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    // Probes and scrapers call health by service names.
+    let health = raw(
+        &address,
+        "GET /health/live HTTP/1.1\r\nHost: tasklist-api:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // A page of another origin cannot post an action (the browser would send its cookies or
+    // let it read the answer); the tasklist's own page can.
+    let post = |origin: &str| {
+        format!(
+            "POST /api/tasks/t1/claim HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: {origin}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let foreign = raw(&address, &post("https://attacker.example")).await;
+    assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
+    let own = raw(&address, &post(&format!("http://localhost:{port}"))).await;
+    assert!(
+        own.starts_with("HTTP/1.1 401"),
+        "no token, but not refused as foreign: {own}"
+    );
     trigger.trigger();
     tasks.close();
     tasks.wait().await;

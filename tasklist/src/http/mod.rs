@@ -5,6 +5,7 @@ mod connections;
 mod data_entries;
 mod deadline;
 mod headers;
+mod hosts;
 mod stream;
 mod tasks;
 mod web;
@@ -29,7 +30,7 @@ use crate::identity::dev::DevSignIn;
 use crate::identity::{Authenticator, Caller, Unauthenticated};
 use crate::metrics::Metrics;
 use crate::query::InvalidQuery;
-use crate::settings::StreamConfig;
+use crate::settings::{HttpConfig, StreamConfig};
 use crate::stream::Hub;
 use crate::view::{SharedView, ViewError};
 
@@ -94,22 +95,28 @@ fn cors(allowed_origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The public routes; `/metrics` among them unless it has an admin port of its own, and the
-/// web tasklist when asked for. Request bodies must arrive within `read_deadline`.
-pub fn router(
-    state: AppState,
-    cors_allowed_origins: &[String],
-    (with_metrics, with_web_tasklist): (bool, bool),
-    read_deadline: Duration,
-) -> Router {
-    // Outermost: the headers go on every answer, the body deadline's included.
-    let mut router = routes(state, with_metrics, with_web_tasklist)
+/// The public routes as `http` configures them: `/metrics` among them unless it has an admin
+/// port of its own, the web tasklist when asked for, request bodies within the read deadline,
+/// and only the allowed host names (this machine's by default where the development sign-in
+/// is on).
+pub fn router(state: AppState, http: &HttpConfig, with_metrics: bool) -> Router {
+    let read_deadline = Duration::from_secs(http.read_deadline_secs);
+    let policy = hosts::HostPolicy::new(
+        &http.allowed_hosts,
+        state.dev_sign_in.is_some(),
+        &http.cors_allowed_origins,
+    );
+    // Outermost: the headers go on every answer, the host check's and the deadline's too.
+    let mut router = routes(state, with_metrics, http.web_tasklist)
         .layer(axum::middleware::from_fn(move |request, next| {
             deadline::whole_body_within(read_deadline, request, next)
         }))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            hosts::check(policy.clone(), request, next)
+        }))
         .layer(axum::middleware::map_response(headers::secure));
-    if !cors_allowed_origins.is_empty() {
-        router = router.layer(cors(cors_allowed_origins));
+    if !http.cors_allowed_origins.is_empty() {
+        router = router.layer(cors(&http.cors_allowed_origins));
     }
     router
 }
@@ -169,6 +176,8 @@ pub enum ApiError {
     /// The resource's state does not allow it now (409).
     Conflict(String),
     MethodNotAllowed,
+    /// The request names a host this service does not answer for (421).
+    MisdirectedRequest,
     /// The request's body did not arrive within the read deadline (408).
     RequestTimeout,
     /// The request's body is over the limit (413).
@@ -215,6 +224,11 @@ impl IntoResponse for ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this resource does not answer this method".into(),
+            ),
+            ApiError::MisdirectedRequest => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                "this service does not answer for this host name".into(),
             ),
             ApiError::RequestTimeout => (
                 StatusCode::REQUEST_TIMEOUT,
