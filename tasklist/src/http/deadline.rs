@@ -6,18 +6,35 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::LengthLimitError;
 
 use super::ApiError;
 
-/// The most a request body may weigh (actions carry small JSON; axum's default for bodies).
+/// The most a request body may weigh (axum's default for extracted bodies): an action's own
+/// fields have tighter limits of their own, refused with a message saying which.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// Reads the whole body within `deadline` (408 after it, 413 beyond [`MAX_BODY_BYTES`]), then
-/// hands the request on with it.
+/// Reads the whole body of a request that may carry one within `deadline` (408 after it, 413
+/// beyond [`MAX_BODY_BYTES`], at once when its declared length is), then hands the request on
+/// with it.
 pub async fn whole_body_within(deadline: Duration, request: Request, next: Next) -> Response {
+    // Only actions (POST) carry bodies; the others are handed on untouched.
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, MAX_BODY_BYTES)).await;
     match read {

@@ -57,6 +57,9 @@ fn as_json_error(response: Response) -> Response {
             "this resource does not answer this method",
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON"),
+        StatusCode::LENGTH_REQUIRED => ("length_required", "say how long the body is"),
+        StatusCode::UNPROCESSABLE_ENTITY => ("unprocessable", "the request cannot be processed"),
+        StatusCode::TOO_MANY_REQUESTS => ("too_many_requests", "too many requests; try later"),
         StatusCode::SERVICE_UNAVAILABLE => (
             "unavailable",
             "the service is temporarily unavailable; try again",

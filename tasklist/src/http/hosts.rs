@@ -51,11 +51,13 @@ impl HostPolicy {
             .is_none_or(|hosts| hosts.contains(&name))
     }
 
-    fn allows_origin(&self, origin: &str) -> bool {
+    /// A page of this service itself (its origin names the host and port the request was
+    /// sent to), or of an origin allowed to call across (CORS). `null` is neither.
+    fn allows_origin(&self, origin: &str, host: &str) -> bool {
         self.origins.iter().any(|allowed| allowed == origin)
             || origin
                 .split_once("://")
-                .is_some_and(|(_, authority)| self.allows_host(authority))
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
     }
 }
 
@@ -94,7 +96,7 @@ pub async fn check(policy: HostPolicy, request: Request, next: Next) -> Response
         .headers()
         .get(header::ORIGIN)
         .and_then(|value| value.to_str().ok());
-    if changes_state && origin.is_some_and(|origin| !policy.allows_origin(origin)) {
+    if changes_state && origin.is_some_and(|origin| !policy.allows_origin(origin, host)) {
         return ApiError::Forbidden("requests from pages of other origins are refused".into())
             .into_response();
     }
@@ -122,11 +124,19 @@ mod tests {
     }
 
     #[test]
-    fn origins_are_allowed_hosts_or_cors_origins() {
-        let policy = HostPolicy::new(&[], true, &["https://tasks.example.com".into()]);
-        assert!(policy.allows_origin("http://localhost:8080"));
-        assert!(policy.allows_origin("https://tasks.example.com"));
-        assert!(!policy.allows_origin("https://attacker.example"));
-        assert!(!policy.allows_origin("null"));
+    fn origins_are_the_service_itself_or_cors_origins() {
+        let cors = ["https://tasks.example.com".to_string()];
+        // Whether hosts are restricted or not, the origin must be the request's own.
+        for policy in [
+            HostPolicy::new(&[], true, &cors),
+            HostPolicy::new(&[], false, &cors),
+        ] {
+            let host = "localhost:8080";
+            assert!(policy.allows_origin("http://localhost:8080", host));
+            assert!(policy.allows_origin("https://tasks.example.com", host));
+            assert!(!policy.allows_origin("http://localhost:3000", host));
+            assert!(!policy.allows_origin("https://attacker.example", host));
+            assert!(!policy.allows_origin("null", host));
+        }
     }
 }

@@ -180,7 +180,7 @@ fn respond(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }

@@ -27,7 +27,10 @@ pub fn has_critical_extensions(token: &str) -> bool {
 pub fn issued_in_the_future(claims: &HashMap<String, Value>, now: u64, leeway: u64) -> bool {
     match claims.get("iat") {
         None => false,
-        Some(iat) => iat.as_u64().is_none_or(|iat| iat > now + leeway),
+        // A NumericDate may have a fraction (RFC 7519 §2).
+        Some(iat) => iat
+            .as_f64()
+            .is_none_or(|iat| iat > now.saturating_add(leeway) as f64),
     }
 }
 
@@ -67,6 +70,8 @@ mod tests {
         assert!(!issued_in_the_future(&HashMap::new(), 1_000, 30));
         assert!(!issued_in_the_future(&claims(json!(1_030)), 1_000, 30));
         assert!(issued_in_the_future(&claims(json!(1_031)), 1_000, 30));
+        assert!(!issued_in_the_future(&claims(json!(1_000.5)), 1_000, 30));
+        assert!(issued_in_the_future(&claims(json!(1_030.5)), 1_000, 30));
         assert!(issued_in_the_future(&claims(json!("soon")), 1_000, 30));
     }
 

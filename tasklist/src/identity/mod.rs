@@ -205,13 +205,16 @@ impl Authenticator {
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
                 .ok_or(Unauthenticated::Missing)?;
+            if !claims::well_formed_id(user) {
+                return Err(Unauthenticated::Invalid);
+            }
             let groups = headers
                 .get(GROUPS_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(|v| {
                     v.split(',')
                         .map(str::trim)
-                        .filter(|g| !g.is_empty())
+                        .filter(|g| claims::well_formed_id(g))
                         .map(str::to_string)
                         .collect()
                 })
