@@ -185,9 +185,14 @@ impl Validate for Config {
                 )));
             }
         }
-        if self.kafka.batch_size == 0 || self.stream.buffer == 0 || self.stream.resume_events == 0 {
+        if self.kafka.batch_size == 0
+            || self.stream.buffer == 0
+            || self.stream.resume_events == 0
+            || self.stream.max_per_user == 0
+        {
             return invalid(
-                "kafka.batch_size, stream.buffer and stream.resume_events must be positive",
+                "kafka.batch_size, stream.buffer, stream.resume_events and stream.max_per_user \
+                 must be positive",
             );
         }
         Ok(())

@@ -13,6 +13,7 @@ use tracing::info;
 
 use crate::actions::outcomes::{Delivery, OutcomeSource, Waiters};
 use crate::actions::sink::SharedSink;
+use crate::http::stream_slots::StreamSlots;
 use crate::http::{AppState, admin_router, default_max_connections, router, serve};
 use crate::identity::Authenticator;
 use crate::identity::dev::DevSignIn;
@@ -69,6 +70,7 @@ pub async fn serve_api(
         shutdown.clone(),
     )
     .await?;
+    let stream_slots = StreamSlots::new(api.stream.max_per_user);
     let state = AppState {
         store: api.view,
         hub,
@@ -78,6 +80,7 @@ pub async fn serve_api(
         dev_sign_in: api.dev_sign_in.map(Arc::new),
         actions: api.actions,
         waiters: Waiters::default(),
+        stream_slots,
     };
     if let Some(source) = api.outcomes {
         let delivery = Delivery {

@@ -113,6 +113,8 @@ pub struct StreamConfig {
     pub resume_window_secs: u64,
     /// Events remembered per stream for resuming.
     pub resume_events: usize,
+    /// Streams one user may hold open at once (tabs, devices); more are answered 429.
+    pub max_per_user: usize,
 }
 
 mod defaults {
@@ -164,6 +166,7 @@ impl Default for StreamConfig {
             heartbeat_secs: 15,
             resume_window_secs: 120,
             resume_events: 256,
+            max_per_user: 16,
         }
     }
 }

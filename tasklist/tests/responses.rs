@@ -12,21 +12,30 @@ use taskpool_tasklist::metrics::Metrics;
 use taskpool_tasklist::serve::{Api, serve_api};
 use taskpool_tasklist::settings::{HttpConfig, StreamConfig};
 use taskpool_tasklist::view::EmbeddedView;
-use taskpool_testkit::http::{Reply, get, request_with_body};
+use taskpool_testkit::http::{Reply, StreamClient, get, request_with_body};
+use taskpool_testkit::wait_for;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
 async fn served(read_deadline_secs: u64) -> (String, ShutdownTrigger, TaskTracker) {
-    let sign_in = DevSignIn::new(vec![DevUser {
-        name: "kermit".into(),
+    served_with(read_deadline_secs, StreamConfig::default()).await
+}
+
+async fn served_with(
+    read_deadline_secs: u64,
+    stream: StreamConfig,
+) -> (String, ShutdownTrigger, TaskTracker) {
+    let user = |name: &str| DevUser {
+        name: name.into(),
         groups: vec!["muppets".into()],
-    }]);
+    };
+    let sign_in = DevSignIn::new(vec![user("kermit"), user("piggy")]);
     let api = Api {
         view: Arc::new(EmbeddedView::new()),
         auth: Authenticator::new(&sign_in.identity_config()).unwrap(),
         metrics: Arc::new(Metrics::default()),
-        stream: StreamConfig::default(),
+        stream,
         http: HttpConfig {
             read_deadline_secs,
             ..HttpConfig::default()
@@ -273,6 +282,57 @@ async fn another_host_name_or_a_foreign_page_is_refused_by_the_development_sign_
         own.starts_with("HTTP/1.1 401"),
         "no token, but not refused as foreign: {own}"
     );
+    trigger.trigger();
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// One user's streams beyond the cap are answered 429 at once; another user's stream and the
+/// health endpoint are not affected, and a closed stream gives its slot back.
+#[tokio::test]
+async fn one_user_holds_at_most_the_per_user_cap_of_streams() {
+    let stream = StreamConfig {
+        max_per_user: 2,
+        ..StreamConfig::default()
+    };
+    let (address, trigger, tasks) = served_with(10, stream).await;
+    let users = get(&address, "/api/dev/users", None).await.json();
+    let token = |n: usize| users["users"][n]["token"].as_str().unwrap().to_string();
+    let (kermit, piggy) = (token(0), token(1));
+    let path = "/api/tasks/stream";
+    let mut first = StreamClient::open(&address, path, &kermit, None).await;
+    let mut second = StreamClient::open(&address, path, &kermit, None).await;
+    for client in [&mut first, &mut second] {
+        let marker = tokio::time::timeout(Duration::from_secs(20), client.next()).await;
+        assert!(matches!(marker, Ok(Some(_))), "kermit's stream serves");
+    }
+    let third = tokio::time::timeout(Duration::from_secs(20), get(&address, path, Some(&kermit)))
+        .await
+        .expect("the third stream is answered at once, not served");
+    assert_eq!(third.status, 429, "{}", third.body);
+    assert_eq!(header(&third, "retry-after"), Some("10"));
+    assert_eq!(third.json()["error"], "too_many_requests");
+    let mut others = StreamClient::open(&address, path, &piggy, None).await;
+    let marker = tokio::time::timeout(Duration::from_secs(20), others.next()).await;
+    assert!(matches!(marker, Ok(Some(_))), "piggy's stream serves");
+    assert_eq!(get(&address, "/health/live", None).await.status, 200);
+    drop(first);
+    wait_for(
+        "kermit's closed stream to give its slot back",
+        Duration::from_secs(20),
+        || {
+            let (address, kermit) = (address.clone(), kermit.clone());
+            async move {
+                let mut again = StreamClient::open(&address, path, &kermit, None).await;
+                if again.status != 200 {
+                    return None;
+                }
+                let marker = tokio::time::timeout(Duration::from_secs(5), again.next()).await;
+                matches!(marker, Ok(Some(_))).then_some(())
+            }
+        },
+    )
+    .await;
     trigger.trigger();
     tasks.close();
     tasks.wait().await;

@@ -7,6 +7,7 @@ mod deadline;
 mod headers;
 mod hosts;
 mod stream;
+pub mod stream_slots;
 mod tasks;
 mod web;
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub actions: Option<SharedSink>,
     /// Requests waiting for an action's outcome.
     pub waiters: Waiters,
+    /// Each user's open streams, under the per-user cap.
+    pub stream_slots: stream_slots::StreamSlots,
 }
 
 impl AppState {
@@ -176,6 +179,8 @@ pub enum ApiError {
     /// The resource's state does not allow it now (409).
     Conflict(String),
     MethodNotAllowed,
+    /// The caller holds as many streams as one user may (429, retried later).
+    TooManyStreams,
     /// The request names a host this service does not answer for (421).
     MisdirectedRequest,
     /// The request's body did not arrive within the read deadline (408).
@@ -225,6 +230,18 @@ impl IntoResponse for ApiError {
                 "method_not_allowed",
                 "this resource does not answer this method".into(),
             ),
+            ApiError::TooManyStreams => {
+                let body = json!({
+                    "error": "too_many_requests",
+                    "message": "you hold as many streams as one user may; close one first",
+                });
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, "10")],
+                    Json(body),
+                )
+                    .into_response();
+            }
             ApiError::MisdirectedRequest => (
                 StatusCode::MISDIRECTED_REQUEST,
                 "misdirected_request",

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 use serde_json::json;
 
+use super::stream_slots::StreamSlot;
 use super::{ApiError, AppState, parse_params};
 use crate::metrics::resync;
 use crate::query::parse_task_query;
@@ -82,16 +83,19 @@ fn parse_event_id(value: &str) -> Option<(SessionId, u64)> {
     Some((session.parse().ok()?, seq.parse().ok()?))
 }
 
-/// Tells the hub when a connection's body is dropped (the client went away).
+/// Tells the hub when a connection's body is dropped (the client went away), and gives the
+/// user's stream slot back.
 struct DetachOnDrop {
     hub: Hub,
     session: SessionId,
     attachment: u64,
+    _slot: StreamSlot,
 }
 
 impl DetachOnDrop {
-    fn new(hub: &Hub, registration: &Registration) -> DetachOnDrop {
+    fn new(hub: &Hub, registration: &Registration, slot: StreamSlot) -> DetachOnDrop {
         DetachOnDrop {
+            _slot: slot,
             hub: hub.clone(),
             session: registration.session,
             attachment: registration.attachment,
@@ -111,6 +115,10 @@ pub async fn stream(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let caller = state.caller(&headers).await?;
+    let slot = state
+        .stream_slots
+        .take(&caller.user)
+        .ok_or(ApiError::TooManyStreams)?;
     let params = parse_params(raw.as_deref())?;
     if params.contains_key("cursor") || params.contains_key("limit") {
         return Err(ApiError::BadRequest(
@@ -125,7 +133,7 @@ pub async fn stream(
         match parse_event_id(last) {
             Some((session, seq)) => match state.hub.resume(session, seq, &caller).await {
                 Ok(registration) => {
-                    let guard = DetachOnDrop::new(&state.hub, &registration);
+                    let guard = DetachOnDrop::new(&state.hub, &registration, slot);
                     return Ok(respond(format, Vec::new(), registration, guard, &state));
                 }
                 Err(refused) => preamble.push(format.resync(&refused.to_string())),
@@ -141,7 +149,7 @@ pub async fn stream(
         .await
         .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
     // From here on, a client that goes away (even mid-snapshot) detaches its session.
-    let guard = DetachOnDrop::new(&state.hub, &registration);
+    let guard = DetachOnDrop::new(&state.hub, &registration, slot);
     let snapshot = match state.store.all_tasks(&query, &caller.principals()).await {
         Ok(snapshot) => snapshot,
         Err(error) => {
