@@ -19,11 +19,15 @@ use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
 async fn served(read_deadline_secs: u64) -> (String, ShutdownTrigger, TaskTracker) {
-    served_with(read_deadline_secs, StreamConfig::default()).await
+    let http = HttpConfig {
+        read_deadline_secs,
+        ..HttpConfig::default()
+    };
+    served_with(http, StreamConfig::default()).await
 }
 
 async fn served_with(
-    read_deadline_secs: u64,
+    http: HttpConfig,
     stream: StreamConfig,
 ) -> (String, ShutdownTrigger, TaskTracker) {
     let user = |name: &str| DevUser {
@@ -36,10 +40,7 @@ async fn served_with(
         auth: Authenticator::new(&sign_in.identity_config()).unwrap(),
         metrics: Arc::new(Metrics::default()),
         stream,
-        http: HttpConfig {
-            read_deadline_secs,
-            ..HttpConfig::default()
-        },
+        http,
         dev_sign_in: Some(sign_in),
         actions: None,
         outcomes: None,
@@ -295,7 +296,7 @@ async fn one_user_holds_at_most_the_per_user_cap_of_streams() {
         max_per_user: 2,
         ..StreamConfig::default()
     };
-    let (address, trigger, tasks) = served_with(10, stream).await;
+    let (address, trigger, tasks) = served_with(HttpConfig::default(), stream).await;
     let users = get(&address, "/api/dev/users", None).await.json();
     let token = |n: usize| users["users"][n]["token"].as_str().unwrap().to_string();
     let (kermit, piggy) = (token(0), token(1));
@@ -333,6 +334,44 @@ async fn one_user_holds_at_most_the_per_user_cap_of_streams() {
         },
     )
     .await;
+    trigger.trigger();
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// At the connection cap, further connections are answered 503 at once, but a liveness probe
+/// still hears that the process lives: an orchestrator must not restart a busy service.
+#[tokio::test]
+async fn at_the_connection_cap_liveness_still_answers() {
+    let http = HttpConfig {
+        max_connections: Some(2),
+        ..HttpConfig::default()
+    };
+    let (address, trigger, tasks) = served_with(http, StreamConfig::default()).await;
+    let users = get(&address, "/api/dev/users", None).await.json();
+    let token = |n: usize| users["users"][n]["token"].as_str().unwrap().to_string();
+    let path = "/api/tasks/stream";
+    let mut held = Vec::new();
+    for n in [0, 1] {
+        let mut client = StreamClient::open(&address, path, &token(n), None).await;
+        let marker = tokio::time::timeout(Duration::from_secs(20), client.next()).await;
+        assert!(matches!(marker, Ok(Some(_))), "stream {n} serves");
+        held.push(client);
+    }
+    let busy = raw(
+        &address,
+        "GET /api/tasks HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    let live = raw(
+        &address,
+        "GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    assert!(live.ends_with(r#"{"status":"live"}"#), "{live}");
+    drop(held);
     trigger.trigger();
     tasks.close();
     tasks.wait().await;

@@ -27,6 +27,12 @@ const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: applicat
 Retry-After: 5\r\nConnection: close\r\nContent-Length: 87\r\n\r\n\
 {\"error\":\"unavailable\",\"message\":\"too many connections; try again or another instance\"}";
 
+/// What `/health/live` is told beyond the cap: the process lives (an orchestrator must not
+/// restart a service for being busy), though it takes no more connections.
+const LIVE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+Cache-Control: no-store\r\nConnection: close\r\nContent-Length: 17\r\n\r\n\
+{\"status\":\"live\"}";
+
 /// Serves `router` on at most `max_connections` connections at once (more are answered 503,
 /// so a crowd of clients costs neither memory nor file descriptors beyond the cap) until
 /// shutdown is requested, then lets every open connection finish its response (streams end
@@ -82,12 +88,22 @@ pub async fn serve(
 /// answer is not lost to a reset, then closes.
 async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
     let mut request = [0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut request)).await;
+    let read = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut request)).await;
+    let received = match read {
+        Ok(Ok(length)) => &request[..length],
+        _ => &[],
+    };
+    let answer = if asks_liveness(received) { LIVE } else { FULL };
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(FULL).await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await
     })
     .await;
+}
+
+/// Whether a request's first bytes ask `GET /health/live` (a liveness probe).
+fn asks_liveness(received: &[u8]) -> bool {
+    received.starts_with(b"GET /health/live ") || received.starts_with(b"GET /health/live?")
 }
 
 async fn connection(
