@@ -29,13 +29,22 @@ async fn read_everything(
         if Instant::now() >= give_up {
             let missing = expected.difference(&reader.event_ids()).count();
             let published = world.stored_tracking_xid().await;
+            // Lost, or only not read? A fresh consumer reads the topic from its start.
+            let mut fresh = KafkaReader::new(&world.bootstrap, &[world.tasks_topic()]).await;
+            let second_look = Instant::now() + Duration::from_secs(30);
+            while !expect_all(&fresh, &expected) && Instant::now() < second_look {
+                tokio::task::block_in_place(|| fresh.poll_for(Duration::from_millis(500)));
+            }
+            let in_topic = expected.intersection(&fresh.event_ids()).count();
             let log = relay_log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             panic!(
                 "not every event arrived {what}: {missing} of {} missing, {} messages read, \
-                 relay's stored position {published}; the relay's log ends:\n{}",
+                 relay's stored position {published}; a fresh reader finds {in_topic} of the \
+                 {} in the topic; the relay's log ends:\n{}",
                 expected.len(),
                 reader.received.len(),
+                expected.len(),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
