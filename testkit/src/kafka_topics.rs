@@ -55,6 +55,8 @@ pub fn reader_from_beginning(
     let consumer: BaseConsumer = client(bootstrap, properties)
         .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
+        // Reset, if ever, to the start: the default (the end) would skip what was not read.
+        .set("auto.offset.reset", "earliest")
         .create()
         .expect("Kafka consumer");
     let mut assignment = TopicPartitionList::new();

@@ -61,6 +61,10 @@ impl KafkaReader {
             .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
+            // A reader of whole topics: if librdkafka ever has to reset its position (an offset
+            // it cannot validate after a broker came back), back to the start, never to the end
+            // (the default, which would skip what it had not read yet).
+            .set("auto.offset.reset", "earliest")
             .create()
             .expect("Kafka consumer");
         let mut assignment = TopicPartitionList::new();
