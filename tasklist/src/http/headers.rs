@@ -4,8 +4,10 @@
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use super::ApiError;
 
 /// API responses run no scripts and load nothing; the web page's own policy (set by its
 /// route) is kept.
@@ -45,33 +47,44 @@ fn is_json(response: &Response) -> bool {
 }
 
 /// The same status and headers (`Retry-After`, `Allow`, ...), the body replaced by the JSON
-/// every other error has; what the framework wrote is not shown.
+/// every other error has (the API's own where it has that error); what the framework wrote is
+/// not shown.
 fn as_json_error(response: Response) -> Response {
     let (mut parts, _) = response.into_parts();
-    let (code, message) = match parts.status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is too large"),
-        StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
-        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "this resource does not answer this method",
-        ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON"),
-        StatusCode::LENGTH_REQUIRED => ("length_required", "say how long the body is"),
-        StatusCode::UNPROCESSABLE_ENTITY => ("unprocessable", "the request cannot be processed"),
-        StatusCode::TOO_MANY_REQUESTS => ("too_many_requests", "too many requests; try later"),
-        StatusCode::SERVICE_UNAVAILABLE => (
-            "unavailable",
-            "the service is temporarily unavailable; try again",
-        ),
-        status if status.is_client_error() => ("bad_request", "the request was refused"),
-        _ => ("internal", "the request failed"),
+    let known = match parts.status {
+        StatusCode::PAYLOAD_TOO_LARGE => Some(ApiError::PayloadTooLarge),
+        StatusCode::BAD_REQUEST => Some(ApiError::BadRequest("the request is malformed".into())),
+        StatusCode::NOT_FOUND => Some(ApiError::NotFound),
+        StatusCode::METHOD_NOT_ALLOWED => Some(ApiError::MethodNotAllowed),
+        StatusCode::REQUEST_TIMEOUT => Some(ApiError::RequestTimeout),
+        _ => None,
     };
-    let body = json!({ "error": code, "message": message }).to_string();
+    let body = match known {
+        Some(error) => error.into_response().into_body(),
+        None => {
+            let (code, message) = match parts.status {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON"),
+                StatusCode::LENGTH_REQUIRED => ("length_required", "say how long the body is"),
+                StatusCode::UNPROCESSABLE_ENTITY => {
+                    ("unprocessable", "the request cannot be processed")
+                }
+                StatusCode::TOO_MANY_REQUESTS => {
+                    ("too_many_requests", "too many requests; try later")
+                }
+                StatusCode::SERVICE_UNAVAILABLE => (
+                    "unavailable",
+                    "the service is temporarily unavailable; try again",
+                ),
+                status if status.is_client_error() => ("bad_request", "the request was refused"),
+                _ => ("internal", "the request failed"),
+            };
+            Body::from(json!({ "error": code, "message": message }).to_string())
+        }
+    };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Response::from_parts(parts, Body::from(body))
+    Response::from_parts(parts, body)
 }
