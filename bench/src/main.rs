@@ -68,7 +68,8 @@ benchmarks:
                   installed, alternating rounds, and engine commit to tasklist stream through
                   the capture, relay, broker and tasklist-api at a steady rate
                   options: --rounds N (16 each way) --iterations N (30 per round)
-                  --rate N (50 processes per second) --seconds N (20)";
+                  --settle N (40 untimed after each switch) --rate N (50 processes per
+                  second) --seconds N (20)";
 
 /// `--name value` options after the benchmark name.
 #[derive(Debug, Default)]
