@@ -6,9 +6,10 @@ use sqlx::Pool;
 use taskpool_collector::Collector;
 use taskpool_core::AggregateType;
 use taskpool_core::store::Connection;
-use taskpool_schemas::{CommandOutcome, OutcomeResult, TaskCommand};
+use taskpool_schemas::{CommandOutcome, OutcomeResult, TaskCommand, Timestamp};
 
 use crate::EngineError;
+use crate::retention::Retention;
 use crate::store::{CommandStore, Decision};
 
 /// Why a handler did not apply a command.
@@ -45,17 +46,28 @@ pub trait CommandHandler<S: CommandStore>: Send + Sync {
 }
 
 /// Applies `command` unless it was decided before; either way returns its outcome. Safe to
-/// call again with the same command, also concurrently: it is decided once.
+/// call again with the same command, also concurrently: it is decided once. A command older
+/// than `retention` accepts is refused (its record may have been pruned), unless its
+/// decision is still on record.
 pub async fn apply_once<S, H>(
     pool: &Pool<S::Db>,
     handler: &H,
     command: &TaskCommand,
+    retention: Retention,
 ) -> Result<CommandOutcome, EngineError>
 where
     S: CommandStore,
     H: CommandHandler<S>,
 {
     let command_id = command.command_id.to_string();
+    if retention.expired(command, Timestamp::now()) {
+        let decision = S::decided(pool, &command_id).await?.unwrap_or(Decision {
+            result: OutcomeResult::Rejected,
+            reason: Some(retention.expired_reason()),
+            task_version: None,
+        });
+        return Ok(outcome(command, decision));
+    }
     let mut tx = S::begin(pool).await?;
     if !S::take(&mut tx, &command_id, &command.task_id).await? {
         drop(tx);

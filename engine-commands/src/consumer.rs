@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::EngineError;
 use crate::apply::{CommandHandler, apply_once};
+use crate::retention::{Retention, prune_periodically};
 use crate::store::{CommandStore, DeadLetter};
 
 /// Where the commands come from and the outcomes go.
@@ -36,6 +37,8 @@ pub struct ConsumerConfig {
     pub group_id: String,
     pub consumer: Overrides,
     pub producer: Overrides,
+    /// How long decisions are kept (and how old a command may be to be applied).
+    pub retention: Retention,
 }
 
 impl ConsumerConfig {
@@ -49,6 +52,7 @@ impl ConsumerConfig {
             group_id: format!("{topic_prefix}.{application}.commands"),
             consumer: Overrides::default(),
             producer: Overrides::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -92,6 +96,7 @@ pub trait Applier: Send + Sync {
 pub struct InTransaction<S: CommandStore, H> {
     pool: Pool<S::Db>,
     handler: H,
+    retention: Retention,
 }
 
 impl<S: CommandStore, H> std::fmt::Debug for InTransaction<S, H> {
@@ -102,7 +107,7 @@ impl<S: CommandStore, H> std::fmt::Debug for InTransaction<S, H> {
 
 impl<S: CommandStore, H: CommandHandler<S>> Applier for InTransaction<S, H> {
     async fn apply(&self, command: &TaskCommand) -> Result<CommandOutcome, EngineError> {
-        apply_once::<S, H>(&self.pool, &self.handler, command).await
+        apply_once::<S, H>(&self.pool, &self.handler, command, self.retention).await
     }
 }
 
@@ -121,13 +126,32 @@ where
     let applier = InTransaction::<S, H> {
         pool: pool.clone(),
         handler,
+        retention: config.retention,
     };
     run_with::<S, _>(config, pool, applier, shutdown).await
 }
 
 /// Consumes commands until shutdown, deciding them with `applier`; undecodable ones are kept
-/// in `pool`'s dead letters. Returns early only when a Kafka client cannot be created.
+/// in `pool`'s dead letters. Meanwhile deletes what is past the retention. Returns early only
+/// when a Kafka client cannot be created.
 pub async fn run_with<S, A>(
+    config: ConsumerConfig,
+    pool: Pool<S::Db>,
+    applier: A,
+    shutdown: Shutdown,
+) -> Result<(), KafkaError>
+where
+    S: CommandStore,
+    A: Applier,
+{
+    let pruning = prune_periodically::<S>(pool.clone(), config.retention, shutdown.clone());
+    tokio::select! {
+        consumed = consume::<S, A>(config, pool, applier, shutdown) => consumed,
+        () = pruning => Ok(()),
+    }
+}
+
+async fn consume<S, A>(
     config: ConsumerConfig,
     pool: Pool<S::Db>,
     applier: A,

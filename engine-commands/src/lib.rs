@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`store`]: the processed-command and dead-letter tables on PostgreSQL or SQLite.
 //! - [`apply`]: one command, once, in one transaction.
+//! - [`retention`]: how long decisions are kept, and commands too old to apply.
 //! - [`consumer`] (feature `kafka`): the Kafka side: commands in, outcomes out.
 //! - [`rest`] (feature `kafka`): the same for an engine reached through its REST API (Camunda 7
 //!   / Operaton).
@@ -20,9 +21,11 @@ pub mod apply;
 pub mod consumer;
 #[cfg(feature = "kafka")]
 pub mod rest;
+pub mod retention;
 pub mod store;
 
 pub use apply::{CommandHandler, Refusal, apply_once};
+pub use retention::Retention;
 pub use store::CommandStore;
 
 /// Why a command could not be decided now (it is tried again; nothing is lost).

@@ -9,6 +9,7 @@ use taskpool_core::{PgStore, SqliteStore, Store};
 use taskpool_schemas::OutcomeResult;
 
 use crate::EngineError;
+use crate::retention::Pruned;
 
 /// Where this crate records its applied migrations, apart from the outbox's and the engine's.
 pub const MIGRATIONS_TABLE: &str = "taskpool_command_migrations";
@@ -70,7 +71,35 @@ pub trait CommandStore: Store {
         pool: &Pool<Self::Db>,
         letter: &DeadLetter<'_>,
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// Deletes decided commands and dead letters older than `seconds` (a command still
+    /// `pending` stays: it may be on its way to the engine).
+    fn prune(
+        pool: &Pool<Self::Db>,
+        seconds: i64,
+    ) -> impl Future<Output = sqlx::Result<Pruned>> + Send;
 }
+
+/// The statements that delete what is older than `$1` seconds, in each database's own time.
+struct PruneSql {
+    commands: &'static str,
+    dead_letters: &'static str,
+}
+
+const PRUNE_POSTGRES: PruneSql = PruneSql {
+    commands: "DELETE FROM taskpool_processed_commands WHERE result <> 'pending' \
+               AND processed_at < clock_timestamp() - $1 * INTERVAL '1 second'",
+    dead_letters: "DELETE FROM taskpool_command_dead_letters \
+                   WHERE received_at < clock_timestamp() - $1 * INTERVAL '1 second'",
+};
+
+// The tables' times are text in one ISO format, so they compare as text.
+const PRUNE_SQLITE: PruneSql = PruneSql {
+    commands: "DELETE FROM taskpool_processed_commands WHERE result <> 'pending' \
+               AND processed_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || $1 || ' seconds')",
+    dead_letters: "DELETE FROM taskpool_command_dead_letters \
+                   WHERE received_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || $1 || ' seconds')",
+};
 
 const TAKE: &str = "INSERT INTO taskpool_processed_commands (command_id, task_id, result) \
                     VALUES ($1, $2, 'pending') ON CONFLICT (command_id) DO NOTHING";
@@ -91,7 +120,7 @@ fn result_of(text: &str) -> Option<OutcomeResult> {
 }
 
 macro_rules! command_store {
-    ($store:ty, $db:ty, $folder:literal, $begin:expr) => {
+    ($store:ty, $db:ty, $folder:literal, $begin:expr, $prune:expr) => {
         impl CommandStore for $store {
             async fn migrate_all(pool: &Pool<$db>) -> Result<(), EngineError> {
                 <$store as Store>::migrate(pool).await?;
@@ -166,6 +195,22 @@ macro_rules! command_store {
                     .await?;
                 Ok(())
             }
+
+            async fn prune(pool: &Pool<$db>, seconds: i64) -> sqlx::Result<Pruned> {
+                let sql: PruneSql = $prune;
+                let commands = sqlx::query(sql.commands)
+                    .bind(seconds)
+                    .execute(pool)
+                    .await?;
+                let dead_letters = sqlx::query(sql.dead_letters)
+                    .bind(seconds)
+                    .execute(pool)
+                    .await?;
+                Ok(Pruned {
+                    commands: commands.rows_affected(),
+                    dead_letters: dead_letters.rows_affected(),
+                })
+            }
         }
     };
 }
@@ -178,5 +223,5 @@ async fn begin_immediate(pool: &Pool<Sqlite>) -> sqlx::Result<Transaction<'stati
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-command_store!(PgStore, Postgres, "postgres", begin_plain);
-command_store!(SqliteStore, Sqlite, "sqlite", begin_immediate);
+command_store!(PgStore, Postgres, "postgres", begin_plain, PRUNE_POSTGRES);
+command_store!(SqliteStore, Sqlite, "sqlite", begin_immediate, PRUNE_SQLITE);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use taskpool_core::PgStore;
+use taskpool_engine_commands::Retention;
 use taskpool_engine_commands::consumer::{self, ConsumerConfig};
 use taskpool_engine_commands::rest::{EngineApi, RestApplier};
 use taskpool_engine_commands::{CommandStore, EngineError};
@@ -43,10 +44,12 @@ impl Actions {
             <PgStore as CommandStore>::migrate_all(pool).await?;
         }
         let engine = EngineApi::new(&actions.endpoint())?;
+        let retention = Retention::keeping(Duration::from_secs(actions.retention_hours * 3600));
         let applier = RestApplier::new(
             pool.clone(),
             engine,
             Duration::from_millis(actions.version_wait_ms),
+            retention,
         );
         let kafka = &config.kafka;
         let mut consumer = ConsumerConfig::new(
@@ -57,6 +60,7 @@ impl Actions {
         consumer.security = kafka.security.clone();
         consumer.consumer = actions.consumer.clone();
         consumer.producer = kafka.producer.clone();
+        consumer.retention = retention;
         if !actions.group_id.is_empty() {
             consumer.group_id = actions.group_id.clone();
         }

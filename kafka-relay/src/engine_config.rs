@@ -64,6 +64,9 @@ pub struct ActionsConfig {
     /// How long an applied command waits for the capture to give the task's new version
     /// (the tasklist's `?wait` then answers once the user's view shows it).
     pub version_wait_ms: u64,
+    /// How long decided commands are remembered (a command older than half of it is refused
+    /// as expired, so none is applied twice after its record is gone).
+    pub retention_hours: u64,
     /// The consumer group; `<topic_prefix>.<application>.commands` when empty.
     pub group_id: String,
     /// librdkafka settings for the command consumer.
@@ -81,6 +84,7 @@ impl Default for ActionsConfig {
             ca_location: None,
             timeout_ms: 10_000,
             version_wait_ms: 5_000,
+            retention_hours: 14 * 24,
             group_id: String::new(),
             consumer: Overrides::default(),
         }

@@ -347,7 +347,12 @@ async fn a_command_resumed_after_a_crash_is_sent_again_only_if_the_engine_lacks_
         timeout: Duration::from_secs(10),
     })
     .unwrap();
-    let applier = RestApplier::new(engine.pool.clone(), api, Duration::ZERO);
+    let applier = RestApplier::new(
+        engine.pool.clone(),
+        api,
+        Duration::ZERO,
+        taskpool_engine_commands::Retention::default(),
+    );
     let claim = |task: &str| TaskCommand {
         command_id: uuid::Uuid::new_v4(),
         action: TaskAction::Claim,

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use sqlx::SqlitePool;
 use taskpool_core::SqliteStore;
+use taskpool_engine_commands::retention::{Retention, prune_periodically};
 use taskpool_engine_commands::{CommandHandler, CommandStore, EngineError, apply_once};
 use taskpool_schemas::{CommandOutcome, TaskCommand};
+use taskpool_service::shutdown::Shutdown;
 use taskpool_tasklist::actions::sink::{CommandSink, SharedSink, SinkError};
 use tokio::sync::mpsc;
 
@@ -24,17 +26,29 @@ impl std::fmt::Debug for ActionRoute {
     }
 }
 
-/// Routes actions to `handler` on `pool` (creating the command tables if needed).
-pub async fn route<H>(pool: SqlitePool, handler: H) -> Result<ActionRoute, EngineError>
+/// Routes actions to `handler` on `pool` (creating the command tables if needed); until
+/// shutdown, decisions older than `retention` are deleted.
+pub async fn route<H>(
+    pool: SqlitePool,
+    handler: H,
+    retention: Retention,
+    shutdown: Shutdown,
+) -> Result<ActionRoute, EngineError>
 where
     H: CommandHandler<SqliteStore> + 'static,
 {
     SqliteStore::migrate_all(&pool).await?;
+    tokio::spawn(prune_periodically::<SqliteStore>(
+        pool.clone(),
+        retention,
+        shutdown,
+    ));
     let (outcomes, feed) = mpsc::unbounded_channel();
     let sink = InProcessSink {
         pool,
         handler: Arc::new(handler),
         outcomes,
+        retention,
     };
     Ok(ActionRoute {
         sink: Arc::new(sink),
@@ -46,6 +60,7 @@ struct InProcessSink<H> {
     pool: SqlitePool,
     handler: Arc<H>,
     outcomes: mpsc::UnboundedSender<CommandOutcome>,
+    retention: Retention,
 }
 
 impl<H> std::fmt::Debug for InProcessSink<H> {
@@ -57,9 +72,10 @@ impl<H> std::fmt::Debug for InProcessSink<H> {
 impl<H: CommandHandler<SqliteStore> + 'static> CommandSink for InProcessSink<H> {
     fn send<'a>(&'a self, command: &'a TaskCommand) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let outcome = apply_once::<SqliteStore, H>(&self.pool, &*self.handler, command)
-                .await
-                .map_err(|error| SinkError::Engine(Box::new(error)))?;
+            let outcome =
+                apply_once::<SqliteStore, H>(&self.pool, &*self.handler, command, self.retention)
+                    .await
+                    .map_err(|error| SinkError::Engine(Box::new(error)))?;
             // The receiver lives as long as the service; after shutdown nobody listens.
             let _ = self.outcomes.send(outcome);
             Ok(())

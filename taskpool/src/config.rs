@@ -28,6 +28,9 @@ pub struct Config {
 pub struct DataConfig {
     /// Where the SQLite database lives (created if missing).
     pub dir: PathBuf,
+    /// How long decided tasklist actions are remembered (an action older than half of it is
+    /// refused as expired, so none is applied twice after its record is gone).
+    pub command_retention_hours: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +66,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             dir: PathBuf::from("taskpool-data"),
+            command_retention_hours: 14 * 24,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -11,6 +12,7 @@ use taskpool::{Options, SignIn, open_database, start};
 use taskpool_core::SqliteStore;
 use taskpool_demo::Demo;
 use taskpool_demo::actions::DemoActions;
+use taskpool_engine_commands::Retention;
 use taskpool_service::{logging, shutdown, startup};
 
 #[derive(Debug, Parser)]
@@ -75,6 +77,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let (trigger, shutdown) = shutdown::channel();
     // Actions go to the demo engine (its own instance of it, under its own rules).
     let actions = match &demo {
         Some(_) => {
@@ -82,9 +85,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .await
                 .context("cannot prepare the demo's tables")?;
             Some(
-                taskpool::actions::route(pool.clone(), DemoActions::new(engine))
-                    .await
-                    .context("cannot prepare the command tables")?,
+                taskpool::actions::route(
+                    pool.clone(),
+                    DemoActions::new(engine),
+                    Retention::keeping(Duration::from_secs(
+                        config.data.command_retention_hours.saturating_mul(3600),
+                    )),
+                    shutdown.clone(),
+                )
+                .await
+                .context("cannot prepare the command tables")?,
             )
         }
         None => None,
@@ -95,7 +105,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         sign_in,
         actions,
     };
-    let (trigger, shutdown) = shutdown::channel();
     let running = start(pool.clone(), options, listener, shutdown.clone()).await?;
     let demo = demo.map(|demo| {
         tracing::info!(rate = config.demo.rate, "demo engine running");

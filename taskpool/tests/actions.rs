@@ -2,6 +2,7 @@
 //! decide; with `?wait`, the answer comes once the caller's view shows the result.
 
 use std::time::Duration;
+use taskpool_engine_commands::Retention;
 
 use taskpool::{Options, SignIn};
 use taskpool_core::SqliteStore;
@@ -27,12 +28,17 @@ async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
     let engine = Demo::<SqliteStore>::prepare(pool.clone(), config.clone())
         .await
         .unwrap();
-    let route = taskpool::actions::route(pool.clone(), DemoActions::new(engine))
-        .await
-        .unwrap();
+    let (trigger, shutdown) = taskpool_service::shutdown::channel();
+    let route = taskpool::actions::route(
+        pool.clone(),
+        DemoActions::new(engine),
+        Retention::default(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let (trigger, shutdown) = taskpool_service::shutdown::channel();
     let options = Options {
         sign_in: SignIn::demo_users(&config.users),
         actions: Some(route),

@@ -6,6 +6,7 @@
 
 use std::process::Stdio;
 use std::time::Duration;
+use taskpool_engine_commands::Retention;
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -175,9 +176,14 @@ async fn a_user_sees_tasks_arrive_and_leave_in_the_web_tasklist() {
     let engine = Demo::<SqliteStore>::prepare(pool.clone(), config.clone())
         .await
         .unwrap();
-    let route = taskpool::actions::route(pool.clone(), DemoActions::new(engine))
-        .await
-        .unwrap();
+    let route = taskpool::actions::route(
+        pool.clone(),
+        DemoActions::new(engine),
+        Retention::default(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
     let options = Options {
         sign_in: SignIn::demo_users(&config.users),
         actions: Some(route),

@@ -10,13 +10,15 @@
 use std::time::{Duration, Instant};
 
 use sqlx::{PgPool, Row};
-use taskpool_schemas::{CommandOutcome, OutcomeResult, TaskAction, TaskCommand};
+use taskpool_core::PgStore;
+use taskpool_schemas::{CommandOutcome, OutcomeResult, TaskAction, TaskCommand, Timestamp};
 
 use super::client::{CallError, EngineApi};
 use super::effect::{self, Resumed};
 use crate::EngineError;
 use crate::consumer::Applier;
-use crate::store::Decision;
+use crate::retention::Retention;
+use crate::store::{CommandStore, Decision};
 
 const TAKE: &str = "INSERT INTO taskpool_processed_commands (command_id, task_id, result) \
                     VALUES ($1, $2, 'pending') ON CONFLICT (command_id) DO NOTHING";
@@ -40,14 +42,21 @@ pub struct RestApplier {
     engine: EngineApi,
     /// How long an applied command waits for the capture to give the task's new version.
     version_wait: Duration,
+    retention: Retention,
 }
 
 impl RestApplier {
-    pub fn new(pool: PgPool, engine: EngineApi, version_wait: Duration) -> RestApplier {
+    pub fn new(
+        pool: PgPool,
+        engine: EngineApi,
+        version_wait: Duration,
+        retention: Retention,
+    ) -> RestApplier {
         RestApplier {
             pool,
             engine,
             version_wait,
+            retention,
         }
     }
 
@@ -120,6 +129,18 @@ impl RestApplier {
 impl Applier for RestApplier {
     async fn apply(&self, command: &TaskCommand) -> Result<CommandOutcome, EngineError> {
         let command_id = command.command_id.to_string();
+        if self.retention.expired(command, Timestamp::now()) {
+            // Its record may be gone: refused, unless its decision is still on record.
+            let decision = PgStore::decided(&self.pool, &command_id)
+                .await?
+                .unwrap_or_else(|| rejected(self.retention.expired_reason()));
+            return Ok(CommandOutcome::of(
+                command,
+                decision.result,
+                decision.reason,
+                decision.task_version,
+            ));
+        }
         // Committed before anything is sent: from here on the command may have reached the engine.
         let fresh = sqlx::query(TAKE)
             .bind(&command_id)

@@ -14,7 +14,7 @@ use taskpool_collector::{Collector, EngineEvent};
 use taskpool_core::store::Connection;
 use taskpool_core::{PgStore, SqliteStore};
 use taskpool_engine_commands::consumer::{self, ConsumerConfig};
-use taskpool_engine_commands::{CommandHandler, CommandStore, Refusal, apply_once};
+use taskpool_engine_commands::{CommandHandler, CommandStore, Refusal, Retention, apply_once};
 use taskpool_schemas::{
     CommandOutcome, OutcomeResult, Payload, TaskAction, TaskCommand, Timestamp, Topics, decode_as,
     encode,
@@ -97,6 +97,8 @@ fn command(action: TaskAction, task_id: &str, user: &str) -> TaskCommand {
 // Each test's database, topics, Kafka clients and running engine.
 mod world;
 use world::*;
+// How long decisions are kept.
+mod retention;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_of_two_claims_wins_and_a_redelivered_command_is_applied_once() {
@@ -275,10 +277,10 @@ async fn on_sqlite_a_command_is_decided_once_and_a_rejection_keeps_none_of_its_e
     };
 
     let claim = command(TaskAction::Claim, "t1", "piggy");
-    let first = apply_once::<SqliteStore, _>(&db.pool, &Recorder, &claim)
+    let first = apply_once::<SqliteStore, _>(&db.pool, &Recorder, &claim, Retention::default())
         .await
         .unwrap();
-    let again = apply_once::<SqliteStore, _>(&db.pool, &Recorder, &claim)
+    let again = apply_once::<SqliteStore, _>(&db.pool, &Recorder, &claim, Retention::default())
         .await
         .unwrap();
     assert_eq!(first.result, OutcomeResult::Applied);
@@ -290,7 +292,7 @@ async fn on_sqlite_a_command_is_decided_once_and_a_rejection_keeps_none_of_its_e
     assert_eq!(outbox_rows().await, 2);
 
     let unclaim = command(TaskAction::Unclaim, "t1", "piggy");
-    let refused = apply_once::<SqliteStore, _>(&db.pool, &Recorder, &unclaim)
+    let refused = apply_once::<SqliteStore, _>(&db.pool, &Recorder, &unclaim, Retention::default())
         .await
         .unwrap();
     assert_eq!(refused.result, OutcomeResult::Rejected);
