@@ -37,10 +37,25 @@ fn failed(error: DemoError) -> Refusal {
     Refusal::Failed(Box::new(error))
 }
 
+/// The demo's form values: a completion's `approved`, when given, is `true` or `false` (a
+/// string "false" must not read as an approval).
+pub fn check_values(command: &TaskCommand) -> Result<(), String> {
+    match command.variables.0.get("approved") {
+        Some(value) if command.action == TaskAction::Complete && !value.is_boolean() => {
+            Err("approved must be true or false".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 // For each store kind apart: the demo's generic futures are Send only once the store is known.
 macro_rules! handler_for {
     ($store:ty) => {
         impl CommandHandler<$store> for DemoActions<$store> {
+            fn check(&self, command: &TaskCommand) -> Result<(), String> {
+                check_values(command)
+            }
+
             async fn handle(
                 &self,
                 conn: &mut Connection<$store>,
@@ -63,6 +78,7 @@ impl<S: DemoDb + CommandStore> DemoActions<S> {
         command: &TaskCommand,
         collector: &mut Collector,
     ) -> Result<(), Refusal> {
+        check_values(command).map_err(Refusal::Rejected)?;
         let mut demo = self.demo.lock().await;
         let Some(mut task) = S::load_task(conn, &command.task_id).await? else {
             return Err(Refusal::rejected("the demo has no such task"));
@@ -138,5 +154,49 @@ impl<S: DemoDb + CommandStore> DemoActions<S> {
             },
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use taskpool_schemas::{Payload, Timestamp};
+
+    fn completing(variables: serde_json::Value) -> TaskCommand {
+        let serde_json::Value::Object(values) = variables else {
+            panic!("an object")
+        };
+        TaskCommand {
+            command_id: uuid::Uuid::new_v4(),
+            action: TaskAction::Complete,
+            task_id: "t".into(),
+            application: "demo".into(),
+            issued_by: "piggy".into(),
+            issued_at: Timestamp::now(),
+            task_version: None,
+            assignee: None,
+            follow_up_date: None,
+            variables: Payload(values),
+        }
+    }
+
+    #[test]
+    fn a_decision_is_true_or_false_and_may_be_left_out() {
+        let refused = Err("approved must be true or false".to_string());
+        assert_eq!(
+            check_values(&completing(json!({"approved": "false"}))),
+            refused
+        );
+        assert_eq!(check_values(&completing(json!({"approved": 0}))), refused);
+        assert_eq!(
+            check_values(&completing(json!({"approved": null}))),
+            refused
+        );
+        assert_eq!(
+            check_values(&completing(json!({"approved": false}))),
+            Ok(())
+        );
+        assert_eq!(check_values(&completing(json!({}))), Ok(()));
     }
 }

@@ -37,6 +37,14 @@ impl From<sqlx::Error> for Refusal {
 /// The engine's side of a command: change its own state on `conn` and record what changed on
 /// `collector` (its events are written in the same transaction).
 pub trait CommandHandler<S: CommandStore>: Send + Sync {
+    /// Whether the command's own values are acceptable (a form's values of the right types),
+    /// without looking at any state: where the engine runs in the tasklist's process, a
+    /// refusal here answers the request with 400 before anything is sent. `handle` refuses such
+    /// a command too (it may arrive without that check).
+    fn check(&self, _command: &TaskCommand) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle<'a>(
         &'a self,
         conn: &'a mut Connection<S>,

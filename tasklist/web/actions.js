@@ -13,13 +13,26 @@ const ACTIONS = {
   assign: ["Hand over", "Handing over…", "Handed over."],
 };
 
-function actionButton(task, name, body) {
+// `choice` ([id suffix, label]) tells two buttons of one action apart (approve, reject).
+function actionButton(task, name, body, choice) {
   const button = document.createElement("button");
   button.type = "button";
-  button.id = `action-${name}`;
-  button.textContent = ACTIONS[name][0];
+  button.id = choice ? `action-${name}-${choice[0]}` : `action-${name}`;
+  button.textContent = choice ? choice[1] : ACTIONS[name][0];
   button.addEventListener("click", () => act(task.id, name, button, body ? body() : undefined));
   return button;
+}
+
+// A form that asks for a decision (an approval: its key ends in "approve", as the demo's
+// does) is completed with the user's choice; other tasks are completed as they are.
+function completeButtons(task) {
+  if (!/(^|[/:])approve$/.test(task.formKey || "")) {
+    return [actionButton(task, "complete", () => ({}))];
+  }
+  return [
+    actionButton(task, "complete", () => ({ approved: true }), ["approve", "Approve"]),
+    actionButton(task, "complete", () => ({ approved: false }), ["reject", "Reject"]),
+  ];
 }
 
 // A labelled input and the button that sends its value.
@@ -42,7 +55,7 @@ function renderActions(task) {
   const open = !task.assignee;
   const items = [];
   if (open) items.push(actionButton(task, "claim"));
-  if (mine) items.push(actionButton(task, "complete", () => ({})), actionButton(task, "unclaim"));
+  if (mine) items.push(...completeButtons(task), actionButton(task, "unclaim"));
   if (mine || open) {
     if (task.followUpDate) items.push(actionButton(task, "undefer"));
     items.push(withInput(task, "defer", "Defer until", "date",

@@ -70,6 +70,10 @@ impl<H> std::fmt::Debug for InProcessSink<H> {
 }
 
 impl<H: CommandHandler<SqliteStore> + 'static> CommandSink for InProcessSink<H> {
+    fn check(&self, command: &TaskCommand) -> Result<(), String> {
+        self.handler.check(command)
+    }
+
     fn send<'a>(&'a self, command: &'a TaskCommand) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let outcome =

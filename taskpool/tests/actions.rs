@@ -139,6 +139,22 @@ async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
         "the purchasing process keeps no follow-up dates"
     );
 
+    // The demo's form takes a decision as true or false: the string "false" is refused with
+    // 400 before anything is sent (it once read as an approval).
+    let before = processed().await;
+    let mistyped = post_json(
+        &address,
+        &path("complete"),
+        Some(&kermit),
+        Some(r#"{"approved": "false"}"#),
+    )
+    .await;
+    assert_eq!(mistyped.status, 400, "{}", mistyped.body);
+    assert_eq!(mistyped.json()["message"], "approved must be true or false");
+    assert_eq!(processed().await, before);
+    let still = get(&address, &format!("/api/tasks/{task}"), Some(&kermit)).await;
+    assert_eq!(still.json()["assignee"], "kermit", "nothing was applied");
+
     let completed = post_json(
         &address,
         &path("complete"),

@@ -297,7 +297,8 @@ async fn a_user_sees_tasks_arrive_and_leave_in_the_web_tasklist() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tasklist.png");
     std::fs::write(&path, &screenshot).unwrap();
 
-    // Piggy claims the task, then completes it: it leaves her list.
+    // Piggy claims the task, then rejects the request (an approval offers her the choice): it
+    // leaves her list, and the demo returned the request for revision.
     click(&browser, "action-claim").await;
     until_text(&browser, "action-status", "Claimed.").await;
     until_text(&browser, "details-body", "piggy").await;
@@ -311,12 +312,21 @@ async fn a_user_sees_tasks_arrive_and_leave_in_the_web_tasklist() {
         .unwrap();
     click(&browser, "action-defer").await;
     until_text(&browser, "action-status", "keeps no follow-up dates").await;
-    click(&browser, "action-complete").await;
+    click(&browser, "action-complete-reject").await;
     until_text(&browser, "action-status", "Completed.").await;
     wait_for("the completed task to leave the list", DEADLINE, || async {
         (!present(&browser, &selector).await).then_some(())
     })
     .await;
+    let request_state: String = sqlx::query_scalar(
+        "SELECT r.state FROM demo_requests r JOIN demo_tasks t ON t.request_id = r.id \
+         WHERE t.id = $1",
+    )
+    .bind(&shown)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(request_state, "returned for revision");
     until_text(&browser, "count", "5 tasks").await;
 
     // An engine's task whose id is "actions" (the actions panel's name) and whose name is

@@ -20,6 +20,12 @@ pub enum SinkError {
 
 /// Hands commands on towards the owning engine.
 pub trait CommandSink: Send + Sync + fmt::Debug + 'static {
+    /// Whether the engine would take the command's values (answered 400 when not), where the
+    /// sink can ask it at once; a sink that cannot (a topic) accepts, and the engine rejects.
+    fn check(&self, _command: &TaskCommand) -> Result<(), String> {
+        Ok(())
+    }
+
     fn send<'a>(&'a self, command: &'a TaskCommand) -> BoxFuture<'a, Result<(), SinkError>>;
 }
 

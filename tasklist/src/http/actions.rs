@@ -106,6 +106,7 @@ pub async fn act(
     let key = idempotency_key(&headers)?;
     let command_id = rules::command_id(&caller.user, &task.id, action, key.as_deref());
     let command = rules::command(request, &task, &caller, command_id);
+    sink.check(&command).map_err(ApiError::BadRequest)?;
     let outcome = wait.map(|_| state.waiters.expect(command_id));
     if let Err(error) = sink.send(&command).await {
         // Its waiter (if any) is dropped with the receiver and pruned by the next request.
