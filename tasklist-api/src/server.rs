@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use taskpool_tasklist::actions::ActionTarget;
 use taskpool_tasklist::identity::Authenticator;
 use taskpool_tasklist::identity::dev::{DevSignIn, users_from};
 use taskpool_tasklist::metrics::Metrics;
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::kafka::command_sender::KafkaSink;
 use crate::kafka::outcome_reader::KafkaOutcomes;
 use crate::kafka::projection;
+use crate::mongo::keys::MongoKeys;
 use crate::mongo::store::MongoStore;
 
 /// A started service: its parts run until shutdown is requested.
@@ -96,6 +98,8 @@ pub async fn start(
     let metrics = Arc::new(Metrics::default());
     let store = MongoStore::connect(&config.mongodb, metrics.clone()).await?;
     store.ensure_indexes().await?;
+    let keys = MongoKeys::new(store.clone());
+    keys.ensure_index().await?;
     // Creating the indexes wrote to MongoDB: available until a write says otherwise (an idle
     // instance would otherwise report it unavailable until its first batch).
     metrics.view_available.set(1);
@@ -107,7 +111,10 @@ pub async fn start(
         stream: config.stream.clone(),
         http: config.http.clone(),
         dev_sign_in,
-        actions: Some(Arc::new(KafkaSink::new(&config.kafka)?)),
+        actions: Some(ActionTarget {
+            sink: Arc::new(KafkaSink::new(&config.kafka)?),
+            keys: Arc::new(keys),
+        }),
         outcomes: Some(Box::new(KafkaOutcomes {
             config: config.kafka.clone(),
             store: store.clone(),

@@ -129,7 +129,7 @@ pub fn document() -> Value {
                 "parameters": [
                     { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } },
                     { "name": "action", "in": "path", "required": true, "schema": { "type": "string", "enum": ["claim", "unclaim", "complete", "defer", "undefer", "assign"] } },
-                    { "name": "Idempotency-Key", "in": "header", "required": false, "description": "1 to 255 visible ASCII characters. Requests of one caller with the same key are the same command (the same commandId), which the engine applies once: retry freely.", "schema": { "type": "string", "maxLength": 255 } },
+                    { "name": "Idempotency-Key", "in": "header", "required": false, "description": "1 to 255 visible ASCII characters. For a day (http.idempotency_key_secs) the key names the request it first came with: the same request again is the same command (the same commandId), which the engine applies once and answers as before, so retry freely; another request with the key is 422; afterwards the key starts a new command.", "schema": { "type": "string", "maxLength": 255 } },
                     query("wait", "Answer only once the outcome is known, waiting at most this long (5s, 500ms; at most 30s): 200 when applied and visible in the caller's view, 409 when the engine rejected it, 202 when the wait ran out.", json!({"type": "string"}))
                 ],
                 "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object" } } } },
@@ -140,6 +140,7 @@ pub fn document() -> Value {
                     "403": error_response("The caller sees the task but may not do this (not a candidate, not the assignee)."),
                     "404": error_response("No such task or action, or the task is not visible to the caller."),
                     "409": error_response("The task's state does not allow it (claimed by someone else, not claimed, not deferred), or, with wait, the engine rejected it (error \"rejected\", its reason as message)."),
+                    "422": error_response("The Idempotency-Key was sent with another request (error \"idempotency_key_reused\")."),
                     "501": error_response("This deployment does not offer actions."),
                     "503": error_response("The command could not be handed to the broker; try again.")
                 }

@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::actions::ActionTarget;
 use crate::actions::outcomes::{Delivery, OutcomeSource, Waiters};
-use crate::actions::sink::SharedSink;
 use crate::http::stream_slots::StreamSlots;
 use crate::http::{AppState, admin_router, default_max_connections, router, serve};
 use crate::identity::Authenticator;
@@ -47,8 +47,8 @@ pub struct Api {
     pub http: HttpConfig,
     /// Development sign-in for these users, if on (a try-out; never for real use).
     pub dev_sign_in: Option<DevSignIn>,
-    /// Where actions go, if this deployment offers them.
-    pub actions: Option<SharedSink>,
+    /// Where actions go (and their idempotency keys are kept), if this deployment offers them.
+    pub actions: Option<ActionTarget>,
     /// Where their outcomes come from, if anywhere.
     pub outcomes: Option<Box<dyn OutcomeSource>>,
 }
@@ -79,6 +79,7 @@ pub async fn serve_api(
         stream: api.stream,
         dev_sign_in: api.dev_sign_in.map(Arc::new),
         actions: api.actions,
+        key_life: Duration::from_secs(api.http.idempotency_key_secs),
         waiters: Waiters::default(),
         stream_slots,
     };

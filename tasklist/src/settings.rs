@@ -96,6 +96,10 @@ pub struct HttpConfig {
     /// A client must send its request's head, and then its body, within this many seconds
     /// each; a slower one is cut off (the head: disconnected; the body: 408).
     pub read_deadline_secs: u64,
+    /// How long an action's `Idempotency-Key` names that request: a retry within it is the
+    /// same command, the same key with another request is refused (422); after it, the key
+    /// starts a new command.
+    pub idempotency_key_secs: u64,
     /// Serve the web tasklist at `/` (plain files inside the binary; it signs in with a pasted
     /// bearer token, or with the development sign-in where that is on).
     pub web_tasklist: bool,
@@ -141,6 +145,9 @@ impl HttpConfig {
         if self.read_deadline_secs == 0 {
             return Err("http.read_deadline_secs must be positive".into());
         }
+        if self.idempotency_key_secs == 0 {
+            return Err("http.idempotency_key_secs must be positive".into());
+        }
         Ok(())
     }
 }
@@ -154,6 +161,7 @@ impl Default for HttpConfig {
             admin_listen: None,
             allowed_hosts: Vec::new(),
             read_deadline_secs: 10,
+            idempotency_key_secs: 24 * 3600,
             web_tasklist: true,
         }
     }

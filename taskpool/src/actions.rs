@@ -11,12 +11,17 @@ use taskpool_engine_commands::retention::{Retention, prune_periodically};
 use taskpool_engine_commands::{CommandHandler, CommandStore, EngineError, apply_once};
 use taskpool_schemas::{CommandOutcome, TaskCommand};
 use taskpool_service::shutdown::Shutdown;
+use taskpool_tasklist::actions::keys::SharedKeys;
 use taskpool_tasklist::actions::sink::{CommandSink, SharedSink, SinkError};
+
+use crate::keys::SqliteKeys;
 use tokio::sync::mpsc;
 
 /// Commands to the in-process engine, and the feed of their outcomes.
 pub struct ActionRoute {
     pub sink: SharedSink,
+    /// Idempotency-Key bindings, in the same database.
+    pub keys: SharedKeys,
     pub outcomes: mpsc::UnboundedReceiver<CommandOutcome>,
 }
 
@@ -38,6 +43,7 @@ where
     H: CommandHandler<SqliteStore> + 'static,
 {
     SqliteStore::migrate_all(&pool).await?;
+    let keys = SqliteKeys::prepare(pool.clone()).await?;
     tokio::spawn(prune_periodically::<SqliteStore>(
         pool.clone(),
         retention,
@@ -52,6 +58,7 @@ where
     };
     Ok(ActionRoute {
         sink: Arc::new(sink),
+        keys: Arc::new(keys),
         outcomes: feed,
     })
 }

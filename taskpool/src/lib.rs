@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`follow`]: the reader: rebuild the view from the committed state, then follow the outbox.
-//! - [`actions`]: tasklist actions routed to the engine in this process.
+//! - [`actions`]: tasklist actions routed to the engine in this process; [`keys`]: their
+//!   `Idempotency-Key` bindings in SQLite.
 //! - [`config`]: the binary's settings.
 //!
 //! # Example
@@ -28,6 +29,7 @@
 pub mod actions;
 pub mod config;
 pub mod follow;
+pub mod keys;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use taskpool_core::{SqliteStore, Store};
 use taskpool_demo::DemoUser;
 use taskpool_service::shutdown::Shutdown;
+use taskpool_tasklist::actions::ActionTarget;
 use taskpool_tasklist::actions::outcomes::OutcomeSource;
 use taskpool_tasklist::identity::Authenticator;
 use taskpool_tasklist::identity::dev::{DevSignIn, DevUser};
@@ -168,7 +171,10 @@ pub async fn start(
         stream: options.stream,
         http: options.http,
         dev_sign_in,
-        actions: options.actions.as_ref().map(|route| route.sink.clone()),
+        actions: options.actions.as_ref().map(|route| ActionTarget {
+            sink: route.sink.clone(),
+            keys: route.keys.clone(),
+        }),
         outcomes: options
             .actions
             .map(|route| Box::new(route.outcomes) as Box<dyn OutcomeSource>),

@@ -8,7 +8,7 @@ use taskpool::{Options, SignIn};
 use taskpool_core::SqliteStore;
 use taskpool_demo::actions::DemoActions;
 use taskpool_demo::{Demo, DemoConfig};
-use taskpool_testkit::http::{StreamClient, get, post_json};
+use taskpool_testkit::http::{StreamClient, get, post_json, request_with_body};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -72,9 +72,30 @@ async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
     })
     .await;
 
-    let claimed = post_json(&address, &path("claim"), Some(&kermit), None).await;
+    let keyed = |action: &'static str, key: &'static str| {
+        let (address, path, bearer) = (&address, path(action), format!("Bearer {kermit}"));
+        async move {
+            let headers = [
+                ("Connection", "close"),
+                ("Content-Length", "0"),
+                ("Authorization", bearer.as_str()),
+                ("Idempotency-Key", key),
+            ];
+            request_with_body(address, "POST", &path, &headers, b"").await
+        }
+    };
+    let claimed = keyed("claim", "claim-1").await;
     assert_eq!(claimed.status, 200, "{}", claimed.body);
     assert_eq!(claimed.json()["status"], "applied");
+    // Retried with its key, the claim is the same command, answered as it was decided (the
+    // view, which now shows the task claimed, is not asked again); another action with the
+    // key is 422.
+    let retried = keyed("claim", "claim-1").await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    assert_eq!(retried.json()["commandId"], claimed.json()["commandId"]);
+    let reused = keyed("unclaim", "claim-1").await;
+    assert_eq!(reused.status, 422, "{}", reused.body);
+    assert_eq!(reused.json()["error"], "idempotency_key_reused");
     let seen = get(&address, &format!("/api/tasks/{task}"), Some(&kermit))
         .await
         .json();

@@ -7,6 +7,8 @@ mod support;
 // The command topic read as the owning engine reads it, and an engine standing in.
 mod engine_side;
 use engine_side::*;
+// Idempotency-Key bindings and their expiry.
+mod keys;
 
 use std::time::Duration;
 

@@ -4,7 +4,16 @@
 //! - [`rules`]: what the view allows, and the command an allowed request becomes.
 //! - [`sink`]: where commands go (the deployment says: the command topic, or the engine).
 //! - [`outcomes`]: the engines' answers, to the user's streams and to waiting requests.
+//! - [`keys`]: `Idempotency-Key`s bound to the requests they came with.
 
+pub mod keys;
 pub mod outcomes;
 pub mod rules;
 pub mod sink;
+
+/// Where a deployment's actions go, and where it keeps their idempotency keys.
+#[derive(Debug, Clone)]
+pub struct ActionTarget {
+    pub sink: sink::SharedSink,
+    pub keys: keys::SharedKeys,
+}

@@ -157,28 +157,6 @@ pub fn check(request: &ActionRequest, task: &TaskDocument, caller: &Caller) -> R
     }
 }
 
-/// Where the ids of commands sent with an `Idempotency-Key` come from.
-const KEYED_COMMANDS: Uuid = Uuid::from_u128(0x7a5c_6b1e_4f0d_4c8e_9a3b_2d61_0c5e_8f47);
-
-/// The id of a caller's command: the same for every request with the same `Idempotency-Key`,
-/// task and action (so the engine, which applies each id once, applies a retried request
-/// once), on every instance; a fresh one without a key. A key reused for another task or action
-/// makes another command, never an earlier one's answer.
-pub fn command_id(
-    user: &str,
-    task_id: &str,
-    action: TaskAction,
-    idempotency_key: Option<&str>,
-) -> Uuid {
-    match idempotency_key {
-        Some(key) => {
-            let name = format!("{user}\n{task_id}\n{action}\n{key}");
-            Uuid::new_v5(&KEYED_COMMANDS, name.as_bytes())
-        }
-        None => Uuid::new_v4(),
-    }
-}
-
 /// The command for an allowed request, addressed to the task's application.
 pub fn command(
     request: ActionRequest,
@@ -359,24 +337,6 @@ mod tests {
     }
 
     #[test]
-    fn a_key_gives_the_same_command_id_for_its_user_only() {
-        let claim = TaskAction::Claim;
-        let first = command_id("piggy", "t1", claim, Some("k-1"));
-        assert_eq!(first, command_id("piggy", "t1", claim, Some("k-1")));
-        assert_ne!(first, command_id("kermit", "t1", claim, Some("k-1")));
-        assert_ne!(first, command_id("piggy", "t1", claim, Some("k-2")));
-        assert_ne!(first, command_id("piggy", "t2", claim, Some("k-1")));
-        assert_ne!(
-            first,
-            command_id("piggy", "t1", TaskAction::Unclaim, Some("k-1"))
-        );
-        assert_ne!(
-            command_id("piggy", "t1", claim, None),
-            command_id("piggy", "t1", claim, None)
-        );
-    }
-
-    #[test]
     fn the_command_goes_to_the_task_s_application_with_the_version_seen() {
         let piggy = caller("piggy", &[]);
         let document = task(Some("piggy"));
@@ -384,7 +344,7 @@ mod tests {
             request(TaskAction::Complete),
             &document,
             &piggy,
-            command_id("piggy", "t1", TaskAction::Complete, None),
+            Uuid::new_v4(),
         );
         assert_eq!(command.application, "shop");
         assert_eq!(command.task_version, Some(3));

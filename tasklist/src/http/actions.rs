@@ -2,8 +2,9 @@
 //! view (400, 403, 404, 409 at once, nothing sent), then sent to the owning engine: 202 with
 //! the command's id. The engine decides; its outcome follows on the caller's streams.
 //!
-//! With an `Idempotency-Key`, a retried request is the same command (its id derives from the
-//! caller and the key), which the engine applies once.
+//! With an `Idempotency-Key`, a retried request is the same command, which the engine applies
+//! once (and answers as it did): the key is bound to the request for `http.idempotency_key_secs`
+//! ([`crate::actions::keys`]); the same key with another request is 422; later, a new command.
 //!
 //! With `?wait=<duration>` (`5s`, `500ms`, at most 30 s) the answer waits for the outcome:
 //! 409 with the engine's reason when it rejected the action; 200 once applied *and* visible to
@@ -17,11 +18,15 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::{Value, json};
-use taskpool_schemas::{CommandOutcome, OutcomeResult, TaskAction};
+use taskpool_schemas::{CommandOutcome, OutcomeResult, TaskAction, Timestamp};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::{ApiError, AppState, parse_params};
-use crate::actions::rules::{self, Refused};
+use crate::actions::ActionTarget;
+use crate::actions::keys::{KeyBinding, request_digest};
+use crate::actions::rules::{self, ActionRequest, Refused};
+use crate::documents::TaskDocument;
 use crate::identity::Caller;
 
 /// The longest a request may wait for its outcome.
@@ -95,18 +100,24 @@ pub async fn act(
         )
     };
     let request = rules::parse_body(action, body.as_ref())?;
+    let key = idempotency_key(&headers)?;
     // Not visible and not there look the same, as for GET.
     let task = state
         .store
         .visible_task(&id, &caller.principals())
         .await?
         .ok_or(ApiError::NotFound)?;
-    rules::check(&request, &task, &caller)?;
-    let sink = state.actions.as_ref().ok_or(ApiError::NotImplemented)?;
-    let key = idempotency_key(&headers)?;
-    let command_id = rules::command_id(&caller.user, &task.id, action, key.as_deref());
+    let target = state.actions.as_ref().ok_or(ApiError::NotImplemented)?;
+    let command_id = match key {
+        Some(key) => keyed_command(&state, target, &caller, key, &task, &request).await?,
+        None => {
+            rules::check(&request, &task, &caller)?;
+            Uuid::new_v4()
+        }
+    };
     let command = rules::command(request, &task, &caller, command_id);
-    sink.check(&command).map_err(ApiError::BadRequest)?;
+    target.sink.check(&command).map_err(ApiError::BadRequest)?;
+    let sink = &target.sink;
     let outcome = wait.map(|_| state.waiters.expect(command_id));
     if let Err(error) = sink.send(&command).await {
         // Its waiter (if any) is dropped with the receiver and pruned by the next request.
@@ -144,6 +155,42 @@ pub async fn act(
         )
             .into_response()),
         OutcomeResult::Applied => Ok(pending.into_response()),
+    }
+}
+
+/// The command a keyed request is: the one its key is bound to when this is the same request
+/// again (not checked against the view again: it was when first sent, and the engine answers
+/// it as it decided then), otherwise a new one the key is bound to, once the view allows it.
+async fn keyed_command(
+    state: &AppState,
+    target: &ActionTarget,
+    caller: &Caller,
+    key: String,
+    task: &TaskDocument,
+    request: &ActionRequest,
+) -> Result<Uuid, ApiError> {
+    let now = Timestamp::now().millis();
+    let life = i64::try_from(state.key_life.as_millis()).unwrap_or(i64::MAX);
+    let valid_since = now.saturating_sub(life);
+    let digest = request_digest(&task.id, request);
+    let bound = match target.keys.bound(&caller.user, &key, valid_since).await? {
+        Some(bound) => bound,
+        None => {
+            rules::check(request, task, caller)?;
+            let fresh = KeyBinding {
+                user: caller.user.clone(),
+                key,
+                request: digest.clone(),
+                command_id: Uuid::new_v4(),
+                bound_at: now,
+            };
+            target.keys.bind(&fresh, valid_since).await?
+        }
+    };
+    if bound.request == digest {
+        Ok(bound.command_id)
+    } else {
+        Err(ApiError::KeyReused)
     }
 }
 

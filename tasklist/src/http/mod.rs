@@ -25,8 +25,8 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::actions::ActionTarget;
 use crate::actions::outcomes::Waiters;
-use crate::actions::sink::SharedSink;
 use crate::identity::dev::DevSignIn;
 use crate::identity::{Authenticator, Caller, Unauthenticated};
 use crate::metrics::Metrics;
@@ -46,7 +46,9 @@ pub struct AppState {
     /// Development sign-in (`/api/dev/users`), when it is on.
     pub dev_sign_in: Option<Arc<DevSignIn>>,
     /// Where actions go; none where they are not available (answered 501).
-    pub actions: Option<SharedSink>,
+    pub actions: Option<ActionTarget>,
+    /// How long an `Idempotency-Key` names its request.
+    pub key_life: Duration,
     /// Requests waiting for an action's outcome.
     pub waiters: Waiters,
     /// Each user's open streams, under the per-user cap.
@@ -178,6 +180,8 @@ pub enum ApiError {
     NotFound,
     /// The resource's state does not allow it now (409).
     Conflict(String),
+    /// An `Idempotency-Key` sent again with another request (422).
+    KeyReused,
     MethodNotAllowed,
     /// The caller holds as many streams as one user may (429, retried later).
     TooManyStreams,
@@ -225,6 +229,11 @@ impl IntoResponse for ApiError {
                 "no such resource".into(),
             ),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", message),
+            ApiError::KeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was sent with another request; use a new key".into(),
+            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
