@@ -14,7 +14,7 @@ use tracing::info;
 use crate::actions::ActionTarget;
 use crate::actions::outcomes::{Delivery, OutcomeSource, Waiters};
 use crate::http::stream_slots::StreamSlots;
-use crate::http::{AppState, admin_router, default_max_connections, router, serve};
+use crate::http::{AppState, Limits, admin_router, default_max_connections, router, serve};
 use crate::identity::Authenticator;
 use crate::identity::dev::DevSignIn;
 use crate::metrics::Metrics;
@@ -104,7 +104,11 @@ pub async fn serve_api(
             tasks.spawn(serve(
                 admin,
                 admin_router(state.clone()),
-                (ADMIN_CONNECTIONS, read_deadline),
+                Limits {
+                    connections: ADMIN_CONNECTIONS,
+                    per_address: 0,
+                    read_deadline,
+                },
                 shutdown.clone(),
             ));
             bound
@@ -115,11 +119,17 @@ pub async fn serve_api(
         .http
         .max_connections
         .unwrap_or_else(default_max_connections);
-    info!(max_connections, "serving HTTP");
+    let per_address = api.http.max_connections_per_address;
+    info!(max_connections, per_address, "serving HTTP");
+    let limits = Limits {
+        connections: max_connections,
+        per_address,
+        read_deadline,
+    };
     tasks.spawn(serve(
         listener,
         router(state, &api.http, admin_address.is_none()),
-        (max_connections, read_deadline),
+        limits,
         shutdown,
     ));
     Ok(admin_address)

@@ -84,6 +84,9 @@ pub struct HttpConfig {
     /// Connections served at once; more are answered 503. Default: the process's
     /// file-descriptor limit less 512.
     pub max_connections: Option<usize>,
+    /// Connections served at once from one remote address; more are answered 429. 0: no such
+    /// cap (behind a proxy, whose address every connection has: let the proxy limit clients).
+    pub max_connections_per_address: usize,
     /// A separate address for `/metrics` and the health endpoints (an admin port reachable
     /// only from inside the cluster); when set, `listen` no longer serves `/metrics`.
     pub admin_listen: Option<String>,
@@ -158,6 +161,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             cors_allowed_origins: Vec::new(),
             max_connections: None,
+            max_connections_per_address: 1000,
             admin_listen: None,
             allowed_hosts: Vec::new(),
             read_deadline_secs: 10,

@@ -376,3 +376,59 @@ async fn at_the_connection_cap_liveness_still_answers() {
     tasks.close();
     tasks.wait().await;
 }
+
+/// A request like [`raw`], sent from `local` (another loopback address is another client).
+async fn raw_from(local: &str, address: &str, request: &str) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(address.parse().unwrap()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    answer_within(&mut stream, Duration::from_secs(20))
+        .await
+        .expect("an answer")
+}
+
+/// One address holds at most its cap of connections: more from it are answered 429 at once
+/// (liveness still 200), while another address is served as before.
+#[tokio::test]
+async fn one_address_holds_at_most_its_cap_of_connections() {
+    let http = HttpConfig {
+        max_connections_per_address: 2,
+        ..HttpConfig::default()
+    };
+    let (address, trigger, tasks) = served_with(http, StreamConfig::default()).await;
+    let users = "GET /api/dev/users HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let held = [
+        TcpStream::connect(&address).await.unwrap(),
+        TcpStream::connect(&address).await.unwrap(),
+    ];
+    let refused = raw_from("127.0.0.1", &address, users).await;
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("Retry-After: 10"), "{refused}");
+    assert!(
+        refused.contains(r#""error":"too_many_requests""#),
+        "{refused}"
+    );
+    let live = "GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let alive = raw_from("127.0.0.1", &address, live).await;
+    assert!(alive.starts_with("HTTP/1.1 200"), "{alive}");
+    let other = raw_from("127.0.0.2", &address, users).await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+
+    // Closed connections give their places back.
+    drop(held);
+    wait_for(
+        "the address to be served again",
+        Duration::from_secs(20),
+        || async {
+            raw_from("127.0.0.1", &address, users)
+                .await
+                .starts_with("HTTP/1.1 200")
+                .then_some(())
+        },
+    )
+    .await;
+    trigger.trigger();
+    tasks.close();
+    tasks.wait().await;
+}

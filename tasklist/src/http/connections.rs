@@ -19,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{debug, warn};
 
+use super::address_slots::{AddressSlot, AddressSlots};
+
 /// Connections turned away at once (beyond that, further ones are closed without an answer).
 const MAX_REFUSING: usize = 64;
 
@@ -27,32 +29,46 @@ const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: applicat
 Retry-After: 5\r\nConnection: close\r\nContent-Length: 87\r\n\r\n\
 {\"error\":\"unavailable\",\"message\":\"too many connections; try again or another instance\"}";
 
+/// What a connection beyond its address's cap is told before it is closed.
+const ADDRESS_FULL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n\
+Retry-After: 10\r\nConnection: close\r\nContent-Length: 97\r\n\r\n\
+{\"error\":\"too_many_requests\",\"message\":\"too many connections from your address; close one first\"}";
+
+/// How many connections the server takes, and how long a client may take to send its head.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// In all (more are answered 503).
+    pub connections: usize,
+    /// From one remote address (more are answered 429); 0: no such cap.
+    pub per_address: usize,
+    pub read_deadline: Duration,
+}
+
 /// What `/health/live` is told beyond the cap: the process lives (an orchestrator must not
 /// restart a service for being busy), though it takes no more connections.
 const LIVE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
 Cache-Control: no-store\r\nConnection: close\r\nContent-Length: 17\r\n\r\n\
 {\"status\":\"live\"}";
 
-/// Serves `router` on at most `max_connections` connections at once (more are answered 503,
-/// so a crowd of clients costs neither memory nor file descriptors beyond the cap) until
-/// shutdown is requested, then lets every open connection finish its response (streams end
-/// when the hub closes them) and returns once all are closed. A client that has not sent its
-/// request head within `read_deadline` is disconnected.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    (max_connections, read_deadline): (usize, Duration),
-    mut shutdown: Shutdown,
-) {
+/// Serves `router` on at most `limits.connections` connections at once (more are answered
+/// 503, so a crowd of clients costs neither memory nor file descriptors beyond the cap), at
+/// most `limits.per_address` of them from one address (more are answered 429), until shutdown
+/// is requested, then lets every open connection finish its response (streams end when the hub
+/// closes them) and returns once all are closed. A client that has not sent its request head
+/// within `limits.read_deadline` is disconnected. Beyond either cap, `GET /health/live` is
+/// still answered 200.
+pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut shutdown: Shutdown) {
+    let read_deadline = limits.read_deadline;
     let (stopping_tx, stopping) = watch::channel(false);
     // Every connection task holds a sender: `recv` returns `None` once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Arc::new(Semaphore::new(limits.connections));
+    let addresses = AddressSlots::new(limits.per_address);
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, mostly: give connections time to close.
                     warn!(error = error_chain(&error), "cannot accept a connection");
@@ -62,18 +78,24 @@ pub async fn serve(
             },
             _ = shutdown.requested() => break,
         };
+        let Some(address_slot) = addresses.take(peer.ip()) else {
+            if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(refuse(stream, ADDRESS_FULL, permit));
+            }
+            continue;
+        };
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 tokio::spawn(connection(
                     (stream, read_deadline),
                     router.clone(),
                     stopping.clone(),
-                    (open.clone(), slot),
+                    (open.clone(), slot, address_slot),
                 ));
             }
             Err(_) => {
                 if let Ok(permit) = refusing.clone().try_acquire_owned() {
-                    tokio::spawn(refuse(stream, permit));
+                    tokio::spawn(refuse(stream, FULL, permit));
                 }
             }
         }
@@ -84,16 +106,20 @@ pub async fn serve(
     let _ = all_closed.recv().await;
 }
 
-/// Answers 503 on a connection beyond the cap: reads what the client sent (briefly), so the
-/// answer is not lost to a reset, then closes.
-async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+/// Answers `refusal` on a connection beyond a cap (`/health/live` 200): reads what the client
+/// sent (briefly), so the answer is not lost to a reset, then closes.
+async fn refuse(mut stream: TcpStream, refusal: &'static [u8], _permit: OwnedSemaphorePermit) {
     let mut request = [0u8; 4096];
     let read = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut request)).await;
     let received = match read {
         Ok(Ok(length)) => &request[..length],
         _ => &[],
     };
-    let answer = if asks_liveness(received) { LIVE } else { FULL };
+    let answer = if asks_liveness(received) {
+        LIVE
+    } else {
+        refusal
+    };
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.write_all(answer).await?;
         stream.shutdown().await
@@ -110,8 +136,9 @@ async fn connection(
     (stream, read_deadline): (TcpStream, Duration),
     router: Router,
     mut stopping: watch::Receiver<bool>,
-    // Held while the connection lives: the shutdown's count and a slot under the cap.
-    _held: (mpsc::Sender<()>, OwnedSemaphorePermit),
+    // Held while the connection lives: the shutdown's count, a slot under the cap and one
+    // under its address's cap.
+    _held: (mpsc::Sender<()>, OwnedSemaphorePermit, AddressSlot),
 ) {
     // Events are small and must go out at once.
     let _ = stream.set_nodelay(true);
@@ -158,18 +185,23 @@ pub fn default_max_connections() -> usize {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_refusal_is_complete_json() {
-        let text = std::str::from_utf8(super::FULL).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("Content-Length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(body.len(), length);
-        let json: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(json["error"], "unavailable");
+    fn the_refusals_are_complete_json() {
+        for (refusal, code) in [
+            (super::FULL, "unavailable"),
+            (super::ADDRESS_FULL, "too_many_requests"),
+        ] {
+            let text = std::str::from_utf8(refusal).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(body.len(), length, "{code}");
+            let json: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(json["error"], code);
+        }
     }
 
     #[test]

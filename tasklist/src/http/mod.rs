@@ -1,6 +1,7 @@
 //! The HTTP API (axum): routes, the shared state, and errors as JSON without internals.
 
 mod actions;
+mod address_slots;
 mod connections;
 mod data_entries;
 mod deadline;
@@ -11,7 +12,7 @@ pub mod stream_slots;
 mod tasks;
 mod web;
 
-pub use connections::{default_max_connections, serve};
+pub use connections::{Limits, default_max_connections, serve};
 
 use std::collections::HashMap;
 use std::sync::Arc;
