@@ -9,7 +9,7 @@ use taskpool_service::guarantees::MANUAL_OFFSET_STORE;
 pub use taskpool_service::kafka::{KafkaSecurity, Overrides};
 use taskpool_service::logging::LogConfig;
 use taskpool_service::{ExposeSecret, SecretString};
-use taskpool_tasklist::settings::{HttpConfig, IdentityConfig, StreamConfig};
+use taskpool_tasklist::settings::{ActionsConfig, HttpConfig, IdentityConfig, StreamConfig};
 
 pub const ENV_PREFIX: &str = "TASKPOOL_TASKLIST__";
 
@@ -29,6 +29,9 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub stream: StreamConfig,
+    /// Who may do what beyond the tasks' candidates and assignees.
+    #[serde(default)]
+    pub actions: ActionsConfig,
     #[serde(default)]
     pub log: LogConfig,
 }

@@ -110,6 +110,7 @@ pub async fn start(
         metrics: metrics.clone(),
         stream: config.stream.clone(),
         http: config.http.clone(),
+        action_rules: config.actions.clone(),
         dev_sign_in,
         actions: Some(ActionTarget {
             sink: Arc::new(KafkaSink::new(&config.kafka)?),

@@ -18,7 +18,7 @@ use crate::http::{AppState, Limits, admin_router, default_max_connections, route
 use crate::identity::Authenticator;
 use crate::identity::dev::DevSignIn;
 use crate::metrics::Metrics;
-use crate::settings::{HttpConfig, StreamConfig};
+use crate::settings::{ActionsConfig, HttpConfig, StreamConfig};
 use crate::stream::Hub;
 use crate::view::{SharedView, ViewError};
 
@@ -45,6 +45,8 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     pub stream: StreamConfig,
     pub http: HttpConfig,
+    /// Who may do what beyond the tasks' candidates and assignees.
+    pub action_rules: ActionsConfig,
     /// Development sign-in for these users, if on (a try-out; never for real use).
     pub dev_sign_in: Option<DevSignIn>,
     /// Where actions go (and their idempotency keys are kept), if this deployment offers them.
@@ -80,6 +82,7 @@ pub async fn serve_api(
         dev_sign_in: api.dev_sign_in.map(Arc::new),
         actions: api.actions,
         key_life: Duration::from_secs(api.http.idempotency_key_secs),
+        hand_over_groups: Arc::new(api.action_rules.hand_over_groups),
         waiters: Waiters::default(),
         stream_slots,
     };

@@ -108,6 +108,17 @@ pub struct HttpConfig {
     pub web_tasklist: bool,
 }
 
+/// Who may do what beyond the tasks' own candidates and assignees.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsConfig {
+    /// Groups whose members may hand on (`assign`) and defer tasks claimed by someone else,
+    /// as the assignee may (team leads), e.g. `["leads"]`, or comma-separated in the
+    /// environment. Empty: only the assignee. The engine still decides.
+    #[serde(deserialize_with = "taskpool_service::config::list")]
+    pub hand_over_groups: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamConfig {

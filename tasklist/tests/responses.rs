@@ -41,6 +41,7 @@ async fn served_with(
         metrics: Arc::new(Metrics::default()),
         stream,
         http,
+        action_rules: Default::default(),
         dev_sign_in: Some(sign_in),
         actions: None,
         outcomes: None,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use taskpool_demo::DemoConfig;
 use taskpool_service::config::{ConfigError, Layered, Validate};
 use taskpool_service::logging::LogConfig;
-use taskpool_tasklist::settings::{HttpConfig, IdentityConfig, StreamConfig};
+use taskpool_tasklist::settings::{ActionsConfig, HttpConfig, IdentityConfig, StreamConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,6 +16,8 @@ pub struct Config {
     pub data: DataConfig,
     pub http: HttpConfig,
     pub stream: StreamConfig,
+    /// Who may do what beyond the tasks' candidates and assignees.
+    pub actions: ActionsConfig,
     /// Bearer-token settings as in `tasklist-api`. Unset: development sign-in for the demo's
     /// users (anyone who can reach the port may act as any of them).
     pub identity: Option<IdentityConfig>,
@@ -51,6 +53,7 @@ impl Default for Config {
             data: DataConfig::default(),
             http: HttpConfig::default(),
             stream: StreamConfig::default(),
+            actions: ActionsConfig::default(),
             identity: None,
             demo: DemoSection::default(),
             // Readable in a terminal; `TASKPOOL__LOG__FORMAT=json` for a log collector.

@@ -47,7 +47,7 @@ use taskpool_tasklist::identity::Authenticator;
 use taskpool_tasklist::identity::dev::{DevSignIn, DevUser};
 use taskpool_tasklist::metrics::Metrics;
 use taskpool_tasklist::serve::{Api, serve_api};
-use taskpool_tasklist::settings::{HttpConfig, IdentityConfig, StreamConfig};
+use taskpool_tasklist::settings::{ActionsConfig, HttpConfig, IdentityConfig, StreamConfig};
 use taskpool_tasklist::view::EmbeddedView;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
@@ -81,6 +81,8 @@ impl SignIn {
 pub struct Options {
     pub http: HttpConfig,
     pub stream: StreamConfig,
+    /// Who may do what beyond the tasks' candidates and assignees.
+    pub action_rules: ActionsConfig,
     pub sign_in: SignIn,
     /// Where tasklist actions go (the engine in this process), if anywhere.
     pub actions: Option<ActionRoute>,
@@ -91,6 +93,7 @@ impl Default for Options {
         Options {
             http: HttpConfig::default(),
             stream: StreamConfig::default(),
+            action_rules: ActionsConfig::default(),
             sign_in: SignIn::Development(Vec::new()),
             actions: None,
         }
@@ -169,6 +172,7 @@ pub async fn start(
         auth,
         metrics: metrics.clone(),
         stream: options.stream,
+        action_rules: options.action_rules,
         http: options.http,
         dev_sign_in,
         actions: options.actions.as_ref().map(|route| ActionTarget {

@@ -102,6 +102,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let options = Options {
         http: config.http.clone(),
         stream: config.stream.clone(),
+        action_rules: config.actions.clone(),
         sign_in,
         actions,
     };

@@ -133,3 +133,15 @@ fn a_consumer_override_storing_offsets_before_they_are_applied_is_refused() {
     assert!(error.to_string().contains(named), "{error}");
     assert!(Config::from_sources(MINIMAL, env(&[(key, "false")])).is_ok());
 }
+
+#[test]
+fn groups_that_may_hand_on_claimed_tasks_come_from_the_file_or_the_environment() {
+    let config = Config::from_sources(MINIMAL, Vec::new()).unwrap();
+    assert!(config.actions.hand_over_groups.is_empty());
+    let env = vec![Config::env_var((
+        "ACTIONS__HAND_OVER_GROUPS",
+        "leads, admins",
+    ))];
+    let config = Config::from_sources(MINIMAL, env).unwrap();
+    assert_eq!(config.actions.hand_over_groups, ["leads", "admins"]);
+}

@@ -230,6 +230,18 @@ async fn two_claims_at_once_one_wins_both_hear_and_wait_answers_after_the_view_s
         assert_eq!(outcome.data["result"], expected);
         assert_eq!(upsert.data["assignee"], winner.0, "{user}");
     }
+
+    // The view shows it claimed: the other candidate may neither hand it on nor defer it.
+    let other = token(loser.0, &["muppets"]);
+    for (action, body) in [
+        ("assign", r#"{"assignee": "gonzo"}"#),
+        ("defer", r#"{"followUpDate": "2031-01-01T08:00:00Z"}"#),
+    ] {
+        let path = format!("/api/tasks/race/{action}");
+        let refused = post_json(&address, &path, Some(&other), Some(body)).await;
+        assert_eq!(refused.status, 409, "{action}: {}", refused.body);
+        assert_eq!(refused.json()["error"], "conflict", "{action}");
+    }
     service.stop().await;
 }
 

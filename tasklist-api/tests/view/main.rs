@@ -50,6 +50,7 @@ impl Served {
             metrics: Arc::new(Metrics::default()),
             stream: config.stream.clone(),
             http: config.http.clone(),
+            action_rules: Default::default(),
             dev_sign_in: None,
             actions: None,
             outcomes: None,

@@ -102,11 +102,27 @@ fn is_candidate(task: &TaskDocument, caller: &Caller) -> bool {
             .any(|group| caller.groups.contains(group))
 }
 
-/// Whether the view allows `request` on `task` (which the caller sees) for `caller`.
+/// Whether the view allows `request` on `task` (which the caller sees) for `caller`, where no
+/// group may hand on others' tasks.
 pub fn check(request: &ActionRequest, task: &TaskDocument, caller: &Caller) -> Result<(), Refused> {
+    check_for(request, task, caller, &[])
+}
+
+/// Whether the view allows `request` on `task` (which the caller sees) for `caller`; members
+/// of `hand_over_groups` may hand on (`assign`) and defer tasks claimed by others, as their
+/// assignees may.
+pub fn check_for(
+    request: &ActionRequest,
+    task: &TaskDocument,
+    caller: &Caller,
+    hand_over_groups: &[String],
+) -> Result<(), Refused> {
     let assignee = task.assignee.as_deref();
+    let hands_over = hand_over_groups
+        .iter()
+        .any(|group| caller.groups.contains(group));
     let mine = assignee == Some(caller.user.as_str());
-    let involved = mine || is_candidate(task, caller);
+    let involved = mine || hands_over || is_candidate(task, caller);
     match request.action {
         TaskAction::Claim => match assignee {
             Some(holder) if holder == caller.user => Err(Refused::Conflict(
@@ -137,7 +153,7 @@ pub fn check(request: &ActionRequest, task: &TaskDocument, caller: &Caller) -> R
         // A claimed task is its assignee's: handing it on or deferring it is theirs to do, as
         // claiming it again is refused to everyone else.
         TaskAction::Defer | TaskAction::Undefer | TaskAction::Assign
-            if !mine && assignee.is_some() =>
+            if !mine && !hands_over && assignee.is_some() =>
         {
             Err(Refused::Conflict(format!(
                 "the task is claimed by {}; only they can hand it on or defer it",
@@ -334,6 +350,21 @@ mod tests {
         for action in [TaskAction::Assign, TaskAction::Defer] {
             assert_eq!(check(&request(action), &claimed, &piggy), Ok(()));
         }
+        // A group the configuration names may hand it on; claiming it stays refused.
+        let supervisor = caller("gonzo", &["leads"]);
+        let leads = ["leads".to_string()];
+        for action in [TaskAction::Assign, TaskAction::Defer] {
+            let allowed = check_for(&request(action), &claimed, &supervisor, &leads);
+            assert_eq!(allowed, Ok(()), "{action}");
+        }
+        assert!(matches!(
+            check_for(&request(TaskAction::Claim), &claimed, &supervisor, &leads),
+            Err(Refused::Conflict(_))
+        ));
+        assert!(matches!(
+            check_for(&request(TaskAction::Assign), &claimed, &kermit, &leads),
+            Err(Refused::Conflict(_))
+        ));
     }
 
     #[test]

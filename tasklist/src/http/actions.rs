@@ -111,7 +111,7 @@ pub async fn act(
     let command_id = match key {
         Some(key) => keyed_command(&state, target, &caller, key, &task, &request).await?,
         None => {
-            rules::check(&request, &task, &caller)?;
+            rules::check_for(&request, &task, &caller, &state.hand_over_groups)?;
             Uuid::new_v4()
         }
     };
@@ -176,7 +176,7 @@ async fn keyed_command(
     let bound = match target.keys.bound(&caller.user, &key, valid_since).await? {
         Some(bound) => bound,
         None => {
-            rules::check(request, task, caller)?;
+            rules::check_for(request, task, caller, &state.hand_over_groups)?;
             let fresh = KeyBinding {
                 user: caller.user.clone(),
                 key,

@@ -50,6 +50,8 @@ pub struct AppState {
     pub actions: Option<ActionTarget>,
     /// How long an `Idempotency-Key` names its request.
     pub key_life: Duration,
+    /// Groups that may hand on others' claimed tasks.
+    pub hand_over_groups: Arc<Vec<String>>,
     /// Requests waiting for an action's outcome.
     pub waiters: Waiters,
     /// Each user's open streams, under the per-user cap.
