@@ -41,6 +41,8 @@ pub(crate) fn config(database: &str, prefix: &str, trusted_headers: bool) -> Ben
         ("KAFKA__GROUP_ID", format!("{prefix}-group")),
         ("HTTP__LISTEN", "127.0.0.1:0".to_string()),
         ("LOG__LEVEL", "warn".to_string()),
+        // Thousands of clients from a few loopback addresses: no per-address cap.
+        ("HTTP__MAX_CONNECTIONS_PER_ADDRESS", "0".to_string()),
     ];
     if trusted_headers {
         env.push(("IDENTITY__TRUSTED_HEADERS", "true".into()));

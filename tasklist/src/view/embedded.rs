@@ -3,8 +3,15 @@
 //! [`crate::query`], an ordered change feed with fences), so the HTTP API and the stream run on
 //! it unchanged. It holds no files: whoever feeds it rebuilds it at start (the single-node mode
 //! loads the aggregates' current states, then follows the outbox).
+//!
+//! A process that runs for months must not keep every task it ever saw: a finished task
+//! (completed or deleted, which no query shows) and a deleted data entry are reported on the
+//! change feed and then dropped; only their versions are kept, for the most recent
+//! [`FINISHED_REMEMBERED`] of each, so that a duplicate arriving soon after changes nothing. Its
+//! feeder delivers each aggregate's versions in order (single-node follows the outbox), so an
+//! older version of a task finished long ago does not come.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use futures::FutureExt;
@@ -21,12 +28,47 @@ use crate::query::{TaskQuery, next_cursor};
 /// [`Change::Gap`] (its streams resync), exactly as when a change stream loses its position.
 const FEED_CAPACITY: usize = 16 * 1024;
 
+/// Finished tasks (and deleted data entries) whose versions are remembered after they leave.
+pub const FINISHED_REMEMBERED: usize = 10_000;
+
+/// The versions of documents that have left, the most recent first to stay.
+#[derive(Debug, Default)]
+struct Departed {
+    versions: HashMap<String, i64>,
+    order: VecDeque<String>,
+}
+
+impl Departed {
+    fn version(&self, id: &str) -> Option<i64> {
+        self.versions.get(id).copied()
+    }
+
+    fn remember(&mut self, id: &str, version: i64) {
+        if self.versions.insert(id.to_string(), version).is_none() {
+            self.order.push_back(id.to_string());
+        }
+        while self.order.len() > FINISHED_REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.versions.remove(&oldest);
+            }
+        }
+    }
+
+    fn forget(&mut self, id: &str) {
+        if self.versions.remove(id).is_some() {
+            self.order.retain(|kept| kept != id);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Documents {
     tasks: HashMap<String, Arc<TaskDocument>>,
     /// Ids of the active tasks each principal may see: the candidates of a query.
     visible_tasks: HashMap<String, HashSet<String>>,
     entries: BTreeMap<String, DataEntryDocument>,
+    finished_tasks: Departed,
+    deleted_entries: Departed,
 }
 
 impl Documents {
@@ -92,9 +134,14 @@ impl EmbeddedView {
         EmbeddedView::default()
     }
 
-    /// Number of task documents held (any state).
+    /// Number of task documents held: the active ones (finished ones leave).
     pub fn task_count(&self) -> usize {
         self.read().tasks.len()
+    }
+
+    /// Number of data entries held (deleted ones leave).
+    pub fn data_entry_count(&self) -> usize {
+        self.read().entries.len()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Documents> {
@@ -116,7 +163,11 @@ impl EmbeddedView {
         let mut documents = self.write();
         for task in tasks {
             let stored = documents.tasks.get(&task.id).cloned();
-            if stored.as_ref().is_some_and(|s| s.version >= task.version) {
+            let known = stored
+                .as_ref()
+                .map(|s| s.version)
+                .or_else(|| documents.finished_tasks.version(&task.id));
+            if known.is_some_and(|version| version >= task.version) {
                 applied.stale += 1;
                 continue;
             }
@@ -124,8 +175,14 @@ impl EmbeddedView {
                 documents.unindex(&stored);
             }
             let task = Arc::new((*task).clone());
-            documents.index(&task);
-            documents.tasks.insert(task.id.clone(), task.clone());
+            if task.state == crate::documents::ACTIVE {
+                documents.finished_tasks.forget(&task.id);
+                documents.index(&task);
+                documents.tasks.insert(task.id.clone(), task.clone());
+            } else {
+                documents.tasks.remove(&task.id);
+                documents.finished_tasks.remember(&task.id, task.version);
+            }
             // Sent while the lock is held: the feed's order is the order of the writes, and a
             // snapshot read after this write sees it.
             let _ = self.feed.send(Change::Task(task));
@@ -137,11 +194,18 @@ impl EmbeddedView {
         let mut applied = Applied::default();
         let mut documents = self.write();
         for entry in entries {
-            match documents.entries.get(&entry.id) {
-                Some(stored) if stored.version >= entry.version => applied.stale += 1,
-                _ => {
-                    documents.entries.insert(entry.id.clone(), (*entry).clone());
-                }
+            let known = match documents.entries.get(&entry.id) {
+                Some(stored) => Some(stored.version),
+                None => documents.deleted_entries.version(&entry.id),
+            };
+            if known.is_some_and(|version| version >= entry.version) {
+                applied.stale += 1;
+            } else if entry.deleted {
+                documents.entries.remove(&entry.id);
+                documents.deleted_entries.remember(&entry.id, entry.version);
+            } else {
+                documents.deleted_entries.forget(&entry.id);
+                documents.entries.insert(entry.id.clone(), (*entry).clone());
             }
         }
         applied
@@ -297,5 +361,66 @@ impl ChangeSource for EmbeddedView {
         let _documents = self.write();
         let _ = self.feed.send(Change::Fence(fence.to_string()));
         futures::future::ready(Ok(())).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskpool_schemas::TaskState;
+    use taskpool_testkit::fixtures::task_event;
+
+    fn task(id: &str, version: i64, state: TaskState) -> TaskDocument {
+        TaskDocument::from_event(&task_event(id, version, None, &["muppets"], state))
+    }
+
+    #[test]
+    fn a_finished_task_leaves_memory_on_the_feed_and_its_duplicates_change_nothing() {
+        let view = EmbeddedView::new();
+        let mut feed = view.feed.subscribe();
+        view.write_tasks(&[&task("t", 1, TaskState::Active)]);
+        assert_eq!(view.task_count(), 1);
+        let completed = task("t", 2, TaskState::Completed);
+        assert_eq!(view.write_tasks(&[&completed]).stale, 0);
+        assert_eq!(view.task_count(), 0, "a finished task is not held");
+        let mut versions = Vec::new();
+        while let Ok(Change::Task(task)) = feed.try_recv() {
+            versions.push((task.version, task.state.clone()));
+        }
+        assert_eq!(versions, [(1, "ACTIVE".into()), (2, "COMPLETED".into())]);
+        for late in [
+            task("t", 2, TaskState::Completed),
+            task("t", 1, TaskState::Active),
+        ] {
+            assert_eq!(
+                view.write_tasks(&[&late]).stale,
+                1,
+                "version {}",
+                late.version
+            );
+        }
+        assert_eq!(view.task_count(), 0);
+        assert!(feed.try_recv().is_err(), "nothing more on the feed");
+    }
+
+    #[test]
+    fn the_versions_kept_of_finished_tasks_are_bounded() {
+        let view = EmbeddedView::new();
+        let count = FINISHED_REMEMBERED + 10;
+        for n in 0..count {
+            view.write_tasks(&[&task(&format!("t{n}"), 2, TaskState::Deleted)]);
+        }
+        let documents = view.read();
+        assert_eq!(documents.finished_tasks.versions.len(), FINISHED_REMEMBERED);
+        assert_eq!(documents.finished_tasks.order.len(), FINISHED_REMEMBERED);
+        assert_eq!(
+            documents.finished_tasks.version("t0"),
+            None,
+            "the oldest is forgotten"
+        );
+        assert_eq!(
+            documents.finished_tasks.version(&format!("t{}", count - 1)),
+            Some(2)
+        );
     }
 }
