@@ -20,6 +20,7 @@ mod receipts;
 mod relay;
 mod setup;
 mod single_node;
+mod soak;
 mod stats;
 mod tasklist;
 mod tasklist_service;
@@ -64,6 +65,9 @@ benchmarks:
   single-node     the demo engine at a steady rate: commit to stream receipt in one process,
                   then doubled rates to find the highest with p99 under 250 ms
                   options: --rate N (200 events per second) --seconds N (20) --probe-seconds N (5)
+  soak            single-node with the demo at a steady rate for many minutes: resident
+                  memory each minute, after the warm-up and at the end
+                  options: --minutes N (30) --warm-minutes N (5) --rate N (100 events/s)
   engine          the real engine (Operaton): its REST calls with and without the capture
                   installed, alternating rounds, and engine commit to tasklist stream through
                   the capture, relay, broker and tasklist-api at a steady rate
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
         "fanout" => runtime.block_on(tasklist::fanout(&options)),
         "fanout-clients" => runtime.block_on(tasklist::fanout_clients(&options)),
         "single-node" => runtime.block_on(single_node::run(&options)),
+        "soak" => runtime.block_on(soak::run(&options)),
         "e2e" => runtime.block_on(e2e::run(&options)),
         "rebuild" => runtime.block_on(rebuild::run(&options)),
         "actions" => runtime.block_on(actions::run(&options)),

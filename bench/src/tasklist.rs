@@ -91,7 +91,7 @@ async fn measure_projection(prefix: &str, events: u64) -> BenchResult<()> {
     Ok(())
 }
 
-fn rss_kib() -> u64 {
+pub(crate) fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
