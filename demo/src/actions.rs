@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use crate::db::DemoDb;
 use crate::engine::{Demo, DemoError};
 use crate::events::record;
+use crate::process::Step;
 
 /// The demo engine as a command handler (it shares the database with the running demo).
 pub struct DemoActions<S: DemoDb> {
@@ -124,12 +125,17 @@ impl<S: DemoDb + CommandStore> DemoActions<S> {
                 Some(to)
             }
             TaskAction::Complete if assignee.as_deref() == Some(user) => {
-                let approved = command
-                    .variables
-                    .0
-                    .get("approved")
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(true);
+                let decision = command.variables.0.get("approved");
+                // An approval needs the approver's decision; other steps ask for none.
+                let approved = match decision.and_then(serde_json::Value::as_bool) {
+                    Some(approved) => approved,
+                    None if task.step == Step::Approve.key() => {
+                        return Err(Refusal::rejected(
+                            "an approval needs approved: true or false",
+                        ));
+                    }
+                    None => true,
+                };
                 return demo
                     .finish(task, approved, conn, collector)
                     .await

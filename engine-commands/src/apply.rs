@@ -54,8 +54,8 @@ pub trait CommandHandler<S: CommandStore>: Send + Sync {
 }
 
 /// Applies `command` unless it was decided before; either way returns its outcome. Safe to
-/// call again with the same command, also concurrently: it is decided once. A command older
-/// than `retention` accepts is refused (its record may have been pruned), unless its
+/// call again with the same command, also concurrently: it is decided once. A command issued
+/// more than half the retention ago is refused (its record may have been pruned), unless its
 /// decision is still on record.
 pub async fn apply_once<S, H>(
     pool: &Pool<S::Db>,

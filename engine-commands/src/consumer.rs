@@ -144,7 +144,12 @@ where
     S: CommandStore,
     A: Applier,
 {
+    // Pruning ends at shutdown; consuming ends by itself then, once its command is answered.
     let pruning = prune_periodically::<S>(pool.clone(), config.retention, shutdown.clone());
+    let pruning = async move {
+        pruning.await;
+        std::future::pending::<()>().await;
+    };
     tokio::select! {
         consumed = consume::<S, A>(config, pool, applier, shutdown) => consumed,
         () = pruning => Ok(()),

@@ -110,6 +110,10 @@ impl ActionsConfig {
         if self.timeout_ms == 0 {
             return Err("actions.timeout_ms must be positive".into());
         }
+        if self.retention_hours == 0 {
+            // Half of it is how old a command may be: none would be applied.
+            return Err("actions.retention_hours must be at least 1".into());
+        }
         self.consumer
             .check_guarantees("actions.consumer", MANUAL_OFFSET_STORE)
             .map_err(|refusal| refusal.to_string())?;

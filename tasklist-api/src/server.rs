@@ -109,7 +109,7 @@ pub async fn start(
         auth,
         metrics: metrics.clone(),
         stream: config.stream.clone(),
-        http: config.http.clone(),
+        http: http_settings(&config),
         action_rules: config.actions.clone(),
         dev_sign_in,
         actions: Some(ActionTarget {
@@ -140,4 +140,14 @@ pub async fn start(
         tasks,
         failures,
     })
+}
+
+/// The HTTP settings, with no per-address cap by default where identities come from a proxy's
+/// headers: every connection then has the proxy's address.
+fn http_settings(config: &Config) -> taskpool_tasklist::settings::HttpConfig {
+    let mut http = config.http.clone();
+    if config.identity.trusted_headers && http.max_connections_per_address.is_none() {
+        http.max_connections_per_address = Some(0);
+    }
+    http
 }

@@ -37,6 +37,9 @@ pub enum ServeError {
     },
 }
 
+/// Connections one remote address may hold where the settings name no cap.
+pub const DEFAULT_CONNECTIONS_PER_ADDRESS: usize = 1000;
+
 /// The tasklist API over a view, whatever feeds it.
 #[derive(Debug)]
 pub struct Api {
@@ -122,7 +125,10 @@ pub async fn serve_api(
         .http
         .max_connections
         .unwrap_or_else(default_max_connections);
-    let per_address = api.http.max_connections_per_address;
+    let per_address = api
+        .http
+        .max_connections_per_address
+        .unwrap_or(DEFAULT_CONNECTIONS_PER_ADDRESS);
     info!(max_connections, per_address, "serving HTTP");
     let limits = Limits {
         connections: max_connections,

@@ -84,9 +84,10 @@ pub struct HttpConfig {
     /// Connections served at once; more are answered 503. Default: the process's
     /// file-descriptor limit less 512.
     pub max_connections: Option<usize>,
-    /// Connections served at once from one remote address; more are answered 429. 0: no such
-    /// cap (behind a proxy, whose address every connection has: let the proxy limit clients).
-    pub max_connections_per_address: usize,
+    /// Connections served at once from one remote address (an IPv6 /64 counts as one); more
+    /// are answered 429. 0: no such cap. Default: 1,000, or none where identities come from
+    /// a proxy's headers (every connection has the proxy's address; let it limit clients).
+    pub max_connections_per_address: Option<usize>,
     /// A separate address for `/metrics` and the health endpoints (an admin port reachable
     /// only from inside the cluster); when set, `listen` no longer serves `/metrics`.
     pub admin_listen: Option<String>,
@@ -112,9 +113,10 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActionsConfig {
-    /// Groups whose members may hand on (`assign`) and defer tasks claimed by someone else,
-    /// as the assignee may (team leads), e.g. `["leads"]`, or comma-separated in the
-    /// environment. Empty: only the assignee. The engine still decides.
+    /// Groups whose members, where they are a task's candidates, may hand it on (`assign`),
+    /// defer and undefer it though someone else claimed it, as the assignee may (team leads),
+    /// e.g. `["leads"]`, or comma-separated in the environment. Empty: only the assignee. The
+    /// engine still decides (the demo engine keeps to the assignee).
     #[serde(deserialize_with = "taskpool_service::config::list")]
     pub hand_over_groups: Vec<String>,
 }
@@ -172,7 +174,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             cors_allowed_origins: Vec::new(),
             max_connections: None,
-            max_connections_per_address: 1000,
+            max_connections_per_address: None,
             admin_listen: None,
             allowed_hosts: Vec::new(),
             read_deadline_secs: 10,

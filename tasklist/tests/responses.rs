@@ -394,7 +394,7 @@ async fn raw_from(local: &str, address: &str, request: &str) -> String {
 #[tokio::test]
 async fn one_address_holds_at_most_its_cap_of_connections() {
     let http = HttpConfig {
-        max_connections_per_address: 2,
+        max_connections_per_address: Some(2),
         ..HttpConfig::default()
     };
     let (address, trigger, tasks) = served_with(http, StreamConfig::default()).await;

@@ -104,6 +104,12 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.log.check().map_err(ConfigError::Invalid)?;
         self.http.check().map_err(ConfigError::Invalid)?;
+        if self.data.command_retention_hours == 0 {
+            // Half of it is how old an action may be: none would be applied.
+            return Err(ConfigError::Invalid(
+                "data.command_retention_hours must be at least 1".into(),
+            ));
+        }
         if let Some(problem) = self.demo.demo_config().problem() {
             return Err(ConfigError::Invalid(problem));
         }
@@ -126,6 +132,14 @@ mod tests {
         assert_eq!(config.data.dir, PathBuf::from("taskpool-data"));
         assert!(config.identity.is_none());
         assert_eq!(config.http.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_retention_of_no_hours_is_refused() {
+        let env = [("TASKPOOL__DATA__COMMAND_RETENTION_HOURS", "0")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let error = Config::from_sources("", env).unwrap_err().to_string();
+        assert!(error.contains("command_retention_hours"), "{error}");
     }
 
     #[test]

@@ -14,14 +14,18 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS taskpool_idempotency_keys (
     request    TEXT NOT NULL,
     command_id TEXT NOT NULL,
     bound_at   INTEGER NOT NULL,
+    sent       BOOLEAN NOT NULL DEFAULT false,
     PRIMARY KEY (user_id, key))";
 const INDEX: &str = "CREATE INDEX IF NOT EXISTS taskpool_idempotency_keys_bound_at \
                      ON taskpool_idempotency_keys (bound_at)";
-const SELECT: &str = "SELECT request, command_id, bound_at FROM taskpool_idempotency_keys \
-                      WHERE user_id = $1 AND key = $2 AND bound_at >= $3";
+const SELECT: &str = "SELECT request, command_id, bound_at, sent \
+                      FROM taskpool_idempotency_keys WHERE user_id = $1 AND key = $2 AND bound_at >= $3";
+const CONFIRM: &str =
+    "UPDATE taskpool_idempotency_keys SET sent = true WHERE user_id = $1 AND key = $2";
 const DELETE_EXPIRED: &str = "DELETE FROM taskpool_idempotency_keys WHERE bound_at < $1";
 const INSERT: &str = "INSERT INTO taskpool_idempotency_keys \
-                      (user_id, key, request, command_id, bound_at) VALUES ($1, $2, $3, $4, $5) \
+                      (user_id, key, request, command_id, bound_at, sent) \
+                      VALUES ($1, $2, $3, $4, $5, $6) \
                       ON CONFLICT (user_id, key) DO NOTHING";
 
 #[derive(Debug, Clone)]
@@ -59,6 +63,7 @@ impl SqliteKeys {
             command_id: Uuid::parse_str(&command_id)
                 .map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
             bound_at: row.try_get(2)?,
+            sent: row.try_get(3)?,
         }))
     }
 
@@ -76,6 +81,7 @@ impl SqliteKeys {
             .bind(&binding.request)
             .bind(binding.command_id.to_string())
             .bind(binding.bound_at)
+            .bind(binding.sent)
             .execute(&mut *tx)
             .await?;
         let bound = self
@@ -109,6 +115,19 @@ impl KeyStore for SqliteKeys {
         async move {
             self.insert(binding, valid_since)
                 .await
+                .map_err(ViewError::new)
+        }
+        .boxed()
+    }
+
+    fn confirm<'a>(&'a self, user: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), ViewError>> {
+        async move {
+            sqlx::query(CONFIRM)
+                .bind(user)
+                .bind(key)
+                .execute(&self.pool)
+                .await
+                .map(drop)
                 .map_err(ViewError::new)
         }
         .boxed()

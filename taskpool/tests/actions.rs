@@ -4,10 +4,14 @@
 use std::time::Duration;
 use taskpool_engine_commands::Retention;
 
+use serde_json::json;
 use taskpool::{Options, SignIn};
 use taskpool_core::SqliteStore;
 use taskpool_demo::actions::DemoActions;
 use taskpool_demo::{Demo, DemoConfig};
+use taskpool_schemas::{TaskAction, Timestamp};
+use taskpool_tasklist::actions::keys::request_digest;
+use taskpool_tasklist::actions::rules::parse_body;
 use taskpool_testkit::http::{StreamClient, get, post_json, request_with_body};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -72,6 +76,20 @@ async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
     })
     .await;
 
+    let with_key = |bearer: &str, action: &'static str, key: &'static str, body: &'static str| {
+        let (address, path, bearer) = (&address, path(action), format!("Bearer {bearer}"));
+        async move {
+            let length = body.len().to_string();
+            let headers = [
+                ("Connection", "close"),
+                ("Content-Type", "application/json"),
+                ("Content-Length", length.as_str()),
+                ("Authorization", bearer.as_str()),
+                ("Idempotency-Key", key),
+            ];
+            request_with_body(address, "POST", &path, &headers, body.as_bytes()).await
+        }
+    };
     let keyed = |action: &'static str, key: &'static str| {
         let (address, path, bearer) = (&address, path(action), format!("Bearer {kermit}"));
         async move {
@@ -160,14 +178,32 @@ async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
         "the purchasing process keeps no follow-up dates"
     );
 
-    // The demo's form takes a decision as true or false: the string "false" is refused with
-    // 400 before anything is sent (it once read as an approval).
+    // A key bound to a command that was never handed on (its send failed) does not spare a
+    // retry the view's rules: piggy, not the assignee, is refused at once (403), nothing sent.
+    let approve = parse_body(TaskAction::Complete, Some(&json!({"approved": true}))).unwrap();
+    sqlx::query(
+        "INSERT INTO taskpool_idempotency_keys (user_id, key, request, command_id, bound_at, sent) \
+         VALUES ('piggy', 'unsent-1', $1, $2, $3, false)",
+    )
+    .bind(request_digest(&task, &approve))
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(Timestamp::now().millis())
+    .execute(&pool)
+    .await
+    .unwrap();
     let before = processed().await;
-    let mistyped = post_json(
-        &address,
-        &path("complete"),
-        Some(&kermit),
-        Some(r#"{"approved": "false"}"#),
+    let unsent = with_key(&piggy, "complete", "unsent-1", r#"{"approved": true}"#).await;
+    assert_eq!(unsent.status, 403, "{}", unsent.body);
+    assert_eq!(processed().await, before);
+
+    // The demo's form takes a decision as true or false: the string "false" is refused with
+    // 400 before anything is sent (it once read as an approval), and the refused request does
+    // not take its key: the corrected one may use it.
+    let mistyped = with_key(
+        &kermit,
+        "complete",
+        "complete-1",
+        r#"{"approved": "false"}"#,
     )
     .await;
     assert_eq!(mistyped.status, 400, "{}", mistyped.body);
@@ -176,18 +212,20 @@ async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
     let still = get(&address, &format!("/api/tasks/{task}"), Some(&kermit)).await;
     assert_eq!(still.json()["assignee"], "kermit", "nothing was applied");
 
-    let completed = post_json(
-        &address,
-        &path("complete"),
-        Some(&kermit),
-        Some(r#"{"approved": true}"#),
-    )
-    .await;
+    // Without a decision the approval is not taken as approved: the demo engine rejects it.
+    let undecided = post_json(&address, &path("complete"), Some(&kermit), None).await;
+    assert_eq!(undecided.status, 409, "{}", undecided.body);
+    assert_eq!(
+        undecided.json()["message"],
+        "an approval needs approved: true or false"
+    );
+
+    let completed = with_key(&kermit, "complete", "complete-1", r#"{"approved": true}"#).await;
     assert_eq!(completed.status, 200, "{}", completed.body);
     let gone = get(&address, &format!("/api/tasks/{task}"), Some(&kermit)).await;
     assert_eq!(gone.status, 404, "the completed task left kermit's list");
 
-    // Kermit's stream told him the engine's rejection and the completion, in that order.
+    // Kermit's stream told him the engine's rejections and the completion, in that order.
     let mut outcomes = Vec::new();
     while outcomes.last() != Some(&completed.json()["commandId"]) {
         let event = stream.expect("kermit's outcomes", DEADLINE).await;
@@ -195,7 +233,9 @@ async fn claim_defer_and_complete_go_to_the_demo_engine_whose_rules_decide() {
             outcomes.push(event.data["commandId"].clone());
         }
     }
-    assert_eq!(outcomes[outcomes.len() - 2], deferred.json()["commandId"]);
+    let expected =
+        [&deferred, &undecided, &completed].map(|reply| reply.json()["commandId"].clone());
+    assert_eq!(outcomes[outcomes.len() - 3..], expected);
     trigger.trigger();
     node.stopped().await;
 }

@@ -24,6 +24,7 @@ const TAKE: &str = "INSERT INTO taskpool_processed_commands (command_id, task_id
                     VALUES ($1, $2, 'pending') ON CONFLICT (command_id) DO NOTHING";
 const LOCK: &str = "SELECT result, reason, task_version FROM taskpool_processed_commands \
                     WHERE command_id = $1 FOR UPDATE";
+const RECORDED: &str = "SELECT result FROM taskpool_processed_commands WHERE command_id = $1";
 const DECIDE: &str = "UPDATE taskpool_processed_commands \
                       SET result = $2, reason = $3, task_version = $4 WHERE command_id = $1";
 /// Whether the capture has turned every recorded change of the task into events, and the
@@ -129,8 +130,16 @@ impl RestApplier {
 impl Applier for RestApplier {
     async fn apply(&self, command: &TaskCommand) -> Result<CommandOutcome, EngineError> {
         let command_id = command.command_id.to_string();
-        if self.retention.expired(command, Timestamp::now()) {
-            // Its record may be gone: refused, unless its decision is still on record.
+        // Expired, its record may be gone: refused without one, answered by its decision with
+        // one; a `pending` record (it may have reached the engine) goes the usual way below,
+        // which compares it with what the engine shows.
+        let recorded: Option<String> = sqlx::query_scalar(RECORDED)
+            .bind(&command_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if self.retention.expired(command, Timestamp::now())
+            && recorded.as_deref() != Some("pending")
+        {
             let decision = PgStore::decided(&self.pool, &command_id)
                 .await?
                 .unwrap_or_else(|| rejected(self.retention.expired_reason()));

@@ -48,13 +48,24 @@ impl MongoKeys {
     async fn find(&self, id: &str, valid_since: i64) -> mongodb::error::Result<Option<KeyBinding>> {
         let filter = doc! { "_id": id, "boundAt": { "$gte": valid_since } };
         let found = self.store.timed(self.collection().find_one(filter)).await?;
-        Ok(found.and_then(|document| binding_of(&document)))
+        // A binding that cannot be read is an error, not a missing one (which would be made
+        // again over it, in vain).
+        found
+            .map(|document| {
+                binding_of(&document).ok_or_else(|| {
+                    mongodb::error::Error::custom(format!("unreadable idempotency key {id:?}"))
+                })
+            })
+            .transpose()
     }
 
+    /// Stores `binding` unless the key is bound (then that binding); tries once more when the
+    /// binding in the way expired meanwhile (`retry`).
     async fn insert(
         &self,
         binding: &KeyBinding,
         valid_since: i64,
+        retry: bool,
     ) -> mongodb::error::Result<KeyBinding> {
         let id = document_id(&binding.user, &binding.key);
         let expired = doc! { "boundAt": { "$lt": valid_since } };
@@ -66,6 +77,7 @@ impl MongoKeys {
             "request": &binding.request,
             "commandId": binding.command_id.to_string(),
             "boundAt": binding.bound_at,
+            "sent": binding.sent,
         };
         match self
             .store
@@ -76,7 +88,8 @@ impl MongoKeys {
             Err(error) if duplicate(&error) => match self.find(&id, valid_since).await? {
                 Some(first) => Ok(first),
                 // The first one expired between the two: this one may take its place.
-                None => Box::pin(self.insert(binding, valid_since)).await,
+                None if retry => Box::pin(self.insert(binding, valid_since, false)).await,
+                None => Err(error),
             },
             Err(error) => Err(error),
         }
@@ -104,8 +117,21 @@ impl KeyStore for MongoKeys {
         valid_since: i64,
     ) -> BoxFuture<'a, Result<KeyBinding, ViewError>> {
         async move {
-            self.insert(binding, valid_since)
+            self.insert(binding, valid_since, true)
                 .await
+                .map_err(ViewError::new)
+        }
+        .boxed()
+    }
+
+    fn confirm<'a>(&'a self, user: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), ViewError>> {
+        async move {
+            let filter = doc! { "_id": document_id(user, key) };
+            let sent = doc! { "$set": { "sent": true } };
+            self.store
+                .timed(self.collection().update_one(filter, sent))
+                .await
+                .map(drop)
                 .map_err(ViewError::new)
         }
         .boxed()
@@ -127,6 +153,7 @@ fn binding_of(document: &Document) -> Option<KeyBinding> {
         request: document.get_str("request").ok()?.to_string(),
         command_id: Uuid::parse_str(document.get_str("commandId").ok()?).ok()?,
         bound_at: document.get_i64("boundAt").ok()?,
+        sent: document.get_bool("sent").unwrap_or(false),
     })
 }
 

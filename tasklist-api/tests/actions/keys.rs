@@ -7,7 +7,7 @@ use taskpool_testkit::http::request_with_body;
 async fn a_key_names_its_request_until_it_expires_and_another_request_with_it_is_422() {
     let world = World::new().await;
     let mut config = world.config();
-    config.http.idempotency_key_secs = 3;
+    config.http.idempotency_key_secs = 10;
     let service = Service::start(config).await;
     world
         .send_task(&task_event(

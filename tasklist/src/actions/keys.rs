@@ -1,7 +1,9 @@
 //! `Idempotency-Key`: a caller's key names one request for a while (the HTTP Idempotency-Key
 //! draft). The first request with a key binds it to what it asked (task, action, values) and to
-//! the command it became; a retry of the same request within the binding's life is that command
-//! again (the engine, which decides each command once, answers it as before); the same key with
+//! the command it became, stamped with its first issue time; once the command has been handed
+//! on, a retry of the same request within the binding's life is that command again (the engine,
+//! which decides each command once, answers it as before, and refuses it when it has expired);
+//! a retry of one never handed on is checked as a new request would be; the same key with
 //! another request is refused (422); once the binding has expired, the key starts a new command.
 //! Bindings are kept where the deployment keeps state ([`KeyStore`]): MongoDB for tasklist-api,
 //! the engine's SQLite for single-node, so they hold across restarts and instances.
@@ -23,8 +25,10 @@ pub struct KeyBinding {
     /// What the request asked ([`request_digest`]).
     pub request: String,
     pub command_id: Uuid,
-    /// When it was bound, in epoch milliseconds.
+    /// When it was bound, in epoch milliseconds: the command's issue time, on every retry.
     pub bound_at: i64,
+    /// Whether its command was handed on (to the topic, or the engine).
+    pub sent: bool,
 }
 
 /// Where bindings are kept.
@@ -45,6 +49,9 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug + 'static {
         binding: &'a KeyBinding,
         valid_since: i64,
     ) -> BoxFuture<'a, Result<KeyBinding, ViewError>>;
+
+    /// Records that the command of the user's `key` was handed on.
+    fn confirm<'a>(&'a self, user: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), ViewError>>;
 }
 
 pub type SharedKeys = Arc<dyn KeyStore>;

@@ -109,8 +109,8 @@ pub fn check(request: &ActionRequest, task: &TaskDocument, caller: &Caller) -> R
 }
 
 /// Whether the view allows `request` on `task` (which the caller sees) for `caller`; members
-/// of `hand_over_groups` may hand on (`assign`) and defer tasks claimed by others, as their
-/// assignees may.
+/// of `hand_over_groups` who are candidates of a task claimed by someone else may hand it on
+/// (`assign`), defer and undefer it, as its assignee may.
 pub fn check_for(
     request: &ActionRequest,
     task: &TaskDocument,
@@ -122,7 +122,7 @@ pub fn check_for(
         .iter()
         .any(|group| caller.groups.contains(group));
     let mine = assignee == Some(caller.user.as_str());
-    let involved = mine || hands_over || is_candidate(task, caller);
+    let involved = mine || is_candidate(task, caller);
     match request.action {
         TaskAction::Claim => match assignee {
             Some(holder) if holder == caller.user => Err(Refused::Conflict(
@@ -350,8 +350,9 @@ mod tests {
         for action in [TaskAction::Assign, TaskAction::Defer] {
             assert_eq!(check(&request(action), &claimed, &piggy), Ok(()));
         }
-        // A group the configuration names may hand it on; claiming it stays refused.
-        let supervisor = caller("gonzo", &["leads"]);
+        // A candidate in a group the configuration names may hand it on; claiming it stays
+        // refused.
+        let supervisor = caller("gonzo", &["muppets", "leads"]);
         let leads = ["leads".to_string()];
         for action in [TaskAction::Assign, TaskAction::Defer] {
             let allowed = check_for(&request(action), &claimed, &supervisor, &leads);

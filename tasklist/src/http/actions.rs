@@ -4,7 +4,8 @@
 //!
 //! With an `Idempotency-Key`, a retried request is the same command, which the engine applies
 //! once (and answers as it did): the key is bound to the request for `http.idempotency_key_secs`
-//! ([`crate::actions::keys`]); the same key with another request is 422; later, a new command.
+//! ([`crate::actions::keys`], [`super::keyed`]); the same key with another request is 422;
+//! later, a new command.
 //!
 //! With `?wait=<duration>` (`5s`, `500ms`, at most 30 s) the answer waits for the outcome:
 //! 409 with the engine's reason when it rejected the action; 200 once applied *and* visible to
@@ -22,11 +23,9 @@ use taskpool_schemas::{CommandOutcome, OutcomeResult, TaskAction, Timestamp};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::keyed::KeyedRequest;
 use super::{ApiError, AppState, parse_params};
-use crate::actions::ActionTarget;
-use crate::actions::keys::{KeyBinding, request_digest};
-use crate::actions::rules::{self, ActionRequest, Refused};
-use crate::documents::TaskDocument;
+use crate::actions::rules::{self, Refused};
 use crate::identity::Caller;
 
 /// The longest a request may wait for its outcome.
@@ -108,20 +107,32 @@ pub async fn act(
         .await?
         .ok_or(ApiError::NotFound)?;
     let target = state.actions.as_ref().ok_or(ApiError::NotImplemented)?;
-    let command_id = match key {
-        Some(key) => keyed_command(&state, target, &caller, key, &task, &request).await?,
-        None => {
-            rules::check_for(&request, &task, &caller, &state.hand_over_groups)?;
-            Uuid::new_v4()
+    let mut keyed = match key {
+        Some(key) => {
+            let caller_key = (caller.user.as_str(), key);
+            let life = (Timestamp::now(), state.key_life);
+            Some(KeyedRequest::find(target, caller_key, (&task.id, &request), life).await?)
         }
+        None => None,
     };
-    let command = rules::command(request, &task, &caller, command_id);
+    // A keyed request whose command was handed on before is that command again: the engine
+    // answers it as it decided it (the view may show its effect by now, and is not asked).
+    if !keyed.as_ref().is_some_and(KeyedRequest::sent_before) {
+        rules::check_for(&request, &task, &caller, &state.hand_over_groups)?;
+    }
+    let mut command = rules::command(request, &task, &caller, Uuid::new_v4());
     target.sink.check(&command).map_err(ApiError::BadRequest)?;
-    let sink = &target.sink;
+    if let Some(keyed) = keyed.as_mut() {
+        keyed.bind(target, &mut command).await?;
+    }
+    let command_id = command.command_id;
     let outcome = wait.map(|_| state.waiters.expect(command_id));
-    if let Err(error) = sink.send(&command).await {
+    if let Err(error) = target.sink.send(&command).await {
         // Its waiter (if any) is dropped with the receiver and pruned by the next request.
         return Err(ApiError::Unavailable(Box::new(error)));
+    }
+    if let Some(keyed) = &keyed {
+        keyed.confirm(target).await;
     }
     tracing::info!(command = %command_id, action = %action, task = %command.task_id, user = %caller.user, "action sent to the engine");
     let pending = (
@@ -155,42 +166,6 @@ pub async fn act(
         )
             .into_response()),
         OutcomeResult::Applied => Ok(pending.into_response()),
-    }
-}
-
-/// The command a keyed request is: the one its key is bound to when this is the same request
-/// again (not checked against the view again: it was when first sent, and the engine answers
-/// it as it decided then), otherwise a new one the key is bound to, once the view allows it.
-async fn keyed_command(
-    state: &AppState,
-    target: &ActionTarget,
-    caller: &Caller,
-    key: String,
-    task: &TaskDocument,
-    request: &ActionRequest,
-) -> Result<Uuid, ApiError> {
-    let now = Timestamp::now().millis();
-    let life = i64::try_from(state.key_life.as_millis()).unwrap_or(i64::MAX);
-    let valid_since = now.saturating_sub(life);
-    let digest = request_digest(&task.id, request);
-    let bound = match target.keys.bound(&caller.user, &key, valid_since).await? {
-        Some(bound) => bound,
-        None => {
-            rules::check_for(request, task, caller, &state.hand_over_groups)?;
-            let fresh = KeyBinding {
-                user: caller.user.clone(),
-                key,
-                request: digest.clone(),
-                command_id: Uuid::new_v4(),
-                bound_at: now,
-            };
-            target.keys.bind(&fresh, valid_since).await?
-        }
-    };
-    if bound.request == digest {
-        Ok(bound.command_id)
-    } else {
-        Err(ApiError::KeyReused)
     }
 }
 

@@ -3,7 +3,7 @@
 //! there, or switch it off (0), and let the proxy limit its clients.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The open connections of each address, under a cap.
@@ -33,6 +33,7 @@ impl AddressSlots {
         if self.cap == 0 {
             return Some(AddressSlot { slots: None });
         }
+        let address = client_of(address);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(address).or_default();
         if *count >= self.cap {
@@ -42,6 +43,18 @@ impl AddressSlots {
         Some(AddressSlot {
             slots: Some((self.clone(), address)),
         })
+    }
+}
+
+/// Who an address is: an IPv4 address (also written as IPv6), or an IPv6 /64 (one network
+/// hands out a whole /64 to one machine).
+fn client_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !0 << 64)),
+        },
     }
 }
 
@@ -74,6 +87,13 @@ mod tests {
         assert!(slots.take(two).is_some(), "another address is not affected");
         drop(first);
         assert!(slots.take(one).is_some());
+        // One IPv6 /64 is one client; an IPv4 address written as IPv6 is that address.
+        let network = AddressSlots::new(1);
+        let _held = network.take("2001:db8::1".parse().unwrap()).unwrap();
+        assert!(network.take("2001:db8::ffff:2".parse().unwrap()).is_none());
+        assert!(network.take("2001:db8:0:1::1".parse().unwrap()).is_some());
+        let _v4 = network.take("10.0.0.1".parse().unwrap()).unwrap();
+        assert!(network.take("::ffff:10.0.0.1".parse().unwrap()).is_none());
         let uncapped = AddressSlots::new(0);
         let held: Vec<_> = (0..100).map(|_| uncapped.take(one).unwrap()).collect();
         assert_eq!(held.len(), 100);

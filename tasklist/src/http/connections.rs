@@ -64,7 +64,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut sh
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let slots = Arc::new(Semaphore::new(limits.connections));
     let addresses = AddressSlots::new(limits.per_address);
+    // Refusals of the total cap and of one address's apart: an address refused in a loop must
+    // not take the answers (liveness among them) of everyone beyond the total cap.
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let refusing_addresses = Arc::new(Semaphore::new(MAX_REFUSING));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -79,7 +82,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut sh
             _ = shutdown.requested() => break,
         };
         let Some(address_slot) = addresses.take(peer.ip()) else {
-            if let Ok(permit) = refusing.clone().try_acquire_owned() {
+            if let Ok(permit) = refusing_addresses.clone().try_acquire_owned() {
                 tokio::spawn(refuse(stream, ADDRESS_FULL, permit));
             }
             continue;

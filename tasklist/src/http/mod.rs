@@ -7,6 +7,7 @@ mod data_entries;
 mod deadline;
 mod headers;
 mod hosts;
+mod keyed;
 mod stream;
 pub mod stream_slots;
 mod tasks;
