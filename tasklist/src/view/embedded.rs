@@ -4,12 +4,14 @@
 //! it unchanged. It holds no files: whoever feeds it rebuilds it at start (the single-node mode
 //! loads the aggregates' current states, then follows the outbox).
 //!
-//! A process that runs for months must not keep every task it ever saw: a finished task
-//! (completed or deleted, which no query shows) and a deleted data entry are reported on the
-//! change feed and then dropped; only their versions are kept, for the most recent
-//! [`FINISHED_REMEMBERED`] of each, so that a duplicate arriving soon after changes nothing. Its
-//! feeder delivers each aggregate's versions in order (single-node follows the outbox), so an
-//! older version of a task finished long ago does not come.
+//! A process that runs for months must not keep every task and data entry it ever saw: it
+//! holds what is current. A finished task (completed or deleted, which no query shows) is
+//! reported on the change feed and then dropped; so is a finished data entry (completed,
+//! cancelled or deleted: the engine keeps its record, this view no longer lists it). Only their
+//! versions are kept, for the most recent [`FINISHED_REMEMBERED`] of each, so that a duplicate
+//! arriving soon after changes nothing. Its feeder delivers each aggregate's versions in order
+//! (single-node follows the outbox), so an older version of one finished long ago does not
+//! come.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -68,7 +70,7 @@ struct Documents {
     visible_tasks: HashMap<String, HashSet<String>>,
     entries: BTreeMap<String, DataEntryDocument>,
     finished_tasks: Departed,
-    deleted_entries: Departed,
+    finished_entries: Departed,
 }
 
 impl Documents {
@@ -139,7 +141,7 @@ impl EmbeddedView {
         self.read().tasks.len()
     }
 
-    /// Number of data entries held (deleted ones leave).
+    /// Number of data entries held (finished ones leave).
     pub fn data_entry_count(&self) -> usize {
         self.read().entries.len()
     }
@@ -196,20 +198,27 @@ impl EmbeddedView {
         for entry in entries {
             let known = match documents.entries.get(&entry.id) {
                 Some(stored) => Some(stored.version),
-                None => documents.deleted_entries.version(&entry.id),
+                None => documents.finished_entries.version(&entry.id),
             };
             if known.is_some_and(|version| version >= entry.version) {
                 applied.stale += 1;
-            } else if entry.deleted {
+            } else if finished(entry) {
                 documents.entries.remove(&entry.id);
-                documents.deleted_entries.remember(&entry.id, entry.version);
+                documents
+                    .finished_entries
+                    .remember(&entry.id, entry.version);
             } else {
-                documents.deleted_entries.forget(&entry.id);
+                documents.finished_entries.forget(&entry.id);
                 documents.entries.insert(entry.id.clone(), (*entry).clone());
             }
         }
         applied
     }
+}
+
+/// Whether a data entry's business is over (it leaves the view).
+fn finished(entry: &DataEntryDocument) -> bool {
+    entry.deleted || matches!(entry.processing_type.as_str(), "COMPLETED" | "CANCELLED")
 }
 
 impl ViewStore for EmbeddedView {
@@ -365,62 +374,4 @@ impl ChangeSource for EmbeddedView {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use taskpool_schemas::TaskState;
-    use taskpool_testkit::fixtures::task_event;
-
-    fn task(id: &str, version: i64, state: TaskState) -> TaskDocument {
-        TaskDocument::from_event(&task_event(id, version, None, &["muppets"], state))
-    }
-
-    #[test]
-    fn a_finished_task_leaves_memory_on_the_feed_and_its_duplicates_change_nothing() {
-        let view = EmbeddedView::new();
-        let mut feed = view.feed.subscribe();
-        view.write_tasks(&[&task("t", 1, TaskState::Active)]);
-        assert_eq!(view.task_count(), 1);
-        let completed = task("t", 2, TaskState::Completed);
-        assert_eq!(view.write_tasks(&[&completed]).stale, 0);
-        assert_eq!(view.task_count(), 0, "a finished task is not held");
-        let mut versions = Vec::new();
-        while let Ok(Change::Task(task)) = feed.try_recv() {
-            versions.push((task.version, task.state.clone()));
-        }
-        assert_eq!(versions, [(1, "ACTIVE".into()), (2, "COMPLETED".into())]);
-        for late in [
-            task("t", 2, TaskState::Completed),
-            task("t", 1, TaskState::Active),
-        ] {
-            assert_eq!(
-                view.write_tasks(&[&late]).stale,
-                1,
-                "version {}",
-                late.version
-            );
-        }
-        assert_eq!(view.task_count(), 0);
-        assert!(feed.try_recv().is_err(), "nothing more on the feed");
-    }
-
-    #[test]
-    fn the_versions_kept_of_finished_tasks_are_bounded() {
-        let view = EmbeddedView::new();
-        let count = FINISHED_REMEMBERED + 10;
-        for n in 0..count {
-            view.write_tasks(&[&task(&format!("t{n}"), 2, TaskState::Deleted)]);
-        }
-        let documents = view.read();
-        assert_eq!(documents.finished_tasks.versions.len(), FINISHED_REMEMBERED);
-        assert_eq!(documents.finished_tasks.order.len(), FINISHED_REMEMBERED);
-        assert_eq!(
-            documents.finished_tasks.version("t0"),
-            None,
-            "the oldest is forgotten"
-        );
-        assert_eq!(
-            documents.finished_tasks.version(&format!("t{}", count - 1)),
-            Some(2)
-        );
-    }
-}
+mod tests;
