@@ -89,32 +89,18 @@ async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let pool = taskpool::open_database(&dir.join("taskpool.sqlite"))
-        .await
-        .map_err(|e| e.to_string())?;
     let config = DemoConfig {
         seed: Some(rate),
         active_requests: 200,
         ..DemoConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let (trigger, shutdown) = taskpool_service::shutdown::channel();
-    let node_options = NodeOptions {
-        sign_in: SignIn::demo_users(&config.users),
-        ..NodeOptions::default()
-    };
-    let node = taskpool::start(pool.clone(), node_options, listener, shutdown)
-        .await
-        .map_err(|e| format!("single node: {e}"))?;
-    let mut demo = Demo::<SqliteStore>::prepare(pool.clone(), config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let StartedNode {
+        pool,
+        address,
+        trigger,
+        node,
+        mut demo,
+    } = start_node(&dir, config).await?;
 
     let (clients, mut received) = open_clients(&address).await;
 
@@ -143,5 +129,49 @@ async fn measure(rate: u64, seconds: u64) -> BenchResult<Measured> {
         p99_ms: samples.percentile_ms(99.0),
         matched: matched as f64 / committed.len().max(1) as f64,
         unexplained,
+    })
+}
+
+/// A single node on a fresh SQLite database in `dir`, serving on a loopback port, with the
+/// demo engine (driven by the benchmark) on the same database.
+pub(crate) struct StartedNode {
+    pub pool: sqlx::SqlitePool,
+    pub address: String,
+    pub trigger: taskpool_service::shutdown::ShutdownTrigger,
+    pub node: taskpool::Running,
+    pub demo: Demo<SqliteStore>,
+}
+
+pub(crate) async fn start_node(
+    dir: &std::path::Path,
+    config: DemoConfig,
+) -> BenchResult<StartedNode> {
+    let pool = taskpool::open_database(&dir.join("taskpool.sqlite"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let (trigger, shutdown) = taskpool_service::shutdown::channel();
+    let node_options = NodeOptions {
+        sign_in: SignIn::demo_users(&config.users),
+        ..NodeOptions::default()
+    };
+    let node = taskpool::start(pool.clone(), node_options, listener, shutdown)
+        .await
+        .map_err(|e| format!("single node: {e}"))?;
+    let demo = Demo::<SqliteStore>::prepare(pool.clone(), config)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(StartedNode {
+        pool,
+        address,
+        trigger,
+        node,
+        demo,
     })
 }

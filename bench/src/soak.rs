@@ -5,13 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use taskpool::{Options as NodeOptions, SignIn};
-use taskpool_core::SqliteStore;
-use taskpool_demo::{Demo, DemoConfig};
+use taskpool_demo::DemoConfig;
 use taskpool_testkit::http::{StreamClient, get};
 
 use crate::Options;
 use crate::setup::BenchResult;
+use crate::single_node::{StartedNode, start_node};
 use crate::tasklist::rss_kib;
 
 pub async fn run(options: &Options) -> BenchResult<()> {
@@ -27,32 +26,18 @@ pub async fn run(options: &Options) -> BenchResult<()> {
 }
 
 async fn soak(dir: &std::path::Path, (minutes, warm): (u64, u64), rate: u64) -> BenchResult<()> {
-    let pool = taskpool::open_database(&dir.join("taskpool.sqlite"))
-        .await
-        .map_err(|e| e.to_string())?;
     let config = DemoConfig {
         seed: Some(7),
         active_requests: 200,
         ..DemoConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let (trigger, shutdown) = taskpool_service::shutdown::channel();
-    let node_options = NodeOptions {
-        sign_in: SignIn::demo_users(&config.users),
-        ..NodeOptions::default()
-    };
-    let node = taskpool::start(pool.clone(), node_options, listener, shutdown)
-        .await
-        .map_err(|e| format!("single node: {e}"))?;
-    let mut demo = Demo::<SqliteStore>::prepare(pool.clone(), config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let StartedNode {
+        pool,
+        address,
+        trigger,
+        node,
+        mut demo,
+    } = start_node(dir, config).await?;
     let clients = open_clients(&address).await;
 
     println!(

@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use sqlx::{PgPool, Row};
-use taskpool_core::PgStore;
 use taskpool_schemas::{CommandOutcome, OutcomeResult, TaskAction, TaskCommand, Timestamp};
 
 use super::client::{CallError, EngineApi};
@@ -18,13 +17,14 @@ use super::effect::{self, Resumed};
 use crate::EngineError;
 use crate::consumer::Applier;
 use crate::retention::Retention;
-use crate::store::{CommandStore, Decision};
+use crate::store::Decision;
 
 const TAKE: &str = "INSERT INTO taskpool_processed_commands (command_id, task_id, result) \
                     VALUES ($1, $2, 'pending') ON CONFLICT (command_id) DO NOTHING";
 const LOCK: &str = "SELECT result, reason, task_version FROM taskpool_processed_commands \
                     WHERE command_id = $1 FOR UPDATE";
-const RECORDED: &str = "SELECT result FROM taskpool_processed_commands WHERE command_id = $1";
+const RECORDED: &str = "SELECT result, reason, task_version FROM taskpool_processed_commands \
+                        WHERE command_id = $1";
 const DECIDE: &str = "UPDATE taskpool_processed_commands \
                       SET result = $2, reason = $3, task_version = $4 WHERE command_id = $1";
 /// Whether the capture has turned every recorded change of the task into events, and the
@@ -133,22 +133,23 @@ impl Applier for RestApplier {
         // Expired, its record may be gone: refused without one, answered by its decision with
         // one; a `pending` record (it may have reached the engine) goes the usual way below,
         // which compares it with what the engine shows.
-        let recorded: Option<String> = sqlx::query_scalar(RECORDED)
-            .bind(&command_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if self.retention.expired(command, Timestamp::now())
-            && recorded.as_deref() != Some("pending")
-        {
-            let decision = PgStore::decided(&self.pool, &command_id)
-                .await?
-                .unwrap_or_else(|| rejected(self.retention.expired_reason()));
-            return Ok(CommandOutcome::of(
-                command,
-                decision.result,
-                decision.reason,
-                decision.task_version,
-            ));
+        if self.retention.expired(command, Timestamp::now()) {
+            let row = sqlx::query(RECORDED)
+                .bind(&command_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            let decision = match row {
+                None => Some(rejected(self.retention.expired_reason())),
+                Some(row) => decision_of(&row)?,
+            };
+            if let Some(decision) = decision {
+                return Ok(CommandOutcome::of(
+                    command,
+                    decision.result,
+                    decision.reason,
+                    decision.task_version,
+                ));
+            }
         }
         // Committed before anything is sent: from here on the command may have reached the engine.
         let fresh = sqlx::query(TAKE)
@@ -163,9 +164,8 @@ impl Applier for RestApplier {
             .bind(&command_id)
             .fetch_one(&mut *tx)
             .await?;
-        let recorded: String = row.try_get(0)?;
-        let decision = match recorded.as_str() {
-            "pending" => {
+        let decision = match decision_of(&row)? {
+            None => {
                 let decision = self.decide(command, fresh).await?;
                 sqlx::query(DECIDE)
                     .bind(&command_id)
@@ -178,15 +178,7 @@ impl Applier for RestApplier {
                 decision
             }
             // Another replica decided it while this one waited for the lock.
-            result => Decision {
-                result: if result == "applied" {
-                    OutcomeResult::Applied
-                } else {
-                    OutcomeResult::Rejected
-                },
-                reason: row.try_get(1)?,
-                task_version: row.try_get(2)?,
-            },
+            Some(decision) => decision,
         };
         Ok(CommandOutcome::of(
             command,
@@ -195,6 +187,23 @@ impl Applier for RestApplier {
             decision.task_version,
         ))
     }
+}
+
+/// The decision a record (result, reason, task version) holds; none while it is `pending`.
+fn decision_of(row: &sqlx::postgres::PgRow) -> sqlx::Result<Option<Decision>> {
+    let result: String = row.try_get(0)?;
+    if result == "pending" {
+        return Ok(None);
+    }
+    Ok(Some(Decision {
+        result: if result == "applied" {
+            OutcomeResult::Applied
+        } else {
+            OutcomeResult::Rejected
+        },
+        reason: row.try_get(1)?,
+        task_version: row.try_get(2)?,
+    }))
 }
 
 fn rejected(reason: String) -> Decision {

@@ -64,10 +64,12 @@ async fn a_command_older_than_half_the_retention_is_refused_unless_decided_befor
     assert_eq!(events, 2, "the task's creation and the first claim");
 }
 
-/// Three decided commands (two of them `age_days` old), one old `pending` one and two dead
-/// letters (one old); returns the ids: (old decided, fresh decided, old pending).
-macro_rules! seed {
-    ($pool:expr, $age:literal) => {{
+/// Seeds three decided commands (two `$age` old), one `$age` old `pending` one and two dead
+/// letters (one `$age` old), prunes with the default retention and checks that the old
+/// decided ones and the old dead letter are gone, the rest stay, and a second pruning finds
+/// nothing.
+macro_rules! pruned_past_the_retention {
+    ($store:ty, $pool:expr, $age:literal) => {{
         let ids: Vec<String> = (0..4).map(|_| uuid::Uuid::new_v4().to_string()).collect();
         for (id, result) in ids
             .iter()
@@ -93,8 +95,7 @@ macro_rules! seed {
             .await
             .unwrap();
         }
-        let old = [&ids[0], &ids[1], &ids[3]];
-        for id in old {
+        for id in [&ids[0], &ids[1], &ids[3]] {
             sqlx::query(concat!(
                 "UPDATE taskpool_processed_commands SET processed_at = ",
                 $age,
@@ -113,74 +114,52 @@ macro_rules! seed {
         .execute($pool)
         .await
         .unwrap();
-        ids
-    }};
-}
 
-async fn remaining(pool: &PgPool) -> (Vec<String>, i64) {
-    let ids = sqlx::query_scalar("SELECT command_id FROM taskpool_processed_commands")
-        .fetch_all(pool)
-        .await
-        .unwrap();
-    let letters = sqlx::query_scalar("SELECT count(*) FROM taskpool_command_dead_letters")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    (ids, letters)
+        let pruned = prune_once::<$store>($pool, Retention::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                commands: 2,
+                dead_letters: 1
+            }
+        );
+        let mut left: Vec<String> =
+            sqlx::query_scalar("SELECT command_id FROM taskpool_processed_commands")
+                .fetch_all($pool)
+                .await
+                .unwrap();
+        left.sort();
+        let mut expected = vec![ids[2].clone(), ids[3].clone()];
+        expected.sort();
+        assert_eq!(left, expected, "the fresh one and the pending one stay");
+        let letters: i64 = sqlx::query_scalar("SELECT count(*) FROM taskpool_command_dead_letters")
+            .fetch_one($pool)
+            .await
+            .unwrap();
+        assert_eq!(letters, 1);
+        let again = prune_once::<$store>($pool, Retention::default())
+            .await
+            .unwrap();
+        assert_eq!(again, Pruned::default());
+    }};
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_decisions_past_the_retention_are_deleted_pending_ones_stay() {
     let db = PgTestDb::new().await;
     PgStore::migrate_all(&db.pool).await.expect("migrate");
-    let ids = seed!(&db.pool, "clock_timestamp() - INTERVAL '15 days'");
-    let pruned = prune_once::<PgStore>(&db.pool, Retention::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        pruned,
-        Pruned {
-            commands: 2,
-            dead_letters: 1
-        }
-    );
-    let (mut left, letters) = remaining(&db.pool).await;
-    left.sort();
-    let mut expected = vec![ids[2].clone(), ids[3].clone()];
-    expected.sort();
-    assert_eq!((left, letters), (expected, 1));
+    pruned_past_the_retention!(PgStore, &db.pool, "clock_timestamp() - INTERVAL '15 days'");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_decisions_past_the_retention_are_deleted_pending_ones_stay() {
     let db = SqliteTestDb::new().await;
     SqliteStore::migrate_all(&db.pool).await.expect("migrate");
-    let ids = seed!(
+    pruned_past_the_retention!(
+        SqliteStore,
         &db.pool,
         "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-15 days')"
     );
-    let pruned = prune_once::<SqliteStore>(&db.pool, Retention::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        pruned,
-        Pruned {
-            commands: 2,
-            dead_letters: 1
-        }
-    );
-    let mut left: Vec<String> =
-        sqlx::query_scalar("SELECT command_id FROM taskpool_processed_commands")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
-    left.sort();
-    let mut expected = vec![ids[2].clone(), ids[3].clone()];
-    expected.sort();
-    assert_eq!(left, expected);
-    // Pruning again finds nothing more.
-    let again = prune_once::<SqliteStore>(&db.pool, Retention::default())
-        .await
-        .unwrap();
-    assert_eq!(again, Pruned::default());
 }
