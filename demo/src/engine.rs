@@ -148,13 +148,20 @@ impl<S: DemoDb> Demo<S> {
         let running = S::running_requests(&mut tx).await?;
         let mut collector = Collector::new();
         let wanted = self.choose(running);
-        let action = match self.act(wanted, &mut tx, &mut collector).await? {
-            true => wanted,
-            false => {
-                self.submit(&mut tx, &mut collector).await?;
-                Action::Submit
+        // A step that finds no task for its action completes or claims one instead: starting
+        // another request then would let the running ones grow without end (each such step
+        // adds work no step removes), and with them every tasklist. Only a step that finds
+        // nothing to do at all starts one.
+        let mut action = Action::Submit;
+        for candidate in [wanted, Action::Complete, Action::Claim] {
+            if self.act(candidate, &mut tx, &mut collector).await? {
+                action = candidate;
+                break;
             }
-        };
+        }
+        if action == Action::Submit && wanted != Action::Submit {
+            self.submit(&mut tx, &mut collector).await?;
+        }
         let events = collector.flush::<S>(&mut tx).await?;
         tx.commit().await?;
         Ok(Stepped { action, events })

@@ -135,3 +135,28 @@ async fn a_demo_started_again_continues_with_the_same_tables() {
     assert!(after.len() > before);
     agree(&after, &tasks_from(stored_states(&db.pool).await));
 }
+
+#[tokio::test]
+async fn running_requests_stay_at_the_configured_number() {
+    let db = SqliteTestDb::new().await;
+    let config = config();
+    let wanted = config.active_requests;
+    let mut demo = Demo::<SqliteStore>::prepare(db.pool.clone(), config)
+        .await
+        .unwrap();
+    // Long enough for steps that find no task for their action to have piled up requests.
+    run(&mut demo, 1500).await;
+    let rows = SqliteStore::all_tasks(&db.pool).await.unwrap();
+    let running: BTreeSet<&str> = rows
+        .iter()
+        .filter(|row| row.state == "ACTIVE")
+        .map(|row| row.request_id.as_str())
+        .collect();
+    assert!(
+        running.len() <= wanted,
+        "{} requests running, {wanted} configured",
+        running.len()
+    );
+    // Requests did finish meanwhile: the demo did not stand still.
+    assert!(rows.iter().filter(|row| row.state != "ACTIVE").count() > 100);
+}
