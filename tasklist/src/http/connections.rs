@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{debug, warn};
 
 use super::address_slots::{AddressSlot, AddressSlots};
+use super::stream_connection;
 
 /// Connections turned away at once (beyond that, further ones are closed without an answer).
 const MAX_REFUSING: usize = 64;
@@ -145,6 +146,12 @@ async fn connection(
 ) {
     // Events are small and must go out at once.
     let _ = stream.set_nodelay(true);
+    let deadline = tokio::time::Instant::now() + read_deadline;
+    match opening(&stream, deadline).await {
+        Opening::Stream => return stream_connection::serve(stream, deadline, router).await,
+        Opening::Other => {}
+        Opening::Gone => return,
+    }
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -166,6 +173,57 @@ async fn connection(
             error = error_chain(&error),
             "connection ended with an error while shutting down"
         );
+    }
+}
+
+/// How a stream request opens (then a space, or `?` and its query).
+const STREAM_OPENING: &[u8] = b"GET /api/tasks/stream";
+
+/// What a connection's first bytes ask for.
+#[derive(Debug, PartialEq, Eq)]
+enum Opening {
+    /// `GET /api/tasks/stream`: served without hyper ([`stream_connection`]).
+    Stream,
+    /// Anything else, for hyper.
+    Other,
+    /// Closed, or not even the start of a request line by the deadline.
+    Gone,
+}
+
+/// Looks at a connection's first bytes without taking them, so that hyper reads them itself
+/// when they are not a stream request's. A request line arriving in pieces is looked at again
+/// after a short wait (most arrive whole).
+async fn opening(stream: &TcpStream, deadline: tokio::time::Instant) -> Opening {
+    let mut first = [0u8; STREAM_OPENING.len() + 1];
+    let mut wait = Duration::from_millis(1);
+    loop {
+        let seen = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => return Opening::Gone,
+            Ok(Ok(length)) => &first[..length],
+        };
+        if let Some(opening) = classify(seen) {
+            return opening;
+        }
+        if tokio::time::Instant::now() + wait >= deadline {
+            return Opening::Gone;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// What `seen`, a connection's first bytes, ask for; `None` while they could still be either.
+fn classify(seen: &[u8]) -> Option<Opening> {
+    match seen.split_at_checked(STREAM_OPENING.len()) {
+        Some((opening, [next, ..])) if opening == STREAM_OPENING => {
+            Some(if matches!(next, b' ' | b'?') {
+                Opening::Stream
+            } else {
+                Opening::Other
+            })
+        }
+        _ if STREAM_OPENING.starts_with(seen) => None,
+        _ => Some(Opening::Other),
     }
 }
 
@@ -205,6 +263,28 @@ mod tests {
             let json: serde_json::Value = serde_json::from_str(body).unwrap();
             assert_eq!(json["error"], code);
         }
+    }
+
+    #[test]
+    fn stream_requests_are_told_from_others_by_their_first_bytes() {
+        use super::{Opening, classify};
+        assert_eq!(
+            classify(b"GET /api/tasks/stream HTTP/1.1"),
+            Some(Opening::Stream)
+        );
+        assert_eq!(
+            classify(b"GET /api/tasks/stream?q=a"),
+            Some(Opening::Stream)
+        );
+        assert_eq!(classify(b"GET /api/tasks/streams "), Some(Opening::Other));
+        assert_eq!(
+            classify(b"GET /api/tasks/t1 HTTP/1.1"),
+            Some(Opening::Other)
+        );
+        assert_eq!(classify(b"POST /api/tasks/stream "), Some(Opening::Other));
+        assert_eq!(classify(b"GET /api/tasks/str"), None);
+        assert_eq!(classify(b"GET /api/tasks/stream"), None);
+        assert_eq!(classify(b"G"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod headers;
 mod hosts;
 mod keyed;
 mod stream;
+mod stream_connection;
 pub mod stream_slots;
 mod tasks;
 mod web;
