@@ -139,7 +139,7 @@ fn asks_liveness(received: &[u8]) -> bool {
 async fn connection(
     (stream, read_deadline): (TcpStream, Duration),
     router: Router,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
     // Held while the connection lives: the shutdown's count, a slot under the cap and one
     // under its address's cap.
     _held: (mpsc::Sender<()>, OwnedSemaphorePermit, AddressSlot),
@@ -148,10 +148,22 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + read_deadline;
     match opening(&stream, deadline).await {
-        Opening::Stream => return stream_connection::serve(stream, deadline, router).await,
-        Opening::Other => {}
-        Opening::Gone => return,
+        Opening::Stream => stream_connection::serve(stream, deadline, router).await,
+        // Boxed: a task is as large as its largest state, and hyper's connection would make
+        // every stream's task as large as it.
+        Opening::Other => Box::pin(with_hyper(stream, read_deadline, router, stopping)).await,
+        Opening::Gone => {}
     }
+}
+
+/// Serves the connection's requests with hyper until it closes, or, once shutdown begins,
+/// until its current response is done.
+async fn with_hyper(
+    stream: TcpStream,
+    read_deadline: Duration,
+    router: Router,
+    mut stopping: watch::Receiver<bool>,
+) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -167,7 +167,8 @@ async fn write_response(
     head.extend_from_slice(http_date().as_bytes());
     head.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
     stream.write_all(&head).await?;
-    drop(head);
+    // Neither is needed while the stream lasts.
+    drop((head, parts));
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
