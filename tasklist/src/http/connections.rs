@@ -147,10 +147,11 @@ async fn connection(
     // Events are small and must go out at once.
     let _ = stream.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + read_deadline;
-    match opening(&stream, deadline).await {
+    // Boxed, as what follows: only a stream's own state stays in its task while it lasts.
+    match Box::pin(opening(&stream, deadline)).await {
         Opening::Stream => stream_connection::serve(stream, deadline, router).await,
-        // Boxed: a task is as large as its largest state, and hyper's connection would make
-        // every stream's task as large as it.
+        // A task is as large as its largest state: hyper's connection would make every
+        // stream's task as large as it.
         Opening::Other => Box::pin(with_hyper(stream, read_deadline, router, stopping)).await,
         Opening::Gone => {}
     }

@@ -8,6 +8,7 @@ mod deadline;
 mod headers;
 mod hosts;
 mod keyed;
+mod response_writer;
 mod stream;
 mod stream_connection;
 pub mod stream_slots;

@@ -10,7 +10,6 @@
 //! socket chunk by chunk, each chunk in one vectored write.
 
 use std::convert::Infallible;
-use std::io;
 
 use axum::Json;
 use axum::Router;
@@ -18,8 +17,6 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
-use hyper::body::{Body as _, Buf};
 use hyper::service::Service as _;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
@@ -27,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{ApiError, headers};
+use super::{ApiError, headers, response_writer};
 
 /// The most a stream request's head may weigh (a bearer token, cookies, a few headers).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -37,19 +34,36 @@ const MAX_HEADERS: usize = 100;
 
 /// Serves the one stream request whose head arrives on `stream` by `deadline`, then closes.
 pub(super) async fn serve(mut stream: TcpStream, deadline: Instant, router: Router) {
-    let (response, version) = match read_head(&mut stream, deadline).await {
+    // Boxed, and gone once answered: reading the head and the router's work would otherwise
+    // keep their room in the connection's task while the stream lasts.
+    let Some((response, version)) = Box::pin(answer(&mut stream, deadline, router)).await else {
+        return;
+    };
+    // Consumed here, so that neither the response's head nor its headers are kept while the
+    // body streams.
+    let (head, body) = response_writer::framed(response, version);
+    if response_writer::send(&mut stream, head, body).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// The router's answer to the request whose head arrives by `deadline` (or a refusal of it),
+/// and the request's HTTP version; `None` when no head arrives.
+async fn answer(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    router: Router,
+) -> Option<(Response, Version)> {
+    match read_head(stream, deadline).await {
         Head::Request(request) => {
             let version = request.version();
             let response = TowerToHyperService::new(router).call(request).await;
             let response = response.unwrap_or_else(|never: Infallible| match never {});
-            (response, version)
+            Some((response, version))
         }
         // Outside the router: the headers its last layer puts on every answer.
-        Head::Refused(response) => (headers::secure(response).await, Version::HTTP_11),
-        Head::Gone => return,
-    };
-    if write_response(&mut stream, response, version).await.is_ok() {
-        let _ = stream.shutdown().await;
+        Head::Refused(response) => Some((headers::secure(response).await, Version::HTTP_11)),
+        Head::Gone => None,
     }
 }
 
@@ -126,114 +140,6 @@ fn too_large() -> Response {
     (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Json(body)).into_response()
 }
 
-/// Writes `response`: with its length when known, otherwise chunked (HTTP/1.0: until closed);
-/// stops early when the client goes away.
-async fn write_response(
-    stream: &mut TcpStream,
-    response: Response,
-    version: Version,
-) -> io::Result<()> {
-    let (parts, mut body) = response.into_parts();
-    let length = body.size_hint().exact();
-    let chunked = length.is_none() && version != Version::HTTP_10;
-    let status = parts.status;
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    )
-    .into_bytes();
-    for (name, value) in &parts.headers {
-        if [
-            header::CONTENT_LENGTH,
-            header::TRANSFER_ENCODING,
-            header::CONNECTION,
-        ]
-        .contains(name)
-        {
-            continue;
-        }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    match length {
-        Some(length) => head.extend_from_slice(format!("content-length: {length}\r\n").as_bytes()),
-        None if chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        None => {}
-    }
-    head.extend_from_slice(b"date: ");
-    head.extend_from_slice(http_date().as_bytes());
-    head.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
-    stream.write_all(&head).await?;
-    // Neither is needed while the stream lasts.
-    drop((head, parts));
-    loop {
-        let frame = tokio::select! {
-            frame = body.frame() => frame,
-            () = client_gone(stream) => return Ok(()),
-        };
-        let Some(Ok(frame)) = frame else {
-            // A body that failed ends the response unfinished: the client sees it cut off.
-            if frame.is_some() {
-                return Err(io::Error::other("the response body failed"));
-            }
-            break;
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        if chunked {
-            let size = format!("{:X}\r\n", data.len());
-            let mut chunk = Buf::chain(Buf::chain(size.as_bytes(), data), &b"\r\n"[..]);
-            stream.write_all_buf(&mut chunk).await?;
-        } else {
-            stream.write_all(&data).await?;
-        }
-    }
-    if chunked {
-        stream.write_all(b"0\r\n\r\n").await?;
-    }
-    Ok(())
-}
-
-/// Resolves once the client has closed its side or the connection failed. What the client
-/// sends meanwhile (nothing is expected while it streams) is read and dropped.
-async fn client_gone(stream: &TcpStream) {
-    let mut dropped = [0u8; 64];
-    loop {
-        if stream.readable().await.is_err() {
-            return;
-        }
-        match stream.try_read(&mut dropped) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
-        }
-    }
-}
-
-/// Now as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn http_date() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let (weekday, month) = (now.weekday().to_string(), now.month().to_string());
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        &weekday[..3],
-        now.day(),
-        &month[..3],
-        now.year(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,12 +164,5 @@ mod tests {
         assert_eq!(request.uri(), "/api/tasks/stream?q=1");
         assert_eq!(request.version(), Version::HTTP_10);
         assert_eq!(request.headers()["host"], "h");
-    }
-
-    #[test]
-    fn http_dates_look_like_http_dates() {
-        let date = http_date();
-        assert!(date.ends_with(" GMT"), "{date}");
-        assert_eq!(date.len(), "Sun, 06 Nov 1994 08:49:37 GMT".len(), "{date}");
     }
 }
