@@ -112,6 +112,11 @@ pub enum StartError {
     Api(#[from] taskpool_tasklist::serve::ServeError),
 }
 
+/// Each connection's page cache, in KiB. SQLite's default (2 MiB) filled slowly as the
+/// outbox grew, on each of the pool's connections: memory that kept rising for hours. Pages
+/// not cached are read from the operating system's cache.
+const PAGE_CACHE_KIB: u32 = 256;
+
 /// Opens (creating it if needed) a SQLite database for an engine and taskpool: write-ahead
 /// log (readers never block the engine), and every commit synced to disk, so a committed
 /// event survives a crash of the process or the machine.
@@ -121,7 +126,8 @@ pub async fn open_database(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(30));
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"));
     SqlitePoolOptions::new()
         .max_connections(8)
         .connect_with(options)

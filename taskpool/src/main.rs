@@ -1,6 +1,11 @@
 //! The `taskpool` command: single-node taskpool with the demo engine and the web tasklist.
 //! Exit codes: 0 after a requested shutdown, 1 on a failure, 2 on bad configuration or usage.
 
+/// jemalloc, as tasklist-api: a process that runs for months must give back what bursts took,
+/// and the `soak` benchmark measures single-node under it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -30,8 +30,12 @@ use crate::query::{TaskQuery, next_cursor};
 /// [`Change::Gap`] (its streams resync), exactly as when a change stream loses its position.
 const FEED_CAPACITY: usize = 16 * 1024;
 
-/// Finished tasks (and deleted data entries) whose versions are remembered after they leave.
-pub const FINISHED_REMEMBERED: usize = 10_000;
+/// Finished tasks (and finished data entries) whose versions are remembered after they leave:
+/// a feeder's batch (single-node reads a thousand outbox rows at once). Its feeders deliver
+/// each version once and in order after a consistent start, so this guards against a duplicate
+/// in a batch, not a backlog; more would only be memory that fills for hours before it stops
+/// growing.
+pub const FINISHED_REMEMBERED: usize = 1_000;
 
 /// The versions of documents that have left, the most recent first to stay.
 #[derive(Debug, Default)]
