@@ -209,3 +209,77 @@ async fn a_client_that_goes_away_gives_its_slot_back_at_once() {
     tasks.close();
     tasks.wait().await;
 }
+
+#[tokio::test]
+async fn a_head_whose_lines_end_in_lf_alone_is_served() {
+    let (address, trigger, tasks) = served(10).await;
+    let kermit = token(&address, 0).await;
+    let head = format!("GET {PATH} HTTP/1.1\nHost: localhost\nAuthorization: Bearer {kermit}\n\n");
+    let answer = exchange(&address, head.as_bytes(), |answer| {
+        answer.contains("event: marker")
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("event: marker"), "{answer}");
+    trigger.trigger();
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// Nothing is expected from a stream's client after its head: one that keeps sending would
+/// keep the server reading, so it is let go.
+#[tokio::test]
+async fn a_client_that_sends_after_its_head_is_let_go() {
+    let (address, trigger, tasks) = served(10).await;
+    let kermit = token(&address, 0).await;
+    let mut connection = TcpStream::connect(&address).await.unwrap();
+    connection
+        .write_all(&stream_head(&kermit, "HTTP/1.1"))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("event: marker") {
+        let read = tokio::time::timeout(Duration::from_secs(20), connection.read(&mut chunk))
+            .await
+            .expect("the marker within 20 s")
+            .unwrap();
+        assert!(read > 0, "closed before the marker");
+        received.extend_from_slice(&chunk[..read]);
+    }
+    connection.write_all(&[b'x'; 64 * 1024]).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match connection.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection stays open");
+    trigger.trigger();
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// A connection that has asked nothing yet does not hold the server's shutdown for the read
+/// deadline.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_connection_that_asked_nothing() {
+    let (address, trigger, tasks) = served(60).await;
+    let _silent = TcpStream::connect(&address).await.unwrap();
+    // The server has taken it: a request on another connection is answered after it.
+    assert_eq!(get(&address, "/health/live", None).await.status, 200);
+    let started = Instant::now();
+    trigger.trigger();
+    tasks.close();
+    tokio::time::timeout(Duration::from_secs(20), tasks.wait())
+        .await
+        .expect("the server stops");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+}

@@ -139,7 +139,7 @@ fn asks_liveness(received: &[u8]) -> bool {
 async fn connection(
     (stream, read_deadline): (TcpStream, Duration),
     router: Router,
-    stopping: watch::Receiver<bool>,
+    mut stopping: watch::Receiver<bool>,
     // Held while the connection lives: the shutdown's count, a slot under the cap and one
     // under its address's cap.
     _held: (mpsc::Sender<()>, OwnedSemaphorePermit, AddressSlot),
@@ -147,8 +147,13 @@ async fn connection(
     // Events are small and must go out at once.
     let _ = stream.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + read_deadline;
-    // Boxed, as what follows: only a stream's own state stays in its task while it lasts.
-    match Box::pin(opening(&stream, deadline)).await {
+    // Boxed, as what follows: only a stream's own state stays in its task while it lasts. A
+    // connection that has not asked anything yet is closed at shutdown, as hyper does.
+    let opened = tokio::select! {
+        opened = Box::pin(opening(&stream, deadline)) => opened,
+        _ = stopping.wait_for(|stopping| *stopping) => Opening::Gone,
+    };
+    match opened {
         Opening::Stream => stream_connection::serve(stream, deadline, router).await,
         // A task is as large as its largest state: hyper's connection would make every
         // stream's task as large as it.
@@ -199,16 +204,21 @@ enum Opening {
     Stream,
     /// Anything else, for hyper.
     Other,
-    /// Closed, or not even the start of a request line by the deadline.
+    /// Closed, nothing by the deadline, or shutting down before anything.
     Gone,
 }
 
+/// How long the start of a request line that could still be a stream's is waited on before
+/// hyper takes the connection (and reads the rest within its own deadline).
+const UNDECIDED_WAIT: Duration = Duration::from_millis(500);
+
 /// Looks at a connection's first bytes without taking them, so that hyper reads them itself
 /// when they are not a stream request's. A request line arriving in pieces is looked at again
-/// after a short wait (most arrive whole).
+/// after a short wait (most arrive whole), for at most [`UNDECIDED_WAIT`].
 async fn opening(stream: &TcpStream, deadline: tokio::time::Instant) -> Opening {
     let mut first = [0u8; STREAM_OPENING.len() + 1];
     let mut wait = Duration::from_millis(1);
+    let mut give_up = None;
     loop {
         let seen = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
             Ok(Ok(0) | Err(_)) | Err(_) => return Opening::Gone,
@@ -217,10 +227,12 @@ async fn opening(stream: &TcpStream, deadline: tokio::time::Instant) -> Opening 
         if let Some(opening) = classify(seen) {
             return opening;
         }
-        if tokio::time::Instant::now() + wait >= deadline {
-            return Opening::Gone;
+        let now = tokio::time::Instant::now();
+        let give_up = *give_up.get_or_insert(now + UNDECIDED_WAIT);
+        if now >= give_up {
+            return Opening::Other;
         }
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(wait.min(give_up - now)).await;
         wait = (wait * 2).min(Duration::from_millis(100));
     }
 }

@@ -107,12 +107,11 @@ enum Next {
     End,
     /// The body failed: the response ends unfinished, so the client sees it cut off.
     Failed,
-    /// The client closed its side, or the connection failed.
+    /// The client closed its side, sent something, or the connection failed.
     Gone,
 }
 
-/// The body's next data, or why there is none. What the client sends meanwhile (nothing is
-/// expected while it streams) is read and dropped.
+/// The body's next data, or why there is none.
 fn next(cx: &mut Context<'_>, stream: &TcpStream, body: &mut Body) -> Poll<Next> {
     loop {
         match Pin::new(&mut *body).poll_frame(cx) {
@@ -125,15 +124,21 @@ fn next(cx: &mut Context<'_>, stream: &TcpStream, body: &mut Body) -> Poll<Next>
             Poll::Pending => break,
         }
     }
+    poll_gone(cx, stream).map(|()| Next::Gone)
+}
+
+/// Ready once the client has closed its side or the connection failed, or once the client has
+/// sent anything: nothing is expected after a stream's request head, and a client that keeps
+/// sending would otherwise keep the server reading (hyper stopped reading instead, which
+/// polling for the client's leaving cannot).
+pub(super) fn poll_gone(cx: &mut Context<'_>, stream: &TcpStream) -> Poll<()> {
     loop {
         match stream.poll_read_ready(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(_)) => return Poll::Ready(Next::Gone),
-            Poll::Ready(Ok(())) => match stream.try_read(&mut [0u8; 64]) {
-                Ok(0) => return Poll::Ready(Next::Gone),
-                Ok(_) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Ready(Ok(())) => match stream.try_read(&mut [0u8; 1]) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Poll::Ready(Next::Gone),
+                _ => return Poll::Ready(()),
             },
         }
     }

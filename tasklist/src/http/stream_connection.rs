@@ -10,12 +10,13 @@
 //! socket chunk by chunk, each chunk in one vectored write.
 
 use std::convert::Infallible;
+use std::future::poll_fn;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode, Version, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use hyper::service::Service as _;
 use hyper_util::service::TowerToHyperService;
@@ -57,8 +58,13 @@ async fn answer(
     match read_head(stream, deadline).await {
         Head::Request(request) => {
             let version = request.version();
-            let response = TowerToHyperService::new(router).call(request).await;
-            let response = response.unwrap_or_else(|never: Infallible| match never {});
+            let call = TowerToHyperService::new(router).call(request);
+            // A client that leaves meanwhile is let go at once, and the router's work (the
+            // snapshot) with it, as hyper does.
+            let response = tokio::select! {
+                response = call => response.unwrap_or_else(|never: Infallible| match never {}),
+                () = poll_fn(|cx| response_writer::poll_gone(cx, stream)) => return None,
+            };
             Some((response, version))
         }
         // Outside the router: the headers its last layer puts on every answer.
@@ -78,28 +84,33 @@ enum Head {
 
 async fn read_head(stream: &mut TcpStream, deadline: Instant) -> Head {
     let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
     loop {
-        if let Some(end) = head.windows(4).position(|window| window == b"\r\n\r\n") {
-            return parse(&head[..end + 4]);
-        }
-        if head.len() >= MAX_HEAD_BYTES {
+        let room = MAX_HEAD_BYTES - head.len();
+        if room == 0 {
             return Head::Refused(too_large());
         }
-        head.reserve(1024);
-        match tokio::time::timeout_at(deadline, stream.read_buf(&mut head)).await {
+        let read = stream.read(&mut chunk[..room.min(1024)]);
+        match tokio::time::timeout_at(deadline, read).await {
             Ok(Ok(0) | Err(_)) | Err(_) => return Head::Gone,
-            Ok(Ok(_)) => {}
+            Ok(Ok(read)) => head.extend_from_slice(&chunk[..read]),
+        }
+        if let Some(parsed) = parse(&head) {
+            return parsed;
         }
     }
 }
 
-fn parse(head: &[u8]) -> Head {
+/// The request whose head `received` begins with, or its refusal; `None` while the head is
+/// not whole (lines may end in CRLF or, as hyper accepts, LF alone).
+fn parse(received: &[u8]) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(head) {
+    match parsed.parse(received) {
         Ok(httparse::Status::Complete(_)) => {}
-        Err(httparse::Error::TooManyHeaders) => return Head::Refused(too_large()),
-        _ => return Head::Refused(bad_request("the request head is malformed")),
+        Ok(httparse::Status::Partial) => return None,
+        Err(httparse::Error::TooManyHeaders) => return Some(Head::Refused(too_large())),
+        Err(_) => return Some(Head::Refused(bad_request("the request head is malformed"))),
     }
     let version = match parsed.version {
         Some(0) => Version::HTTP_10,
@@ -113,18 +124,28 @@ fn parse(head: &[u8]) -> Head {
         request = request.header(field.name, field.value);
     }
     let Ok(request) = request.body(Body::empty()) else {
-        return Head::Refused(bad_request("the request head is malformed"));
+        return Some(Head::Refused(bad_request("the request head is malformed")));
     };
     if carries_body(request.headers()) {
-        return Head::Refused(bad_request("a stream request carries no body"));
+        return Some(Head::Refused(bad_request(
+            "a stream request carries no body",
+        )));
     }
-    Head::Request(request)
+    Some(Head::Request(request))
 }
 
 fn carries_body(headers: &HeaderMap) -> bool {
+    let zero = |length: &HeaderValue| {
+        length.to_str().is_ok_and(|length| {
+            length
+                .split(',')
+                .all(|part| part.trim().parse::<u64>() == Ok(0))
+        })
+    };
     let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .is_some_and(|length| length.as_bytes() != b"0");
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .any(|length| !zero(length));
     declared || headers.contains_key(header::TRANSFER_ENCODING)
 }
 
@@ -151,13 +172,14 @@ mod tests {
             b"GET /api/tasks/stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET /api/tasks/stream HTTP/1.1\r\nBad Header: x\r\n\r\n",
         ] {
-            let Head::Refused(response) = parse(head) else {
+            let Some(Head::Refused(response)) = parse(head) else {
                 panic!("accepted {}", String::from_utf8_lossy(head));
             };
             assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         }
-        let Head::Request(request) =
-            parse(b"GET /api/tasks/stream?q=1 HTTP/1.0\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+        assert!(parse(b"GET /api/tasks/stream HTTP/1.1\r\nHost: h\r\n").is_none());
+        let Some(Head::Request(request)) =
+            parse(b"GET /api/tasks/stream?q=1 HTTP/1.0\r\nHost: h\r\nContent-Length: 00\r\n\r\n")
         else {
             panic!("refused");
         };
