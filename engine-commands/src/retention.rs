@@ -16,7 +16,7 @@ use taskpool_service::logging::error_chain;
 use taskpool_service::shutdown::Shutdown;
 use tracing::{info, warn};
 
-use crate::store::CommandStore;
+use crate::store::{CommandStore, Pruned};
 
 /// How often a running engine deletes what is past its retention.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -65,13 +65,6 @@ impl Retention {
             describe(self.accept_for())
         )
     }
-}
-
-/// What one pruning deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pruned {
-    pub commands: u64,
-    pub dead_letters: u64,
 }
 
 /// Deletes the decided commands and dead letters older than the retention.

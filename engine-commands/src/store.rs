@@ -9,7 +9,6 @@ use taskpool_core::{PgStore, SqliteStore, Store};
 use taskpool_schemas::OutcomeResult;
 
 use crate::EngineError;
-use crate::retention::Pruned;
 
 /// Where this crate records its applied migrations, apart from the outbox's and the engine's.
 pub const MIGRATIONS_TABLE: &str = "taskpool_command_migrations";
@@ -31,6 +30,13 @@ pub struct DeadLetter<'a> {
     pub key: Option<String>,
     pub payload: Option<&'a [u8]>,
     pub reason: String,
+}
+
+/// What one pruning deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub commands: u64,
+    pub dead_letters: u64,
 }
 
 /// A store the commands can be applied in: taskpool-core's store, how a writing transaction

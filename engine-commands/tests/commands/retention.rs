@@ -2,7 +2,8 @@
 //! record to be trusted is refused instead of applied.
 
 use super::*;
-use taskpool_engine_commands::retention::{Pruned, prune_once};
+use taskpool_engine_commands::retention::prune_once;
+use taskpool_engine_commands::store::Pruned;
 
 const DAY_MILLIS: i64 = 24 * 3600 * 1000;
 
