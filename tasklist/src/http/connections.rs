@@ -4,6 +4,8 @@
 //! how many an instance holds. This loop drives hyper's HTTP/1 connection directly: a server
 //! that also speaks HTTP/2 first sniffs each connection's opening bytes, and handing those back
 //! grows every connection's read buffer from 8 to 16 KiB (measured with the `fanout` benchmark).
+//! Stream requests, told apart by a look at the opening bytes that leaves them in the socket,
+//! are served without hyper's connection state at all ([`stream_connection`], decision 0032).
 
 use std::sync::Arc;
 use std::time::Duration;
