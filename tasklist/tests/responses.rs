@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{served, served_with};
+use support::{served, served_with, stop};
 use taskpool_tasklist::settings::{HttpConfig, StreamConfig};
 use taskpool_testkit::http::{Reply, StreamClient, get, request_with_body};
 use taskpool_testkit::wait_for;
@@ -115,9 +115,7 @@ async fn every_response_is_hardened_and_every_error_is_json() {
 
     let unknown = get(&address, "/nowhere", None).await;
     assert_json_error("an unknown path", &unknown, 404, "not_found");
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 /// What the server sends on `stream` until it closes it, or `None` if it is still open after
@@ -188,9 +186,7 @@ async fn a_slow_head_and_a_slow_body_are_cut_off_at_the_read_deadline() {
         started.elapsed()
     );
     trickle.abort();
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 /// A request written as it is (`Connection: close`), and the whole answer.
@@ -243,9 +239,7 @@ async fn another_host_name_or_a_foreign_page_is_refused_by_the_development_sign_
         own.starts_with("HTTP/1.1 401"),
         "no token, but not refused as foreign: {own}"
     );
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 /// One user's streams beyond the cap are answered 429 at once; another user's stream and the
@@ -294,9 +288,7 @@ async fn one_user_holds_at_most_the_per_user_cap_of_streams() {
         },
     )
     .await;
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 /// At the connection cap, further connections are answered 503 at once, but a liveness probe
@@ -332,9 +324,7 @@ async fn at_the_connection_cap_liveness_still_answers() {
     assert!(live.starts_with("HTTP/1.1 200"), "{live}");
     assert!(live.ends_with(r#"{"status":"live"}"#), "{live}");
     drop(held);
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 /// A request like [`raw`], sent from `local` (another loopback address is another client).
@@ -388,7 +378,5 @@ async fn one_address_holds_at_most_its_cap_of_connections() {
         },
     )
     .await;
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{served, served_with};
+use support::{served, served_with, stop};
 use taskpool_tasklist::settings::{HttpConfig, StreamConfig};
 use taskpool_testkit::http::{StreamClient, get};
 use taskpool_testkit::wait_for;
@@ -25,6 +25,11 @@ async fn token(address: &str, user: usize) -> String {
 async fn exchange(address: &str, head: &[u8], done: impl Fn(&str) -> bool) -> String {
     let mut connection = TcpStream::connect(address).await.unwrap();
     connection.write_all(head).await.unwrap();
+    read_until(&mut connection, done).await
+}
+
+/// What `connection` receives until `done` says it is enough, the server closes, or 20 s pass.
+async fn read_until(connection: &mut TcpStream, done: impl Fn(&str) -> bool) -> String {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), async {
         let mut chunk = [0u8; 4096];
@@ -87,9 +92,7 @@ async fn a_stream_is_chunked_http_with_the_routers_headers_and_http_1_0_gets_it_
     );
     assert!(body.starts_with("event: marker\n"), "{body:?}");
 
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 #[tokio::test]
@@ -154,9 +157,7 @@ async fn bad_stream_requests_get_json_errors() {
         let json: serde_json::Value = serde_json::from_str(body).expect("a JSON error");
         assert_eq!(json["error"], code, "{what}");
     }
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 #[tokio::test]
@@ -175,9 +176,7 @@ async fn a_slow_stream_head_is_cut_off_at_the_read_deadline() {
             started.elapsed()
         );
     }
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 /// A client that closes its stream is let go at once, not at the next heartbeat's write: its
@@ -205,9 +204,7 @@ async fn a_client_that_goes_away_gives_its_slot_back_at_once() {
         }
     })
     .await;
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 #[tokio::test]
@@ -221,9 +218,7 @@ async fn a_head_whose_lines_end_in_lf_alone_is_served() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.contains("event: marker"), "{answer}");
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 /// Nothing is expected from a stream's client after its head: one that keeps sending would
@@ -237,17 +232,13 @@ async fn a_client_that_sends_after_its_head_is_let_go() {
         .write_all(&stream_head(&kermit, "HTTP/1.1"))
         .await
         .unwrap();
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !String::from_utf8_lossy(&received).contains("event: marker") {
-        let read = tokio::time::timeout(Duration::from_secs(20), connection.read(&mut chunk))
-            .await
-            .expect("the marker within 20 s")
-            .unwrap();
-        assert!(read > 0, "closed before the marker");
-        received.extend_from_slice(&chunk[..read]);
-    }
+    let answer = read_until(&mut connection, |answer| answer.contains("event: marker")).await;
+    assert!(
+        answer.contains("event: marker"),
+        "no marker within 20 s: {answer}"
+    );
     connection.write_all(&[b'x'; 64 * 1024]).await.unwrap();
+    let mut chunk = [0u8; 4096];
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match connection.read(&mut chunk).await {
@@ -258,9 +249,7 @@ async fn a_client_that_sends_after_its_head_is_let_go() {
     })
     .await;
     assert!(closed.is_ok(), "the connection stays open");
-    trigger.trigger();
-    tasks.close();
-    tasks.wait().await;
+    stop(trigger, tasks).await;
 }
 
 /// A connection that has asked nothing yet does not hold the server's shutdown for the read

@@ -46,3 +46,10 @@ pub async fn served_with(
     serve_api(api, listener, &tasks, shutdown).await.unwrap();
     (address, trigger, tasks)
 }
+
+/// Stops the server and waits until all of it has ended.
+pub async fn stop(trigger: ShutdownTrigger, tasks: TaskTracker) {
+    trigger.trigger();
+    tasks.close();
+    tasks.wait().await;
+}
