@@ -1,13 +1,14 @@
 -- Capture for Camunda 7 and Operaton (decision 0027): triggers on the engine's own tables that
--- record task events in the engine's transaction, in the queue of taskpool_record_task_event (core
--- migration 4). Installed by `kafka-relay capture install`; every object is named taskpool_*,
--- and uninstalling drops exactly these. Running it again changes nothing.
+-- queue, in the engine's transaction, the state of each task it changed, in the queue of
+-- taskpool_record_task_event (core migration 4). Installed by `kafka-relay capture install`;
+-- every object is named taskpool_*, and uninstalling drops exactly these. Running it again
+-- changes nothing.
 --
 -- The triggers are deferred constraint triggers: they run at the engine's commit, after all its
 -- statements, so they see each task as the transaction leaves it (its identity links, its
 -- process instance's variables, and, for an ended task, the history row saying why it ended).
--- For each task touched, taskpool_camunda_sync compares that state with the last one captured
--- (taskpool_camunda_tasks) and records what changed.
+-- taskpool_camunda_sync queues that state once per task and transaction; the drain compares it
+-- with the last state it saw of the task (taskpool_camunda_tasks) and records what changed.
 
 CREATE TABLE IF NOT EXISTS taskpool_camunda_settings (
     -- The application name the tasks carry: tasklist actions are addressed to it.
@@ -24,12 +25,14 @@ CREATE TABLE IF NOT EXISTS taskpool_camunda_variables (
     PRIMARY KEY (process_definition_key, variable_name)
 );
 
--- What was captured of each active task, and the transaction that last changed it.
+-- The last state the drain compared of each active task (written by the drain, in its own
+-- transaction: the engine's transaction only queues the state).
 CREATE TABLE IF NOT EXISTS taskpool_camunda_tasks (
     task_id   TEXT PRIMARY KEY,
-    captured  JSONB NOT NULL,
-    synced_in XID8 NOT NULL
+    captured  JSONB NOT NULL
 );
+-- An older installation compared at the engine's commit and noted the transaction.
+ALTER TABLE taskpool_camunda_tasks DROP COLUMN IF EXISTS synced_in;
 
 -- Replaced by the conversion inside taskpool_camunda_state (an older installation had it).
 DROP FUNCTION IF EXISTS taskpool_camunda_time(TIMESTAMP);
@@ -78,11 +81,21 @@ BEGIN
 END
 $$;
 
+-- Plans. PostgreSQL plans a PL/pgSQL statement afresh for each of its first five calls in a
+-- session (a custom plan); the state's query costs 0.4 ms to plan and 0.04 ms to run, and an
+-- engine's pool has many sessions: so generic plans (plan_cache_mode), made once per session
+-- with the statistics of that moment. Every lookup here is by key; on a nearly empty engine the
+-- plan may scan instead, until autovacuum analyzes the growing tables and the plan is made
+-- again. (Ruling out sequential scans does not help: the planner then takes another index
+-- whole.) JIT is off for the state: compiling its query takes 300 ms, at every call, once a
+-- plan's estimated cost passes jit_above_cost (as when the settings table, never analyzed, was
+-- thought to hold 870 rows, each running the subqueries; the installer now analyzes it).
+
 -- A task's state as the engine's tables hold it now, in the fields of a "created" event, or
 -- null when the task row is gone. PL/pgSQL, not SQL: its query plan is kept for the session
 -- (a SQL function called from PL/pgSQL is planned again at every call, five times the cost).
 CREATE OR REPLACE FUNCTION taskpool_camunda_state(task TEXT) RETURNS JSONB
-LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 BEGIN
     RETURN (SELECT jsonb_strip_nulls(jsonb_build_object(
         'sourceReference', jsonb_build_object(
@@ -103,15 +116,14 @@ BEGIN
         'assignee', t.assignee_,
         'owner', t.owner_,
         'businessKey', e.business_key_))
+        || (SELECT jsonb_build_object(
+            'candidateUsers', coalesce(jsonb_agg(DISTINCT l.user_id_ ORDER BY l.user_id_)
+                                       FILTER (WHERE l.user_id_ IS NOT NULL), '[]'),
+            'candidateGroups', coalesce(jsonb_agg(DISTINCT l.group_id_ ORDER BY l.group_id_)
+                                        FILTER (WHERE l.group_id_ IS NOT NULL), '[]'))
+            -- One scan of the task's links, by the task's index.
+            FROM act_ru_identitylink l WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate')
         || jsonb_build_object(
-        'candidateUsers', coalesce((SELECT jsonb_agg(DISTINCT l.user_id_ ORDER BY l.user_id_)
-            FROM act_ru_identitylink l
-            WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate' AND l.user_id_ IS NOT NULL),
-            '[]'),
-        'candidateGroups', coalesce((SELECT jsonb_agg(DISTINCT l.group_id_ ORDER BY l.group_id_)
-            FROM act_ru_identitylink l
-            WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate' AND l.group_id_ IS NOT NULL),
-            '[]'),
         'payload', coalesce((SELECT jsonb_object_agg(v.name_, CASE v.type_
                 WHEN 'string' THEN to_jsonb(v.text_)
                 WHEN 'boolean' THEN to_jsonb(v.long_ = 1)
@@ -137,129 +149,55 @@ BEGIN
 END
 $$;
 
--- Queues one of the capture's task events as taskpool_record_task_event (core migration 4)
--- does once it has checked its call: the capture builds its fields itself (timestamps already
--- in epoch milliseconds), so the check is left out of the engine's transaction. The caller,
--- taskpool_camunda_sync, holds the task's recording lock.
--- PL/pgSQL, not SQL: a SQL function's body is parsed and planned again at every call.
-CREATE OR REPLACE FUNCTION taskpool_camunda_queue(kind TEXT, task TEXT, fields JSONB DEFAULT '{}')
-RETURNS VOID LANGUAGE plpgsql AS $$
+-- An older installation queued events through this function, compared at the engine's commit.
+DROP FUNCTION IF EXISTS taskpool_camunda_queue(TEXT, TEXT, JSONB);
+
+-- Queues a task's state as its transaction leaves it: `camunda-state` with the fields of a
+-- created event but the form key, or `camunda-ended` with the history's reason once the task row
+-- is gone. The drain compares it with the task's last state and records what changed (decision
+-- 0027): the comparison, the form key and the last state's write are kept out of the engine's
+-- commit. Called once per task and transaction (taskpool_camunda_touch).
+CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT) RETURNS VOID
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
-    INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
-    VALUES ('task', task, kind, fields);
+    -- The lock taskpool_record_task_event takes (core migration 4): recorders of one task,
+    -- this capture or other callers, queue in commit order, so the drain compares each state
+    -- with the one committed before it.
+    PERFORM pg_advisory_xact_lock(hashtextextended('taskpool task ' || task, 0));
+    -- An ended task's state is not built (building it costs more than looking it up).
+    IF EXISTS (SELECT FROM act_ru_task t WHERE t.id_ = task) THEN
+        INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
+        VALUES ('task', task, 'camunda-state', taskpool_camunda_state(task));
+    ELSE
+        -- Why it ended: the history row written in the same transaction (none at history
+        -- level none).
+        INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
+        VALUES ('task', task, 'camunda-ended', jsonb_build_object('reason',
+            (SELECT h.delete_reason_ FROM act_hi_taskinst h WHERE h.id_ = task)));
+    END IF;
 END
 $$;
 
--- Records what changed about one task since it was last captured (once per transaction: the
--- first call at commit sees the final state).
--- Generic plans (here and in the functions that look tasks up): PostgreSQL plans a PL/pgSQL
--- statement afresh for each of its first five calls in a session (a custom plan); the state's
--- query costs 0.4 ms to plan and 0.04 ms to run, and an engine's pool has many sessions. Every
--- lookup here is by key, so the one plan made without the value is the right one.
-CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT) RETURNS VOID
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+-- Queues a task's state once per transaction: the first call at commit sees the final state.
+-- The tasks done are kept in a transaction-local setting (no write, unlike a table). Apart from
+-- taskpool_camunda_sync: a function with settings of its own sets and restores them at every
+-- call, and most of a transaction's trigger events name a task already done.
+CREATE OR REPLACE FUNCTION taskpool_camunda_touch(task TEXT) RETURNS VOID
+LANGUAGE plpgsql AS $$
 DECLARE
-    before  JSONB;
-    done    TEXT;
-    now     JSONB;
-    changed JSONB := '{}';
-    name    TEXT;
-    reason  TEXT;
-    field   TEXT;
+    done TEXT := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
 BEGIN
-    -- Once per task and transaction: the first call at commit sees the final state. The
-    -- tasks done are kept in a transaction-local setting (no write, unlike a table).
-    done := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
-    IF strpos(done, ',' || task || ',') > 0 THEN
-        RETURN;
+    IF strpos(done, ',' || task || ',') = 0 THEN
+        PERFORM set_config('taskpool.synced_tasks', done || task || ',', true);
+        PERFORM taskpool_camunda_sync(task);
     END IF;
-    PERFORM set_config('taskpool.synced_tasks', done || task || ',', true);
-    -- Before reading what was captured: a concurrent transaction that changed the same task
-    -- commits first, and its captured state is the one compared with (statements of the
-    -- engine's READ COMMITTED transaction see it once it has committed).
-    -- The lock taskpool_record_task_event takes (core migration 4), so that recorders of one
-    -- task, this capture or other callers, queue in commit order.
-    PERFORM pg_advisory_xact_lock(hashtextextended('taskpool task ' || task, 0));
-    SELECT captured INTO before FROM taskpool_camunda_tasks WHERE task_id = task;
-    -- An ended task's state is not built (building it costs more than looking it up).
-    IF EXISTS (SELECT FROM act_ru_task t WHERE t.id_ = task) THEN
-        now := taskpool_camunda_state(task);
-    END IF;
-    IF now IS NULL AND before IS NULL THEN
-        RETURN; -- created and ended in one transaction, or never captured
-    END IF;
-    IF now IS NULL THEN
-        -- Why it ended: the history row written in the same transaction. Without history
-        -- (history level none) the engine keeps no reason: the task counts as completed.
-        SELECT h.delete_reason_ INTO reason FROM act_hi_taskinst h WHERE h.id_ = task;
-        IF reason IS NULL OR reason = 'completed' THEN
-            PERFORM taskpool_camunda_queue('completed', task);
-        ELSE
-            PERFORM taskpool_camunda_queue('deleted', task,
-                                               jsonb_build_object('reason', reason));
-        END IF;
-        DELETE FROM taskpool_camunda_tasks WHERE task_id = task;
-        RETURN;
-    END IF;
-    IF before IS NULL THEN
-        now := now || jsonb_strip_nulls(jsonb_build_object(
-            'formKey', taskpool_camunda_form_key(now #>> '{sourceReference,processDefinitionId}',
-                                                 now ->> 'taskDefinitionKey')));
-        PERFORM taskpool_camunda_queue('created', task, now);
-    ELSE
-        now := now || jsonb_strip_nulls(jsonb_build_object('formKey', before -> 'formKey'));
-        IF before -> 'assignee' IS DISTINCT FROM now -> 'assignee' THEN
-            PERFORM taskpool_camunda_queue('assigned', task,
-                jsonb_build_object('assignee', now -> 'assignee'));
-        END IF;
-        IF before -> 'candidateUsers' IS DISTINCT FROM now -> 'candidateUsers' THEN
-            FOR name IN SELECT jsonb_array_elements_text(now -> 'candidateUsers')
-                        EXCEPT SELECT jsonb_array_elements_text(before -> 'candidateUsers') LOOP
-                PERFORM taskpool_camunda_queue('candidate-user-added', task,
-                                                   jsonb_build_object('user', name));
-            END LOOP;
-            FOR name IN SELECT jsonb_array_elements_text(before -> 'candidateUsers')
-                        EXCEPT SELECT jsonb_array_elements_text(now -> 'candidateUsers') LOOP
-                PERFORM taskpool_camunda_queue('candidate-user-removed', task,
-                                                   jsonb_build_object('user', name));
-            END LOOP;
-        END IF;
-        IF before -> 'candidateGroups' IS DISTINCT FROM now -> 'candidateGroups' THEN
-            FOR name IN SELECT jsonb_array_elements_text(now -> 'candidateGroups')
-                        EXCEPT SELECT jsonb_array_elements_text(before -> 'candidateGroups') LOOP
-                PERFORM taskpool_camunda_queue('candidate-group-added', task,
-                                                   jsonb_build_object('group', name));
-            END LOOP;
-            FOR name IN SELECT jsonb_array_elements_text(before -> 'candidateGroups')
-                        EXCEPT SELECT jsonb_array_elements_text(now -> 'candidateGroups') LOOP
-                PERFORM taskpool_camunda_queue('candidate-group-removed', task,
-                                                   jsonb_build_object('group', name));
-            END LOOP;
-        END IF;
-        FOREACH field IN ARRAY ARRAY['name', 'description', 'owner', 'priority', 'dueDate',
-                                     'followUpDate', 'businessKey', 'payload'] LOOP
-            IF before -> field IS DISTINCT FROM now -> field THEN
-                changed := changed || jsonb_build_object(field, now -> field);
-            END IF;
-        END LOOP;
-        IF changed <> '{}' THEN
-            PERFORM taskpool_camunda_queue('attributes', task, changed);
-        END IF;
-        IF before = now THEN
-            RETURN; -- nothing changed: nothing to write
-        END IF;
-    END IF;
-    INSERT INTO taskpool_camunda_tasks (task_id, captured, synced_in)
-    VALUES (task, now, pg_current_xact_id())
-    ON CONFLICT (task_id) DO UPDATE SET captured = EXCLUDED.captured,
-                                        synced_in = EXCLUDED.synced_in;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION taskpool_camunda_task_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM taskpool_camunda_sync(CASE WHEN TG_OP = 'DELETE' THEN OLD.id_ ELSE NEW.id_ END);
+    PERFORM taskpool_camunda_touch(CASE WHEN TG_OP = 'DELETE' THEN OLD.id_ ELSE NEW.id_ END);
     RETURN NULL;
 END
 $$;
@@ -268,10 +206,10 @@ CREATE OR REPLACE FUNCTION taskpool_camunda_link_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP <> 'INSERT' AND OLD.task_id_ IS NOT NULL THEN
-        PERFORM taskpool_camunda_sync(OLD.task_id_);
+        PERFORM taskpool_camunda_touch(OLD.task_id_);
     END IF;
     IF TG_OP <> 'DELETE' AND NEW.task_id_ IS NOT NULL THEN
-        PERFORM taskpool_camunda_sync(NEW.task_id_);
+        PERFORM taskpool_camunda_touch(NEW.task_id_);
     END IF;
     RETURN NULL;
 END
@@ -284,7 +222,7 @@ DECLARE
     task     TEXT;
 BEGIN
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = instance LOOP
-        PERFORM taskpool_camunda_sync(task);
+        PERFORM taskpool_camunda_touch(task);
     END LOOP;
     RETURN NULL;
 END
@@ -296,7 +234,7 @@ DECLARE
     task TEXT;
 BEGIN
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = NEW.id_ LOOP
-        PERFORM taskpool_camunda_sync(task);
+        PERFORM taskpool_camunda_touch(task);
     END LOOP;
     RETURN NULL;
 END

@@ -5,7 +5,11 @@
 
 use sqlx::{AssertSqlSafe, PgPool};
 
+use crate::drain::{DrainError, drain_once};
+use crate::snapshots;
+
 const INSTALL: &str = include_str!("../sql/camunda7_install.sql");
+const DETACH: &str = include_str!("../sql/camunda7_detach.sql");
 const UNINSTALL: &str = include_str!("../sql/camunda7_uninstall.sql");
 
 /// The engine tables the triggers read or sit on.
@@ -42,6 +46,10 @@ pub enum InstallError {
     TimeZone(String),
     #[error("database")]
     Database(#[from] sqlx::Error),
+    /// The states queued before uninstalling could not be drained (tried again by running
+    /// uninstall again).
+    #[error("draining the task states queued before uninstalling")]
+    Drain(#[from] DrainError),
 }
 
 /// Installs (or updates) the capture; returns how many existing tasks were captured now.
@@ -99,13 +107,18 @@ pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, 
     sqlx::query("SELECT taskpool_camunda_watch_variables()")
         .execute(&mut *tx)
         .await?;
+    // The planner's estimates for the state's query: a table never analyzed is thought to hold
+    // hundreds of rows, and these small ones are never changed enough for autovacuum to.
+    sqlx::query("ANALYZE taskpool_camunda_settings, taskpool_camunda_variables")
+        .execute(&mut *tx)
+        .await?;
     // Tasks taskpool knows from an earlier installation (uninstalled since): not created
     // again (taskpool would refuse that) but compared with a captured state that knows
     // nothing of them, so that their assignee, candidates and attributes now are recorded;
     // what taskpool already has changes nothing there.
     sqlx::query(
-        "INSERT INTO taskpool_camunda_tasks (task_id, captured, synced_in) \
-         SELECT t.id_, '{\"assignee\": \"taskpool: not known\"}', '0' FROM act_ru_task t \
+        "INSERT INTO taskpool_camunda_tasks (task_id, captured) \
+         SELECT t.id_, '{\"assignee\": \"taskpool: not known\"}' FROM act_ru_task t \
          WHERE EXISTS (SELECT 1 FROM taskpool_aggregates a \
                        WHERE a.aggregate_type = 'task' AND a.aggregate_id = t.id_) \
          ON CONFLICT (task_id) DO NOTHING",
@@ -119,8 +132,8 @@ pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, 
 /// The tasks the engine has that this installation has not captured yet: captured as created,
 /// or brought up to date as above. One task per transaction: each holds the task's recording
 /// lock until its end, and an engine with many open tasks would otherwise fill PostgreSQL's
-/// lock table. A task the engine changes meanwhile is captured by its own transaction; this
-/// one then finds it captured and records nothing.
+/// lock table. A task the engine changes meanwhile is captured by its own transaction too; the
+/// drain finds the second of the two states unchanged.
 async fn capture_existing(pool: &PgPool) -> Result<u64, InstallError> {
     let mut captured = 0;
     let mut after = String::new();
@@ -128,7 +141,7 @@ async fn capture_existing(pool: &PgPool) -> Result<u64, InstallError> {
         let tasks: Vec<String> = sqlx::query_scalar(
             "SELECT t.id_ FROM act_ru_task t WHERE t.id_ > $1 \
              AND NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c \
-                             WHERE c.task_id = t.id_ AND c.synced_in <> '0') \
+                             WHERE c.task_id = t.id_ AND c.captured ? 'sourceReference') \
              ORDER BY t.id_ LIMIT 500",
         )
         .bind(&after)
@@ -148,13 +161,33 @@ async fn capture_existing(pool: &PgPool) -> Result<u64, InstallError> {
     }
 }
 
-/// Removes the triggers, functions and tables the capture added, and nothing else.
+/// Removes the triggers, functions and tables the capture added, and nothing else. The task
+/// states queued before the triggers went are drained first: they are compared with the last
+/// states, which go with the rest.
 pub async fn uninstall(pool: &PgPool) -> Result<(), InstallError> {
+    run_installer(pool, DETACH).await?;
+    // Every engine transaction that queued a state held a lock on a table the triggers sat
+    // on, so dropping them waited for it: all the states there will be are visible now.
+    while sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM taskpool_capture WHERE kind IN ($1, $2))",
+    )
+    .bind(snapshots::STATE)
+    .bind(snapshots::ENDED)
+    .fetch_one(pool)
+    .await?
+    {
+        drain_once(pool, 500).await?;
+    }
+    run_installer(pool, UNINSTALL).await
+}
+
+/// Runs one of the capture's scripts under the installer's lock.
+async fn run_installer(pool: &PgPool, script: &'static str) -> Result<(), InstallError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('taskpool camunda install'))")
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(AssertSqlSafe(UNINSTALL))
+    sqlx::raw_sql(AssertSqlSafe(script))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

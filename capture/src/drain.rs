@@ -2,9 +2,10 @@
 //!
 //! One transaction takes the oldest queued rows (locked), turns each task's (or data entry's)
 //! rows of each recording transaction into commands with a [`Collector`] of its own, in the
-//! order they were queued, writes their events to the outbox and deletes the rows. A refused
-//! event keeps that aggregate's rows of that transaction in the dead letters, not the others'. Crash anywhere before the commit: nothing
-//! happened, the rows are drained again. Rows that only become visible later (a late commit)
+//! order they were queued, writes their events to the outbox and deletes the rows (a Camunda
+//! task's queued state first becomes the events of what changed: [`crate::snapshots`]). A
+//! refused event keeps that aggregate's rows of that transaction in the dead letters, not the
+//! others'. Crash anywhere before the commit: nothing happened, the rows are drained again. Rows that only become visible later (a late commit)
 //! are drained when they do: nothing is read past. Per aggregate, rows were queued in commit
 //! order (the SQL functions serialize recorders of one aggregate), so events follow it.
 
@@ -18,6 +19,7 @@ use taskpool_core::{CommandError, PgStore, StoreError};
 use taskpool_schemas::Timestamp;
 
 use crate::captured::Captured;
+use crate::snapshots::LastStates;
 
 /// What one drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,8 +68,17 @@ pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError
         rows: rows.len(),
         ..Drained::default()
     };
+    let captured: Vec<&Captured> = rows.iter().map(|r| &r.captured).collect();
+    let mut last_states = LastStates::load(&mut tx, &captured).await?;
     for group in &by_transaction_and_aggregate(&rows) {
-        match record(&mut tx, group).await? {
+        // Groups in queue order, so each task's states are compared in commit order.
+        let mut events = Vec::new();
+        for row in group {
+            for captured in last_states.events(&mut tx, &row.captured).await? {
+                events.push((row.position, captured));
+            }
+        }
+        match record(&mut tx, &events).await? {
             Ok(()) => drained.groups += 1,
             Err(reason) => {
                 dead_letter(&mut tx, group, &reason).await?;
@@ -75,6 +86,8 @@ pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError
             }
         }
     }
+    // A refused group's states are compared all the same: they are the engine's.
+    last_states.save(&mut tx).await?;
     let positions: Vec<i64> = rows.iter().map(|r| r.position).collect();
     sqlx::query("DELETE FROM taskpool_capture WHERE position = ANY($1)")
         .bind(&positions)
@@ -126,16 +139,19 @@ fn by_transaction_and_aggregate(rows: &[Queued]) -> Vec<Vec<&Queued>> {
 /// an undecodable row nothing of it stays, and the reason comes back.
 async fn record(
     tx: &mut Transaction<'_, Postgres>,
-    group: &[&Queued],
+    events: &[(i64, Captured)],
 ) -> Result<Result<(), String>, DrainError> {
-    let mut collector = Collector::new().with_occurred_at(group[0].captured.recorded_at);
-    for row in group {
-        let event = match row.captured.engine_event() {
+    let Some((_, first)) = events.first() else {
+        return Ok(Ok(())); // a task state that did not change
+    };
+    let mut collector = Collector::new().with_occurred_at(first.recorded_at);
+    for (position, captured) in events {
+        let event = match captured.engine_event() {
             Ok(event) => event,
-            Err(reason) => return Ok(Err(format!("position {}: {reason}", row.position))),
+            Err(reason) => return Ok(Err(format!("position {position}: {reason}"))),
         };
         if let Err(e) = collector.record(event) {
-            return Ok(Err(format!("position {}: {e}", row.position)));
+            return Ok(Err(format!("position {position}: {e}")));
         }
     }
     // A savepoint: the connection is inside the drain's transaction.

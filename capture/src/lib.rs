@@ -8,11 +8,15 @@
 //! # Layout
 //! - [`captured`]: a queued row's JSON fields as the collector's `EngineEvent`.
 //! - [`drain`]: the queue into the outbox, one transaction per batch.
+//! - [`snapshots`]: the Camunda capture's queued task states compared, in the drain, with the
+//!   last ones ([`changes`]: what changed, as events).
 //! - [`camunda`]: triggers on Camunda 7 / Operaton's own tables that record its task changes
 //!   through the same functions (decision 0027).
 
 pub mod camunda;
 pub mod captured;
+pub mod changes;
 pub mod drain;
+pub mod snapshots;
 
 pub use drain::{DrainError, Drained, drain_once};

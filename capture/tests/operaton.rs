@@ -5,13 +5,16 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 use taskpool_capture::camunda;
 use taskpool_capture::drain_once;
 use taskpool_core::{PgStore, Store};
 use taskpool_schemas::{DecodedEvent, Task, decode};
 use taskpool_testkit::operaton::*;
 use taskpool_testkit::{PgTestDb, wait_for};
+
+mod support;
+use support::engine_schema;
 
 /// Drains until the queue holds nothing of these tasks; returns their outbox events in order:
 /// `(task id, version, event type, task)`.
@@ -269,24 +272,6 @@ async fn an_engine_transaction_that_rolls_back_leaves_no_event(flavour: Flavour)
 
 /// A catalog of what a database holds (tables with their columns, triggers, functions),
 /// as one sorted list of lines.
-/// A database of its own with the engine's tables (from the running engine's schema) and
-/// taskpool's.
-async fn engine_schema(flavour: Flavour) -> PgTestDb {
-    let db = PgTestDb::new().await;
-    let schema_sql = std::fs::read_to_string(flavour.schema_sql()).unwrap();
-    // The dump names the public schema; here the engine's tables go into the test's schema.
-    let schema_sql = schema_sql.replace("public.", "").replace(
-        "SELECT pg_catalog.set_config('search_path', '', false);",
-        "",
-    );
-    sqlx::raw_sql(AssertSqlSafe(schema_sql))
-        .execute(&db.pool)
-        .await
-        .expect("the engine's tables");
-    PgStore::migrate(&db.pool).await.unwrap();
-    db
-}
-
 async fn catalog(pool: &sqlx::PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type \

@@ -1,0 +1,168 @@
+//! The Camunda capture's queued task states (decision 0027) turned into task events in the
+//! drain's transaction: each state is compared with the last one seen of its task
+//! (`taskpool_camunda_tasks`), in queue order, which per task is the engine's commit order
+//! (the capture takes the task's recording lock before queueing). The last states are locked
+//! when read and written back in the same transaction as the events: a drain that dies before
+//! its commit leaves both as they were, and the states are compared again.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+use sqlx::{Postgres, Transaction};
+
+use crate::captured::Captured;
+use crate::changes::{changes, ended};
+
+/// A task's state as its engine transaction left it.
+pub const STATE: &str = "camunda-state";
+/// A task whose row its engine transaction deleted, with the history's reason.
+pub const ENDED: &str = "camunda-ended";
+
+/// Whether a queued row is one of the capture's states rather than an event.
+pub fn is_snapshot(row: &Captured) -> bool {
+    row.aggregate_type == "task" && (row.kind == STATE || row.kind == ENDED)
+}
+
+/// The last states of the tasks one drain compares, as they change during the drain.
+#[derive(Debug, Default)]
+pub struct LastStates {
+    /// Every task of the drain's states: its last state, none when not (or no longer) active.
+    states: HashMap<String, Option<Value>>,
+    changed: HashSet<String>,
+}
+
+impl LastStates {
+    /// Reads and locks the last states of the tasks `rows` holds states of (none when the
+    /// rows are only events: the capture may not be installed).
+    pub async fn load(
+        tx: &mut Transaction<'_, Postgres>,
+        rows: &[&Captured],
+    ) -> Result<LastStates, sqlx::Error> {
+        let tasks: Vec<&str> = rows
+            .iter()
+            .filter(|r| is_snapshot(r))
+            .map(|r| r.aggregate_id.as_str())
+            .collect();
+        let mut last = LastStates::default();
+        if tasks.is_empty() {
+            return Ok(last);
+        }
+        last.states = tasks.iter().map(|t| (t.to_string(), None)).collect();
+        let known: Vec<(String, String)> = sqlx::query_as(
+            "SELECT task_id, captured::text FROM taskpool_camunda_tasks \
+             WHERE task_id = ANY($1) ORDER BY task_id FOR UPDATE",
+        )
+        .bind(&tasks)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (task, state) in known {
+            let state = serde_json::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
+            last.states.insert(task, Some(state));
+        }
+        Ok(last)
+    }
+
+    /// The events of one queued row: a state compared with its task's last state (which it
+    /// then becomes), or the row itself when it is an event.
+    pub async fn events(
+        &mut self,
+        tx: &mut Transaction<'_, Postgres>,
+        row: &Captured,
+    ) -> Result<Vec<Captured>, sqlx::Error> {
+        // Not a state: an event, or a state that is not an object (dead-lettered as such).
+        if !is_snapshot(row) || (row.kind == STATE && !row.fields.is_object()) {
+            return Ok(vec![row.clone()]);
+        }
+        let task = row.aggregate_id.as_str();
+        let before = self.states.get(task).cloned().flatten();
+        let (events, after) = match (row.kind.as_str(), before) {
+            // Created and ended in one transaction, or ended before it was ever captured.
+            (ENDED, None) => (vec![], None),
+            (ENDED, Some(_)) => {
+                let reason = row.fields.get("reason").and_then(Value::as_str);
+                (vec![ended(reason)], None)
+            }
+            (_, None) => {
+                let mut now = row.fields.clone();
+                if let Some(form_key) = form_key(tx, &now).await? {
+                    now["formKey"] = Value::String(form_key);
+                }
+                (vec![("created", now.clone())], Some(now))
+            }
+            (_, Some(before)) => {
+                let mut now = row.fields.clone();
+                if let Some(form_key) = before.get("formKey") {
+                    now["formKey"] = form_key.clone();
+                }
+                (changes(&before, &now), Some(now))
+            }
+        };
+        if self.states.get(task) != Some(&after) {
+            self.states.insert(task.to_string(), after);
+            self.changed.insert(task.to_string());
+        }
+        Ok(events
+            .into_iter()
+            .map(|(kind, fields)| Captured {
+                aggregate_type: row.aggregate_type.clone(),
+                aggregate_id: row.aggregate_id.clone(),
+                kind: kind.to_string(),
+                fields,
+                recorded_at: row.recorded_at,
+            })
+            .collect())
+    }
+
+    /// Writes the states that changed back, in the drain's transaction.
+    pub async fn save(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        let mut active: (Vec<&str>, Vec<String>) = Default::default();
+        let mut gone: Vec<&str> = Vec::new();
+        for task in &self.changed {
+            match &self.states[task] {
+                Some(state) => {
+                    active.0.push(task);
+                    active.1.push(state.to_string());
+                }
+                None => gone.push(task),
+            }
+        }
+        if !active.0.is_empty() {
+            sqlx::query(
+                "INSERT INTO taskpool_camunda_tasks (task_id, captured) \
+                 SELECT t, s::jsonb FROM unnest($1::text[], $2::text[]) AS u(t, s) \
+                 ON CONFLICT (task_id) DO UPDATE SET captured = EXCLUDED.captured",
+            )
+            .bind(&active.0)
+            .bind(&active.1)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !gone.is_empty() {
+            sqlx::query("DELETE FROM taskpool_camunda_tasks WHERE task_id = ANY($1)")
+                .bind(&gone)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A new task's form key, from the BPMN of its process definition (read once per definition by
+/// the capture's SQL).
+async fn form_key(
+    tx: &mut Transaction<'_, Postgres>,
+    state: &Value,
+) -> Result<Option<String>, sqlx::Error> {
+    let definition = state
+        .pointer("/sourceReference/processDefinitionId")
+        .and_then(Value::as_str);
+    let task_key = state.get("taskDefinitionKey").and_then(Value::as_str);
+    let (Some(definition), Some(task_key)) = (definition, task_key) else {
+        return Ok(None);
+    };
+    sqlx::query_scalar("SELECT taskpool_camunda_form_key($1, $2)")
+        .bind(definition)
+        .bind(task_key)
+        .fetch_one(&mut **tx)
+        .await
+}

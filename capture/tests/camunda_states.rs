@@ -1,0 +1,285 @@
+//! The Camunda capture's queued task states and the drain that compares them (decision 0027),
+//! on a database of its own holding the engine's tables, written as the engine writes them: a
+//! late commit, two transactions changing one task, a drain killed before its commit, an
+//! unchanged task, and the states still queued when the capture is uninstalled.
+
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use taskpool_capture::{camunda, drain_once};
+use taskpool_schemas::{DecodedEvent, decode};
+use taskpool_testkit::operaton::{Flavour, installation};
+use taskpool_testkit::{PgTestDb, wait_for};
+
+mod support;
+use support::engine_schema;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// An engine database with the capture installed and one process definition.
+async fn captured_engine() -> PgTestDb {
+    let db = engine_schema(Flavour::Operaton).await;
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    sqlx::query("INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db
+}
+
+/// A new task row, as the engine inserts it.
+async fn insert_task(conn: &mut PgConnection, id: &str) {
+    sqlx::query(
+        "INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
+         create_time_) VALUES ($1, 1, 'Check', 'check', 'check:1', 50, now())",
+    )
+    .bind(id)
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
+/// Every outbox event: `(task, version, event type, assignee, candidate users)`.
+async fn outbox(pool: &PgPool) -> Vec<(String, i64, String, Option<String>, Vec<String>)> {
+    sqlx::query(
+        "SELECT aggregate_id, aggregate_version, payload FROM taskpool_outbox \
+         ORDER BY tracking_xid, position",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        let payload: Vec<u8> = row.get(2);
+        let Ok(DecodedEvent::Task(event)) = decode(&payload) else {
+            panic!("not a task event");
+        };
+        let users = event.task.candidate_users.into_iter().collect();
+        (
+            row.get(0),
+            row.get(1),
+            event.event_type,
+            event.task.assignee,
+            users,
+        )
+    })
+    .collect()
+}
+
+/// Whether the backend `pid` waits for a lock (on `relation` when given).
+async fn waits_for_a_lock(pool: &PgPool, pid: i32, relation: Option<&str>) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted \
+         AND ($2::text IS NULL OR relation = $2::regclass))",
+    )
+    .bind(pid)
+    .bind(relation)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn backend_pid(conn: &mut PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// An engine transaction that changed a task first and commits last becomes its events when
+/// it commits: a drain meanwhile neither waits for it nor reads past it.
+#[tokio::test]
+async fn a_late_engine_commit_becomes_its_events_after_it_commits() {
+    let db = captured_engine().await;
+    let mut late = db.pool.begin().await.unwrap();
+    insert_task(&mut late, "late").await;
+    let mut early = db.pool.begin().await.unwrap();
+    insert_task(&mut early, "early").await;
+    early.commit().await.unwrap();
+    assert_eq!(drain_once(&db.pool, 100).await.unwrap().rows, 1);
+    late.commit().await.unwrap();
+    assert_eq!(drain_once(&db.pool, 100).await.unwrap().rows, 1);
+    let events: Vec<(String, String)> = outbox(&db.pool)
+        .await
+        .into_iter()
+        .map(|e| (e.0, e.2))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("early".to_string(), "TaskCreated".to_string()),
+            ("late".to_string(), "TaskCreated".to_string())
+        ]
+    );
+}
+
+/// Two engine transactions change one task (the first assigns it, the second adds a candidate
+/// user): the second's state is queued only once the first committed, so it holds both
+/// changes, and the drain compares the states in that order. Compared the other way round, or
+/// read while the first was still open, the second state would take the assignment back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engine_transactions_changing_one_task_are_compared_in_commit_order() {
+    let db = captured_engine().await;
+    insert_task(&mut db.pool.acquire().await.unwrap(), "t1").await;
+    drain_once(&db.pool, 100).await.unwrap();
+
+    let mut first = db.pool.begin().await.unwrap();
+    sqlx::query("UPDATE act_ru_task SET assignee_ = 'kermit', rev_ = 2 WHERE id_ = 't1'")
+        .execute(&mut *first)
+        .await
+        .unwrap();
+    // The capture's triggers fire now instead of at the commit: the state is queued and the
+    // task's recording lock held, as between the triggers and the end of the engine's commit.
+    sqlx::query("SET CONSTRAINTS ALL IMMEDIATE")
+        .execute(&mut *first)
+        .await
+        .unwrap();
+
+    let mut second = PgConnection::connect_with(&db.options).await.unwrap();
+    let second_pid = backend_pid(&mut second).await;
+    let committing = tokio::spawn(async move {
+        let mut tx = second.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO act_ru_identitylink (id_, rev_, user_id_, type_, task_id_) \
+             VALUES ('l1', 1, 'gonzo', 'candidate', 't1')",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    });
+    // Until the second commit waits for the first (or, were it not to wait, has committed).
+    wait_for("the second commit to wait or end", DEADLINE, || async {
+        (committing.is_finished() || waits_for_a_lock(&db.pool, second_pid, None).await)
+            .then_some(())
+    })
+    .await;
+    drain_once(&db.pool, 100).await.unwrap();
+    first.commit().await.unwrap();
+    committing.await.unwrap();
+    drain_once(&db.pool, 100).await.unwrap();
+
+    let events: Vec<(i64, String, Option<String>, Vec<String>)> = outbox(&db.pool)
+        .await
+        .into_iter()
+        .map(|e| (e.1, e.2, e.3, e.4))
+        .collect();
+    let kermit = Some("kermit".to_string());
+    assert_eq!(
+        events,
+        [
+            (1, "TaskCreated".to_string(), None, vec![]),
+            (2, "TaskAssigned".to_string(), kermit.clone(), vec![]),
+            (
+                3,
+                "TaskCandidatesChanged".to_string(),
+                kermit,
+                vec!["gonzo".to_string()]
+            ),
+        ]
+    );
+}
+
+/// The drain dies after it compared a task's state, before its commit (its connection killed
+/// while it waits to write the outbox): the last state and the queue are as they were, and the
+/// next drain records the change once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_killed_after_comparing_loses_and_doubles_nothing() {
+    let db = captured_engine().await;
+    insert_task(&mut db.pool.acquire().await.unwrap(), "k").await;
+    drain_once(&db.pool, 100).await.unwrap();
+    sqlx::query("UPDATE act_ru_task SET assignee_ = 'kermit', rev_ = 2 WHERE id_ = 'k'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    let mut holder = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE taskpool_outbox IN SHARE MODE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let drainer = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(db.options.clone())
+        .await
+        .unwrap();
+    let drainer_pid = backend_pid(&mut drainer.acquire().await.unwrap()).await;
+    let draining = tokio::spawn(async move { drain_once(&drainer, 100).await });
+    wait_for("the drain to wait on the outbox", DEADLINE, || async {
+        waits_for_a_lock(&db.pool, drainer_pid, Some("taskpool_outbox"))
+            .await
+            .then_some(())
+    })
+    .await;
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(drainer_pid)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(draining.await.unwrap().is_err(), "the killed drain failed");
+    holder.commit().await.unwrap();
+
+    let last: Option<String> = sqlx::query_scalar(
+        "SELECT captured ->> 'assignee' FROM taskpool_camunda_tasks WHERE task_id = 'k'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        last, None,
+        "the last state is the one before the killed drain"
+    );
+    assert_eq!(drain_once(&db.pool, 100).await.unwrap().rows, 1);
+    let kinds: Vec<(i64, String)> = outbox(&db.pool)
+        .await
+        .into_iter()
+        .map(|e| (e.1, e.2))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "TaskCreated".to_string()),
+            (2, "TaskAssigned".to_string())
+        ]
+    );
+}
+
+/// A transaction that touches a task without changing what taskpool shows of it (the engine
+/// raising a row's revision) queues its state, and the drain records nothing.
+#[tokio::test]
+async fn an_unchanged_task_records_nothing() {
+    let db = captured_engine().await;
+    insert_task(&mut db.pool.acquire().await.unwrap(), "same").await;
+    drain_once(&db.pool, 100).await.unwrap();
+    sqlx::query("UPDATE act_ru_task SET rev_ = 2 WHERE id_ = 'same'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!((drained.rows, drained.dead_letters), (1, 0));
+    assert_eq!(outbox(&db.pool).await.len(), 1, "only the creation");
+}
+
+/// Uninstalling drains the states still queued (they are compared with the last states, which
+/// go with the capture) before it removes the rest: the change reaches the outbox.
+#[tokio::test]
+async fn uninstalling_first_records_the_states_still_queued() {
+    let db = captured_engine().await;
+    insert_task(&mut db.pool.acquire().await.unwrap(), "u").await;
+    drain_once(&db.pool, 100).await.unwrap();
+    sqlx::query("UPDATE act_ru_task SET assignee_ = 'piggy', rev_ = 2 WHERE id_ = 'u'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    camunda::uninstall(&db.pool).await.unwrap();
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM taskpool_capture")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0);
+    let last = outbox(&db.pool).await.pop().unwrap();
+    assert_eq!(
+        (last.2, last.3),
+        ("TaskAssigned".to_string(), Some("piggy".into()))
+    );
+}
