@@ -347,6 +347,17 @@ async fn stream_latency(
     trigger.trigger();
     let _ = relay_task.await;
     tasklist.stopped().await;
+    // The processes go, so that the next run does not start beside a thousand open tasks
+    // (each install captures every open task).
+    let instances: Vec<String> = started
+        .lock()
+        .map_err(|_| "poisoned")?
+        .keys()
+        .cloned()
+        .collect();
+    for instance in instances.iter().chain([&warm]) {
+        engine.cancel(instance).await;
+    }
     Ok((samples, total))
 }
 
