@@ -74,7 +74,7 @@ pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError
         // Groups in queue order, so each task's states are compared in commit order.
         let mut events = Vec::new();
         for row in group {
-            for captured in last_states.events(&mut tx, &row.captured).await? {
+            for captured in last_states.events(&row.captured) {
                 events.push((row.position, captured));
             }
         }

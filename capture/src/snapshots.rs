@@ -29,6 +29,8 @@ pub struct LastStates {
     /// Every task of the drain's states: its last state, none when not (or no longer) active.
     states: HashMap<String, Option<Value>>,
     changed: HashSet<String>,
+    /// The form keys of the tasks the drain may create: `(process definition id, task key)`.
+    form_keys: HashMap<(String, String), Option<String>>,
 }
 
 impl LastStates {
@@ -59,19 +61,32 @@ impl LastStates {
             let state = serde_json::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
             last.states.insert(task, Some(state));
         }
+        // One query for the form keys of every task that may be new, not one a task.
+        let (definitions, task_keys): (Vec<&str>, Vec<&str>) = rows
+            .iter()
+            .filter(|r| r.kind == STATE && last.states.get(&r.aggregate_id) == Some(&None))
+            .filter_map(|r| form_key_of(&r.fields))
+            .unzip();
+        if !definitions.is_empty() {
+            let keys: Vec<(String, String, Option<String>)> = sqlx::query_as(
+                "SELECT d, k, taskpool_camunda_form_key(d, k) \
+                 FROM (SELECT DISTINCT d, k FROM unnest($1::text[], $2::text[]) AS u(d, k)) AS u",
+            )
+            .bind(&definitions)
+            .bind(&task_keys)
+            .fetch_all(&mut **tx)
+            .await?;
+            last.form_keys = keys.into_iter().map(|(d, k, f)| ((d, k), f)).collect();
+        }
         Ok(last)
     }
 
     /// The events of one queued row: a state compared with its task's last state (which it
     /// then becomes), or the row itself when it is an event.
-    pub async fn events(
-        &mut self,
-        tx: &mut Transaction<'_, Postgres>,
-        row: &Captured,
-    ) -> Result<Vec<Captured>, sqlx::Error> {
+    pub fn events(&mut self, row: &Captured) -> Vec<Captured> {
         // Not a state: an event, or a state that is not an object (dead-lettered as such).
         if !is_snapshot(row) || (row.kind == STATE && !row.fields.is_object()) {
-            return Ok(vec![row.clone()]);
+            return vec![row.clone()];
         }
         let task = row.aggregate_id.as_str();
         let before = self.states.get(task).cloned().flatten();
@@ -84,7 +99,10 @@ impl LastStates {
             }
             (_, None) => {
                 let mut now = row.fields.clone();
-                if let Some(form_key) = form_key(tx, &now).await? {
+                let form_key = form_key_of(&now).and_then(|(d, k)| {
+                    self.form_keys.get(&(d.to_string(), k.to_string())).cloned()
+                });
+                if let Some(Some(form_key)) = form_key {
                     now["formKey"] = Value::String(form_key);
                 }
                 (vec![("created", now.clone())], Some(now))
@@ -101,7 +119,7 @@ impl LastStates {
             self.states.insert(task.to_string(), after);
             self.changed.insert(task.to_string());
         }
-        Ok(events
+        events
             .into_iter()
             .map(|(kind, fields)| Captured {
                 aggregate_type: row.aggregate_type.clone(),
@@ -110,7 +128,7 @@ impl LastStates {
                 fields,
                 recorded_at: row.recorded_at,
             })
-            .collect())
+            .collect()
     }
 
     /// Writes the states that changed back, in the drain's transaction.
@@ -147,22 +165,12 @@ impl LastStates {
     }
 }
 
-/// A new task's form key, from the BPMN of its process definition (read once per definition by
-/// the capture's SQL).
-async fn form_key(
-    tx: &mut Transaction<'_, Postgres>,
-    state: &Value,
-) -> Result<Option<String>, sqlx::Error> {
+/// Where a new task's form key is read from (the BPMN of its process definition, once per
+/// definition by the capture's SQL): its process definition id and task definition key.
+fn form_key_of(state: &Value) -> Option<(&str, &str)> {
     let definition = state
         .pointer("/sourceReference/processDefinitionId")
-        .and_then(Value::as_str);
-    let task_key = state.get("taskDefinitionKey").and_then(Value::as_str);
-    let (Some(definition), Some(task_key)) = (definition, task_key) else {
-        return Ok(None);
-    };
-    sqlx::query_scalar("SELECT taskpool_camunda_form_key($1, $2)")
-        .bind(definition)
-        .bind(task_key)
-        .fetch_one(&mut **tx)
-        .await
+        .and_then(Value::as_str)?;
+    let task_key = state.get("taskDefinitionKey").and_then(Value::as_str)?;
+    Some((definition, task_key))
 }
