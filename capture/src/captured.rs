@@ -85,7 +85,6 @@ impl Captured {
                     .reason
                     .unwrap_or_else(|| DEFAULT_DELETE_REASON.to_string()),
             },
-            crate::snapshots::STATE => return Err("a task state that is not an object".into()),
             other => return Err(format!("unknown task event kind {other:?}")),
         })
     }

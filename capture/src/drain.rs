@@ -72,13 +72,11 @@ pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError
     let mut last_states = LastStates::load(&mut tx, &captured).await?;
     for group in &by_transaction_and_aggregate(&rows) {
         // Groups in queue order, so each task's states are compared in commit order.
-        let mut events = Vec::new();
-        for row in group {
-            for captured in last_states.events(&row.captured) {
-                events.push((row.position, captured));
-            }
-        }
-        match record(&mut tx, &events).await? {
+        let outcome = match group_events(&mut last_states, group) {
+            Ok(events) => record(&mut tx, &events).await?,
+            Err(reason) => Err(reason),
+        };
+        match outcome {
             Ok(()) => drained.groups += 1,
             Err(reason) => {
                 dead_letter(&mut tx, group, &reason).await?;
@@ -133,6 +131,21 @@ fn by_transaction_and_aggregate(rows: &[Queued]) -> Vec<Vec<&Queued>> {
         }
     }
     groups
+}
+
+/// The events of one group's rows, each with its row's position, or why they have none.
+fn group_events(
+    last_states: &mut LastStates,
+    group: &[&Queued],
+) -> Result<Vec<(i64, Captured)>, String> {
+    let mut events = Vec::new();
+    for row in group {
+        let made = last_states
+            .events(&row.captured)
+            .map_err(|reason| format!("position {}: {reason}", row.position))?;
+        events.extend(made.into_iter().map(|captured| (row.position, captured)));
+    }
+    Ok(events)
 }
 
 /// One recording transaction's events into the outbox, in a savepoint: on a rule's refusal or

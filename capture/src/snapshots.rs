@@ -31,6 +31,9 @@ pub struct LastStates {
     changed: HashSet<String>,
     /// The form keys of the tasks the drain may create: `(process definition id, task key)`.
     form_keys: HashMap<(String, String), Option<String>>,
+    /// Whether the last states are there to compare with (not after a hand-made uninstall
+    /// that left states queued: those are dead-lettered instead of stopping every drain).
+    missing: bool,
 }
 
 impl LastStates {
@@ -47,6 +50,14 @@ impl LastStates {
             .collect();
         let mut last = LastStates::default();
         if tasks.is_empty() {
+            return Ok(last);
+        }
+        let installed: bool =
+            sqlx::query_scalar("SELECT to_regclass('taskpool_camunda_tasks') IS NOT NULL")
+                .fetch_one(&mut **tx)
+                .await?;
+        if !installed {
+            last.missing = true;
             return Ok(last);
         }
         last.states = tasks.iter().map(|t| (t.to_string(), None)).collect();
@@ -82,11 +93,20 @@ impl LastStates {
     }
 
     /// The events of one queued row: a state compared with its task's last state (which it
-    /// then becomes), or the row itself when it is an event.
-    pub fn events(&mut self, row: &Captured) -> Vec<Captured> {
-        // Not a state: an event, or a state that is not an object (dead-lettered as such).
-        if !is_snapshot(row) || (row.kind == STATE && !row.fields.is_object()) {
-            return vec![row.clone()];
+    /// then becomes), or the row itself when it is an event; or why a state cannot be.
+    pub fn events(&mut self, row: &Captured) -> Result<Vec<Captured>, String> {
+        if !is_snapshot(row) {
+            return Ok(vec![row.clone()]);
+        }
+        if self.missing {
+            return Err(
+                "a Camunda task state, but the capture's last states are gone \
+                        (uninstalled without draining)"
+                    .to_string(),
+            );
+        }
+        if row.kind == STATE && !row.fields.is_object() {
+            return Err("a Camunda task state that is not a JSON object".to_string());
         }
         let task = row.aggregate_id.as_str();
         let before = self.states.get(task).cloned().flatten();
@@ -119,7 +139,7 @@ impl LastStates {
             self.states.insert(task.to_string(), after);
             self.changed.insert(task.to_string());
         }
-        events
+        Ok(events
             .into_iter()
             .map(|(kind, fields)| Captured {
                 aggregate_type: row.aggregate_type.clone(),
@@ -128,7 +148,7 @@ impl LastStates {
                 fields,
                 recorded_at: row.recorded_at,
             })
-            .collect()
+            .collect())
     }
 
     /// Writes the states that changed back, in the drain's transaction.

@@ -283,3 +283,30 @@ async fn uninstalling_first_records_the_states_still_queued() {
         ("TaskAssigned".to_string(), Some("piggy".into()))
     );
 }
+
+/// The capture removed by hand (its scripts run without the drain in between) while a state
+/// was queued: the state goes to the dead letters with the reason, and the queue's events
+/// still drain (before, every drain failed on the missing table).
+#[tokio::test]
+async fn a_state_left_queued_by_a_hand_made_uninstall_is_dead_lettered() {
+    let db = captured_engine().await;
+    insert_task(&mut db.pool.acquire().await.unwrap(), "h").await;
+    drain_once(&db.pool, 100).await.unwrap();
+    sqlx::query("UPDATE act_ru_task SET assignee_ = 'animal', rev_ = 2 WHERE id_ = 'h'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    for script in [
+        include_str!("../sql/camunda7_detach.sql"),
+        include_str!("../sql/camunda7_uninstall.sql"),
+    ] {
+        sqlx::raw_sql(script).execute(&db.pool).await.unwrap();
+    }
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!((drained.rows, drained.dead_letters), (1, 1));
+    let reason: String = sqlx::query_scalar("SELECT reason FROM taskpool_capture_dead_letters")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(reason.contains("last states are gone"), "{reason}");
+}
