@@ -31,8 +31,17 @@ CREATE TABLE IF NOT EXISTS taskpool_camunda_tasks (
     task_id   TEXT PRIMARY KEY,
     captured  JSONB NOT NULL
 );
--- An older installation compared at the engine's commit and noted the transaction.
-ALTER TABLE taskpool_camunda_tasks DROP COLUMN IF EXISTS synced_in;
+-- An older installation compared at the engine's commit and noted the transaction (altered
+-- only then: an ALTER locks the table out, even when it changes nothing).
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM information_schema.columns
+               WHERE table_schema = current_schema() AND table_name = 'taskpool_camunda_tasks'
+                 AND column_name = 'synced_in') THEN
+        ALTER TABLE taskpool_camunda_tasks DROP COLUMN synced_in;
+    END IF;
+END
+$$;
 
 -- Replaced by the conversion inside taskpool_camunda_state (an older installation had it).
 DROP FUNCTION IF EXISTS taskpool_camunda_time(TIMESTAMP);
@@ -47,7 +56,9 @@ CREATE TABLE IF NOT EXISTS taskpool_camunda_form_keys (
     PRIMARY KEY (definition_id, task_key)
 );
 
--- The form key of a user task, from the BPMN of its process definition.
+-- The form key of a user task, from the BPMN of its process definition. Called by the drain: a
+-- model it cannot read (not UTF-8, not XML) counts as naming no form key, rather than stopping
+-- every drain.
 CREATE OR REPLACE FUNCTION taskpool_camunda_form_key(definition_id TEXT, task_key TEXT)
 RETURNS TEXT LANGUAGE plpgsql AS $$
 DECLARE
@@ -58,6 +69,24 @@ BEGIN
     IF FOUND THEN
         RETURN known;
     END IF;
+    BEGIN
+        PERFORM taskpool_camunda_read_form_keys($1);
+    EXCEPTION WHEN others THEN
+        NULL; -- remembered below as having none
+    END;
+    -- A task the model does not name (or no model): remembered as having no form key.
+    INSERT INTO taskpool_camunda_form_keys (definition_id, task_key, form_key)
+    VALUES ($1, $2, NULL) ON CONFLICT DO NOTHING;
+    SELECT k.form_key INTO known FROM taskpool_camunda_form_keys k
+        WHERE k.definition_id = $1 AND k.task_key = $2;
+    RETURN known;
+END
+$$;
+
+-- The form keys of every user task of a process definition's BPMN, remembered.
+CREATE OR REPLACE FUNCTION taskpool_camunda_read_form_keys(definition_id TEXT)
+RETURNS VOID LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO taskpool_camunda_form_keys (definition_id, task_key, form_key)
     SELECT $1, (xpath('/*/@id', node))[1]::text,
            coalesce((xpath('/*/@operaton:formKey', node, ns))[1],
@@ -72,12 +101,6 @@ BEGIN
           WHERE d.id_ = $1) AS m,
          unnest(xpath('//bpmn:userTask', model, ns)) AS node
     ON CONFLICT DO NOTHING;
-    -- A task the model does not name (or no model): remembered as having no form key.
-    INSERT INTO taskpool_camunda_form_keys (definition_id, task_key, form_key)
-    VALUES ($1, $2, NULL) ON CONFLICT DO NOTHING;
-    SELECT k.form_key INTO known FROM taskpool_camunda_form_keys k
-        WHERE k.definition_id = $1 AND k.task_key = $2;
-    RETURN known;
 END
 $$;
 
@@ -113,8 +136,8 @@ BEGIN
         'createTime', (extract(epoch FROM t.create_time_ AT TIME ZONE s.time_zone) * 1000)::int8,
         'dueDate', (extract(epoch FROM t.due_date_ AT TIME ZONE s.time_zone) * 1000)::int8,
         'followUpDate', (extract(epoch FROM t.follow_up_date_ AT TIME ZONE s.time_zone) * 1000)::int8,
-        'assignee', t.assignee_,
-        'owner', t.owner_,
+        'assignee', nullif(t.assignee_, ''),
+        'owner', nullif(t.owner_, ''),
         'businessKey', e.business_key_))
         || (SELECT jsonb_build_object(
             'candidateUsers', coalesce(jsonb_agg(DISTINCT l.user_id_ ORDER BY l.user_id_)

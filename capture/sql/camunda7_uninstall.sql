@@ -10,6 +10,9 @@ DROP FUNCTION IF EXISTS taskpool_camunda_sync(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_watch_variables();
 DROP FUNCTION IF EXISTS taskpool_camunda_state(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_form_key(TEXT, TEXT);
+DROP FUNCTION IF EXISTS taskpool_camunda_read_form_keys(TEXT);
+-- What older installations had.
+DROP FUNCTION IF EXISTS taskpool_camunda_queue(TEXT, TEXT, JSONB);
 DROP FUNCTION IF EXISTS taskpool_camunda_time(TIMESTAMP);
 DROP TABLE IF EXISTS taskpool_camunda_tasks;
 DROP TABLE IF EXISTS taskpool_camunda_form_keys;

@@ -55,11 +55,43 @@ pub enum InstallError {
 /// Installs (or updates) the capture; returns how many existing tasks were captured now.
 /// Needs taskpool's own tables first (`PgStore::migrate`).
 pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, InstallError> {
+    yielding_to_the_engine(|| install_triggers(pool, installation)).await?;
+    capture_existing(pool).await
+}
+
+/// How long the installer waits for a lock on an engine table before it lets go and tries
+/// again: well below `deadlock_timeout` (1 s by default), so that when an engine transaction
+/// and the installer wait for each other (the engine's commit reading a table whose triggers
+/// are being replaced), the installer is the one that gives way, not the engine.
+const LOCK_WAIT: &str = "SET LOCAL lock_timeout = '200ms'";
+
+/// Runs `step` again while it gave way to the engine (`lock_not_available`), for a minute.
+async fn yielding_to_the_engine<F, Fut>(mut step: F) -> Result<(), InstallError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), InstallError>>,
+{
+    for _ in 0..300 {
+        match step().await {
+            Err(InstallError::Database(e))
+                if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03") =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            done => return done,
+        }
+    }
+    step().await
+}
+
+/// The triggers, functions and tables, and the installation's settings, in one transaction.
+async fn install_triggers(pool: &PgPool, installation: &Installation) -> Result<(), InstallError> {
     let mut tx = pool.begin().await?;
     // Two installers at once would recreate the same triggers under each other.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('taskpool camunda install'))")
         .execute(&mut *tx)
         .await?;
+    sqlx::query(LOCK_WAIT).execute(&mut *tx).await?;
     for table in ENGINE_TABLES {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(table)
@@ -126,7 +158,7 @@ pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, 
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    capture_existing(pool).await
+    Ok(())
 }
 
 /// The tasks the engine has that this installation has not captured yet: captured as created,
@@ -165,7 +197,7 @@ async fn capture_existing(pool: &PgPool) -> Result<u64, InstallError> {
 /// states queued before the triggers went are drained first: they are compared with the last
 /// states, which go with the rest.
 pub async fn uninstall(pool: &PgPool) -> Result<(), InstallError> {
-    run_installer(pool, DETACH).await?;
+    yielding_to_the_engine(|| run_installer(pool, DETACH)).await?;
     // Every engine transaction that queued a state held a lock on a table the triggers sat
     // on, so dropping them waited for it: all the states there will be are visible now.
     while sqlx::query_scalar::<_, bool>(
@@ -176,9 +208,19 @@ pub async fn uninstall(pool: &PgPool) -> Result<(), InstallError> {
     .fetch_one(pool)
     .await?
     {
-        drain_once(pool, 500).await?;
+        // A drain fails now and then (another writer on the same task, a dropped
+        // connection); it is tried again a few times before the uninstall gives up, the
+        // triggers gone and the rest in place (running uninstall again finishes it).
+        let mut failures = 0;
+        while let Err(e) = drain_once(pool, 500).await {
+            failures += 1;
+            if failures == 5 {
+                return Err(e.into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
-    run_installer(pool, UNINSTALL).await
+    yielding_to_the_engine(|| run_installer(pool, UNINSTALL)).await
 }
 
 /// Runs one of the capture's scripts under the installer's lock.
@@ -187,6 +229,7 @@ async fn run_installer(pool: &PgPool, script: &'static str) -> Result<(), Instal
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('taskpool camunda install'))")
         .execute(&mut *tx)
         .await?;
+    sqlx::query(LOCK_WAIT).execute(&mut *tx).await?;
     sqlx::raw_sql(AssertSqlSafe(script))
         .execute(&mut *tx)
         .await?;

@@ -72,6 +72,7 @@ pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError
     let mut last_states = LastStates::load(&mut tx, &captured).await?;
     for group in &by_transaction_and_aggregate(&rows) {
         // Groups in queue order, so each task's states are compared in commit order.
+        let checkpoint = last_states.checkpoint(&group[0].captured);
         let outcome = match group_events(&mut last_states, group) {
             Ok(events) => record(&mut tx, &events).await?,
             Err(reason) => Err(reason),
@@ -79,12 +80,12 @@ pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError
         match outcome {
             Ok(()) => drained.groups += 1,
             Err(reason) => {
+                last_states.restore(checkpoint);
                 dead_letter(&mut tx, group, &reason).await?;
                 drained.dead_letters += group.len();
             }
         }
     }
-    // A refused group's states are compared all the same: they are the engine's.
     last_states.save(&mut tx).await?;
     let positions: Vec<i64> = rows.iter().map(|r| r.position).collect();
     sqlx::query("DELETE FROM taskpool_capture WHERE position = ANY($1)")

@@ -23,6 +23,13 @@ pub fn is_snapshot(row: &Captured) -> bool {
     row.aggregate_type == "task" && (row.kind == STATE || row.kind == ENDED)
 }
 
+/// A task's last state as it was before a group of its events: see [`LastStates::restore`].
+#[derive(Debug)]
+pub struct Checkpoint {
+    task: String,
+    state: Option<Option<Value>>,
+}
+
 /// The last states of the tasks one drain compares, as they change during the drain.
 #[derive(Debug, Default)]
 pub struct LastStates {
@@ -149,6 +156,28 @@ impl LastStates {
                 recorded_at: row.recorded_at,
             })
             .collect())
+    }
+
+    /// What the drain holds of `row`'s task now, to put back with [`LastStates::restore`].
+    pub fn checkpoint(&self, row: &Captured) -> Checkpoint {
+        Checkpoint {
+            task: row.aggregate_id.clone(),
+            state: self.states.get(&row.aggregate_id).cloned(),
+        }
+    }
+
+    /// Puts a task's last state back as it was at `checkpoint`, when the events compared
+    /// since were refused: the task's next state is compared with what taskpool accepted, so
+    /// a refused change (a creation above all) is recorded once it is acceptable. An ended
+    /// task is not put back: no state of it will follow.
+    pub fn restore(&mut self, checkpoint: Checkpoint) {
+        let Some(state) = checkpoint.state else {
+            return; // not a task of the capture's states
+        };
+        if matches!(self.states.get(&checkpoint.task), Some(Some(_))) {
+            self.states.insert(checkpoint.task.clone(), state);
+            self.changed.insert(checkpoint.task);
+        }
     }
 
     /// Writes the states that changed back, in the drain's transaction.

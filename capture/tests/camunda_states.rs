@@ -310,3 +310,93 @@ async fn a_state_left_queued_by_a_hand_made_uninstall_is_dead_lettered() {
         .unwrap();
     assert!(reason.contains("last states are gone"), "{reason}");
 }
+
+/// A creation core refuses (a candidate user that is only a space) goes to the dead letters and
+/// the task's last state stays unknown: once the engine's task is acceptable, its next state is
+/// created. Were the refused state kept as the last one, every later change would be refused
+/// as a change to a task taskpool does not have.
+#[tokio::test]
+async fn a_refused_creation_is_created_once_the_task_is_acceptable() {
+    let db = captured_engine().await;
+    let mut tx = db.pool.begin().await.unwrap();
+    insert_task(&mut tx, "r").await;
+    sqlx::query(
+        "INSERT INTO act_ru_identitylink (id_, rev_, user_id_, type_, task_id_) \
+         VALUES ('blank', 1, ' ', 'candidate', 'r')",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(drain_once(&db.pool, 100).await.unwrap().dead_letters, 1);
+    sqlx::query("DELETE FROM act_ru_identitylink WHERE id_ = 'blank'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!((drained.rows, drained.dead_letters), (1, 0));
+    let events: Vec<(String, i64, String)> = outbox(&db.pool)
+        .await
+        .into_iter()
+        .map(|e| (e.0, e.1, e.2))
+        .collect();
+    assert_eq!(events, [("r".to_string(), 1, "TaskCreated".to_string())]);
+}
+
+/// A process definition whose model cannot be read (not XML) gives its tasks no form key; the
+/// task is created all the same and the drain goes on.
+#[tokio::test]
+async fn an_unreadable_model_gives_no_form_key_and_stops_nothing() {
+    let db = captured_engine().await;
+    sqlx::raw_sql(
+        "INSERT INTO act_re_deployment (id_, name_) VALUES ('dep', 'broken'); \
+         INSERT INTO act_ge_bytearray (id_, rev_, name_, deployment_id_, bytes_) \
+         VALUES ('b1', 1, 'broken.bpmn', 'dep', convert_to('<definitions', 'UTF8')); \
+         UPDATE act_re_procdef SET deployment_id_ = 'dep', resource_name_ = 'broken.bpmn' \
+         WHERE id_ = 'check:1'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    insert_task(&mut db.pool.acquire().await.unwrap(), "f").await;
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!((drained.rows, drained.dead_letters), (1, 0));
+    assert_eq!(outbox(&db.pool).await.len(), 1);
+}
+
+/// Uninstalling while an engine transaction that changed an allowed variable is open: the
+/// uninstaller holds the task table (its trigger dropped) and waits for the variable table;
+/// the engine's commit then reads the task table. Each would wait for the other; the
+/// uninstaller gives way and tries again, so both end well (before, PostgreSQL's deadlock
+/// check aborted one of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstalling_gives_way_to_an_engine_commit_instead_of_deadlocking() {
+    let db = captured_engine().await;
+    let mut engine = db.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO act_ru_variable (id_, rev_, type_, name_, long_) \
+         VALUES ('v1', 1, 'long', 'amount', 5)",
+    )
+    .execute(&mut *engine)
+    .await
+    .unwrap();
+    let pool = db.pool.clone();
+    let uninstalling = tokio::spawn(async move { camunda::uninstall(&pool).await });
+    wait_for(
+        "the uninstaller to wait for the variables",
+        DEADLINE,
+        || async {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted \
+             AND relation = 'act_ru_variable'::regclass)",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            waiting.then_some(())
+        },
+    )
+    .await;
+    engine.commit().await.expect("the engine's commit");
+    uninstalling.await.unwrap().expect("the uninstall");
+}
