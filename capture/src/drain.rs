@@ -5,9 +5,10 @@
 //! order they were queued, writes their events to the outbox and deletes the rows (a Camunda
 //! task's queued state first becomes the events of what changed: [`crate::snapshots`]). A
 //! refused event keeps that aggregate's rows of that transaction in the dead letters, not the
-//! others'. Crash anywhere before the commit: nothing happened, the rows are drained again. Rows that only become visible later (a late commit)
-//! are drained when they do: nothing is read past. Per aggregate, rows were queued in commit
-//! order (the SQL functions serialize recorders of one aggregate), so events follow it.
+//! others'. Crash anywhere before the commit: nothing happened, the rows are drained again.
+//! Rows that only become visible later (a late commit) are drained when they do: nothing is
+//! read past. Per aggregate, rows were queued in commit order (the SQL functions serialize
+//! recorders of one aggregate), so events follow it.
 
 use std::collections::HashMap;
 

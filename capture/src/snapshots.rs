@@ -38,8 +38,8 @@ pub struct LastStates {
     changed: HashSet<String>,
     /// The form keys of the tasks the drain may create: `(process definition id, task key)`.
     form_keys: HashMap<(String, String), Option<String>>,
-    /// Whether the last states are there to compare with (not after a hand-made uninstall
-    /// that left states queued: those are dead-lettered instead of stopping every drain).
+    /// Whether the last states are gone (a hand-made uninstall that left states queued):
+    /// those states are dead-lettered instead of stopping every drain.
     missing: bool,
 }
 

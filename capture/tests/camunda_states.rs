@@ -12,7 +12,7 @@ use taskpool_testkit::operaton::{Flavour, installation};
 use taskpool_testkit::{PgTestDb, wait_for};
 
 mod support;
-use support::engine_schema;
+use support::{engine_schema, kill_a_drain_waiting_on_the_outbox};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -193,31 +193,7 @@ async fn a_drain_killed_after_comparing_loses_and_doubles_nothing() {
         .await
         .unwrap();
 
-    let mut holder = db.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE taskpool_outbox IN SHARE MODE")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
-    let drainer = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(db.options.clone())
-        .await
-        .unwrap();
-    let drainer_pid = backend_pid(&mut drainer.acquire().await.unwrap()).await;
-    let draining = tokio::spawn(async move { drain_once(&drainer, 100).await });
-    wait_for("the drain to wait on the outbox", DEADLINE, || async {
-        waits_for_a_lock(&db.pool, drainer_pid, Some("taskpool_outbox"))
-            .await
-            .then_some(())
-    })
-    .await;
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(drainer_pid)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    assert!(draining.await.unwrap().is_err(), "the killed drain failed");
-    holder.commit().await.unwrap();
+    kill_a_drain_waiting_on_the_outbox(&db).await;
 
     let last: Option<String> = sqlx::query_scalar(
         "SELECT captured ->> 'assignee' FROM taskpool_camunda_tasks WHERE task_id = 'k'",

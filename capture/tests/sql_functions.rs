@@ -10,6 +10,9 @@ use taskpool_core::{PgStore, Store};
 use taskpool_schemas::{DecodedEvent, decode};
 use taskpool_testkit::{PgTestDb, wait_for};
 
+mod support;
+use support::kill_a_drain_waiting_on_the_outbox;
+
 const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn database() -> PgTestDb {
@@ -378,41 +381,7 @@ async fn a_drain_killed_before_its_commit_loses_and_doubles_nothing() {
             .await
             .unwrap();
     }
-    // The drain takes the queue, then waits on the outbox this transaction holds.
-    let mut holder = db.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE taskpool_outbox IN SHARE MODE")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
-    let drainer = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(db.options.clone())
-        .await
-        .unwrap();
-    let drainer_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&drainer)
-        .await
-        .unwrap();
-    let draining = tokio::spawn(async move { drain_once(&drainer, 100).await });
-    wait_for("the drain to wait on the outbox", DEADLINE, || async {
-        let waiting: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted \
-             AND relation = 'taskpool_outbox'::regclass)",
-        )
-        .bind(drainer_pid)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        waiting.then_some(())
-    })
-    .await;
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(drainer_pid)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    assert!(draining.await.unwrap().is_err(), "the killed drain failed");
-    holder.commit().await.unwrap();
+    kill_a_drain_waiting_on_the_outbox(&db).await;
 
     assert_eq!(queued(&db.pool).await, 3, "the queue is as it was");
     assert_eq!(drain_once(&db.pool, 100).await.unwrap().rows, 3);

@@ -1,9 +1,16 @@
 //! What the capture's tests on a database of their own share.
+// Each test file uses its own part of this module.
+#![allow(dead_code)]
+
+use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
+use taskpool_capture::drain_once;
 use taskpool_core::{PgStore, Store};
-use taskpool_testkit::PgTestDb;
 use taskpool_testkit::operaton::Flavour;
+use taskpool_testkit::{PgTestDb, wait_for};
+
+const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A database of its own with the engine's tables (from the running engine's schema) and
 /// taskpool's.
@@ -21,4 +28,44 @@ pub async fn engine_schema(flavour: Flavour) -> PgTestDb {
         .expect("the engine's tables");
     PgStore::migrate(&db.pool).await.unwrap();
     db
+}
+
+/// Runs a drain until it has read the queue and waits to write the outbox (locked meanwhile
+/// by this function), then kills its connection, as when the draining process dies before its
+/// commit. Returns once the killed drain has failed and the outbox is free again.
+pub async fn kill_a_drain_waiting_on_the_outbox(db: &PgTestDb) {
+    let mut holder = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE taskpool_outbox IN SHARE MODE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let drainer = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(db.options.clone())
+        .await
+        .unwrap();
+    let drainer_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&drainer)
+        .await
+        .unwrap();
+    let draining = tokio::spawn(async move { drain_once(&drainer, 100).await });
+    wait_for("the drain to wait on the outbox", DEADLINE, || async {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted \
+             AND relation = 'taskpool_outbox'::regclass)",
+        )
+        .bind(drainer_pid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        waiting.then_some(())
+    })
+    .await;
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(drainer_pid)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(draining.await.unwrap().is_err(), "the killed drain failed");
+    holder.commit().await.unwrap();
 }
