@@ -8,36 +8,12 @@ use std::time::Duration;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use taskpool_capture::{camunda, drain_once};
 use taskpool_schemas::{DecodedEvent, decode};
-use taskpool_testkit::operaton::{Flavour, installation};
-use taskpool_testkit::{PgTestDb, wait_for};
+use taskpool_testkit::wait_for;
 
 mod support;
-use support::{engine_schema, kill_a_drain_waiting_on_the_outbox};
+use support::{captured_engine, insert_task, kill_a_drain_waiting_on_the_outbox};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// An engine database with the capture installed and one process definition.
-async fn captured_engine() -> PgTestDb {
-    let db = engine_schema(Flavour::Operaton).await;
-    camunda::install(&db.pool, &installation()).await.unwrap();
-    sqlx::query("INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1)")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    db
-}
-
-/// A new task row, as the engine inserts it.
-async fn insert_task(conn: &mut PgConnection, id: &str) {
-    sqlx::query(
-        "INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
-         create_time_) VALUES ($1, 1, 'Check', 'check', 'check:1', 50, now())",
-    )
-    .bind(id)
-    .execute(conn)
-    .await
-    .unwrap();
-}
 
 /// Every outbox event: `(task, version, event type, assignee, candidate users)`.
 async fn outbox(pool: &PgPool) -> Vec<(String, i64, String, Option<String>, Vec<String>)> {

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use sqlx::AssertSqlSafe;
-use taskpool_capture::drain_once;
+use sqlx::{AssertSqlSafe, PgConnection};
+use taskpool_capture::{camunda, drain_once};
 use taskpool_core::{PgStore, Store};
-use taskpool_testkit::operaton::Flavour;
+use taskpool_testkit::operaton::{Flavour, installation};
 use taskpool_testkit::{PgTestDb, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -68,4 +68,27 @@ pub async fn kill_a_drain_waiting_on_the_outbox(db: &PgTestDb) {
         .unwrap();
     assert!(draining.await.unwrap().is_err(), "the killed drain failed");
     holder.commit().await.unwrap();
+}
+
+/// An engine database with the capture installed and one process definition.
+pub async fn captured_engine() -> PgTestDb {
+    let db = engine_schema(Flavour::Operaton).await;
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    sqlx::query("INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db
+}
+
+/// A new task row, as the engine inserts it.
+pub async fn insert_task(conn: &mut PgConnection, id: &str) {
+    sqlx::query(
+        "INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
+         create_time_) VALUES ($1, 1, 'Check', 'check', 'check:1', 50, now())",
+    )
+    .bind(id)
+    .execute(conn)
+    .await
+    .unwrap();
 }
