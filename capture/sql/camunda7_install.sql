@@ -114,13 +114,36 @@ $$;
 -- plan's estimated cost passes jit_above_cost (as when the settings table, never analyzed, was
 -- thought to hold 870 rows, each running the subqueries; the installer now analyzes it).
 
--- A task's state as the engine's tables hold it now, in the fields of a "created" event, or
--- null when the task row is gone. PL/pgSQL, not SQL: its query plan is kept for the session
--- (a SQL function called from PL/pgSQL is planned again at every call, five times the cost).
+-- A task's rows as the engine's tables hold them now, or null when the task row is gone: the task
+-- row whole, its process instance's business key, its candidate links ([user, group]) and its
+-- process instance's allowed variables ([name, type, text, long, double]). Kept raw on purpose:
+-- this runs in the engine's commit, and most of a query's cost per call is setting up its
+-- expressions, so the shaping (names, zones, allow list per process) is left to the drain
+-- (taskpool_camunda_shape). PL/pgSQL, not SQL: its query plan is kept for the session (a SQL
+-- function called from PL/pgSQL is planned again at every call, five times the cost).
 CREATE OR REPLACE FUNCTION taskpool_camunda_state(task TEXT) RETURNS JSONB
 LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan SET jit = off AS $$
 BEGIN
-    RETURN (SELECT jsonb_strip_nulls(jsonb_build_object(
+    RETURN (SELECT jsonb_build_object('task', to_jsonb(t), 'businessKey', e.business_key_,
+        'links', ARRAY(SELECT ARRAY[l.user_id_, l.group_id_] FROM act_ru_identitylink l
+                       WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate'),
+        'variables', ARRAY(SELECT ARRAY[v.name_, v.type_, v.text_, v.long_::text, v.double_::text]
+                           FROM act_ru_variable v
+                           WHERE v.proc_inst_id_ = t.proc_inst_id_
+                             AND v.execution_id_ = t.proc_inst_id_ AND v.task_id_ IS NULL
+                             AND v.name_ IN (SELECT a.variable_name
+                                             FROM taskpool_camunda_variables a)))
+    FROM act_ru_task t
+    LEFT JOIN act_ru_execution e ON e.id_ = t.proc_inst_id_
+    WHERE t.id_ = task);
+END
+$$;
+
+-- A task's rows (taskpool_camunda_state) in the fields of a "created" event but the form key:
+-- called by the drain, once per batch, outside the engine's commit.
+CREATE OR REPLACE FUNCTION taskpool_camunda_shape(raw JSONB) RETURNS JSONB
+LANGUAGE sql STABLE SET jit = off AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
         'sourceReference', jsonb_build_object(
             'processInstanceId', coalesce(t.proc_inst_id_, t.id_),
             'executionId', coalesce(t.execution_id_, t.id_),
@@ -138,48 +161,42 @@ BEGIN
         'followUpDate', (extract(epoch FROM t.follow_up_date_ AT TIME ZONE s.time_zone) * 1000)::int8,
         'assignee', nullif(t.assignee_, ''),
         'owner', nullif(t.owner_, ''),
-        'businessKey', e.business_key_))
-        || (SELECT jsonb_build_object(
-            'candidateUsers', coalesce(jsonb_agg(DISTINCT l.user_id_ ORDER BY l.user_id_)
-                                       FILTER (WHERE l.user_id_ IS NOT NULL), '[]'),
-            'candidateGroups', coalesce(jsonb_agg(DISTINCT l.group_id_ ORDER BY l.group_id_)
-                                        FILTER (WHERE l.group_id_ IS NOT NULL), '[]'))
-            -- One scan of the task's links, by the task's index.
-            FROM act_ru_identitylink l WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate')
+        'businessKey', raw->>'businessKey'))
         || jsonb_build_object(
-        'payload', coalesce((SELECT jsonb_object_agg(v.name_, CASE v.type_
-                WHEN 'string' THEN to_jsonb(v.text_)
-                WHEN 'boolean' THEN to_jsonb(v.long_ = 1)
-                WHEN 'double' THEN to_jsonb(v.double_)
-                WHEN 'date' THEN to_jsonb(to_char(to_timestamp(v.long_ / 1000.0) AT TIME ZONE 'UTC',
+        'candidateUsers', coalesce((SELECT jsonb_agg(DISTINCT l->>0 ORDER BY l->>0)
+                                    FROM jsonb_array_elements(raw->'links') l
+                                    WHERE l->>0 IS NOT NULL), '[]'),
+        'candidateGroups', coalesce((SELECT jsonb_agg(DISTINCT l->>1 ORDER BY l->>1)
+                                     FROM jsonb_array_elements(raw->'links') l
+                                     WHERE l->>1 IS NOT NULL), '[]'),
+        'payload', coalesce((SELECT jsonb_object_agg(v->>0, CASE v->>1
+                WHEN 'string' THEN to_jsonb(v->>2)
+                WHEN 'boolean' THEN to_jsonb((v->>3)::int8 = 1)
+                WHEN 'double' THEN to_jsonb((v->>4)::float8)
+                WHEN 'date' THEN to_jsonb(to_char(to_timestamp((v->>3)::int8 / 1000.0) AT TIME ZONE 'UTC',
                                                   'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
                 WHEN 'null' THEN 'null'::jsonb
-                ELSE to_jsonb(v.long_) END)
-            FROM act_ru_variable v
+                ELSE to_jsonb((v->>3)::int8) END)
+            FROM jsonb_array_elements(raw->'variables') v
             JOIN taskpool_camunda_variables a
-              ON a.process_definition_key = d.key_ AND a.variable_name = v.name_
-            WHERE v.proc_inst_id_ = t.proc_inst_id_ AND v.execution_id_ = t.proc_inst_id_
-              AND v.task_id_ IS NULL
-              AND v.type_ IN ('string', 'integer', 'long', 'short', 'double', 'boolean',
-                              'date', 'null')),
+              ON a.process_definition_key = d.key_ AND a.variable_name = v->>0
+            WHERE v->>1 IN ('string', 'integer', 'long', 'short', 'double', 'boolean', 'date',
+                            'null')),
             '{}'))
-    FROM act_ru_task t
+    FROM jsonb_populate_record(NULL::act_ru_task, raw->'task') AS t
     -- The engine writes local times without a zone; they are read in the settings' zone.
     CROSS JOIN taskpool_camunda_settings s
     LEFT JOIN act_re_procdef d ON d.id_ = t.proc_def_id_
-    LEFT JOIN act_ru_execution e ON e.id_ = t.proc_inst_id_
-    WHERE t.id_ = task);
-END
 $$;
 
 -- An older installation queued events through this function, compared at the engine's commit.
 DROP FUNCTION IF EXISTS taskpool_camunda_queue(TEXT, TEXT, JSONB);
 
--- Queues a task's state as its transaction leaves it: `camunda-state` with the fields of a
--- created event but the form key, or `camunda-ended` with the history's reason once the task row
--- is gone. The drain compares it with the task's last state and records what changed (decision
--- 0027): the comparison, the form key and the last state's write are kept out of the engine's
--- commit. Called once per task and transaction (taskpool_camunda_touch).
+-- Queues a task's state as its transaction leaves it: `camunda-row` with its rows
+-- (taskpool_camunda_state), or `camunda-ended` with the history's reason once the task row is
+-- gone. The drain shapes the rows, compares them with the task's last state and records what
+-- changed (decision 0027): shaping, comparison, form key and the last state's write are kept out
+-- of the engine's commit. Called once per task and transaction (taskpool_camunda_touch).
 CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT) RETURNS VOID
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
@@ -190,7 +207,7 @@ BEGIN
     -- An ended task's state is not built (building it costs more than looking it up).
     IF EXISTS (SELECT FROM act_ru_task t WHERE t.id_ = task) THEN
         INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
-        VALUES ('task', task, 'camunda-state', taskpool_camunda_state(task));
+        VALUES ('task', task, 'camunda-row', taskpool_camunda_state(task));
     ELSE
         -- Why it ended: the history row written in the same transaction (none at history
         -- level none).

@@ -9,6 +9,7 @@ DROP FUNCTION IF EXISTS taskpool_camunda_touch(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_sync(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_watch_variables();
 DROP FUNCTION IF EXISTS taskpool_camunda_state(TEXT);
+DROP FUNCTION IF EXISTS taskpool_camunda_shape(JSONB);
 DROP FUNCTION IF EXISTS taskpool_camunda_form_key(TEXT, TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_read_form_keys(TEXT);
 -- What older installations had.

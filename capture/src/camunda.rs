@@ -201,9 +201,10 @@ pub async fn uninstall(pool: &PgPool) -> Result<(), InstallError> {
     // Every engine transaction that queued a state held a lock on a table the triggers sat
     // on, so dropping them waited for it: all the states there will be are visible now.
     while sqlx::query_scalar::<_, bool>(
-        "SELECT EXISTS (SELECT 1 FROM taskpool_capture WHERE kind IN ($1, $2))",
+        "SELECT EXISTS (SELECT 1 FROM taskpool_capture WHERE kind IN ($1, $2, $3))",
     )
     .bind(snapshots::STATE)
+    .bind(snapshots::ROW)
     .bind(snapshots::ENDED)
     .fetch_one(pool)
     .await?

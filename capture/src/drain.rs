@@ -20,6 +20,7 @@ use taskpool_core::{CommandError, PgStore, StoreError};
 use taskpool_schemas::Timestamp;
 
 use crate::captured::Captured;
+use crate::shaping;
 use crate::snapshots::LastStates;
 
 /// What one drain did.
@@ -58,7 +59,7 @@ const TAKE: &str = "SELECT position, transaction_id::text, aggregate_type, aggre
 /// Drains at most `limit` queued rows in one transaction.
 pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError> {
     let mut tx = pool.begin().await?;
-    let rows: Vec<Queued> = sqlx::query(TAKE)
+    let mut rows: Vec<Queued> = sqlx::query(TAKE)
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?
@@ -69,6 +70,7 @@ pub async fn drain_once(pool: &PgPool, limit: i64) -> Result<Drained, DrainError
         rows: rows.len(),
         ..Drained::default()
     };
+    shaping::shape(&mut tx, rows.iter_mut().map(|r| &mut r.captured)).await?;
     let captured: Vec<&Captured> = rows.iter().map(|r| &r.captured).collect();
     let mut last_states = LastStates::load(&mut tx, &captured).await?;
     for group in &by_transaction_and_aggregate(&rows) {

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`captured`]: a queued row's JSON fields as the collector's `EngineEvent`.
 //! - [`drain`]: the queue into the outbox, one transaction per batch.
+//! - [`shaping`]: the Camunda capture's queued task rows shaped into task states, in the drain.
 //! - [`snapshots`]: the Camunda capture's queued task states compared, in the drain, with the
 //!   last ones ([`changes`]: what changed, as events).
 //! - [`camunda`]: triggers on Camunda 7 / Operaton's own tables that record its task changes
@@ -17,6 +18,7 @@ pub mod camunda;
 pub mod captured;
 pub mod changes;
 pub mod drain;
+pub mod shaping;
 pub mod snapshots;
 
 pub use drain::{DrainError, Drained, drain_once};

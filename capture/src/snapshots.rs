@@ -13,14 +13,17 @@ use sqlx::{Postgres, Transaction};
 use crate::captured::Captured;
 use crate::changes::{changes, ended};
 
-/// A task's state as its engine transaction left it.
+/// A task's state as its engine transaction left it, shaped (by the drain, from [`ROW`]; an
+/// older installation queued it so).
 pub const STATE: &str = "camunda-state";
+/// A task's rows as its engine transaction left them, before shaping ([`crate::shaping`]).
+pub const ROW: &str = "camunda-row";
 /// A task whose row its engine transaction deleted, with the history's reason.
 pub const ENDED: &str = "camunda-ended";
 
 /// Whether a queued row is one of the capture's states rather than an event.
 pub fn is_snapshot(row: &Captured) -> bool {
-    row.aggregate_type == "task" && (row.kind == STATE || row.kind == ENDED)
+    row.aggregate_type == "task" && [STATE, ROW, ENDED].contains(&row.kind.as_str())
 }
 
 /// A task's last state as it was before a group of its events: see [`LastStates::restore`].
@@ -111,6 +114,9 @@ impl LastStates {
                         (uninstalled without draining)"
                     .to_string(),
             );
+        }
+        if row.kind == ROW {
+            return Err("Camunda task rows that could not be shaped into a state".to_string());
         }
         if row.kind == STATE && !row.fields.is_object() {
             return Err("a Camunda task state that is not a JSON object".to_string());

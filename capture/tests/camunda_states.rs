@@ -352,3 +352,63 @@ async fn uninstalling_gives_way_to_an_engine_commit_instead_of_deadlocking() {
     engine.commit().await.expect("the engine's commit");
     uninstalling.await.unwrap().expect("the uninstall");
 }
+
+/// A task's state as an older installation queued it (shaped in the engine's commit, kind
+/// `camunda-state`) is still compared after an upgrade: the task is created with its fields.
+#[tokio::test]
+async fn a_state_queued_by_an_older_installation_is_still_compared() {
+    let db = captured_engine().await;
+    insert_task(&mut db.pool.acquire().await.unwrap(), "old").await;
+    // The row this installation queued, replaced by the state an older one queued instead.
+    sqlx::query(
+        "UPDATE taskpool_capture SET kind = 'camunda-state', \
+         fields = taskpool_camunda_shape(fields) WHERE aggregate_id = 'old'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!((drained.rows, drained.dead_letters), (1, 0));
+    let events = outbox(&db.pool).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].0.as_str(), events[0].2.as_str()),
+        ("old", "TaskCreated")
+    );
+}
+
+/// Rows the drain cannot shape into a state (here the installation's settings are gone) go to
+/// the dead letters with the reason; the task is created once its rows can be shaped.
+#[tokio::test]
+async fn task_rows_that_cannot_be_shaped_are_dead_lettered() {
+    let db = captured_engine().await;
+    let settings: (String, String) =
+        sqlx::query_as("DELETE FROM taskpool_camunda_settings RETURNING application, time_zone")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    insert_task(&mut db.pool.acquire().await.unwrap(), "unshaped").await;
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!((drained.rows, drained.dead_letters), (1, 1));
+    let reason: String = sqlx::query_scalar("SELECT reason FROM taskpool_capture_dead_letters")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(reason.contains("could not be shaped"), "{reason}");
+    assert!(outbox(&db.pool).await.is_empty());
+
+    sqlx::query("INSERT INTO taskpool_camunda_settings (application, time_zone) VALUES ($1, $2)")
+        .bind(&settings.0)
+        .bind(&settings.1)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE act_ru_task SET priority_ = 60, rev_ = 2 WHERE id_ = 'unshaped'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    drain_once(&db.pool, 100).await.unwrap();
+    let events = outbox(&db.pool).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].2, "TaskCreated");
+}

@@ -64,7 +64,7 @@ impl Metrics {
             ),
             write_retries: counter(
                 "taskpool_tasklist_write_retries_total",
-                "Batch writes to the view retried.",
+                "Batch writes to the view retried (the write, or the check of the active generation after it).",
             ),
             unreadable_documents: counter(
                 "taskpool_tasklist_unreadable_documents_total",

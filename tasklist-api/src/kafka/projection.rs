@@ -170,8 +170,15 @@ async fn apply_to_active(
         let mut backoff = Backoff::for_retries();
         let active = loop {
             match store.timed(generation::active(store.database())).await {
-                Ok(active) => break active,
+                Ok(active) => {
+                    metrics.view_available.set(flag(true));
+                    break active;
+                }
                 Err(error) => {
+                    // Counted as a write retry: the batch is not done until this read
+                    // succeeds, and an outage caught here must show as one.
+                    metrics.view_available.set(flag(false));
+                    metrics.write_retries.inc();
                     let what = "cannot read the active generation";
                     if backoff.wait_after_failure(what, &error, shutdown).await {
                         return false;
