@@ -5,41 +5,27 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool};
 use taskpool_capture::{camunda, drain_once};
-use taskpool_schemas::{DecodedEvent, decode};
 use taskpool_testkit::wait_for;
 
 mod support;
-use support::{captured_engine, insert_task, kill_a_drain_waiting_on_the_outbox};
+use support::{
+    captured_engine, insert_task, kill_a_drain_waiting_on_the_outbox, outbox_task_events,
+};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Every outbox event: `(task, version, event type, assignee, candidate users)`.
 async fn outbox(pool: &PgPool) -> Vec<(String, i64, String, Option<String>, Vec<String>)> {
-    sqlx::query(
-        "SELECT aggregate_id, aggregate_version, payload FROM taskpool_outbox \
-         ORDER BY tracking_xid, position",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| {
-        let payload: Vec<u8> = row.get(2);
-        let Ok(DecodedEvent::Task(event)) = decode(&payload) else {
-            panic!("not a task event");
-        };
-        let users = event.task.candidate_users.into_iter().collect();
-        (
-            row.get(0),
-            row.get(1),
-            event.event_type,
-            event.task.assignee,
-            users,
-        )
-    })
-    .collect()
+    outbox_task_events(pool, None)
+        .await
+        .into_iter()
+        .map(|(task, version, event)| {
+            let users = event.task.candidate_users.into_iter().collect();
+            (task, version, event.event_type, event.task.assignee, users)
+        })
+        .collect()
 }
 
 /// Whether the backend `pid` waits for a lock (on `relation` when given).

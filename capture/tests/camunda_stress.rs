@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use taskpool_capture::drain_once;
-use taskpool_schemas::{DecodedEvent, decode};
 
 mod support;
-use support::{captured_engine, insert_task};
+use support::{captured_engine, insert_task, outbox_task_events};
 
 const TASKS: usize = 3;
 const WRITERS: u64 = 4;
@@ -81,23 +80,11 @@ async fn engine_view(pool: &PgPool, task: &str) -> (i32, BTreeSet<String>) {
 
 /// Each of the task's outbox events in order: `(version, priority, candidate users)`.
 async fn outbox_view(pool: &PgPool, task: &str) -> Vec<(i64, i32, BTreeSet<String>)> {
-    sqlx::query(
-        "SELECT aggregate_version, payload FROM taskpool_outbox WHERE aggregate_id = $1 \
-         ORDER BY tracking_xid, position",
-    )
-    .bind(task)
-    .fetch_all(pool)
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| {
-        let payload: Vec<u8> = row.get(1);
-        let Ok(DecodedEvent::Task(event)) = decode(&payload) else {
-            panic!("not a task event");
-        };
-        (row.get(0), event.task.priority, event.task.candidate_users)
-    })
-    .collect()
+    outbox_task_events(pool, Some(&[task.to_string()]))
+        .await
+        .into_iter()
+        .map(|(_, version, event)| (version, event.task.priority, event.task.candidate_users))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,16 +5,15 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
-use sqlx::Row;
 use taskpool_capture::camunda;
 use taskpool_capture::drain_once;
 use taskpool_core::{PgStore, Store};
-use taskpool_schemas::{DecodedEvent, Task, decode};
+use taskpool_schemas::Task;
 use taskpool_testkit::operaton::*;
 use taskpool_testkit::{PgTestDb, wait_for};
 
 mod support;
-use support::engine_schema;
+use support::{engine_schema, outbox_task_events};
 
 /// Drains until the queue holds nothing of these tasks; returns their outbox events in order:
 /// `(task id, version, event type, task)`.
@@ -32,23 +31,11 @@ async fn events_of(engine: &Engine, tasks: &[&str]) -> Vec<(String, i64, String,
         (queued == 0).then_some(())
     })
     .await;
-    sqlx::query(
-        "SELECT aggregate_id, aggregate_version, payload FROM taskpool_outbox \
-         WHERE aggregate_id = ANY($1) ORDER BY tracking_xid, position",
-    )
-    .bind(&ids)
-    .fetch_all(&engine.pool)
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| {
-        let payload: Vec<u8> = row.get(2);
-        let Ok(DecodedEvent::Task(event)) = decode(&payload) else {
-            panic!("not a task event");
-        };
-        (row.get(0), row.get(1), event.event_type, event.task)
-    })
-    .collect()
+    outbox_task_events(&engine.pool, Some(&ids))
+        .await
+        .into_iter()
+        .map(|(task, version, event)| (task, version, event.event_type, event.task))
+        .collect()
 }
 
 fn kinds(events: &[(String, i64, String, Task)], task: &str) -> Vec<(i64, String)> {
@@ -398,19 +385,10 @@ async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
     );
     let drained = drain_once(&db.pool, 100).await.unwrap();
     assert_eq!(drained.dead_letters, 0, "{drained:?}");
-    let rows = sqlx::query(
-        "SELECT aggregate_version, payload FROM taskpool_outbox \
-         WHERE aggregate_id = 'known' ORDER BY position",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
-    let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let events = outbox_task_events(&db.pool, Some(&["known".to_string()])).await;
+    let versions: Vec<i64> = events.iter().map(|e| e.1).collect();
     assert!(versions.len() >= 2 && versions[0] == 1, "{versions:?}");
-    let last: Vec<u8> = rows.last().unwrap().get(1);
-    let Ok(DecodedEvent::Task(event)) = decode(&last) else {
-        panic!("a task event");
-    };
+    let event = &events.last().unwrap().2;
     assert_eq!(event.task.assignee.as_deref(), Some("kermit"));
     assert_eq!(event.task.priority, 80);
 }

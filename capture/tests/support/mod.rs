@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use taskpool_capture::{camunda, drain_once};
 use taskpool_core::{PgStore, Store};
+use taskpool_schemas::{DecodedEvent, TaskEvent, decode};
 use taskpool_testkit::operaton::{Flavour, installation};
 use taskpool_testkit::{PgTestDb, wait_for};
 
@@ -91,4 +92,29 @@ pub async fn insert_task(conn: &mut PgConnection, id: &str) {
     .execute(conn)
     .await
     .unwrap();
+}
+
+/// The outbox's task events of `tasks` (every task when none), in the order the relay reads
+/// them: `(task, version, event)`.
+pub async fn outbox_task_events(
+    pool: &PgPool,
+    tasks: Option<&[String]>,
+) -> Vec<(String, i64, TaskEvent)> {
+    sqlx::query(
+        "SELECT aggregate_id, aggregate_version, payload FROM taskpool_outbox \
+         WHERE $1::text[] IS NULL OR aggregate_id = ANY($1) ORDER BY tracking_xid, position",
+    )
+    .bind(tasks)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        let payload: Vec<u8> = row.get(2);
+        let Ok(DecodedEvent::Task(event)) = decode(&payload) else {
+            panic!("not a task event");
+        };
+        (row.get(0), row.get(1), event)
+    })
+    .collect()
 }
