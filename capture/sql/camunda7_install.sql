@@ -139,11 +139,13 @@ BEGIN
 END
 $$;
 
--- A task's rows (taskpool_camunda_state) in the fields of a "created" event but the form key:
--- called by the drain, once per batch, outside the engine's commit.
+-- A task's rows (taskpool_camunda_state) in the fields of a "created" event but the form key,
+-- or null when they cannot be shaped (the drain dead-letters them rather than failing every
+-- drain on them): called by the drain, once per batch, outside the engine's commit.
 CREATE OR REPLACE FUNCTION taskpool_camunda_shape(raw JSONB) RETURNS JSONB
-LANGUAGE sql STABLE SET jit = off AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
+LANGUAGE plpgsql STABLE SET jit = off AS $$
+BEGIN
+    RETURN (SELECT jsonb_strip_nulls(jsonb_build_object(
         'sourceReference', jsonb_build_object(
             'processInstanceId', coalesce(t.proc_inst_id_, t.id_),
             'executionId', coalesce(t.execution_id_, t.id_),
@@ -186,7 +188,10 @@ LANGUAGE sql STABLE SET jit = off AS $$
     FROM jsonb_populate_record(NULL::act_ru_task, raw->'task') AS t
     -- The engine writes local times without a zone; they are read in the settings' zone.
     CROSS JOIN taskpool_camunda_settings s
-    LEFT JOIN act_re_procdef d ON d.id_ = t.proc_def_id_
+    LEFT JOIN act_re_procdef d ON d.id_ = t.proc_def_id_);
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
 $$;
 
 -- An older installation queued events through this function, compared at the engine's commit.

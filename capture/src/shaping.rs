@@ -37,7 +37,8 @@ pub async fn shape<'a>(
     .fetch_all(&mut **tx)
     .await?;
     for (row, state) in raw.iter_mut().zip(shaped) {
-        // No state from a row without a task (not a JSON object): left raw, and refused.
+        // No state from rows that cannot be shaped (a value their column cannot hold, the
+        // settings gone): left raw, and refused.
         if let Some(state) = state {
             row.fields = serde_json::from_str(&state).map_err(|e| sqlx::Error::Decode(e.into()))?;
             row.kind = STATE.to_string();

@@ -398,3 +398,25 @@ async fn task_rows_that_cannot_be_shaped_are_dead_lettered() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].2, "TaskCreated");
 }
+
+/// Rows whose shaping raises an error (here a time the engine's column type cannot hold) go to
+/// the dead letters with the reason, and the events queued after them still drain: before, the
+/// error failed every drain.
+#[tokio::test]
+async fn rows_whose_shaping_fails_are_dead_lettered_and_the_rest_drains() {
+    let db = captured_engine().await;
+    insert_task(&mut db.pool.acquire().await.unwrap(), "poison").await;
+    sqlx::query(
+        "UPDATE taskpool_capture SET fields = jsonb_set(fields, '{task,create_time_}', \
+         '\"not a time\"') WHERE aggregate_id = 'poison'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    insert_task(&mut db.pool.acquire().await.unwrap(), "after").await;
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!((drained.rows, drained.dead_letters), (2, 1));
+    let events = outbox(&db.pool).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, "after");
+}
