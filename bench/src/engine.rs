@@ -4,28 +4,21 @@
 //! 1. What the capture costs the engine: its own REST calls (start a process, complete its
 //!    first task) timed in rounds with the capture installed and uninstalled, alternating,
 //!    while a drain empties the capture queue as the relay would.
-//! 2. Engine commit to tasklist stream: processes started at a steady rate; the relay drains
-//!    and publishes, tasklist-api projects and streams to the approver's client.
+//! 2. Engine commit to tasklist stream (`engine_stream`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafka_relay::Relay;
-use kafka_relay::metrics::Metrics as RelayMetrics;
-use serde_json::{Value, json};
+use serde_json::json;
 use taskpool_capture::camunda;
 use taskpool_capture::drain::drain_once;
 use taskpool_service::shutdown::{self, Shutdown};
-use taskpool_testkit::http::StreamClient;
 use taskpool_testkit::operaton::{Engine, People, installation};
 
+use crate::Options;
+use crate::engine_stream::{StreamLatency, stream_latency};
 use crate::setup::BenchResult;
 use crate::stats::Samples;
-use crate::tasklist_service;
 use crate::topics::{delete_topics, unique_prefix};
-use crate::{Options, server_env};
-use kafka_relay::config::Layered;
 
 /// Untimed purchases before the first round (the engine's JIT and caches warm up), and
 /// after each switch.
@@ -64,13 +57,19 @@ pub async fn run(options: &Options) -> BenchResult<()> {
     let prefix = unique_prefix("engine");
     let latency = stream_latency(&engine, &prefix, rate, seconds).await;
     delete_topics(&prefix).await;
-    let (samples, expected) = latency?;
+    let StreamLatency {
+        samples,
+        expected,
+        slowest: (slowest, started_at),
+    } = latency?;
     println!(
         "engine commit -> tasklist stream at {rate} tasks/s for {seconds} s: {} of {expected} \
-         tasks arrived, p50 {:.1} ms, p99 {:.1} ms",
+         tasks arrived, p50 {:.1} ms, p99 {:.1} ms; slowest {:.1} ms, started {:.1} s in",
         samples.count(),
         samples.percentile_ms(50.0),
-        samples.percentile_ms(99.0)
+        samples.percentile_ms(99.0),
+        slowest.as_secs_f64() * 1000.0,
+        started_at.as_secs_f64()
     );
     if samples.count() < expected {
         return Err(format!(
@@ -241,192 +240,5 @@ async fn drain_continuously(pool: sqlx::PgPool, mut shutdown: Shutdown) {
         if drained == 0 && shutdown.sleep(Duration::from_millis(5)).await {
             return;
         }
-    }
-}
-
-/// Starts processes at `rate` a second for `seconds`; each one's approval must reach the
-/// approver's stream. Returns the latencies from the start call (which commits) to the stream,
-/// and how many were started.
-async fn stream_latency(
-    engine: &Engine,
-    prefix: &str,
-    rate: u64,
-    seconds: u64,
-) -> BenchResult<(Samples, usize)> {
-    let people = People::unique();
-    let approver = format!("{}a", people.approvers);
-    let relay_env = [
-        ("DATABASE__URL", server_env("ENGINE_DATABASE_URL")?),
-        ("KAFKA__BOOTSTRAP_SERVERS", server_env("KAFKA_BOOTSTRAP")?),
-        ("KAFKA__TOPIC_PREFIX", prefix.to_string()),
-        ("KAFKA__CREATE_TOPICS", "true".into()),
-        ("RELAY__NAME", prefix.to_string()),
-        ("HTTP__LISTEN", "127.0.0.1:0".into()),
-        ("LOG__LEVEL", "warn".into()),
-        ("CAPTURE__ENABLED", "true".into()),
-    ]
-    .map(kafka_relay::config::Config::env_var);
-    let relay_config =
-        kafka_relay::config::Config::from_sources("", relay_env).map_err(|e| e.to_string())?;
-    let relay = Relay::connect(relay_config, Arc::new(RelayMetrics::default()))
-        .await
-        .map_err(|e| format!("relay: {e}"))?;
-    let (trigger, stop) = shutdown::channel();
-    let relay_task = tokio::spawn(relay.run(stop.clone()));
-    let users = format!("{approver}:{}", people.approvers);
-    let settings = tasklist_service::settings(
-        &server_env("MONGODB_URI")?,
-        &server_env("KAFKA_BOOTSTRAP")?,
-        prefix,
-        &users,
-    );
-    let (address, tasklist) = tasklist_service::start(settings, stop.clone()).await?;
-    let dev_users = taskpool_testkit::http::get(&address, "/api/dev/users", None)
-        .await
-        .json();
-    let token = dev_users["users"][0]["token"]
-        .as_str()
-        .ok_or("no token")?
-        .to_string();
-    let mut stream = StreamClient::open(&address, "/api/tasks/stream", &token, None).await;
-
-    // Warm-up: one process all the way (consumers joined, topics known).
-    let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let warm = engine.start_purchase("warm-up", &people, false).await;
-    wait_for_instance(&mut stream, &warm, Duration::from_secs(60)).await?;
-
-    let total = usize::try_from(rate * seconds).unwrap_or(usize::MAX);
-    let reader = tokio::spawn({
-        let started = started.clone();
-        async move {
-            let mut samples = Samples::default();
-            let mut seen = std::collections::HashSet::new();
-            while seen.len() < total
-                && let Some(event) = stream.next().await
-            {
-                let arrived = Instant::now();
-                let instance = instance_of(&event.data);
-                let at = started.lock().ok().and_then(|s| s.get(&instance).copied());
-                if let Some(at) = at
-                    && event.name == "upsert"
-                    && seen.insert(instance)
-                {
-                    samples.push(arrived.saturating_duration_since(at));
-                }
-            }
-            samples
-        }
-    });
-    let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    let mut calls = vec![];
-    let rest = Arc::new(RestTarget::from_env()?);
-    let body = Arc::new(people.purchase("rate", false).to_string());
-    for _ in 0..total {
-        ticks.tick().await;
-        let (rest, body, started) = (rest.clone(), body.clone(), started.clone());
-        calls.push(tokio::spawn(async move {
-            let at = Instant::now();
-            let instance = rest.start(&body).await?;
-            started.lock().map_err(|_| "poisoned")?.insert(instance, at);
-            Ok::<(), String>(())
-        }));
-    }
-    for call in calls {
-        call.await.map_err(|e| e.to_string())??;
-    }
-    // Until the last one arrived, or 30 s more (ending the stream ends the reader).
-    let mut reader = reader;
-    let samples = match tokio::time::timeout(Duration::from_secs(30), &mut reader).await {
-        Ok(samples) => samples,
-        Err(_) => {
-            trigger.trigger();
-            reader.await
-        }
-    }
-    .map_err(|e| e.to_string())?;
-    trigger.trigger();
-    let _ = relay_task.await;
-    tasklist.stopped().await;
-    // The processes go, so that the next run does not start beside a thousand open tasks
-    // (each install captures every open task).
-    let instances: Vec<String> = started
-        .lock()
-        .map_err(|_| "poisoned")?
-        .keys()
-        .cloned()
-        .collect();
-    for instance in instances.iter().chain([&warm]) {
-        engine.cancel(instance).await;
-    }
-    Ok((samples, total))
-}
-
-fn instance_of(task: &Value) -> String {
-    task["sourceReference"]["processInstanceId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-async fn wait_for_instance(
-    stream: &mut StreamClient,
-    instance: &str,
-    deadline: Duration,
-) -> BenchResult<()> {
-    tokio::time::timeout(deadline, async {
-        while let Some(event) = stream.next().await {
-            if instance_of(&event.data) == instance {
-                return Ok(());
-            }
-        }
-        Err("the stream ended during the warm-up".to_string())
-    })
-    .await
-    .map_err(|_| "the warm-up process never reached the stream".to_string())?
-}
-
-/// The start call as a bare HTTP request, so that many run at once.
-struct RestTarget {
-    address: String,
-    path: String,
-}
-
-impl RestTarget {
-    fn from_env() -> BenchResult<RestTarget> {
-        let url = server_env("ENGINE_REST_URL")?;
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or("ENGINE_REST_URL is not http://")?;
-        let slash = rest.find('/').ok_or("ENGINE_REST_URL has no path")?;
-        Ok(RestTarget {
-            address: rest[..slash].to_string(),
-            path: format!(
-                "{}/process-definition/key/taskpool_purchase/start",
-                &rest[slash..]
-            ),
-        })
-    }
-
-    async fn start(&self, body: &str) -> BenchResult<String> {
-        let length = body.len().to_string();
-        let reply = taskpool_testkit::http::request_with_body(
-            &self.address,
-            "POST",
-            &self.path,
-            &[
-                ("Connection", "close"),
-                ("Content-Type", "application/json"),
-                ("Content-Length", length.as_str()),
-            ],
-            body.as_bytes(),
-        )
-        .await;
-        if reply.status != 200 {
-            return Err(format!("start: {} {}", reply.status, reply.body));
-        }
-        reply.json()["id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| "no id".into())
     }
 }

@@ -11,6 +11,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod actions;
 mod e2e;
 mod engine;
+mod engine_stream;
 mod held_open;
 mod horizon_stress;
 mod horizon_writers;

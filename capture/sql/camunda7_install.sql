@@ -107,12 +107,17 @@ $$;
 -- Plans. PostgreSQL plans a PL/pgSQL statement afresh for each of its first five calls in a
 -- session (a custom plan); the state's query costs 0.4 ms to plan and 0.04 ms to run, and an
 -- engine's pool has many sessions: so generic plans (plan_cache_mode), made once per session
--- with the statistics of that moment. Every lookup here is by key; on a nearly empty engine the
--- plan may scan instead, until autovacuum analyzes the growing tables and the plan is made
--- again. (Ruling out sequential scans does not help: the planner then takes another index
--- whole.) JIT is off for the state: compiling its query takes 300 ms, at every call, once a
--- plan's estimated cost passes jit_above_cost (as when the settings table, never analyzed, was
--- thought to hold 870 rows, each running the subqueries; the installer now analyzes it).
+-- with the statistics of that moment. Every lookup here is by key, and each is written so that
+-- exactly one index can serve it, with sequential scans ruled out: on an engine with few open
+-- tasks and many finished, the statistics describe tables of a row or two whose pages and
+-- indexes are swollen with the rows churned since autovacuum's last pass, and a plan made from
+-- them read whole tables (or another index whole, for the ordering of a join) at every call,
+-- slower the longer since that pass. So no joins (a scalar subquery for the business key), and
+-- the allowed names compared in the "C" collation (the same equality) so that only the unique
+-- (var_scope_, name_) index can serve the variables. JIT is off for the state: compiling its
+-- query takes 300 ms, at every call, once a plan's estimated cost passes jit_above_cost (as
+-- when the settings table, never analyzed, was thought to hold 870 rows, each running the
+-- subqueries; the installer now analyzes it).
 
 -- A task's rows as the engine's tables hold them now, or null when the task row is gone: the task
 -- row whole, its process instance's business key, its candidate links ([user, group]) and its
@@ -122,19 +127,22 @@ $$;
 -- (taskpool_camunda_shape). PL/pgSQL, not SQL: its query plan is kept for the session (a SQL
 -- function called from PL/pgSQL is planned again at every call, five times the cost).
 CREATE OR REPLACE FUNCTION taskpool_camunda_state(task TEXT) RETURNS JSONB
-LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan SET jit = off AS $$
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off AS $$
 BEGIN
-    RETURN (SELECT jsonb_build_object('task', to_jsonb(t), 'businessKey', e.business_key_,
+    RETURN (SELECT jsonb_build_object('task', to_jsonb(t),
+        'businessKey', (SELECT e.business_key_ FROM act_ru_execution e
+                        WHERE e.id_ = t.proc_inst_id_),
         'links', ARRAY(SELECT ARRAY[l.user_id_, l.group_id_] FROM act_ru_identitylink l
                        WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate'),
+        -- The process instance's own variables: their scope is its execution (a task's local
+        -- variables have the task as their scope).
         'variables', ARRAY(SELECT ARRAY[v.name_, v.type_, v.text_, v.long_::text, v.double_::text]
                            FROM act_ru_variable v
-                           WHERE v.proc_inst_id_ = t.proc_inst_id_
-                             AND v.execution_id_ = t.proc_inst_id_ AND v.task_id_ IS NULL
-                             AND v.name_ IN (SELECT a.variable_name
-                                             FROM taskpool_camunda_variables a)))
+                           WHERE v.var_scope_ = t.proc_inst_id_
+                             AND v.name_ COLLATE "C" = ANY (ARRAY(
+                                 SELECT a.variable_name FROM taskpool_camunda_variables a))))
     FROM act_ru_task t
-    LEFT JOIN act_ru_execution e ON e.id_ = t.proc_inst_id_
     WHERE t.id_ = task);
 END
 $$;
@@ -203,7 +211,7 @@ DROP FUNCTION IF EXISTS taskpool_camunda_queue(TEXT, TEXT, JSONB);
 -- changed (decision 0027): shaping, comparison, form key and the last state's write are kept out
 -- of the engine's commit. Called once per task and transaction (taskpool_camunda_touch).
 CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT) RETURNS VOID
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 BEGIN
     -- The lock taskpool_record_task_event takes (core migration 4): recorders of one task,
     -- this capture or other callers, queue in commit order, so the drain compares each state
@@ -261,7 +269,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION taskpool_camunda_variable_changed() RETURNS TRIGGER
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
     instance TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.proc_inst_id_ ELSE NEW.proc_inst_id_ END;
     task     TEXT;
@@ -274,7 +282,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION taskpool_camunda_execution_changed() RETURNS TRIGGER
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
     task TEXT;
 BEGIN

@@ -72,6 +72,16 @@ async fn a_purchase_lives_its_life_in_the_outbox(flavour: Flavour) {
         )
         .await;
     assert_eq!(claim.status, 204, "{}", claim.body);
+    // The task's own variable of an allowed name is not the process instance's: it changes
+    // nothing of the payload (no event).
+    let local = engine
+        .call(
+            "PUT",
+            &format!("/task/{approve}/localVariables/item"),
+            Some(json!({"value": "table", "type": "String"})),
+        )
+        .await;
+    assert_eq!(local.status, 204, "{}", local.body);
     // An allowed variable changes the task's payload; another changes nothing of it.
     for (name, value) in [("amount", 130), ("unlisted", 1)] {
         let set = engine
@@ -140,6 +150,7 @@ async fn a_purchase_lives_its_life_in_the_outbox(flavour: Flavour) {
     assert_eq!(created.payload.0["item"], "chair");
     let updated = &events.iter().filter(|e| e.0 == approve).nth(2).unwrap().3;
     assert_eq!(updated.payload.0["amount"], 130);
+    assert_eq!(updated.payload.0["item"], "chair");
     assert!(!updated.payload.0.contains_key("unlisted"));
     let bought = &events.iter().find(|e| e.0 == buy).unwrap().3;
     assert_eq!(bought.assignee.as_deref(), Some(people.buyer.as_str()));
