@@ -28,6 +28,14 @@ async fn outbox(pool: &PgPool) -> Vec<(String, i64, String, Option<String>, Vec<
         .collect()
 }
 
+/// The reason of the one row in the capture's dead letters.
+async fn dead_letter_reason(pool: &PgPool) -> String {
+    sqlx::query_scalar("SELECT reason FROM taskpool_capture_dead_letters")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// Whether the backend `pid` waits for a lock (on `relation` when given).
 async fn waits_for_a_lock(pool: &PgPool, pid: i32, relation: Option<&str>) -> bool {
     sqlx::query_scalar(
@@ -242,10 +250,7 @@ async fn a_state_left_queued_by_a_hand_made_uninstall_is_dead_lettered() {
     }
     let drained = drain_once(&db.pool, 100).await.unwrap();
     assert_eq!((drained.rows, drained.dead_letters), (1, 1));
-    let reason: String = sqlx::query_scalar("SELECT reason FROM taskpool_capture_dead_letters")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let reason = dead_letter_reason(&db.pool).await;
     assert!(reason.contains("last states are gone"), "{reason}");
 }
 
@@ -376,10 +381,7 @@ async fn task_rows_that_cannot_be_shaped_are_dead_lettered() {
     insert_task(&mut db.pool.acquire().await.unwrap(), "unshaped").await;
     let drained = drain_once(&db.pool, 100).await.unwrap();
     assert_eq!((drained.rows, drained.dead_letters), (1, 1));
-    let reason: String = sqlx::query_scalar("SELECT reason FROM taskpool_capture_dead_letters")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let reason = dead_letter_reason(&db.pool).await;
     assert!(reason.contains("could not be shaped"), "{reason}");
     assert!(outbox(&db.pool).await.is_empty());
 
