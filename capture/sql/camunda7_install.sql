@@ -205,6 +205,19 @@ $$;
 -- An older installation queued events through this function, compared at the engine's commit.
 DROP FUNCTION IF EXISTS taskpool_camunda_queue(TEXT, TEXT, JSONB);
 
+-- The lock of a process instance's variables and business key, which are part of every one of
+-- its tasks' states. A commit that changed them takes it before it looks for the instance's
+-- tasks; a commit that queues a task's state takes it before reading the state, and before the
+-- task's own lock (always in this order, so that the two cannot wait for each other). Held to
+-- the end of the commit, it makes the second of two such commits wait for the first: without
+-- it, a variable's commit could look for the instance's tasks before a new task's commit
+-- ended, while the new task's commit read the variable before the first ended, and the task
+-- kept the old value.
+CREATE OR REPLACE FUNCTION taskpool_camunda_instance_lock(instance TEXT) RETURNS BIGINT
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtextextended('taskpool camunda instance ' || instance, 0)
+$$;
+
 -- Queues a task's state as its transaction leaves it: `camunda-row` with its rows
 -- (taskpool_camunda_state), or `camunda-ended` with the history's reason once the task row is
 -- gone. The drain shapes the rows, compares them with the task's last state and records what
@@ -212,12 +225,19 @@ DROP FUNCTION IF EXISTS taskpool_camunda_queue(TEXT, TEXT, JSONB);
 -- of the engine's commit. Called once per task and transaction (taskpool_camunda_touch).
 CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT) RETURNS VOID
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
+DECLARE
+    instance TEXT;
 BEGIN
+    SELECT t.proc_inst_id_ INTO instance FROM act_ru_task t WHERE t.id_ = task;
+    IF instance IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance));
+    END IF;
     -- The lock taskpool_record_task_event takes (core migration 4): recorders of one task,
     -- this capture or other callers, queue in commit order, so the drain compares each state
     -- with the one committed before it.
     PERFORM pg_advisory_xact_lock(hashtextextended('taskpool task ' || task, 0));
-    -- An ended task's state is not built (building it costs more than looking it up).
+    -- An ended task's state is not built (building it costs more than looking it up). Looked up
+    -- again under the locks: another commit may have ended the task meanwhile.
     IF EXISTS (SELECT FROM act_ru_task t WHERE t.id_ = task) THEN
         INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
         VALUES ('task', task, 'camunda-row', taskpool_camunda_state(task));
@@ -274,6 +294,11 @@ DECLARE
     instance TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.proc_inst_id_ ELSE NEW.proc_inst_id_ END;
     task     TEXT;
 BEGIN
+    IF instance IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Before looking for the instance's tasks (a new snapshot, once the lock is held).
+    PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance));
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = instance LOOP
         PERFORM taskpool_camunda_touch(task);
     END LOOP;
@@ -286,6 +311,7 @@ LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = o
 DECLARE
     task TEXT;
 BEGIN
+    PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(NEW.id_));
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = NEW.id_ LOOP
         PERFORM taskpool_camunda_touch(task);
     END LOOP;

@@ -7,6 +7,7 @@ DROP FUNCTION IF EXISTS taskpool_camunda_variable_changed();
 DROP FUNCTION IF EXISTS taskpool_camunda_execution_changed();
 DROP FUNCTION IF EXISTS taskpool_camunda_touch(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_sync(TEXT);
+DROP FUNCTION IF EXISTS taskpool_camunda_instance_lock(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_watch_variables();
 DROP FUNCTION IF EXISTS taskpool_camunda_state(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_shape(JSONB);
