@@ -3,7 +3,9 @@
 //!
 //! 1. What the capture costs the engine: its own REST calls (start a process, complete its
 //!    first task) timed in rounds with the capture installed and uninstalled, alternating,
-//!    while a drain empties the capture queue as the relay would.
+//!    with the capture queue drained between rounds or all along as the relay would; and the
+//!    same procedure with no capture in either arm (a control: what this machine's noise alone
+//!    shows as a ratio).
 //! 2. Engine commit to tasklist stream (`engine_stream`).
 
 use std::time::{Duration, Instant};
@@ -40,8 +42,10 @@ pub async fn run(options: &Options) -> BenchResult<()> {
         let key = format!("warm-{i}");
         untimed.measure(&engine, &people, &key).await?;
     }
-    let apart = compare(&engine, &people, (rounds, iterations, settle), false).await?;
-    let alongside = compare(&engine, &people, (rounds, iterations, settle), true).await?;
+    let procedure = (rounds, iterations, settle);
+    let apart = compare(&engine, &people, procedure, Arm::Captured).await?;
+    let alongside = compare(&engine, &people, procedure, Arm::CapturedDrainAlongside).await?;
+    let control = compare(&engine, &people, procedure, Arm::Control).await?;
     camunda::install(&engine.pool, &installation())
         .await
         .map_err(|e| e.to_string())?;
@@ -53,6 +57,8 @@ pub async fn run(options: &Options) -> BenchResult<()> {
     );
     let ratio = apart.print("queue drained between rounds");
     let ratio_alongside = alongside.print("drain running alongside");
+    // What the procedure itself gives on this machine when nothing differs between the arms.
+    let ratio_control = control.print("control: no capture in either arm");
 
     let prefix = unique_prefix("engine");
     let latency = stream_latency(&engine, &prefix, rate, seconds).await;
@@ -78,31 +84,46 @@ pub async fn run(options: &Options) -> BenchResult<()> {
         ));
     }
     println!(
-        "RESULT engine_capture_ratio={ratio:.3} engine_capture_ratio_drain_alongside={ratio_alongside:.3} engine_e2e_p50_ms={:.1} engine_e2e_p99_ms={:.1}",
+        "RESULT engine_capture_ratio={ratio:.3} engine_capture_ratio_drain_alongside={ratio_alongside:.3} \
+         engine_capture_ratio_control={ratio_control:.3} engine_e2e_p50_ms={:.1} engine_e2e_p99_ms={:.1}",
         samples.percentile_ms(50.0),
         samples.percentile_ms(99.0)
     );
     Ok(())
 }
 
+/// The arm of a comparison that is not "without the capture".
+#[derive(Clone, Copy, PartialEq)]
+enum Arm {
+    /// The capture installed; its queue drained between rounds, so the figures are the
+    /// engine's own.
+    Captured,
+    /// The capture installed and its queue drained all along, as a relay on the same machine
+    /// would.
+    CapturedDrainAlongside,
+    /// No capture here either, with the same switches and settling: the ratio the procedure
+    /// shows when nothing differs (this machine's noise).
+    Control,
+}
+
 /// The same calls with the capture installed and uninstalled, in ABBA rounds (a drift in
 /// the engine or the machine favours neither); each switch is followed by untimed calls (the
-/// engine's connections plan their statements again after the triggers change). With
-/// `alongside`, the capture queue is drained all along, as a relay on the same machine would;
-/// otherwise between rounds, so the figures are the engine's own.
+/// engine's connections plan their statements again after the triggers change).
 async fn compare(
     engine: &Engine,
     people: &People,
     (rounds, iterations, settle): (u64, u64, u64),
-    alongside: bool,
+    arm: Arm,
 ) -> BenchResult<Comparison> {
+    let alongside = arm == Arm::CapturedDrainAlongside;
     let (stop_drain, draining) = shutdown::channel();
     let drain = alongside.then(|| tokio::spawn(drain_continuously(engine.pool.clone(), draining)));
     let mut comparison = Comparison::default();
     let mut untimed = Calls::default();
     for round in 0..rounds * 2 {
+        // The arm of this round: "with" (the capture, unless this is the control) or without.
         let captured = (round % 2 == 0) == (round / 2 % 2 == 0);
-        let switched = if captured {
+        let switched = if captured && arm != Arm::Control {
             camunda::install(&engine.pool, &installation())
                 .await
                 .map(drop)
@@ -113,7 +134,7 @@ async fn compare(
         // What an install queues (the engine's open tasks) is not the calls' cost.
         drain_queue(&engine.pool).await?;
         for i in 0..settle {
-            let key = format!("settle-{alongside}-{round}-{i}");
+            let key = format!("settle-{}-{round}-{i}", arm as u8);
             untimed.measure(engine, people, &key).await?;
         }
         let calls = if captured {
@@ -123,7 +144,7 @@ async fn compare(
         };
         let mut this_round = Samples::default();
         for i in 0..iterations {
-            let key = format!("bench-{alongside}-{round}-{i}");
+            let key = format!("bench-{}-{round}-{i}", arm as u8);
             this_round.push(calls.measure(engine, people, &key).await?);
         }
         // Each ABBA pair's ratio, so that a drift between pairs cancels out.
@@ -179,7 +200,11 @@ impl Comparison {
         let mut pairs = self.pair_ratios.clone();
         pairs.sort_by(f64::total_cmp);
         let shown: Vec<String> = pairs.iter().map(|r| format!("{r:.2}")).collect();
-        println!("  {how}: ratio per pair of rounds {}", shown.join(" "));
+        let geometric_mean = (pairs.iter().map(|r| r.ln()).sum::<f64>() / pairs.len() as f64).exp();
+        println!(
+            "  {how}: ratio per pair of rounds {} (geometric mean {geometric_mean:.3})",
+            shown.join(" ")
+        );
         ratio
     }
 }
