@@ -4,6 +4,7 @@
 //! captured once, at the first install.
 
 use sqlx::{AssertSqlSafe, PgPool};
+use taskpool_schemas::{DecodedEvent, decode};
 
 use crate::drain::{DrainError, drain_once};
 use crate::snapshots;
@@ -52,11 +53,14 @@ pub enum InstallError {
     Drain(#[from] DrainError),
 }
 
-/// Installs (or updates) the capture; returns how many existing tasks were captured now.
-/// Needs taskpool's own tables first (`PgStore::migrate`).
+/// Installs (or updates) the capture; returns how many of the engine's tasks were captured
+/// now: its open tasks not captured yet, and the tasks taskpool still shows open that the
+/// engine ended while the capture was uninstalled. Needs taskpool's own tables first
+/// (`PgStore::migrate`).
 pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, InstallError> {
     yielding_to_the_engine(|| install_triggers(pool, installation)).await?;
-    capture_existing(pool).await
+    let captured = capture_existing(pool).await?;
+    Ok(captured + end_tasks_ended_meanwhile(pool, &installation.application).await?)
 }
 
 /// How long the installer waits for a lock on an engine table before it lets go and tries
@@ -190,6 +194,63 @@ async fn capture_existing(pool: &PgPool) -> Result<u64, InstallError> {
                 .await?;
             captured += 1;
         }
+    }
+}
+
+/// The tasks of `application` that taskpool shows open but the engine no longer has: ended
+/// while the capture was uninstalled (nothing else leaves a task without a last state here).
+/// Each is given a last state that knows nothing and its ending is queued, completed or deleted
+/// as the engine's history says (completed when it says nothing), so the drain records it.
+/// Read in pages: taskpool keeps every task it ever had.
+async fn end_tasks_ended_meanwhile(pool: &PgPool, application: &str) -> Result<u64, InstallError> {
+    let mut ended = 0;
+    let mut after = String::new();
+    loop {
+        let page: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT a.aggregate_id, a.state FROM taskpool_aggregates a \
+             WHERE a.aggregate_type = 'task' AND a.aggregate_id > $1 \
+             AND NOT EXISTS (SELECT 1 FROM act_ru_task t WHERE t.id_ = a.aggregate_id) \
+             AND NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c \
+                             WHERE c.task_id = a.aggregate_id) \
+             ORDER BY a.aggregate_id LIMIT 500",
+        )
+        .bind(&after)
+        .fetch_all(pool)
+        .await?;
+        let Some((last, _)) = page.last() else {
+            return Ok(ended);
+        };
+        after = last.clone();
+        for (task, state) in &page {
+            if !shown_open(state, application) {
+                continue;
+            }
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO taskpool_camunda_tasks (task_id, captured) \
+                 VALUES ($1, '{\"assignee\": \"taskpool: not known\"}') ON CONFLICT DO NOTHING",
+            )
+            .bind(task)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("SELECT taskpool_camunda_sync($1)")
+                .bind(task)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            ended += 1;
+        }
+    }
+}
+
+/// Whether a task's latest event (taskpool's state of it) shows it open, from `application`.
+fn shown_open(state: &[u8], application: &str) -> bool {
+    match decode(state) {
+        Ok(DecodedEvent::Task(event)) => {
+            event.task.source_reference.application_name == application
+                && !["TaskCompleted", "TaskDeleted"].contains(&event.event_type.as_str())
+        }
+        _ => false,
     }
 }
 

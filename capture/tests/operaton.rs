@@ -367,43 +367,6 @@ async fn installing_on_an_engine_with_many_open_tasks_captures_them_all() {
     assert_eq!(queued, tasks, "one created event per open task");
 }
 
-/// Installed again after an uninstall, the capture does not create the tasks taskpool knows
-/// again (it would refuse that: a dead letter) but records what changed while it was away.
-#[tokio::test]
-async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
-    let db = engine_schema(Flavour::Operaton).await;
-    camunda::install(&db.pool, &installation()).await.unwrap();
-    // The engine's rows, written as the engine would (no engine runs on this database).
-    sqlx::raw_sql(
-        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
-         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
-                                  create_time_) \
-         VALUES ('known', 1, 'Check', 'check', 'check:1', 50, now())",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    drain_once(&db.pool, 100).await.unwrap();
-    camunda::uninstall(&db.pool).await.unwrap();
-    sqlx::query("UPDATE act_ru_task SET assignee_ = 'kermit', priority_ = 80 WHERE id_ = 'known'")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-
-    assert_eq!(
-        camunda::install(&db.pool, &installation()).await.unwrap(),
-        1
-    );
-    let drained = drain_once(&db.pool, 100).await.unwrap();
-    assert_eq!(drained.dead_letters, 0, "{drained:?}");
-    let events = outbox_task_events(&db.pool, Some(&["known".to_string()])).await;
-    let versions: Vec<i64> = events.iter().map(|e| e.1).collect();
-    assert!(versions.len() >= 2 && versions[0] == 1, "{versions:?}");
-    let event = &events.last().unwrap().2;
-    assert_eq!(event.task.assignee.as_deref(), Some("kermit"));
-    assert_eq!(event.task.priority, 80);
-}
-
 #[tokio::test]
 async fn installing_into_a_database_without_the_engine_says_so() {
     let db = PgTestDb::new().await;

@@ -1,0 +1,95 @@
+//! The capture installed again after an uninstall: what the engine did meanwhile to the tasks
+//! taskpool knows is recorded, without refusals.
+
+use taskpool_capture::{camunda, drain_once};
+use taskpool_testkit::operaton::{Flavour, installation};
+
+mod support;
+use support::{engine_schema, outbox_task_events};
+
+/// Installed again after an uninstall, the capture does not create the tasks taskpool knows
+/// again (it would refuse that: a dead letter) but records what changed while it was away.
+#[tokio::test]
+async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
+    let db = engine_schema(Flavour::Operaton).await;
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    // The engine's rows, written as the engine would (no engine runs on this database).
+    sqlx::raw_sql(
+        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
+         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
+                                  create_time_) \
+         VALUES ('known', 1, 'Check', 'check', 'check:1', 50, now())",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    drain_once(&db.pool, 100).await.unwrap();
+    camunda::uninstall(&db.pool).await.unwrap();
+    sqlx::query("UPDATE act_ru_task SET assignee_ = 'kermit', priority_ = 80 WHERE id_ = 'known'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        camunda::install(&db.pool, &installation()).await.unwrap(),
+        1
+    );
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!(drained.dead_letters, 0, "{drained:?}");
+    let events = outbox_task_events(&db.pool, Some(&["known".to_string()])).await;
+    let versions: Vec<i64> = events.iter().map(|e| e.1).collect();
+    assert!(versions.len() >= 2 && versions[0] == 1, "{versions:?}");
+    let event = &events.last().unwrap().2;
+    assert_eq!(event.task.assignee.as_deref(), Some("kermit"));
+    assert_eq!(event.task.priority, 80);
+}
+
+/// Tasks the engine ended while the capture was uninstalled (one completed, one deleted, as its
+/// history says): installed again, the capture records their endings, as the engine's commits
+/// would have; installing once more records nothing further.
+#[tokio::test]
+async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
+    let db = engine_schema(Flavour::Operaton).await;
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
+         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
+                                  create_time_) \
+         SELECT id, 1, 'Check', 'check', 'check:1', 50, now() \
+         FROM unnest(ARRAY['done', 'gone', 'open']) id; \
+         INSERT INTO act_hi_taskinst (id_, task_def_key_, start_time_) \
+         SELECT id, 'check', now() FROM unnest(ARRAY['done', 'gone', 'open']) id",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    drain_once(&db.pool, 100).await.unwrap();
+    camunda::uninstall(&db.pool).await.unwrap();
+    sqlx::raw_sql(
+        "DELETE FROM act_ru_task WHERE id_ IN ('done', 'gone'); \
+         UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'completed' \
+         WHERE id_ = 'done'; \
+         UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'cancelled by an admin' \
+         WHERE id_ = 'gone'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!(drained.dead_letters, 0, "{drained:?}");
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    assert_eq!(drain_once(&db.pool, 100).await.unwrap().rows, 0);
+    for (task, ending) in [("done", "TaskCompleted"), ("gone", "TaskDeleted")] {
+        let events = outbox_task_events(&db.pool, Some(&[task.to_string()])).await;
+        let types: Vec<&str> = events.iter().map(|e| e.2.event_type.as_str()).collect();
+        assert_eq!(types, ["TaskCreated", ending], "{task}");
+    }
+    let open = outbox_task_events(&db.pool, Some(&["open".to_string()])).await;
+    assert!(
+        open.iter()
+            .all(|e| e.2.event_type != "TaskCompleted" && e.2.event_type != "TaskDeleted"),
+        "the open task stays open"
+    );
+}
