@@ -229,6 +229,13 @@ DECLARE
     instance TEXT;
 BEGIN
     SELECT t.proc_inst_id_ INTO instance FROM act_ru_task t WHERE t.id_ = task;
+    IF NOT FOUND THEN
+        -- An ended task's lock is taken in the same order: a commit that ends a task and then
+        -- changes a variable of its instance would otherwise hold the task's lock while it
+        -- waits for the instance's, held by a commit waiting for the task's. Its instance is in
+        -- the history (none at history level none).
+        SELECT h.proc_inst_id_ INTO instance FROM act_hi_taskinst h WHERE h.id_ = task;
+    END IF;
     IF instance IS NOT NULL THEN
         PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance));
     END IF;

@@ -58,8 +58,12 @@ pub enum InstallError {
 /// engine ended while the capture was uninstalled. Needs taskpool's own tables first
 /// (`PgStore::migrate`).
 pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, InstallError> {
-    yielding_to_the_engine(|| install_triggers(pool, installation)).await?;
+    let was_attached = yielding_to_the_engine(|| install_triggers(pool, installation)).await?;
     let captured = capture_existing(pool).await?;
+    if was_attached {
+        // Nothing was missed: the triggers were there all along.
+        return Ok(captured);
+    }
     Ok(captured + end_tasks_ended_meanwhile(pool, &installation.application).await?)
 }
 
@@ -70,10 +74,10 @@ pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, 
 const LOCK_WAIT: &str = "SET LOCAL lock_timeout = '200ms'";
 
 /// Runs `step` again while it gave way to the engine (`lock_not_available`), for a minute.
-async fn yielding_to_the_engine<F, Fut>(mut step: F) -> Result<(), InstallError>
+async fn yielding_to_the_engine<F, Fut, T>(mut step: F) -> Result<T, InstallError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), InstallError>>,
+    Fut: std::future::Future<Output = Result<T, InstallError>>,
 {
     for _ in 0..300 {
         match step().await {
@@ -88,8 +92,12 @@ where
     step().await
 }
 
-/// The triggers, functions and tables, and the installation's settings, in one transaction.
-async fn install_triggers(pool: &PgPool, installation: &Installation) -> Result<(), InstallError> {
+/// The triggers, functions and tables, and the installation's settings, in one transaction;
+/// returns whether the capture's triggers were there before.
+async fn install_triggers(
+    pool: &PgPool,
+    installation: &Installation,
+) -> Result<bool, InstallError> {
     let mut tx = pool.begin().await?;
     // Two installers at once would recreate the same triggers under each other.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('taskpool camunda install'))")
@@ -113,6 +121,12 @@ async fn install_triggers(pool: &PgPool, installation: &Installation) -> Result<
     if !zone_known {
         return Err(InstallError::TimeZone(installation.time_zone.clone()));
     }
+    let was_attached: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger \
+                        WHERE tgname = 'taskpool_capture_task' AND tgrelid = 'act_ru_task'::regclass)",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     sqlx::raw_sql(AssertSqlSafe(INSTALL))
         .execute(&mut *tx)
         .await?;
@@ -162,7 +176,7 @@ async fn install_triggers(pool: &PgPool, installation: &Installation) -> Result<
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(was_attached)
 }
 
 /// The tasks the engine has that this installation has not captured yet: captured as created,
@@ -197,11 +211,14 @@ async fn capture_existing(pool: &PgPool) -> Result<u64, InstallError> {
     }
 }
 
-/// The tasks of `application` that taskpool shows open but the engine no longer has: ended
-/// while the capture was uninstalled (nothing else leaves a task without a last state here).
-/// Each is given a last state that knows nothing and its ending is queued, completed or deleted
-/// as the engine's history says (completed when it says nothing), so the drain records it.
-/// Read in pages: taskpool keeps every task it ever had.
+/// The engine's tasks of `application` that taskpool shows open but the engine no longer
+/// has, found once the triggers were not there before this install: ended while the capture
+/// was uninstalled (or detached by an uninstall that did not finish). Each gets its ending
+/// queued, completed or deleted as the engine's history says (completed when it says nothing),
+/// after a last state that knows nothing, so that the drain records it. Only tasks the
+/// engine's history knows: another writer's task of the same name is not the engine's to end
+/// (at history level none, nothing is ended). Read in pages: taskpool keeps every task it ever
+/// had.
 async fn end_tasks_ended_meanwhile(pool: &PgPool, application: &str) -> Result<u64, InstallError> {
     let mut ended = 0;
     let mut after = String::new();
@@ -209,9 +226,8 @@ async fn end_tasks_ended_meanwhile(pool: &PgPool, application: &str) -> Result<u
         let page: Vec<(String, Vec<u8>)> = sqlx::query_as(
             "SELECT a.aggregate_id, a.state FROM taskpool_aggregates a \
              WHERE a.aggregate_type = 'task' AND a.aggregate_id > $1 \
+             AND EXISTS (SELECT 1 FROM act_hi_taskinst h WHERE h.id_ = a.aggregate_id) \
              AND NOT EXISTS (SELECT 1 FROM act_ru_task t WHERE t.id_ = a.aggregate_id) \
-             AND NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c \
-                             WHERE c.task_id = a.aggregate_id) \
              ORDER BY a.aggregate_id LIMIT 500",
         )
         .bind(&after)
@@ -222,25 +238,40 @@ async fn end_tasks_ended_meanwhile(pool: &PgPool, application: &str) -> Result<u
         };
         after = last.clone();
         for (task, state) in &page {
-            if !shown_open(state, application) {
-                continue;
+            if shown_open(state, application) && end_task(pool, task, application).await? {
+                ended += 1;
             }
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO taskpool_camunda_tasks (task_id, captured) \
-                 VALUES ($1, '{\"assignee\": \"taskpool: not known\"}') ON CONFLICT DO NOTHING",
-            )
-            .bind(task)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("SELECT taskpool_camunda_sync($1)")
-                .bind(task)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            ended += 1;
         }
     }
+}
+
+/// Queues the ending of `task` unless taskpool's state of it, read again under its row lock
+/// (which the drain takes to record an event), no longer shows it open.
+async fn end_task(pool: &PgPool, task: &str, application: &str) -> Result<bool, InstallError> {
+    let mut tx = pool.begin().await?;
+    let state: Vec<u8> = sqlx::query_scalar(
+        "SELECT state FROM taskpool_aggregates \
+         WHERE aggregate_type = 'task' AND aggregate_id = $1 FOR UPDATE",
+    )
+    .bind(task)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !shown_open(&state, application) {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO taskpool_camunda_tasks (task_id, captured) \
+         VALUES ($1, '{\"assignee\": \"taskpool: not known\"}') ON CONFLICT DO NOTHING",
+    )
+    .bind(task)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT taskpool_camunda_sync($1)")
+        .bind(task)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Whether a task's latest event (taskpool's state of it) shows it open, from `application`.

@@ -100,7 +100,10 @@ enum Second {
 
 /// Runs the second transaction on a connection of its own in the background; returns once its
 /// commit has ended or waits for a lock, with the task that ends with it.
-async fn commit_beside(db: &PgTestDb, second: Second) -> tokio::task::JoinHandle<()> {
+async fn commit_beside(
+    db: &PgTestDb,
+    second: Second,
+) -> tokio::task::JoinHandle<Result<(), sqlx::Error>> {
     let mut conn = PgConnection::connect_with(&db.options).await.unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut conn)
@@ -112,7 +115,7 @@ async fn commit_beside(db: &PgTestDb, second: Second) -> tokio::task::JoinHandle
             Second::CreateTask(id) => insert_task(&mut tx, "p", id).await,
             Second::SetAmount(amount) => set_amount(&mut tx, "amount", amount).await,
         }
-        tx.commit().await.unwrap();
+        tx.commit().await
     });
     wait_for("the second commit to wait or end", DEADLINE, || async {
         (committing.is_finished() || waits(&db.pool, pid).await).then_some(())
@@ -133,7 +136,7 @@ async fn a_task_created_while_a_variable_change_commits_shows_the_new_value() {
     fire_triggers(&mut variable).await;
     let creating = commit_beside(&db, Second::CreateTask("y")).await;
     variable.commit().await.unwrap();
-    creating.await.unwrap();
+    creating.await.unwrap().unwrap();
     while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
 
     for task in ["x", "y"] {
@@ -157,7 +160,7 @@ async fn a_variable_changed_while_a_task_creation_commits_reaches_the_new_task()
     fire_triggers(&mut creation).await;
     let changing = commit_beside(&db, Second::SetAmount(150)).await;
     creation.commit().await.unwrap();
-    changing.await.unwrap();
+    changing.await.unwrap().unwrap();
     while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
 
     for task in ["x", "y"] {
@@ -167,6 +170,45 @@ async fn a_variable_changed_while_a_task_creation_commits_reaches_the_new_task()
             "{task} shows the instance's committed amount"
         );
     }
+}
+
+/// An engine commit ends a task of the instance (its row gone) and then changes an allowed
+/// variable; another commit changed a variable of the same instance meanwhile. The ended task's
+/// state must take the instance's lock before the task's, like every other: taking the task's
+/// alone, the first holds the task and waits for the instance, the second holds the instance
+/// and waits for the task, and PostgreSQL aborts one of the engine's commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_task_and_changing_a_variable_beside_another_variable_change_both_commit() {
+    let db = purchase_instance().await;
+    sqlx::raw_sql(
+        "INSERT INTO act_hi_taskinst (id_, task_def_key_, proc_inst_id_, start_time_) \
+         VALUES ('x', 'buy', 'p', now()); \
+         INSERT INTO act_ru_variable (id_, rev_, type_, name_, execution_id_, proc_inst_id_, \
+         var_scope_, text_) VALUES ('item', 1, 'string', 'item', 'p', 'p', 'p', 'chair')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut ending = db.pool.begin().await.unwrap();
+    sqlx::raw_sql(
+        "DELETE FROM act_ru_task WHERE id_ = 'x'; \
+         UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'completed' \
+         WHERE id_ = 'x'",
+    )
+    .execute(&mut *ending)
+    .await
+    .unwrap();
+    fire_triggers(&mut ending).await;
+    let changing = commit_beside(&db, Second::SetAmount(150)).await;
+    sqlx::query("UPDATE act_ru_variable SET text_ = 'table', rev_ = 2 WHERE id_ = 'item'")
+        .execute(&mut *ending)
+        .await
+        .unwrap();
+    ending.commit().await.expect("the ending commit");
+    changing.await.unwrap().expect("the variable's commit");
+    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
+    let events = outbox_task_events(&db.pool, Some(&["x".to_string()])).await;
+    assert_eq!(events.last().unwrap().2.event_type, "TaskCompleted");
 }
 
 /// Races in lockstep: for each of many instances (amount 100), one connection sets the amount

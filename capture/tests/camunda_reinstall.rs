@@ -46,7 +46,8 @@ async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
 
 /// Tasks the engine ended while the capture was uninstalled (one completed, one deleted, as its
 /// history says): installed again, the capture records their endings, as the engine's commits
-/// would have; installing once more records nothing further.
+/// would have; installing once more records nothing further. A task the engine's history does
+/// not know (history level none, or another writer's) is left as it is.
 #[tokio::test]
 async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
     let db = engine_schema(Flavour::Operaton).await;
@@ -56,7 +57,7 @@ async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
          INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
                                   create_time_) \
          SELECT id, 1, 'Check', 'check', 'check:1', 50, now() \
-         FROM unnest(ARRAY['done', 'gone', 'open']) id; \
+         FROM unnest(ARRAY['done', 'gone', 'open', 'unknown']) id; \
          INSERT INTO act_hi_taskinst (id_, task_def_key_, start_time_) \
          SELECT id, 'check', now() FROM unnest(ARRAY['done', 'gone', 'open']) id",
     )
@@ -66,7 +67,7 @@ async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
     drain_once(&db.pool, 100).await.unwrap();
     camunda::uninstall(&db.pool).await.unwrap();
     sqlx::raw_sql(
-        "DELETE FROM act_ru_task WHERE id_ IN ('done', 'gone'); \
+        "DELETE FROM act_ru_task WHERE id_ IN ('done', 'gone', 'unknown'); \
          UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'completed' \
          WHERE id_ = 'done'; \
          UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'cancelled by an admin' \
@@ -86,10 +87,50 @@ async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
         let types: Vec<&str> = events.iter().map(|e| e.2.event_type.as_str()).collect();
         assert_eq!(types, ["TaskCreated", ending], "{task}");
     }
-    let open = outbox_task_events(&db.pool, Some(&["open".to_string()])).await;
-    assert!(
-        open.iter()
-            .all(|e| e.2.event_type != "TaskCompleted" && e.2.event_type != "TaskDeleted"),
-        "the open task stays open"
-    );
+    for task in ["open", "unknown"] {
+        let events = outbox_task_events(&db.pool, Some(&[task.to_string()])).await;
+        assert!(
+            events
+                .iter()
+                .all(|e| e.2.event_type != "TaskCompleted" && e.2.event_type != "TaskDeleted"),
+            "{task} is not ended"
+        );
+    }
+}
+
+/// An uninstall that stopped after removing the triggers (its drain failed) leaves the last
+/// states behind: a task the engine ends then is ended once the capture is installed again.
+#[tokio::test]
+async fn a_task_ended_after_an_unfinished_uninstall_is_ended_at_the_next_install() {
+    let db = engine_schema(Flavour::Operaton).await;
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
+         INSERT INTO act_hi_taskinst (id_, task_def_key_, start_time_) \
+         VALUES ('done', 'check', now()); \
+         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
+                                  create_time_) \
+         VALUES ('done', 1, 'Check', 'check', 'check:1', 50, now())",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    drain_once(&db.pool, 100).await.unwrap();
+    sqlx::raw_sql(include_str!("../sql/camunda7_detach.sql"))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DELETE FROM act_ru_task WHERE id_ = 'done'; \
+         UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'completed'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    camunda::install(&db.pool, &installation()).await.unwrap();
+    drain_once(&db.pool, 100).await.unwrap();
+    let events = outbox_task_events(&db.pool, Some(&["done".to_string()])).await;
+    let types: Vec<&str> = events.iter().map(|e| e.2.event_type.as_str()).collect();
+    assert_eq!(types, ["TaskCreated", "TaskCompleted"]);
 }
