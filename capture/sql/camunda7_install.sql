@@ -18,6 +18,12 @@ CREATE TABLE IF NOT EXISTS taskpool_camunda_settings (
     singleton   BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton)
 );
 
+-- Present while what the engine did with the capture away (uninstalled, or detached by an
+-- uninstall that did not finish) is still to be caught up by the installer.
+CREATE TABLE IF NOT EXISTS taskpool_camunda_catching_up (
+    singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton)
+);
+
 -- Which process variables become a task's payload, per process definition key.
 CREATE TABLE IF NOT EXISTS taskpool_camunda_variables (
     process_definition_key TEXT NOT NULL,

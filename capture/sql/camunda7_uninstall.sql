@@ -20,3 +20,4 @@ DROP TABLE IF EXISTS taskpool_camunda_tasks;
 DROP TABLE IF EXISTS taskpool_camunda_form_keys;
 DROP TABLE IF EXISTS taskpool_camunda_variables;
 DROP TABLE IF EXISTS taskpool_camunda_settings;
+DROP TABLE IF EXISTS taskpool_camunda_catching_up;

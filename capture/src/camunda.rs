@@ -4,8 +4,8 @@
 //! captured once, at the first install.
 
 use sqlx::{AssertSqlSafe, PgPool};
-use taskpool_schemas::{DecodedEvent, decode};
 
+use crate::catch_up::end_tasks_ended_meanwhile;
 use crate::drain::{DrainError, drain_once};
 use crate::snapshots;
 
@@ -54,17 +54,22 @@ pub enum InstallError {
 }
 
 /// Installs (or updates) the capture; returns how many of the engine's tasks were captured
-/// now: its open tasks not captured yet, and the tasks taskpool still shows open that the
-/// engine ended while the capture was uninstalled. Needs taskpool's own tables first
-/// (`PgStore::migrate`).
+/// now. The open tasks not captured yet are. When the capture's triggers were away before
+/// (a first install, one after an uninstall, or after an uninstall that did not finish), what
+/// the engine did meanwhile is caught up: every open task is captured again, and the tasks
+/// taskpool still shows open that the engine ended are ended. Until that is done, every
+/// install tries it again. Needs taskpool's own tables first (`PgStore::migrate`).
 pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, InstallError> {
-    let was_attached = yielding_to_the_engine(|| install_triggers(pool, installation)).await?;
-    let captured = capture_existing(pool).await?;
-    if was_attached {
-        // Nothing was missed: the triggers were there all along.
+    let catching_up = yielding_to_the_engine(|| install_triggers(pool, installation)).await?;
+    let captured = capture_existing(pool, catching_up).await?;
+    if !catching_up {
         return Ok(captured);
     }
-    Ok(captured + end_tasks_ended_meanwhile(pool, &installation.application).await?)
+    let ended = end_tasks_ended_meanwhile(pool, &installation.application).await?;
+    sqlx::query("DELETE FROM taskpool_camunda_catching_up")
+        .execute(pool)
+        .await?;
+    Ok(captured + ended)
 }
 
 /// How long the installer waits for a lock on an engine table before it lets go and tries
@@ -93,7 +98,7 @@ where
 }
 
 /// The triggers, functions and tables, and the installation's settings, in one transaction;
-/// returns whether the capture's triggers were there before.
+/// returns whether what the engine did while the capture was away is still to be caught up.
 async fn install_triggers(
     pool: &PgPool,
     installation: &Installation,
@@ -121,9 +126,10 @@ async fn install_triggers(
     if !zone_known {
         return Err(InstallError::TimeZone(installation.time_zone.clone()));
     }
+    // A trigger disabled by hand captured nothing either.
     let was_attached: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_trigger \
-                        WHERE tgname = 'taskpool_capture_task' AND tgrelid = 'act_ru_task'::regclass)",
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'taskpool_capture_task' \
+                        AND tgrelid = 'act_ru_task'::regclass AND tgenabled <> 'D')",
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -175,26 +181,39 @@ async fn install_triggers(
     )
     .execute(&mut *tx)
     .await?;
+    if !was_attached {
+        sqlx::query(
+            "INSERT INTO taskpool_camunda_catching_up DEFAULT VALUES ON CONFLICT DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let catching_up: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM taskpool_camunda_catching_up)")
+            .fetch_one(&mut *tx)
+            .await?;
     tx.commit().await?;
-    Ok(was_attached)
+    Ok(catching_up)
 }
 
-/// The tasks the engine has that this installation has not captured yet: captured as created,
-/// or brought up to date as above. One task per transaction: each holds the task's recording
-/// lock until its end, and an engine with many open tasks would otherwise fill PostgreSQL's
-/// lock table. A task the engine changes meanwhile is captured by its own transaction too; the
-/// drain finds the second of the two states unchanged.
-async fn capture_existing(pool: &PgPool) -> Result<u64, InstallError> {
+/// The tasks the engine has that this installation has not captured yet (every one, when
+/// catching up: their last states may predate changes made while the capture was away):
+/// captured as created, or brought up to date as above. One task per transaction: each holds
+/// the task's recording lock until its end, and an engine with many open tasks would otherwise
+/// fill PostgreSQL's lock table. A task the engine changes meanwhile is captured by its own
+/// transaction too; the drain finds the second of the two states unchanged.
+async fn capture_existing(pool: &PgPool, every_task: bool) -> Result<u64, InstallError> {
     let mut captured = 0;
     let mut after = String::new();
     loop {
         let tasks: Vec<String> = sqlx::query_scalar(
             "SELECT t.id_ FROM act_ru_task t WHERE t.id_ > $1 \
-             AND NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c \
-                             WHERE c.task_id = t.id_ AND c.captured ? 'sourceReference') \
+             AND ($2 OR NOT EXISTS (SELECT 1 FROM taskpool_camunda_tasks c \
+                                    WHERE c.task_id = t.id_ AND c.captured ? 'sourceReference')) \
              ORDER BY t.id_ LIMIT 500",
         )
         .bind(&after)
+        .bind(every_task)
         .fetch_all(pool)
         .await?;
         let Some(last) = tasks.last() else {
@@ -208,80 +227,6 @@ async fn capture_existing(pool: &PgPool) -> Result<u64, InstallError> {
                 .await?;
             captured += 1;
         }
-    }
-}
-
-/// The engine's tasks of `application` that taskpool shows open but the engine no longer
-/// has, found once the triggers were not there before this install: ended while the capture
-/// was uninstalled (or detached by an uninstall that did not finish). Each gets its ending
-/// queued, completed or deleted as the engine's history says (completed when it says nothing),
-/// after a last state that knows nothing, so that the drain records it. Only tasks the
-/// engine's history knows: another writer's task of the same name is not the engine's to end
-/// (at history level none, nothing is ended). Read in pages: taskpool keeps every task it ever
-/// had.
-async fn end_tasks_ended_meanwhile(pool: &PgPool, application: &str) -> Result<u64, InstallError> {
-    let mut ended = 0;
-    let mut after = String::new();
-    loop {
-        let page: Vec<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT a.aggregate_id, a.state FROM taskpool_aggregates a \
-             WHERE a.aggregate_type = 'task' AND a.aggregate_id > $1 \
-             AND EXISTS (SELECT 1 FROM act_hi_taskinst h WHERE h.id_ = a.aggregate_id) \
-             AND NOT EXISTS (SELECT 1 FROM act_ru_task t WHERE t.id_ = a.aggregate_id) \
-             ORDER BY a.aggregate_id LIMIT 500",
-        )
-        .bind(&after)
-        .fetch_all(pool)
-        .await?;
-        let Some((last, _)) = page.last() else {
-            return Ok(ended);
-        };
-        after = last.clone();
-        for (task, state) in &page {
-            if shown_open(state, application) && end_task(pool, task, application).await? {
-                ended += 1;
-            }
-        }
-    }
-}
-
-/// Queues the ending of `task` unless taskpool's state of it, read again under its row lock
-/// (which the drain takes to record an event), no longer shows it open.
-async fn end_task(pool: &PgPool, task: &str, application: &str) -> Result<bool, InstallError> {
-    let mut tx = pool.begin().await?;
-    let state: Vec<u8> = sqlx::query_scalar(
-        "SELECT state FROM taskpool_aggregates \
-         WHERE aggregate_type = 'task' AND aggregate_id = $1 FOR UPDATE",
-    )
-    .bind(task)
-    .fetch_one(&mut *tx)
-    .await?;
-    if !shown_open(&state, application) {
-        return Ok(false);
-    }
-    sqlx::query(
-        "INSERT INTO taskpool_camunda_tasks (task_id, captured) \
-         VALUES ($1, '{\"assignee\": \"taskpool: not known\"}') ON CONFLICT DO NOTHING",
-    )
-    .bind(task)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("SELECT taskpool_camunda_sync($1)")
-        .bind(task)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(true)
-}
-
-/// Whether a task's latest event (taskpool's state of it) shows it open, from `application`.
-fn shown_open(state: &[u8], application: &str) -> bool {
-    match decode(state) {
-        Ok(DecodedEvent::Task(event)) => {
-            event.task.source_reference.application_name == application
-                && !["TaskCompleted", "TaskDeleted"].contains(&event.event_type.as_str())
-        }
-        _ => false,
     }
 }
 

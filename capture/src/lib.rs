@@ -12,10 +12,12 @@
 //! - [`snapshots`]: the Camunda capture's queued task states compared, in the drain, with the
 //!   last ones ([`changes`]: what changed, as events).
 //! - [`camunda`]: triggers on Camunda 7 / Operaton's own tables that record its task changes
-//!   through the same functions (decision 0027).
+//!   through the same functions (decision 0027); [`catch_up`]: what the engine did while
+//!   they were away.
 
 pub mod camunda;
 pub mod captured;
+pub mod catch_up;
 pub mod changes;
 pub mod drain;
 pub mod shaping;

@@ -1,8 +1,9 @@
 //! The capture installed again after an uninstall: what the engine did meanwhile to the tasks
 //! taskpool knows is recorded, without refusals.
 
+use serde_json::json;
 use taskpool_capture::{camunda, drain_once};
-use taskpool_testkit::operaton::{Flavour, installation};
+use taskpool_testkit::operaton::{APPLICATION, Flavour, installation};
 
 mod support;
 use support::{engine_schema, outbox_task_events};
@@ -46,8 +47,9 @@ async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
 
 /// Tasks the engine ended while the capture was uninstalled (one completed, one deleted, as its
 /// history says): installed again, the capture records their endings, as the engine's commits
-/// would have; installing once more records nothing further. A task the engine's history does
-/// not know (history level none, or another writer's) is left as it is.
+/// would have, and one the history no longer knows (cleaned up, or history level none) as
+/// completed; installing once more records nothing further. Another writer's open task under
+/// the same application name, of no process definition of the engine's, is left as it is.
 #[tokio::test]
 async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
     let db = engine_schema(Flavour::Operaton).await;
@@ -64,6 +66,21 @@ async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
     .execute(&db.pool)
     .await
     .unwrap();
+    sqlx::query("SELECT taskpool_record_task_event('created', 'theirs', $1::text::jsonb)")
+        .bind(
+            json!({
+                "sourceReference": {
+                    "processInstanceId": "pi-1", "executionId": "ex-1",
+                    "processDefinitionId": "elsewhere:1", "processDefinitionKey": "elsewhere",
+                    "processName": "Elsewhere", "applicationName": APPLICATION
+                },
+                "taskDefinitionKey": "look", "name": "Look"
+            })
+            .to_string(),
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
     drain_once(&db.pool, 100).await.unwrap();
     camunda::uninstall(&db.pool).await.unwrap();
     sqlx::raw_sql(
@@ -82,13 +99,18 @@ async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
     assert_eq!(drained.dead_letters, 0, "{drained:?}");
     camunda::install(&db.pool, &installation()).await.unwrap();
     assert_eq!(drain_once(&db.pool, 100).await.unwrap().rows, 0);
-    for (task, ending) in [("done", "TaskCompleted"), ("gone", "TaskDeleted")] {
+    for (task, ending) in [
+        ("done", "TaskCompleted"),
+        ("gone", "TaskDeleted"),
+        ("unknown", "TaskCompleted"),
+    ] {
         let events = outbox_task_events(&db.pool, Some(&[task.to_string()])).await;
         let types: Vec<&str> = events.iter().map(|e| e.2.event_type.as_str()).collect();
         assert_eq!(types, ["TaskCreated", ending], "{task}");
     }
-    for task in ["open", "unknown"] {
+    for task in ["open", "theirs"] {
         let events = outbox_task_events(&db.pool, Some(&[task.to_string()])).await;
+        assert!(!events.is_empty(), "{task} was created");
         assert!(
             events
                 .iter()
@@ -98,19 +120,21 @@ async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
     }
 }
 
-/// An uninstall that stopped after removing the triggers (its drain failed) leaves the last
-/// states behind: a task the engine ends then is ended once the capture is installed again.
-#[tokio::test]
-async fn a_task_ended_after_an_unfinished_uninstall_is_ended_at_the_next_install() {
+/// While the triggers are away (an uninstall that stopped once they were gone, its drain
+/// failed, leaving the last states behind), the engine completes one task and assigns another.
+/// `interrupted`: the next install then stops once its triggers are back, before catching up,
+/// as when its process is killed there. The install after that records both changes.
+async fn changes_while_detached_are_caught_up(interrupted: bool) {
     let db = engine_schema(Flavour::Operaton).await;
     camunda::install(&db.pool, &installation()).await.unwrap();
     sqlx::raw_sql(
         "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
          INSERT INTO act_hi_taskinst (id_, task_def_key_, start_time_) \
-         VALUES ('done', 'check', now()); \
+         SELECT id, 'check', now() FROM unnest(ARRAY['done', 'open']) id; \
          INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
                                   create_time_) \
-         VALUES ('done', 1, 'Check', 'check', 'check:1', 50, now())",
+         SELECT id, 1, 'Check', 'check', 'check:1', 50, now() \
+         FROM unnest(ARRAY['done', 'open']) id",
     )
     .execute(&db.pool)
     .await
@@ -122,15 +146,47 @@ async fn a_task_ended_after_an_unfinished_uninstall_is_ended_at_the_next_install
         .unwrap();
     sqlx::raw_sql(
         "DELETE FROM act_ru_task WHERE id_ = 'done'; \
-         UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'completed'",
+         UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'completed' \
+         WHERE id_ = 'done'; \
+         UPDATE act_ru_task SET assignee_ = 'kermit', rev_ = 2 WHERE id_ = 'open'",
     )
     .execute(&db.pool)
     .await
     .unwrap();
+    if interrupted {
+        // What the install's first transaction commits, the triggers and the mark.
+        sqlx::raw_sql(include_str!("../sql/camunda7_install.sql"))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "SELECT taskpool_camunda_watch_variables(); \
+             INSERT INTO taskpool_camunda_catching_up DEFAULT VALUES",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
 
     camunda::install(&db.pool, &installation()).await.unwrap();
     drain_once(&db.pool, 100).await.unwrap();
-    let events = outbox_task_events(&db.pool, Some(&["done".to_string()])).await;
-    let types: Vec<&str> = events.iter().map(|e| e.2.event_type.as_str()).collect();
+    let done = outbox_task_events(&db.pool, Some(&["done".to_string()])).await;
+    let types: Vec<&str> = done.iter().map(|e| e.2.event_type.as_str()).collect();
     assert_eq!(types, ["TaskCreated", "TaskCompleted"]);
+    let open = outbox_task_events(&db.pool, Some(&["open".to_string()])).await;
+    let last = &open.last().unwrap().2;
+    assert_eq!(
+        (last.event_type.as_str(), last.task.assignee.as_deref()),
+        ("TaskAssigned", Some("kermit"))
+    );
+}
+
+#[tokio::test]
+async fn changes_made_after_an_unfinished_uninstall_are_recorded_at_the_next_install() {
+    changes_while_detached_are_caught_up(false).await;
+}
+
+#[tokio::test]
+async fn an_install_interrupted_before_catching_up_is_caught_up_by_the_next() {
+    changes_while_detached_are_caught_up(true).await;
 }

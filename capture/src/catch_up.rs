@@ -1,0 +1,101 @@
+//! What the engine did while the Camunda capture was away (uninstalled, or detached by an
+//! uninstall that did not finish): the endings of the tasks it ended meanwhile (decision 0027).
+//! The changes to its open tasks are caught up by capturing every open task again
+//! (`camunda::install`).
+
+use std::collections::HashSet;
+
+use sqlx::PgPool;
+use taskpool_schemas::{DecodedEvent, decode};
+
+use crate::camunda::InstallError;
+
+/// The engine's tasks of `application` that taskpool shows open but the engine no longer has:
+/// each gets a last state that knows nothing and its ending queued, completed or deleted as the
+/// engine's history says (completed when it says nothing: history level none, or cleaned up),
+/// so that the drain records it. The engine's tasks are those of its process definitions;
+/// another writer's task under the same application name is not the engine's to end. Read in
+/// pages: taskpool keeps every task it ever had. Returns how many were ended.
+pub(crate) async fn end_tasks_ended_meanwhile(
+    pool: &PgPool,
+    application: &str,
+) -> Result<u64, InstallError> {
+    let definitions: HashSet<String> = sqlx::query_scalar("SELECT id_ FROM act_re_procdef")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect();
+    let open_here = |state: &[u8]| shown_open(state, application, &definitions);
+    let mut ended = 0;
+    let mut after = String::new();
+    loop {
+        let page: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT a.aggregate_id, a.state FROM taskpool_aggregates a \
+             WHERE a.aggregate_type = 'task' AND a.aggregate_id > $1 \
+             AND NOT EXISTS (SELECT 1 FROM act_ru_task t WHERE t.id_ = a.aggregate_id) \
+             ORDER BY a.aggregate_id LIMIT 500",
+        )
+        .bind(&after)
+        .fetch_all(pool)
+        .await?;
+        let Some((last, _)) = page.last() else {
+            return Ok(ended);
+        };
+        after = last.clone();
+        for (task, state) in &page {
+            if open_here(state) && end_task(pool, task, &open_here).await? {
+                ended += 1;
+            }
+        }
+    }
+}
+
+/// Queues the ending of `task` unless taskpool's state of it, read again under its row lock
+/// (which the drain takes to record an event), no longer shows it open.
+async fn end_task(
+    pool: &PgPool,
+    task: &str,
+    open_here: &impl Fn(&[u8]) -> bool,
+) -> Result<bool, InstallError> {
+    let mut tx = pool.begin().await?;
+    let state: Vec<u8> = sqlx::query_scalar(
+        "SELECT state FROM taskpool_aggregates \
+         WHERE aggregate_type = 'task' AND aggregate_id = $1 FOR UPDATE",
+    )
+    .bind(task)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !open_here(&state) {
+        return Ok(false);
+    }
+    // An ending queued by the triggers before they went and not drained yet comes first: the
+    // drain records it and forgets the last state, and this one then finds none and records
+    // nothing.
+    sqlx::query(
+        "INSERT INTO taskpool_camunda_tasks (task_id, captured) \
+         VALUES ($1, '{\"assignee\": \"taskpool: not known\"}') ON CONFLICT DO NOTHING",
+    )
+    .bind(task)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT taskpool_camunda_sync($1)")
+        .bind(task)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Whether a task's latest event (taskpool's state of it) shows it open, from `application`,
+/// of one of the engine's process `definitions`.
+fn shown_open(state: &[u8], application: &str, definitions: &HashSet<String>) -> bool {
+    match decode(state) {
+        Ok(DecodedEvent::Task(event)) => {
+            let source = &event.task.source_reference;
+            source.application_name == application
+                && definitions.contains(&source.process_definition_id)
+                && !["TaskCompleted", "TaskDeleted"].contains(&event.event_type.as_str())
+        }
+        _ => false,
+    }
+}
