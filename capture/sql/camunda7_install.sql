@@ -21,6 +21,8 @@ CREATE TABLE IF NOT EXISTS taskpool_camunda_settings (
 -- Present while what the engine did with the capture away (uninstalled, or detached by an
 -- uninstall that did not finish) is still to be caught up by the installer.
 CREATE TABLE IF NOT EXISTS taskpool_camunda_catching_up (
+    -- Which install put it: the one that catches up removes only its own.
+    mark      TEXT NOT NULL DEFAULT gen_random_uuid()::text,
     singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton)
 );
 

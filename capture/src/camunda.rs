@@ -1,7 +1,8 @@
 //! Capture for Camunda 7 and Operaton: installing and removing the triggers on the engine's own
 //! tables (`capture/sql/camunda7_install.sql`, decision 0027). Installing is idempotent: a second
 //! install changes nothing but the settings it is given; the tasks already in the engine are
-//! captured once, at the first install.
+//! captured when the triggers were away before (the first install, one after an uninstall),
+//! with what the engine did meanwhile (`catch_up`).
 
 use sqlx::{AssertSqlSafe, PgPool};
 
@@ -60,13 +61,16 @@ pub enum InstallError {
 /// taskpool still shows open that the engine ended are ended. Until that is done, every
 /// install tries it again. Needs taskpool's own tables first (`PgStore::migrate`).
 pub async fn install(pool: &PgPool, installation: &Installation) -> Result<u64, InstallError> {
-    let catching_up = yielding_to_the_engine(|| install_triggers(pool, installation)).await?;
-    let captured = capture_existing(pool, catching_up).await?;
-    if !catching_up {
+    let mark = yielding_to_the_engine(|| install_triggers(pool, installation)).await?;
+    let captured = capture_existing(pool, mark.is_some()).await?;
+    let Some(mark) = mark else {
         return Ok(captured);
-    }
+    };
     let ended = end_tasks_ended_meanwhile(pool, &installation.application).await?;
-    sqlx::query("DELETE FROM taskpool_camunda_catching_up")
+    // Only the mark this install caught up for: an uninstall and another install since may
+    // have put a new one.
+    sqlx::query("DELETE FROM taskpool_camunda_catching_up WHERE mark = $1")
+        .bind(mark)
         .execute(pool)
         .await?;
     Ok(captured + ended)
@@ -98,11 +102,12 @@ where
 }
 
 /// The triggers, functions and tables, and the installation's settings, in one transaction;
-/// returns whether what the engine did while the capture was away is still to be caught up.
+/// returns the mark of what the engine did while the capture was away, when that is still to
+/// be caught up.
 async fn install_triggers(
     pool: &PgPool,
     installation: &Installation,
-) -> Result<bool, InstallError> {
+) -> Result<Option<String>, InstallError> {
     let mut tx = pool.begin().await?;
     // Two installers at once would recreate the same triggers under each other.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('taskpool camunda install'))")
@@ -188,12 +193,11 @@ async fn install_triggers(
         .execute(&mut *tx)
         .await?;
     }
-    let catching_up: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM taskpool_camunda_catching_up)")
-            .fetch_one(&mut *tx)
-            .await?;
+    let mark: Option<String> = sqlx::query_scalar("SELECT mark FROM taskpool_camunda_catching_up")
+        .fetch_optional(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(catching_up)
+    Ok(mark)
 }
 
 /// The tasks the engine has that this installation has not captured yet (every one, when

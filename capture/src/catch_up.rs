@@ -13,9 +13,10 @@ use crate::camunda::InstallError;
 /// The engine's tasks of `application` that taskpool shows open but the engine no longer has:
 /// each gets a last state that knows nothing and its ending queued, completed or deleted as the
 /// engine's history says (completed when it says nothing: history level none, or cleaned up),
-/// so that the drain records it. The engine's tasks are those of its process definitions;
-/// another writer's task under the same application name is not the engine's to end. Read in
-/// pages: taskpool keeps every task it ever had. Returns how many were ended.
+/// so that the drain records it. The engine's tasks are those its history knows or of one of
+/// its process definitions; another writer's task under the same application name is not the
+/// engine's to end. Read in pages: taskpool keeps every task it ever had. Returns how many were
+/// ended.
 pub(crate) async fn end_tasks_ended_meanwhile(
     pool: &PgPool,
     application: &str,
@@ -25,12 +26,16 @@ pub(crate) async fn end_tasks_ended_meanwhile(
         .await?
         .into_iter()
         .collect();
-    let open_here = |state: &[u8]| shown_open(state, application, &definitions);
+    let open_here = |state: &[u8], in_history: bool| {
+        shown_open(state, application) && (in_history || of_definitions(state, &definitions))
+    };
     let mut ended = 0;
     let mut after = String::new();
     loop {
-        let page: Vec<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT a.aggregate_id, a.state FROM taskpool_aggregates a \
+        let page: Vec<(String, Vec<u8>, bool)> = sqlx::query_as(
+            "SELECT a.aggregate_id, a.state, \
+             EXISTS (SELECT 1 FROM act_hi_taskinst h WHERE h.id_ = a.aggregate_id) \
+             FROM taskpool_aggregates a \
              WHERE a.aggregate_type = 'task' AND a.aggregate_id > $1 \
              AND NOT EXISTS (SELECT 1 FROM act_ru_task t WHERE t.id_ = a.aggregate_id) \
              ORDER BY a.aggregate_id LIMIT 500",
@@ -38,11 +43,12 @@ pub(crate) async fn end_tasks_ended_meanwhile(
         .bind(&after)
         .fetch_all(pool)
         .await?;
-        let Some((last, _)) = page.last() else {
+        let Some((last, _, _)) = page.last() else {
             return Ok(ended);
         };
         after = last.clone();
-        for (task, state) in &page {
+        for (task, state, in_history) in &page {
+            let open_here = |state: &[u8]| open_here(state, *in_history);
             if open_here(state) && end_task(pool, task, &open_here).await? {
                 ended += 1;
             }
@@ -86,16 +92,19 @@ async fn end_task(
     Ok(true)
 }
 
-/// Whether a task's latest event (taskpool's state of it) shows it open, from `application`,
-/// of one of the engine's process `definitions`.
-fn shown_open(state: &[u8], application: &str, definitions: &HashSet<String>) -> bool {
+/// Whether a task's latest event (taskpool's state of it) shows it open, from `application`.
+fn shown_open(state: &[u8], application: &str) -> bool {
     match decode(state) {
         Ok(DecodedEvent::Task(event)) => {
-            let source = &event.task.source_reference;
-            source.application_name == application
-                && definitions.contains(&source.process_definition_id)
+            event.task.source_reference.application_name == application
                 && !["TaskCompleted", "TaskDeleted"].contains(&event.event_type.as_str())
         }
         _ => false,
     }
+}
+
+/// Whether a task's latest event names one of the engine's process `definitions`.
+fn of_definitions(state: &[u8], definitions: &HashSet<String>) -> bool {
+    matches!(decode(state), Ok(DecodedEvent::Task(event))
+        if definitions.contains(&event.task.source_reference.process_definition_id))
 }

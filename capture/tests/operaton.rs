@@ -303,7 +303,26 @@ async fn installing_twice_changes_nothing(flavour: Flavour) {
     assert_eq!(installed, 0, "no tasks yet");
     let once = catalog(&db.pool).await;
     assert!(once.len() > before.len(), "the install added objects");
-    camunda::install(&db.pool, &installation()).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
+         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
+                                  create_time_) \
+         VALUES ('open', 1, 'Check', 'check', 'check:1', 50, now())",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    drain_once(&db.pool, 100).await.unwrap();
+    let caught_up: i64 = sqlx::query_scalar("SELECT count(*) FROM taskpool_camunda_catching_up")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(caught_up, 0, "the first install caught up to the end");
+    assert_eq!(
+        camunda::install(&db.pool, &installation()).await.unwrap(),
+        0,
+        "a second install captures nothing again"
+    );
     assert_eq!(
         catalog(&db.pool).await,
         once,
