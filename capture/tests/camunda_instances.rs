@@ -83,6 +83,18 @@ async fn last_payload(pool: &PgPool, task: &str) -> serde_json::Value {
     serde_json::Value::Object(event.task.payload.0.clone())
 }
 
+/// Once the queue is drained, both tasks of the instance show its committed amount, 150.
+async fn both_tasks_show_150(pool: &PgPool) {
+    while drain_once(pool, 100).await.unwrap().rows > 0 {}
+    for task in ["x", "y"] {
+        assert_eq!(
+            last_payload(pool, task).await,
+            json!({"amount": 150}),
+            "{task} shows the instance's committed amount"
+        );
+    }
+}
+
 /// Whether the backend `pid` waits for a lock.
 async fn waits(pool: &PgPool, pid: i32) -> bool {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted)")
@@ -137,15 +149,7 @@ async fn a_task_created_while_a_variable_change_commits_shows_the_new_value() {
     let creating = commit_beside(&db, Second::CreateTask("y")).await;
     variable.commit().await.unwrap();
     creating.await.unwrap().unwrap();
-    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
-
-    for task in ["x", "y"] {
-        assert_eq!(
-            last_payload(&db.pool, task).await,
-            json!({"amount": 150}),
-            "{task} shows the instance's committed amount"
-        );
-    }
+    both_tasks_show_150(&db.pool).await;
 }
 
 /// The other order: the task's creation reaches its commit's triggers first and is held there
@@ -161,15 +165,7 @@ async fn a_variable_changed_while_a_task_creation_commits_reaches_the_new_task()
     let changing = commit_beside(&db, Second::SetAmount(150)).await;
     creation.commit().await.unwrap();
     changing.await.unwrap().unwrap();
-    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
-
-    for task in ["x", "y"] {
-        assert_eq!(
-            last_payload(&db.pool, task).await,
-            json!({"amount": 150}),
-            "{task} shows the instance's committed amount"
-        );
-    }
+    both_tasks_show_150(&db.pool).await;
 }
 
 /// An engine commit ends a task of the instance (its row gone) and then changes an allowed

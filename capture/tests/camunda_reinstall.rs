@@ -6,7 +6,7 @@ use taskpool_capture::{camunda, drain_once};
 use taskpool_testkit::operaton::{APPLICATION, Flavour, installation};
 
 mod support;
-use support::{engine_schema, outbox_task_events};
+use support::{add_check_tasks, engine_schema, outbox_task_events};
 
 /// Installed again after an uninstall, the capture does not create the tasks taskpool knows
 /// again (it would refuse that: a dead letter) but records what changed while it was away.
@@ -15,15 +15,7 @@ async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
     let db = engine_schema(Flavour::Operaton).await;
     camunda::install(&db.pool, &installation()).await.unwrap();
     // The engine's rows, written as the engine would (no engine runs on this database).
-    sqlx::raw_sql(
-        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
-         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
-                                  create_time_) \
-         VALUES ('known', 1, 'Check', 'check', 'check:1', 50, now())",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    add_check_tasks(&db.pool, &["known"], &[]).await;
     drain_once(&db.pool, 100).await.unwrap();
     camunda::uninstall(&db.pool).await.unwrap();
     sqlx::query("UPDATE act_ru_task SET assignee_ = 'kermit', priority_ = 80 WHERE id_ = 'known'")
@@ -54,18 +46,12 @@ async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
 async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
     let db = engine_schema(Flavour::Operaton).await;
     camunda::install(&db.pool, &installation()).await.unwrap();
-    sqlx::raw_sql(
-        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
-         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
-                                  create_time_) \
-         SELECT id, 1, 'Check', 'check', 'check:1', 50, now() \
-         FROM unnest(ARRAY['done', 'gone', 'open', 'unknown']) id; \
-         INSERT INTO act_hi_taskinst (id_, task_def_key_, start_time_) \
-         SELECT id, 'check', now() FROM unnest(ARRAY['done', 'gone', 'open']) id",
+    add_check_tasks(
+        &db.pool,
+        &["done", "gone", "open", "unknown"],
+        &["done", "gone", "open"],
     )
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    .await;
     sqlx::query("SELECT taskpool_record_task_event('created', 'theirs', $1::text::jsonb)")
         .bind(
             json!({
@@ -127,18 +113,7 @@ async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
 async fn changes_while_detached_are_caught_up(interrupted: bool) {
     let db = engine_schema(Flavour::Operaton).await;
     camunda::install(&db.pool, &installation()).await.unwrap();
-    sqlx::raw_sql(
-        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
-         INSERT INTO act_hi_taskinst (id_, task_def_key_, start_time_) \
-         SELECT id, 'check', now() FROM unnest(ARRAY['done', 'open']) id; \
-         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
-                                  create_time_) \
-         SELECT id, 1, 'Check', 'check', 'check:1', 50, now() \
-         FROM unnest(ARRAY['done', 'open']) id",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    add_check_tasks(&db.pool, &["done", "open"], &["done", "open"]).await;
     drain_once(&db.pool, 100).await.unwrap();
     sqlx::raw_sql(include_str!("../sql/camunda7_detach.sql"))
         .execute(&db.pool)

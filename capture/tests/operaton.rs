@@ -13,7 +13,7 @@ use taskpool_testkit::operaton::*;
 use taskpool_testkit::{PgTestDb, wait_for};
 
 mod support;
-use support::{engine_schema, outbox_task_events};
+use support::{add_check_tasks, engine_schema, outbox_task_events};
 
 /// Drains until the queue holds nothing of these tasks; returns their outbox events in order:
 /// `(task id, version, event type, task)`.
@@ -303,15 +303,7 @@ async fn installing_twice_changes_nothing(flavour: Flavour) {
     assert_eq!(installed, 0, "no tasks yet");
     let once = catalog(&db.pool).await;
     assert!(once.len() > before.len(), "the install added objects");
-    sqlx::raw_sql(
-        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1); \
-         INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
-                                  create_time_) \
-         VALUES ('open', 1, 'Check', 'check', 'check:1', 50, now())",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    add_check_tasks(&db.pool, &["open"], &[]).await;
     drain_once(&db.pool, 100).await.unwrap();
     let caught_up: i64 = sqlx::query_scalar("SELECT count(*) FROM taskpool_camunda_catching_up")
         .fetch_one(&db.pool)

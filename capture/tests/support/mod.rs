@@ -82,6 +82,35 @@ pub async fn captured_engine() -> PgTestDb {
     db
 }
 
+/// Tasks of a "check" process definition (added when missing), as the engine writes them: their
+/// rows, and history rows for those `in_history`.
+pub async fn add_check_tasks(pool: &PgPool, tasks: &[&str], in_history: &[&str]) {
+    sqlx::query(
+        "INSERT INTO act_re_procdef (id_, key_, version_) VALUES ('check:1', 'check', 1) \
+         ON CONFLICT DO NOTHING",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO act_ru_task (id_, rev_, name_, task_def_key_, proc_def_id_, priority_, \
+                                  create_time_) \
+         SELECT id, 1, 'Check', 'check', 'check:1', 50, now() FROM unnest($1::text[]) id",
+    )
+    .bind(tasks)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO act_hi_taskinst (id_, task_def_key_, start_time_) \
+         SELECT id, 'check', now() FROM unnest($1::text[]) id",
+    )
+    .bind(in_history)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// A new task row, as the engine inserts it.
 pub async fn insert_task(conn: &mut PgConnection, id: &str) {
     sqlx::query(
