@@ -28,7 +28,7 @@ use crate::setup::{BenchResult, Scratch, err};
 
 /// Rows per read, as the relay's default batch.
 const BATCH: u32 = 500;
-/// How long the reader may take to read what the writers left, once they stopped.
+/// How long the reader may take to read what the writers left, once they ended.
 const CATCH_UP: Duration = Duration::from_secs(60);
 /// Where a new transaction id has entered the running-transactions list but not the lock table.
 const WINDOW: &str = "XactLockTableInsert";
@@ -80,9 +80,15 @@ async fn stress(scratch: &Scratch, seconds: u64, writers: u64, pauses: &Pauses) 
         pauses.each
     );
     let stop = Arc::new(AtomicBool::new(false));
+    // Set once every writer has ended its last transaction: `stop` only asks them to, and a
+    // writer still in its last one would commit after a reader that ended on `stop` alone.
+    let writers_ended = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
     let known: Known = Arc::default();
-    let reader = tokio::spawn(read_back_to_back(scratch.pool.clone(), stop.clone()));
+    let reader = tokio::spawn(read_back_to_back(
+        scratch.pool.clone(),
+        writers_ended.clone(),
+    ));
     let mut running = Vec::new();
     let mut breakpoints = Vec::new();
     for writer in 0..writers {
@@ -114,14 +120,17 @@ async fn stress(scratch: &Scratch, seconds: u64, writers: u64, pauses: &Pauses) 
                 shapes.one(&mut conn, n, &counts, &known).await?;
                 n += 1;
             }
-            Ok::<(), String>(())
+            Ok::<u64, String>(n)
         }));
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
+    let mut last = Vec::new();
     for writer in running {
-        writer.await.map_err(|e| format!("writer: {e}"))??;
+        last.push(writer.await.map_err(|e| format!("writer: {e}"))?? - 1);
     }
+    writers_ended.store(true, Ordering::Relaxed);
+    println!("each writer's last transaction: {last:?}");
     let paused: u64 = tokio::task::block_in_place(|| {
         breakpoints
             .into_iter()
@@ -143,8 +152,9 @@ struct Read {
 }
 
 /// The relay's reader with the outbox writers' horizon, without pause between reads; after
-/// `stop`, it reads on until a read finds nothing new and the outbox has nothing after it.
-async fn read_back_to_back(pool: PgPool, stop: Arc<AtomicBool>) -> BenchResult<Read> {
+/// the writers ended, it reads on until a read finds nothing new and the outbox has nothing
+/// after it.
+async fn read_back_to_back(pool: PgPool, writers_ended: Arc<AtomicBool>) -> BenchResult<Read> {
     let reader = OutboxReader::new(Horizon::OutboxWriters);
     let mut after = Position::default();
     let mut read = Read::default();
@@ -170,7 +180,7 @@ async fn read_back_to_back(pool: PgPool, stop: Arc<AtomicBool>) -> BenchResult<R
             }
         }
         after = rows.last().map_or(after, |row| row.at);
-        if stop.load(Ordering::Relaxed) {
+        if writers_ended.load(Ordering::Relaxed) {
             let since = *stopped_at.get_or_insert_with(Instant::now);
             if rows.is_empty() && nothing_after(&pool, after).await? {
                 return Ok(read);
@@ -183,7 +193,7 @@ async fn read_back_to_back(pool: PgPool, stop: Arc<AtomicBool>) -> BenchResult<R
     }
 }
 
-/// Whether no committed row sorts after `after` (once the writers stopped).
+/// Whether no committed row sorts after `after` (once the writers ended).
 async fn nothing_after(pool: &PgPool, after: Position) -> BenchResult<bool> {
     sqlx::query_scalar(
         "SELECT NOT EXISTS (SELECT 1 FROM taskpool_outbox \
@@ -197,14 +207,21 @@ async fn nothing_after(pool: &PgPool, after: Position) -> BenchResult<bool> {
 }
 
 async fn report(pool: &PgPool, counts: &Counts, read: &Read, paused: u64) -> BenchResult<()> {
-    let committed: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM taskpool_outbox")
-        .fetch_all(pool)
-        .await
-        .map_err(err("committed rows"))?;
-    let skipped = committed
+    let committed: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT event_id, aggregate_id, tracking_xid::text || '/' || position::text \
+         FROM taskpool_outbox ORDER BY tracking_xid, position",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(err("committed rows"))?;
+    let unread: Vec<&(Uuid, String, String)> = committed
         .iter()
-        .filter(|id| !read.event_ids.contains(id))
-        .count();
+        .filter(|(id, _, _)| !read.event_ids.contains(id))
+        .collect();
+    let skipped = unread.len();
+    for (_, aggregate, at) in unread.iter().take(10) {
+        println!("skipped: {aggregate} at {at}");
+    }
     let transactions = counts.committed.load(Ordering::Relaxed);
     println!(
         "{:>14} {:>12} {:>10} {:>11} {:>10} {:>10} {:>8} {:>8}",
