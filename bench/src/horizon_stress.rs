@@ -127,7 +127,12 @@ async fn stress(scratch: &Scratch, seconds: u64, writers: u64, pauses: &Pauses) 
     stop.store(true, Ordering::Relaxed);
     let mut last = Vec::new();
     for writer in running {
-        last.push(writer.await.map_err(|e| format!("writer: {e}"))?? - 1);
+        last.push(
+            writer
+                .await
+                .map_err(|e| format!("writer: {e}"))??
+                .saturating_sub(1),
+        );
     }
     writers_ended.store(true, Ordering::Relaxed);
     println!("each writer's last transaction: {last:?}");

@@ -15,8 +15,9 @@ use taskpool_testkit::wait_for;
 const DEADLINE: Duration = Duration::from_secs(60);
 /// How long the other transactions stay open while events are committed.
 const HELD_OPEN: Duration = Duration::from_secs(30);
-/// The longest an event may take from its commit to Kafka meanwhile.
-const MAX_DELAY_MS: i64 = 1000;
+/// The longest an event may take from its commit to Kafka meanwhile: far below HELD_OPEN, with
+/// room for a stall of a loaded machine.
+const MAX_DELAY_MS: i64 = 5000;
 
 fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();

@@ -24,11 +24,17 @@ async fn events_become_documents_and_duplicates_or_older_versions_change_nothing
         .send_task(&task_event("t1", 2, Some("gonzo"), &[], TaskState::Active))
         .await;
     world.send_task(&v3).await;
-    // A marker task sent last: once it is stored, everything before it was consumed.
     world
         .send_task(&task_event("t1-marker", 1, None, &[], TaskState::Active))
         .await;
     world.wait_for_version("t1-marker", 1).await;
+    // The marker may sit in another partition than t1's messages: everything was consumed once
+    // the service's committed offsets reach the ends of every partition.
+    let ends = world.end_offsets().await;
+    wait_for("every message consumed", DEADLINE, || async {
+        (world.committed_offsets().await == ends).then_some(())
+    })
+    .await;
 
     let tasks = world.mongo().await.collection::<Document>("tasks");
     let stored = tasks.find_one(doc! { "_id": "t1" }).await.unwrap().unwrap();

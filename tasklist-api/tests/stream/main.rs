@@ -7,7 +7,6 @@ mod support;
 mod exactness;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
@@ -275,29 +274,26 @@ async fn a_client_that_stops_reading_is_cut_off_without_delaying_the_others() {
     .await;
     fast_tasks.tasks.clear();
 
-    // Large new tasks, at a pace a reading client follows easily, fill the slow client's
-    // socket buffers and then its event buffer, while the fast client reads along.
+    // Large new tasks, each sent once the fast client has the one before (in lockstep, so that
+    // a stall of the machine cannot release them in one burst), fill the slow client's socket
+    // buffers and then its event buffer, while the fast client reads along.
     const TASKS: usize = 200;
     let blob = Payload::from_value(serde_json::json!({ "blob": "x".repeat(32 * 1024) })).unwrap();
-    let send = async {
-        let mut pace = tokio::time::interval(Duration::from_millis(10));
-        for n in 0..TASKS {
-            pace.tick().await;
-            let mut big = task_event(
-                &format!("big-{n}"),
-                1,
-                Some("kermit"),
-                &[],
-                TaskState::Active,
-            );
-            big.task.payload = blob.clone();
-            world.send_task(&big).await;
-        }
-    };
-    let read = read_until(&mut fast, &mut fast_tasks, "every change", |t| {
-        t.tasks.len() == TASKS
-    });
-    tokio::join!(send, read);
+    for n in 0..TASKS {
+        let mut big = task_event(
+            &format!("big-{n}"),
+            1,
+            Some("kermit"),
+            &[],
+            TaskState::Active,
+        );
+        big.task.payload = blob.clone();
+        world.send_task(&big).await;
+        read_until(&mut fast, &mut fast_tasks, "the change just sent", |t| {
+            t.tasks.len() == n + 1
+        })
+        .await;
+    }
     assert_eq!(
         fast_tasks.resyncs, 0,
         "the reading client was never cut off"
