@@ -162,11 +162,15 @@ CREATE OR REPLACE FUNCTION taskpool_camunda_shape(raw JSONB) RETURNS JSONB
 LANGUAGE plpgsql STABLE SET jit = off AS $$
 BEGIN
     RETURN (SELECT jsonb_strip_nulls(jsonb_build_object(
+        -- A task of no process (a standalone task, or a CMMN case task of Camunda 7) is its
+        -- own instance (or its case's), and carries a process definition key no BPMN process
+        -- can have (an id is an XML name: no parentheses).
         'sourceReference', jsonb_build_object(
-            'processInstanceId', coalesce(t.proc_inst_id_, t.id_),
-            'executionId', coalesce(t.execution_id_, t.id_),
-            'processDefinitionId', coalesce(t.proc_def_id_, ''),
-            'processDefinitionKey', coalesce(d.key_, ''),
+            'processInstanceId', coalesce(t.proc_inst_id_, t.case_inst_id_, t.id_),
+            'executionId', coalesce(t.execution_id_, t.case_execution_id_, t.id_),
+            'processDefinitionId', coalesce(t.proc_def_id_, t.case_def_id_, ''),
+            'processDefinitionKey', coalesce(d.key_,
+                CASE WHEN t.proc_def_id_ IS NULL THEN '(standalone)' END, ''),
             'processName', coalesce(d.name_, d.key_, ''),
             'applicationName', s.application,
             'tenantId', t.tenant_id_),

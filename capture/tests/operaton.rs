@@ -8,43 +8,11 @@ use serde_json::json;
 use taskpool_capture::camunda;
 use taskpool_capture::drain_once;
 use taskpool_core::{PgStore, Store};
-use taskpool_schemas::Task;
+use taskpool_testkit::PgTestDb;
 use taskpool_testkit::operaton::*;
-use taskpool_testkit::{PgTestDb, wait_for};
 
 mod support;
-use support::{add_check_tasks, engine_schema, outbox_task_events};
-
-/// Drains until the queue holds nothing of these tasks; returns their outbox events in order:
-/// `(task id, version, event type, task)`.
-async fn events_of(engine: &Engine, tasks: &[&str]) -> Vec<(String, i64, String, Task)> {
-    let ids: Vec<String> = tasks.iter().map(|t| t.to_string()).collect();
-    wait_for("the tasks' events to be drained", DEADLINE, || async {
-        drain_once(&engine.pool, 500).await.expect("drain");
-        let queued: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM taskpool_capture WHERE aggregate_id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_one(&engine.pool)
-        .await
-        .unwrap();
-        (queued == 0).then_some(())
-    })
-    .await;
-    outbox_task_events(&engine.pool, Some(&ids))
-        .await
-        .into_iter()
-        .map(|(task, version, event)| (task, version, event.event_type, event.task))
-        .collect()
-}
-
-fn kinds(events: &[(String, i64, String, Task)], task: &str) -> Vec<(i64, String)> {
-    events
-        .iter()
-        .filter(|e| e.0 == task)
-        .map(|e| (e.1, e.2.clone()))
-        .collect()
-}
+use support::{add_check_tasks, engine_schema, events_of, kinds};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purchase_lives_its_life_in_the_outbox_on_operaton() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use taskpool_capture::{camunda, drain_once};
 use taskpool_core::{PgStore, Store};
-use taskpool_schemas::{DecodedEvent, TaskEvent, decode};
-use taskpool_testkit::operaton::{Flavour, installation};
+use taskpool_schemas::{DecodedEvent, Task, TaskEvent, decode};
+use taskpool_testkit::operaton::{Engine, Flavour, installation};
 use taskpool_testkit::{PgTestDb, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -146,4 +146,35 @@ pub async fn outbox_task_events(
         (row.get(0), row.get(1), event)
     })
     .collect()
+}
+
+/// Drains until the queue holds nothing of these tasks; returns their outbox events in order:
+/// `(task id, version, event type, task)`.
+pub async fn events_of(engine: &Engine, tasks: &[&str]) -> Vec<(String, i64, String, Task)> {
+    let ids: Vec<String> = tasks.iter().map(|t| t.to_string()).collect();
+    wait_for("the tasks' events to be drained", DEADLINE, || async {
+        drain_once(&engine.pool, 500).await.expect("drain");
+        let queued: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM taskpool_capture WHERE aggregate_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_one(&engine.pool)
+        .await
+        .unwrap();
+        (queued == 0).then_some(())
+    })
+    .await;
+    outbox_task_events(&engine.pool, Some(&ids))
+        .await
+        .into_iter()
+        .map(|(task, version, event)| (task, version, event.event_type, event.task))
+        .collect()
+}
+
+pub fn kinds(events: &[(String, i64, String, Task)], task: &str) -> Vec<(i64, String)> {
+    events
+        .iter()
+        .filter(|e| e.0 == task)
+        .map(|e| (e.1, e.2.clone()))
+        .collect()
 }
