@@ -230,23 +230,35 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT hashtextextended('taskpool camunda instance ' || instance, 0)
 $$;
 
+-- Older installations had these with fewer arguments (they named the task alone).
+DROP FUNCTION IF EXISTS taskpool_camunda_touch(TEXT);
+DROP FUNCTION IF EXISTS taskpool_camunda_sync(TEXT);
+
 -- Queues a task's state as its transaction leaves it: `camunda-row` with its rows
 -- (taskpool_camunda_state), or `camunda-ended` with the history's reason once the task row is
 -- gone. The drain shapes the rows, compares them with the task's last state and records what
 -- changed (decision 0027): shaping, comparison, form key and the last state's write are kept out
 -- of the engine's commit. Called once per task and transaction (taskpool_camunda_touch).
-CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT) RETURNS VOID
+--
+-- `seen_instance` is the process instance the caller saw the task in ('' for a task of no
+-- process), or null when it does not know (an identity link's event). A task whose row is gone
+-- takes its locks with it, in the same order as a living task: a commit that ends a task and
+-- then changes a variable of its instance would otherwise hold the task's lock while it waits
+-- for the instance's, held by a commit waiting for the task's. Gone and with no instance known,
+-- nothing is queued (false): the task's own event in the same commit, which knows its instance,
+-- or the commit that removed the row queues its ending.
+CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT, seen_instance TEXT DEFAULT NULL)
+RETURNS BOOLEAN
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
     instance TEXT;
 BEGIN
     SELECT t.proc_inst_id_ INTO instance FROM act_ru_task t WHERE t.id_ = task;
     IF NOT FOUND THEN
-        -- An ended task's lock is taken in the same order: a commit that ends a task and then
-        -- changes a variable of its instance would otherwise hold the task's lock while it
-        -- waits for the instance's, held by a commit waiting for the task's. Its instance is in
-        -- the history (none at history level none).
-        SELECT h.proc_inst_id_ INTO instance FROM act_hi_taskinst h WHERE h.id_ = task;
+        IF seen_instance IS NULL THEN
+            RETURN false;
+        END IF;
+        instance := nullif(seen_instance, '');
     END IF;
     IF instance IS NOT NULL THEN
         PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance));
@@ -267,21 +279,24 @@ BEGIN
         VALUES ('task', task, 'camunda-ended', jsonb_build_object('reason',
             (SELECT h.delete_reason_ FROM act_hi_taskinst h WHERE h.id_ = task)));
     END IF;
+    RETURN true;
 END
 $$;
 
--- Queues a task's state once per transaction: the first call at commit sees the final state.
--- The tasks done are kept in a transaction-local setting (no write, unlike a table). Apart from
--- taskpool_camunda_sync: a function with settings of its own sets and restores them at every
--- call, and most of a transaction's trigger events name a task already done.
-CREATE OR REPLACE FUNCTION taskpool_camunda_touch(task TEXT) RETURNS VOID
-LANGUAGE plpgsql AS $$
+-- Queues a task's state once per transaction: the first call at commit that queues it sees the
+-- final state. The tasks done are kept in a transaction-local setting (no write, unlike a
+-- table). Apart from taskpool_camunda_sync: a function with settings of its own sets and
+-- restores them at every call, and most of a transaction's trigger events name a task already
+-- done.
+CREATE OR REPLACE FUNCTION taskpool_camunda_touch(task TEXT, seen_instance TEXT)
+RETURNS VOID LANGUAGE plpgsql AS $$
 DECLARE
     done TEXT := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
 BEGIN
     IF strpos(done, ',' || task || ',') = 0 THEN
-        PERFORM set_config('taskpool.synced_tasks', done || task || ',', true);
-        PERFORM taskpool_camunda_sync(task);
+        IF taskpool_camunda_sync(task, seen_instance) THEN
+            PERFORM set_config('taskpool.synced_tasks', done || task || ',', true);
+        END IF;
     END IF;
 END
 $$;
@@ -289,7 +304,11 @@ $$;
 CREATE OR REPLACE FUNCTION taskpool_camunda_task_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM taskpool_camunda_touch(CASE WHEN TG_OP = 'DELETE' THEN OLD.id_ ELSE NEW.id_ END);
+    IF TG_OP = 'DELETE' THEN
+        PERFORM taskpool_camunda_touch(OLD.id_, coalesce(OLD.proc_inst_id_, ''));
+    ELSE
+        PERFORM taskpool_camunda_touch(NEW.id_, coalesce(NEW.proc_inst_id_, ''));
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -298,10 +317,10 @@ CREATE OR REPLACE FUNCTION taskpool_camunda_link_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP <> 'INSERT' AND OLD.task_id_ IS NOT NULL THEN
-        PERFORM taskpool_camunda_touch(OLD.task_id_);
+        PERFORM taskpool_camunda_touch(OLD.task_id_, NULL);
     END IF;
     IF TG_OP <> 'DELETE' AND NEW.task_id_ IS NOT NULL THEN
-        PERFORM taskpool_camunda_touch(NEW.task_id_);
+        PERFORM taskpool_camunda_touch(NEW.task_id_, NULL);
     END IF;
     RETURN NULL;
 END
@@ -319,7 +338,7 @@ BEGIN
     -- Before looking for the instance's tasks (a new snapshot, once the lock is held).
     PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance));
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = instance LOOP
-        PERFORM taskpool_camunda_touch(task);
+        PERFORM taskpool_camunda_touch(task, instance);
     END LOOP;
     RETURN NULL;
 END
@@ -332,7 +351,7 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(NEW.id_));
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = NEW.id_ LOOP
-        PERFORM taskpool_camunda_touch(task);
+        PERFORM taskpool_camunda_touch(task, NEW.id_);
     END LOOP;
     RETURN NULL;
 END

@@ -84,10 +84,15 @@ async fn end_task(
     .bind(task)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("SELECT taskpool_camunda_sync($1)")
-        .bind(task)
-        .execute(&mut *tx)
-        .await?;
+    // Its instance as the history knows it (none at history level none): the locks are taken
+    // in the order of the engine's commits.
+    sqlx::query(
+        "SELECT taskpool_camunda_sync($1, coalesce( \
+         (SELECT h.proc_inst_id_ FROM act_hi_taskinst h WHERE h.id_ = $1), ''))",
+    )
+    .bind(task)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -168,26 +168,45 @@ async fn a_variable_changed_while_a_task_creation_commits_reaches_the_new_task()
     both_tasks_show_150(&db.pool).await;
 }
 
-/// An engine commit ends a task of the instance (its row gone) and then changes an allowed
-/// variable; another commit changed a variable of the same instance meanwhile. The ended task's
-/// state must take the instance's lock before the task's, like every other: taking the task's
-/// alone, the first holds the task and waits for the instance, the second holds the instance
-/// and waits for the task, and PostgreSQL aborts one of the engine's commits.
+/// An engine commit ends a task of the instance (its candidate link, then its row) and then
+/// changes an allowed variable; another commit changed a variable of the same instance
+/// meanwhile. The ended task's state must take the instance's lock before the task's, like
+/// every other: taking the task's alone, the first holds the task and waits for the instance,
+/// the second holds the instance and waits for the task, and PostgreSQL aborts one of the
+/// engine's commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ending_a_task_and_changing_a_variable_beside_another_variable_change_both_commit() {
+    ending_a_task_beside_a_variable_change(true).await
+}
+
+/// The same at history level `none`: the link's event, first at the commit, knows no instance
+/// and the history none either; the task row's own event knows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_at_history_level_none_both_commit() {
+    ending_a_task_beside_a_variable_change(false).await
+}
+
+async fn ending_a_task_beside_a_variable_change(with_history: bool) {
     let db = purchase_instance().await;
-    sqlx::raw_sql(
+    let history = if with_history {
         "INSERT INTO act_hi_taskinst (id_, task_def_key_, proc_inst_id_, start_time_) \
-         VALUES ('x', 'buy', 'p', now()); \
-         INSERT INTO act_ru_variable (id_, rev_, type_, name_, execution_id_, proc_inst_id_, \
-         var_scope_, text_) VALUES ('item', 1, 'string', 'item', 'p', 'p', 'p', 'chair')",
-    )
+         VALUES ('x', 'buy', 'p', now());"
+    } else {
+        ""
+    };
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "{history} INSERT INTO act_ru_variable (id_, rev_, type_, name_, execution_id_, \
+         proc_inst_id_, var_scope_, text_) VALUES ('item', 1, 'string', 'item', 'p', 'p', 'p', \
+         'chair'); INSERT INTO act_ru_identitylink (id_, rev_, group_id_, type_, task_id_) \
+         VALUES ('lx', 1, 'buyers', 'candidate', 'x')"
+    )))
     .execute(&db.pool)
     .await
     .unwrap();
+    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
     let mut ending = db.pool.begin().await.unwrap();
     sqlx::raw_sql(
-        "DELETE FROM act_ru_task WHERE id_ = 'x'; \
+        "DELETE FROM act_ru_identitylink WHERE id_ = 'lx'; DELETE FROM act_ru_task WHERE id_ = 'x'; \
          UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'completed' \
          WHERE id_ = 'x'",
     )
