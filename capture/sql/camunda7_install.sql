@@ -246,8 +246,10 @@ DROP FUNCTION IF EXISTS taskpool_camunda_sync(TEXT);
 -- then changes a variable of its instance would otherwise hold the task's lock while it waits
 -- for the instance's, held by a commit waiting for the task's. Gone and with no instance known,
 -- nothing is queued (false): the task's own event in the same commit, which knows its instance,
--- or the commit that removed the row queues its ending.
-CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT, seen_instance TEXT DEFAULT NULL)
+-- or the commit that removed the row queues its ending. No default for `seen_instance`: an
+-- older installer run over this one creates sync(TEXT) again, and a call naming the task alone
+-- must then not be ambiguous.
+CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT, seen_instance TEXT)
 RETURNS BOOLEAN
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE

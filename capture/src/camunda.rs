@@ -225,7 +225,9 @@ async fn capture_existing(pool: &PgPool, every_task: bool) -> Result<u64, Instal
         };
         after = last.clone();
         for task in &tasks {
-            sqlx::query("SELECT taskpool_camunda_sync($1)")
+            // No instance known: a task gone meanwhile has its ending queued by the engine's
+            // commit that removed it.
+            sqlx::query("SELECT taskpool_camunda_sync($1, NULL)")
                 .bind(task)
                 .execute(pool)
                 .await?;

@@ -13,8 +13,8 @@ use crate::camunda::InstallError;
 /// The engine's tasks of `application` that taskpool shows open but the engine no longer has:
 /// each gets a last state that knows nothing and its ending queued, completed or deleted as the
 /// engine's history says (completed when it says nothing: history level none, or cleaned up),
-/// so that the drain records it. The engine's tasks are those its history knows or of one of
-/// its process definitions; another writer's task under the same application name is not the
+/// so that the drain records it. The engine's tasks are those its history knows, of one of its
+/// process definitions, or of none (standalone); another writer's task under the same application name is not the
 /// engine's to end. Read in pages: taskpool keeps every task it ever had. Returns how many were
 /// ended.
 pub(crate) async fn end_tasks_ended_meanwhile(
@@ -108,8 +108,14 @@ fn shown_open(state: &[u8], application: &str) -> bool {
     }
 }
 
-/// Whether a task's latest event names one of the engine's process `definitions`.
+/// The process definition key the capture gives a task of no process (`camunda7_install.sql`):
+/// no BPMN process can have it, so such a task is the engine's.
+const STANDALONE: &str = "(standalone)";
+
+/// Whether a task's latest event names one of the engine's process `definitions`, or no
+/// process at all.
 fn of_definitions(state: &[u8], definitions: &HashSet<String>) -> bool {
     matches!(decode(state), Ok(DecodedEvent::Task(event))
-        if definitions.contains(&event.task.source_reference.process_definition_id))
+        if definitions.contains(&event.task.source_reference.process_definition_id)
+            || event.task.source_reference.process_definition_key == STANDALONE)
 }

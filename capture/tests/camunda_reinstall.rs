@@ -40,8 +40,9 @@ async fn reinstalling_brings_known_tasks_up_to_date_without_refusals() {
 /// Tasks the engine ended while the capture was uninstalled (one completed, one deleted, as its
 /// history says): installed again, the capture records their endings, as the engine's commits
 /// would have, and one the history no longer knows (cleaned up, or history level none) as
-/// completed; installing once more records nothing further. Another writer's open task under
-/// the same application name, of no process definition of the engine's, is left as it is.
+/// completed, as it does a standalone task the history does not know; installing once more
+/// records nothing further. Another writer's open task under the same application name, of no
+/// process definition of the engine's, is left as it is.
 #[tokio::test]
 async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
     let db = engine_schema(Flavour::Operaton).await;
@@ -67,10 +68,18 @@ async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
         .execute(&db.pool)
         .await
         .unwrap();
+    // A standalone task (no process), of which the history knows nothing either.
+    sqlx::query(
+        "INSERT INTO act_ru_task (id_, rev_, name_, priority_, create_time_) \
+         VALUES ('solo', 1, 'Call', 50, now())",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     drain_once(&db.pool, 100).await.unwrap();
     camunda::uninstall(&db.pool).await.unwrap();
     sqlx::raw_sql(
-        "DELETE FROM act_ru_task WHERE id_ IN ('done', 'gone', 'unknown'); \
+        "DELETE FROM act_ru_task WHERE id_ IN ('done', 'gone', 'unknown', 'solo'); \
          UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'completed' \
          WHERE id_ = 'done'; \
          UPDATE act_hi_taskinst SET end_time_ = now(), delete_reason_ = 'cancelled by an admin' \
@@ -89,6 +98,7 @@ async fn reinstalling_ends_the_tasks_the_engine_ended_meanwhile() {
         ("done", "TaskCompleted"),
         ("gone", "TaskDeleted"),
         ("unknown", "TaskCompleted"),
+        ("solo", "TaskCompleted"),
     ] {
         let events = outbox_task_events(&db.pool, Some(&[task.to_string()])).await;
         let types: Vec<&str> = events.iter().map(|e| e.2.event_type.as_str()).collect();
