@@ -223,9 +223,12 @@ impl LastStates {
 /// Where a new task's form key is read from (the BPMN of its process definition, once per
 /// definition by the capture's SQL): its process definition id and task definition key.
 fn form_key_of(state: &Value) -> Option<(&str, &str)> {
+    // A task of no process has no model to name a form key (and would otherwise leave a row
+    // in the remembered form keys for each such task).
     let definition = state
         .pointer("/sourceReference/processDefinitionId")
-        .and_then(Value::as_str)?;
+        .and_then(Value::as_str)
+        .filter(|definition| !definition.is_empty())?;
     let task_key = state.get("taskDefinitionKey").and_then(Value::as_str)?;
     Some((definition, task_key))
 }

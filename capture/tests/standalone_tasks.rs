@@ -61,6 +61,19 @@ async fn standalone_tasks_live_their_lives_in_the_outbox(flavour: Flavour) {
     .await
     .unwrap();
     assert_eq!(dead, 0, "nothing of theirs refused");
+    // No model to read a form key from, and nothing remembered of one.
+    let remembered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM taskpool_camunda_form_keys WHERE task_key IN ($1, $2)",
+    )
+    .bind(call)
+    .bind(note)
+    .fetch_one(&engine.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        remembered, 0,
+        "no form key remembered for a task of no process"
+    );
     assert_eq!(
         kinds(&events, call),
         [
