@@ -14,9 +14,9 @@ use crate::camunda::InstallError;
 /// each gets a last state that knows nothing and its ending queued, completed or deleted as the
 /// engine's history says (completed when it says nothing: history level none, or cleaned up),
 /// so that the drain records it. The engine's tasks are those its history knows, of one of its
-/// process definitions, or of none (standalone); another writer's task under the same application name is not the
-/// engine's to end. Read in pages: taskpool keeps every task it ever had. Returns how many were
-/// ended.
+/// process definitions, or of none (standalone); another writer's task under the same
+/// application name is not the engine's to end. Read in pages: taskpool keeps every task it
+/// ever had. Returns how many were ended.
 pub(crate) async fn end_tasks_ended_meanwhile(
     pool: &PgPool,
     application: &str,
@@ -32,10 +32,11 @@ pub(crate) async fn end_tasks_ended_meanwhile(
     let mut ended = 0;
     let mut after = String::new();
     loop {
-        let page: Vec<(String, Vec<u8>, bool)> = sqlx::query_as(
-            "SELECT a.aggregate_id, a.state, \
-             EXISTS (SELECT 1 FROM act_hi_taskinst h WHERE h.id_ = a.aggregate_id) \
-             FROM taskpool_aggregates a \
+        // With what the history knows of each: whether it knows the task, and its instance
+        // ('' for none, as at history level none).
+        let page: Vec<(String, Vec<u8>, bool, String)> = sqlx::query_as(
+            "SELECT a.aggregate_id, a.state, h.id_ IS NOT NULL, coalesce(h.proc_inst_id_, '') \
+             FROM taskpool_aggregates a LEFT JOIN act_hi_taskinst h ON h.id_ = a.aggregate_id \
              WHERE a.aggregate_type = 'task' AND a.aggregate_id > $1 \
              AND NOT EXISTS (SELECT 1 FROM act_ru_task t WHERE t.id_ = a.aggregate_id) \
              ORDER BY a.aggregate_id LIMIT 500",
@@ -43,13 +44,13 @@ pub(crate) async fn end_tasks_ended_meanwhile(
         .bind(&after)
         .fetch_all(pool)
         .await?;
-        let Some((last, _, _)) = page.last() else {
+        let Some((last, ..)) = page.last() else {
             return Ok(ended);
         };
         after = last.clone();
-        for (task, state, in_history) in &page {
+        for (task, state, in_history, instance) in &page {
             let open_here = |state: &[u8]| open_here(state, *in_history);
-            if open_here(state) && end_task(pool, task, &open_here).await? {
+            if open_here(state) && end_task(pool, task, instance, &open_here).await? {
                 ended += 1;
             }
         }
@@ -57,10 +58,13 @@ pub(crate) async fn end_tasks_ended_meanwhile(
 }
 
 /// Queues the ending of `task` unless taskpool's state of it, read again under its row lock
-/// (which the drain takes to record an event), no longer shows it open.
+/// (which the drain takes to record an event), no longer shows it open. `instance`: its process
+/// instance as the history knows it ('' for none), so that the locks are taken in the order of
+/// the engine's commits.
 async fn end_task(
     pool: &PgPool,
     task: &str,
+    instance: &str,
     open_here: &impl Fn(&[u8]) -> bool,
 ) -> Result<bool, InstallError> {
     let mut tx = pool.begin().await?;
@@ -84,15 +88,11 @@ async fn end_task(
     .bind(task)
     .execute(&mut *tx)
     .await?;
-    // Its instance as the history knows it (none at history level none): the locks are taken
-    // in the order of the engine's commits.
-    sqlx::query(
-        "SELECT taskpool_camunda_sync($1, coalesce( \
-         (SELECT h.proc_inst_id_ FROM act_hi_taskinst h WHERE h.id_ = $1), ''))",
-    )
-    .bind(task)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("SELECT taskpool_camunda_sync($1, $2)")
+        .bind(task)
+        .bind(instance)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -52,8 +52,11 @@ async fn standalone_tasks_live_their_lives_in_the_outbox(flavour: Flavour) {
     }
 
     let events = events_of(&engine, &[call, note]).await;
-    let dead: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM taskpool_capture_dead_letters WHERE aggregate_id IN ($1, $2)",
+    // Nothing of theirs refused; and no model to read a form key from, nor one remembered.
+    let (dead, remembered): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM taskpool_capture_dead_letters \
+                 WHERE aggregate_id IN ($1, $2)), \
+                (SELECT count(*) FROM taskpool_camunda_form_keys WHERE task_key IN ($1, $2))",
     )
     .bind(call)
     .bind(note)
@@ -61,15 +64,6 @@ async fn standalone_tasks_live_their_lives_in_the_outbox(flavour: Flavour) {
     .await
     .unwrap();
     assert_eq!(dead, 0, "nothing of theirs refused");
-    // No model to read a form key from, and nothing remembered of one.
-    let remembered: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM taskpool_camunda_form_keys WHERE task_key IN ($1, $2)",
-    )
-    .bind(call)
-    .bind(note)
-    .fetch_one(&engine.pool)
-    .await
-    .unwrap();
     assert_eq!(
         remembered, 0,
         "no form key remembered for a task of no process"
