@@ -51,7 +51,7 @@ BEGIN
 END
 $$;
 
--- Replaced by the conversion inside taskpool_camunda_state (an older installation had it).
+-- Replaced by the conversion inside taskpool_camunda_shape (an older installation had it).
 DROP FUNCTION IF EXISTS taskpool_camunda_time(TIMESTAMP);
 
 -- The form keys of deployed process definitions' user tasks (null: none), read from their BPMN
@@ -125,37 +125,11 @@ $$;
 -- (var_scope_, name_) index can serve the variables. JIT is off for the state: compiling its
 -- query takes 300 ms, at every call, once a plan's estimated cost passes jit_above_cost (as
 -- when the settings table, never analyzed, was thought to hold 870 rows, each running the
--- subqueries; the installer now analyzes it).
+-- subqueries; the installer now analyzes it). Kept raw on purpose: the state is read in the
+-- engine's commit, and most of a query's cost per call is setting up its expressions, so the
+-- shaping (names, zones, allow list per process) is left to the drain (taskpool_camunda_shape).
 
--- A task's rows as the engine's tables hold them now, or null when the task row is gone: the task
--- row whole, its process instance's business key, its candidate links ([user, group]) and its
--- process instance's allowed variables ([name, type, text, long, double]). Kept raw on purpose:
--- this runs in the engine's commit, and most of a query's cost per call is setting up its
--- expressions, so the shaping (names, zones, allow list per process) is left to the drain
--- (taskpool_camunda_shape). PL/pgSQL, not SQL: its query plan is kept for the session (a SQL
--- function called from PL/pgSQL is planned again at every call, five times the cost).
-CREATE OR REPLACE FUNCTION taskpool_camunda_state(task TEXT) RETURNS JSONB
-LANGUAGE plpgsql STABLE
-SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off AS $$
-BEGIN
-    RETURN (SELECT jsonb_build_object('task', to_jsonb(t),
-        'businessKey', (SELECT e.business_key_ FROM act_ru_execution e
-                        WHERE e.id_ = t.proc_inst_id_),
-        'links', ARRAY(SELECT ARRAY[l.user_id_, l.group_id_] FROM act_ru_identitylink l
-                       WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate'),
-        -- The process instance's own variables: their scope is its execution (a task's local
-        -- variables have the task as their scope).
-        'variables', ARRAY(SELECT ARRAY[v.name_, v.type_, v.text_, v.long_::text, v.double_::text]
-                           FROM act_ru_variable v
-                           WHERE v.var_scope_ = t.proc_inst_id_
-                             AND v.name_ COLLATE "C" = ANY (ARRAY(
-                                 SELECT a.variable_name FROM taskpool_camunda_variables a))))
-    FROM act_ru_task t
-    WHERE t.id_ = task);
-END
-$$;
-
--- A task's rows (taskpool_camunda_state) in the fields of a "created" event but the form key,
+-- A task's rows (queued by taskpool_camunda_sync) in the fields of a "created" event but the form key,
 -- or null when they cannot be shaped (the drain dead-letters them rather than failing every
 -- drain on them): called by the drain, once per batch, outside the engine's commit.
 CREATE OR REPLACE FUNCTION taskpool_camunda_shape(raw JSONB) RETURNS JSONB
@@ -230,57 +204,74 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT hashtextextended('taskpool camunda instance ' || instance, 0)
 $$;
 
--- Older installations had these with fewer arguments (they named the task alone).
+-- Older installations had these with fewer arguments (they named the task alone), and read the
+-- state in a function of its own (now part of the one statement that queues it).
 DROP FUNCTION IF EXISTS taskpool_camunda_touch(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_sync(TEXT);
+DROP FUNCTION IF EXISTS taskpool_camunda_state(TEXT);
 
--- Queues a task's state as its transaction leaves it: `camunda-row` with its rows
--- (taskpool_camunda_state), or `camunda-ended` with the history's reason once the task row is
--- gone. The drain shapes the rows, compares them with the task's last state and records what
--- changed (decision 0027): shaping, comparison, form key and the last state's write are kept out
--- of the engine's commit. Called once per task and transaction (taskpool_camunda_touch).
+-- Queues a task's state as its transaction leaves it: `camunda-row` with its rows, or
+-- `camunda-ended` with the history's reason once the task row is gone. The drain shapes the
+-- rows, compares them with the task's last state and records what changed (decision 0027):
+-- shaping, comparison, form key and the last state's write are kept out of the engine's commit.
+-- Called once per task and transaction (taskpool_camunda_touch).
 --
 -- `seen_instance` is the process instance the caller saw the task in ('' for a task of no
--- process), or null when it does not know (an identity link's event). A task whose row is gone
--- takes its locks with it, in the same order as a living task: a commit that ends a task and
--- then changes a variable of its instance would otherwise hold the task's lock while it waits
--- for the instance's, held by a commit waiting for the task's. Gone and with no instance known,
--- nothing is queued (false): the task's own event in the same commit, which knows its instance,
--- or the commit that removed the row queues its ending. No default for `seen_instance`: an
--- older installer run over this one creates sync(TEXT) again, and a call naming the task alone
--- must then not be ambiguous.
+-- process: a task never moves to another instance), or null when it does not know (an identity
+-- link's event), and then it is looked up. A task whose row is gone takes its locks with it,
+-- in the same order as a living task: a commit that ends a task and then changes a variable of
+-- its instance would otherwise hold the task's lock while it waits for the instance's, held by
+-- a commit waiting for the task's. Gone and with no instance known, nothing is queued (false):
+-- the task's own event in the same commit, which knows its instance, or the commit that removed
+-- the row queues its ending. No default for `seen_instance`: an older installer run over this
+-- one creates sync(TEXT) again, and a call naming the task alone must then not be ambiguous.
 CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT, seen_instance TEXT)
 RETURNS BOOLEAN
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off AS $$
 DECLARE
-    instance TEXT;
+    instance TEXT := nullif(seen_instance, '');
+    unused   BOOLEAN; -- see taskpool_camunda_touch
 BEGIN
-    SELECT t.proc_inst_id_ INTO instance FROM act_ru_task t WHERE t.id_ = task;
-    IF NOT FOUND THEN
-        IF seen_instance IS NULL THEN
+    IF seen_instance IS NULL THEN
+        SELECT t.proc_inst_id_ INTO instance FROM act_ru_task t WHERE t.id_ = task;
+        IF NOT FOUND THEN
             RETURN false;
         END IF;
-        instance := nullif(seen_instance, '');
     END IF;
     IF instance IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance));
+        unused := pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance)) IS NULL;
     END IF;
     -- The lock taskpool_record_task_event takes (core migration 4): recorders of one task,
     -- this capture or other callers, queue in commit order, so the drain compares each state
     -- with the one committed before it.
-    PERFORM pg_advisory_xact_lock(hashtextextended('taskpool task ' || task, 0));
-    -- An ended task's state is not built (building it costs more than looking it up). Looked up
-    -- again under the locks: another commit may have ended the task meanwhile.
-    IF EXISTS (SELECT FROM act_ru_task t WHERE t.id_ = task) THEN
-        INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
-        VALUES ('task', task, 'camunda-row', taskpool_camunda_state(task));
-    ELSE
-        -- Why it ended: the history row written in the same transaction (none at history
-        -- level none).
-        INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
-        VALUES ('task', task, 'camunda-ended', jsonb_build_object('reason',
-            (SELECT h.delete_reason_ FROM act_hi_taskinst h WHERE h.id_ = task)));
-    END IF;
+    unused := pg_advisory_xact_lock(hashtextextended('taskpool task ' || task, 0)) IS NULL;
+    -- Read under the locks, in one statement (each statement's start costs more than its
+    -- lookups): the task row whole, its process instance's business key, its candidate links
+    -- ([user, group]) and its process instance's allowed variables ([name, type, text, long,
+    -- double]), kept raw (the shaping is the drain's); or, the row gone, why it ended: the
+    -- history row written in the same transaction (none at history level none).
+    INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
+    SELECT 'task', task, CASE WHEN r.state IS NULL THEN 'camunda-ended' ELSE 'camunda-row' END,
+           coalesce(r.state, jsonb_build_object('reason',
+               (SELECT h.delete_reason_ FROM act_hi_taskinst h WHERE h.id_ = task)))
+    FROM (SELECT (SELECT jsonb_build_object('task', to_jsonb(t),
+            'businessKey', (SELECT e.business_key_ FROM act_ru_execution e
+                            WHERE e.id_ = t.proc_inst_id_),
+            'links', ARRAY(SELECT ARRAY[l.user_id_, l.group_id_] FROM act_ru_identitylink l
+                           WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate'),
+            -- The process instance's own variables: their scope is its execution (a task's
+            -- local variables have the task as their scope).
+            'variables', ARRAY(SELECT ARRAY[v.name_, v.type_, v.text_, v.long_::text,
+                                            v.double_::text]
+                               FROM act_ru_variable v
+                               WHERE v.var_scope_ = t.proc_inst_id_
+                                 AND v.name_ COLLATE "C" = ANY (ARRAY(
+                                     SELECT a.variable_name FROM taskpool_camunda_variables a))))
+        FROM act_ru_task t
+        WHERE t.id_ = task) AS state
+          -- Not pulled up into the statement, which would build the state once per mention.
+          OFFSET 0) AS r;
     RETURN true;
 END
 $$;
@@ -290,6 +281,11 @@ $$;
 -- table). Apart from taskpool_camunda_sync: a function with settings of its own sets and
 -- restores them at every call, and most of a transaction's trigger events name a task already
 -- done.
+--
+-- Here and in the triggers, a call whose result does not matter is assigned (`unused := f(..)
+-- IS NULL`) rather than PERFORMed: PERFORM runs its call as a query, starting an executor for
+-- it at every call, where an assignment of a plain call is evaluated directly. Each trigger
+-- event made a few such calls, and they were the larger part of what the capture cost.
 CREATE OR REPLACE FUNCTION taskpool_camunda_touch(task TEXT, seen_instance TEXT)
 RETURNS VOID LANGUAGE plpgsql AS $$
 DECLARE
@@ -297,7 +293,7 @@ DECLARE
 BEGIN
     IF strpos(done, ',' || task || ',') = 0 THEN
         IF taskpool_camunda_sync(task, seen_instance) THEN
-            PERFORM set_config('taskpool.synced_tasks', done || task || ',', true);
+            done := set_config('taskpool.synced_tasks', done || task || ',', true);
         END IF;
     END IF;
 END
@@ -305,11 +301,13 @@ $$;
 
 CREATE OR REPLACE FUNCTION taskpool_camunda_task_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
+DECLARE
+    unused BOOLEAN; -- see taskpool_camunda_touch
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        PERFORM taskpool_camunda_touch(OLD.id_, coalesce(OLD.proc_inst_id_, ''));
+        unused := taskpool_camunda_touch(OLD.id_, coalesce(OLD.proc_inst_id_, '')) IS NULL;
     ELSE
-        PERFORM taskpool_camunda_touch(NEW.id_, coalesce(NEW.proc_inst_id_, ''));
+        unused := taskpool_camunda_touch(NEW.id_, coalesce(NEW.proc_inst_id_, '')) IS NULL;
     END IF;
     RETURN NULL;
 END
@@ -317,12 +315,14 @@ $$;
 
 CREATE OR REPLACE FUNCTION taskpool_camunda_link_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
+DECLARE
+    unused BOOLEAN; -- see taskpool_camunda_touch
 BEGIN
     IF TG_OP <> 'INSERT' AND OLD.task_id_ IS NOT NULL THEN
-        PERFORM taskpool_camunda_touch(OLD.task_id_, NULL);
+        unused := taskpool_camunda_touch(OLD.task_id_, NULL) IS NULL;
     END IF;
     IF TG_OP <> 'DELETE' AND NEW.task_id_ IS NOT NULL THEN
-        PERFORM taskpool_camunda_touch(NEW.task_id_, NULL);
+        unused := taskpool_camunda_touch(NEW.task_id_, NULL) IS NULL;
     END IF;
     RETURN NULL;
 END
@@ -333,14 +333,15 @@ LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = o
 DECLARE
     instance TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.proc_inst_id_ ELSE NEW.proc_inst_id_ END;
     task     TEXT;
+    unused   BOOLEAN; -- see taskpool_camunda_touch
 BEGIN
     IF instance IS NULL THEN
         RETURN NULL;
     END IF;
     -- Before looking for the instance's tasks (a new snapshot, once the lock is held).
-    PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance));
+    unused := pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance)) IS NULL;
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = instance LOOP
-        PERFORM taskpool_camunda_touch(task, instance);
+        unused := taskpool_camunda_touch(task, instance) IS NULL;
     END LOOP;
     RETURN NULL;
 END
@@ -349,11 +350,12 @@ $$;
 CREATE OR REPLACE FUNCTION taskpool_camunda_execution_changed() RETURNS TRIGGER
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
-    task TEXT;
+    task   TEXT;
+    unused BOOLEAN; -- see taskpool_camunda_touch
 BEGIN
-    PERFORM pg_advisory_xact_lock(taskpool_camunda_instance_lock(NEW.id_));
+    unused := pg_advisory_xact_lock(taskpool_camunda_instance_lock(NEW.id_)) IS NULL;
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = NEW.id_ LOOP
-        PERFORM taskpool_camunda_touch(task, NEW.id_);
+        unused := taskpool_camunda_touch(task, NEW.id_) IS NULL;
     END LOOP;
     RETURN NULL;
 END
