@@ -129,9 +129,9 @@ $$;
 -- engine's commit, and most of a query's cost per call is setting up its expressions, so the
 -- shaping (names, zones, allow list per process) is left to the drain (taskpool_camunda_shape).
 
--- A task's rows (queued by taskpool_camunda_sync) in the fields of a "created" event but the form key,
--- or null when they cannot be shaped (the drain dead-letters them rather than failing every
--- drain on them): called by the drain, once per batch, outside the engine's commit.
+-- A task's rows (queued by taskpool_camunda_sync) in the fields of a "created" event but the
+-- form key, or null when they cannot be shaped (the drain dead-letters them rather than failing
+-- every drain on them): called by the drain, once per batch, outside the engine's commit.
 CREATE OR REPLACE FUNCTION taskpool_camunda_shape(raw JSONB) RETURNS JSONB
 LANGUAGE plpgsql STABLE SET jit = off AS $$
 BEGIN
