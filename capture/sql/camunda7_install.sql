@@ -204,17 +204,22 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT hashtextextended('taskpool camunda instance ' || instance, 0)
 $$;
 
--- Older installations had these with fewer arguments (they named the task alone), and read the
--- state in a function of its own (now part of the one statement that queues it).
+-- What older installations had: functions naming the task alone, the state read in a function
+-- of its own, a function between the triggers and sync, and triggers with WHEN clauses.
 DROP FUNCTION IF EXISTS taskpool_camunda_touch(TEXT);
+DROP FUNCTION IF EXISTS taskpool_camunda_touch(TEXT, TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_sync(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_state(TEXT);
+DROP TRIGGER IF EXISTS taskpool_capture_identity_link_updated ON act_ru_identitylink;
+DROP TRIGGER IF EXISTS taskpool_capture_identity_link_removed ON act_ru_identitylink;
+DROP TRIGGER IF EXISTS taskpool_capture_variable_removed ON act_ru_variable;
 
 -- Queues a task's state as its transaction leaves it: `camunda-row` with its rows, or
 -- `camunda-ended` with the history's reason once the task row is gone. The drain shapes the
 -- rows, compares them with the task's last state and records what changed (decision 0027):
 -- shaping, comparison, form key and the last state's write are kept out of the engine's commit.
--- Called once per task and transaction (taskpool_camunda_touch).
+-- Called once per task and transaction: the tasks done are kept in a transaction-local setting,
+-- `taskpool.synced_tasks` (no write, unlike a table), which the triggers check first.
 --
 -- `seen_instance` is the process instance the caller saw the task in ('' for a task of no
 -- process: a task never moves to another instance), or null when it does not know (an identity
@@ -225,13 +230,16 @@ DROP FUNCTION IF EXISTS taskpool_camunda_state(TEXT);
 -- the task's own event in the same commit, which knows its instance, or the commit that removed
 -- the row queues its ending. No default for `seen_instance`: an older installer run over this
 -- one creates sync(TEXT) again, and a call naming the task alone must then not be ambiguous.
+--
+-- Here and in the triggers, a call whose result does not matter is assigned (`unused := f(..)
+-- IS NULL`) rather than PERFORMed: PERFORM runs its call as a query, starting an executor.
 CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT, seen_instance TEXT)
 RETURNS BOOLEAN
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off AS $$
 DECLARE
     instance TEXT := nullif(seen_instance, '');
-    unused   BOOLEAN; -- see taskpool_camunda_touch
+    unused   BOOLEAN;
 BEGIN
     IF seen_instance IS NULL THEN
         SELECT t.proc_inst_id_ INTO instance FROM act_ru_task t WHERE t.id_ = task;
@@ -249,114 +257,129 @@ BEGIN
     -- Read under the locks, in one statement (each statement's start costs more than its
     -- lookups): the task row whole, its process instance's business key, its candidate links
     -- ([user, group]) and its process instance's allowed variables ([name, type, text, long,
-    -- double]), kept raw (the shaping is the drain's); or, the row gone, why it ended: the
-    -- history row written in the same transaction (none at history level none).
+    -- double]), kept raw (the shaping is the drain's).
     INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
-    SELECT 'task', task, CASE WHEN r.state IS NULL THEN 'camunda-ended' ELSE 'camunda-row' END,
-           coalesce(r.state, jsonb_build_object('reason',
-               (SELECT h.delete_reason_ FROM act_hi_taskinst h WHERE h.id_ = task)))
-    FROM (SELECT (SELECT jsonb_build_object('task', to_jsonb(t),
-            'businessKey', (SELECT e.business_key_ FROM act_ru_execution e
-                            WHERE e.id_ = t.proc_inst_id_),
-            'links', ARRAY(SELECT ARRAY[l.user_id_, l.group_id_] FROM act_ru_identitylink l
-                           WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate'),
-            -- The process instance's own variables: their scope is its execution (a task's
-            -- local variables have the task as their scope).
-            'variables', ARRAY(SELECT ARRAY[v.name_, v.type_, v.text_, v.long_::text,
-                                            v.double_::text]
-                               FROM act_ru_variable v
-                               WHERE v.var_scope_ = t.proc_inst_id_
-                                 AND v.name_ COLLATE "C" = ANY (ARRAY(
-                                     SELECT a.variable_name FROM taskpool_camunda_variables a))))
-        FROM act_ru_task t
-        WHERE t.id_ = task) AS state
-          -- Not pulled up into the statement, which would build the state once per mention.
-          OFFSET 0) AS r;
+    SELECT 'task', task, 'camunda-row', jsonb_build_object('task', to_jsonb(t),
+        'businessKey', (SELECT e.business_key_ FROM act_ru_execution e
+                        WHERE e.id_ = t.proc_inst_id_),
+        'links', ARRAY(SELECT ARRAY[l.user_id_, l.group_id_] FROM act_ru_identitylink l
+                       WHERE l.task_id_ = t.id_ AND l.type_ = 'candidate'),
+        -- The process instance's own variables: their scope is its execution (a task's local
+        -- variables have the task as their scope).
+        'variables', ARRAY(SELECT ARRAY[v.name_, v.type_, v.text_, v.long_::text,
+                                        v.double_::text]
+                           FROM act_ru_variable v
+                           WHERE v.var_scope_ = t.proc_inst_id_
+                             AND v.name_ COLLATE "C" = ANY (ARRAY(
+                                 SELECT a.variable_name FROM taskpool_camunda_variables a))))
+    FROM act_ru_task t
+    WHERE t.id_ = task;
+    IF NOT FOUND THEN
+        unused := taskpool_camunda_sync_ended(task, NULL);
+    END IF;
     RETURN true;
 END
 $$;
 
--- Queues a task's state once per transaction: the first call at commit that queues it sees the
--- final state. The tasks done are kept in a transaction-local setting (no write, unlike a
--- table). Apart from taskpool_camunda_sync: a function with settings of its own sets and
--- restores them at every call, and most of a transaction's trigger events name a task already
--- done.
---
--- Here and in the triggers, a call whose result does not matter is assigned (`unused := f(..)
--- IS NULL`) rather than PERFORMed: PERFORM runs its call as a query, starting an executor for
--- it at every call, where an assignment of a plain call is evaluated directly. Each trigger
--- event made a few such calls, and they were the larger part of what the capture cost.
-CREATE OR REPLACE FUNCTION taskpool_camunda_touch(task TEXT, seen_instance TEXT)
-RETURNS VOID LANGUAGE plpgsql AS $$
+-- Queues the ending of a task whose row the caller saw deleted, unless the row is there again
+-- (then its state, through taskpool_camunda_sync): why it ended is the history row written in
+-- the same transaction (none at history level none). Apart from taskpool_camunda_sync, whose
+-- statement reading a state costs several times this one. `instance` as for
+-- taskpool_camunda_sync; null: the caller holds the locks.
+CREATE OR REPLACE FUNCTION taskpool_camunda_sync_ended(task TEXT, instance TEXT)
+RETURNS BOOLEAN
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off AS $$
 DECLARE
-    done TEXT := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
+    unused BOOLEAN;
 BEGIN
-    IF strpos(done, ',' || task || ',') = 0 THEN
-        IF taskpool_camunda_sync(task, seen_instance) THEN
-            done := set_config('taskpool.synced_tasks', done || task || ',', true);
-        END IF;
+    IF instance <> '' THEN
+        unused := pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance)) IS NULL;
     END IF;
+    IF instance IS NOT NULL THEN
+        unused := pg_advisory_xact_lock(hashtextextended('taskpool task ' || task, 0)) IS NULL;
+    END IF;
+    INSERT INTO taskpool_capture (aggregate_type, aggregate_id, kind, fields)
+    SELECT 'task', task, 'camunda-ended', jsonb_build_object('reason',
+               (SELECT h.delete_reason_ FROM act_hi_taskinst h WHERE h.id_ = task))
+    WHERE NOT EXISTS (SELECT FROM act_ru_task t WHERE t.id_ = task);
+    RETURN FOUND OR taskpool_camunda_sync(task, instance);
 END
 $$;
 
-CREATE OR REPLACE FUNCTION taskpool_camunda_task_changed() RETURNS TRIGGER
-LANGUAGE plpgsql AS $$
-DECLARE
-    unused BOOLEAN; -- see taskpool_camunda_touch
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        unused := taskpool_camunda_touch(OLD.id_, coalesce(OLD.proc_inst_id_, '')) IS NULL;
-    ELSE
-        unused := taskpool_camunda_touch(NEW.id_, coalesce(NEW.proc_inst_id_, '')) IS NULL;
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION taskpool_camunda_link_changed() RETURNS TRIGGER
-LANGUAGE plpgsql AS $$
-DECLARE
-    unused BOOLEAN; -- see taskpool_camunda_touch
-BEGIN
-    IF TG_OP <> 'INSERT' AND OLD.task_id_ IS NOT NULL THEN
-        unused := taskpool_camunda_touch(OLD.task_id_, NULL) IS NULL;
-    END IF;
-    IF TG_OP <> 'DELETE' AND NEW.task_id_ IS NOT NULL THEN
-        unused := taskpool_camunda_touch(NEW.task_id_, NULL) IS NULL;
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION taskpool_camunda_variable_changed() RETURNS TRIGGER
+-- The tasks of a process instance whose variables or business key the commit changed, each
+-- queued once; the instance is then noted as done too, so that its further variables in the
+-- same commit do not look for its tasks again (at commit, the tasks found are the final ones).
+CREATE OR REPLACE FUNCTION taskpool_camunda_instance_changed(instance TEXT) RETURNS VOID
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
-    instance TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.proc_inst_id_ ELSE NEW.proc_inst_id_ END;
-    task     TEXT;
-    unused   BOOLEAN; -- see taskpool_camunda_touch
+    done   TEXT := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
+    task   TEXT;
+    unused BOOLEAN;
 BEGIN
-    IF instance IS NULL THEN
-        RETURN NULL;
-    END IF;
     -- Before looking for the instance's tasks (a new snapshot, once the lock is held).
     unused := pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance)) IS NULL;
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = instance LOOP
-        unused := taskpool_camunda_touch(task, instance) IS NULL;
+        IF strpos(done, ',' || task || ',') = 0 AND taskpool_camunda_sync(task, instance) THEN
+            done := done || task || ',';
+        END IF;
+    END LOOP;
+    done := set_config('taskpool.synced_tasks', done || 'i:' || instance || ',', true);
+END
+$$;
+
+-- The triggers have no WHEN clauses: PostgreSQL parses a trigger's WHEN clause again for every
+-- statement on its table (the engine's inserts of variables, its updates of executions), which
+-- cost more than calling the trigger function at commit for each row and returning early.
+CREATE OR REPLACE FUNCTION taskpool_camunda_task_changed() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+DECLARE
+    done   TEXT := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
+    unused BOOLEAN;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF strpos(done, ',' || OLD.id_ || ',') = 0
+           AND taskpool_camunda_sync_ended(OLD.id_, coalesce(OLD.proc_inst_id_, '')) THEN
+            unused := set_config('taskpool.synced_tasks', done || OLD.id_ || ',', true) IS NULL;
+        END IF;
+    ELSIF strpos(done, ',' || NEW.id_ || ',') = 0
+          AND taskpool_camunda_sync(NEW.id_, coalesce(NEW.proc_inst_id_, '')) THEN
+        unused := set_config('taskpool.synced_tasks', done || NEW.id_ || ',', true) IS NULL;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Only a task's candidate links matter (a process definition's starters do not).
+CREATE OR REPLACE FUNCTION taskpool_camunda_link_changed() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+DECLARE
+    done   TEXT := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
+    task   TEXT;
+BEGIN
+    FOREACH task IN ARRAY ARRAY[
+        CASE WHEN TG_OP <> 'INSERT' AND OLD.type_ = 'candidate' THEN OLD.task_id_ END,
+        CASE WHEN TG_OP <> 'DELETE' AND NEW.type_ = 'candidate' THEN NEW.task_id_ END] LOOP
+        IF task IS NOT NULL AND strpos(done, ',' || task || ',') = 0
+           AND taskpool_camunda_sync(task, NULL) THEN
+            done := set_config('taskpool.synced_tasks', done || task || ',', true);
+        END IF;
     END LOOP;
     RETURN NULL;
 END
 $$;
 
+-- Only a process instance's business key matters of its executions.
 CREATE OR REPLACE FUNCTION taskpool_camunda_execution_changed() RETURNS TRIGGER
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
-    task   TEXT;
-    unused BOOLEAN; -- see taskpool_camunda_touch
+    unused BOOLEAN;
 BEGIN
-    unused := pg_advisory_xact_lock(taskpool_camunda_instance_lock(NEW.id_)) IS NULL;
-    FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = NEW.id_ LOOP
-        unused := taskpool_camunda_touch(task, NEW.id_) IS NULL;
-    END LOOP;
+    IF NEW.id_ = NEW.proc_inst_id_ AND OLD.business_key_ IS DISTINCT FROM NEW.business_key_
+       AND strpos(coalesce(current_setting('taskpool.synced_tasks', true), ''),
+                  ',i:' || NEW.id_ || ',') = 0 THEN
+        unused := taskpool_camunda_instance_changed(NEW.id_) IS NULL;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -366,31 +389,20 @@ CREATE CONSTRAINT TRIGGER taskpool_capture_task
     AFTER INSERT OR UPDATE OR DELETE ON act_ru_task
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
     EXECUTE FUNCTION taskpool_camunda_task_changed();
-
--- Only a task's candidate links matter (a process instance's participants do not): other
--- links queue no trigger event at all.
 DROP TRIGGER IF EXISTS taskpool_capture_identity_link ON act_ru_identitylink;
 CREATE CONSTRAINT TRIGGER taskpool_capture_identity_link
-    AFTER INSERT ON act_ru_identitylink
+    AFTER INSERT OR UPDATE OR DELETE ON act_ru_identitylink
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-    WHEN (NEW.task_id_ IS NOT NULL AND NEW.type_ = 'candidate')
     EXECUTE FUNCTION taskpool_camunda_link_changed();
-DROP TRIGGER IF EXISTS taskpool_capture_identity_link_updated ON act_ru_identitylink;
-CREATE CONSTRAINT TRIGGER taskpool_capture_identity_link_updated
-    AFTER UPDATE ON act_ru_identitylink
+DROP TRIGGER IF EXISTS taskpool_capture_execution ON act_ru_execution;
+CREATE CONSTRAINT TRIGGER taskpool_capture_execution
+    AFTER UPDATE ON act_ru_execution
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-    WHEN ((OLD.task_id_ IS NOT NULL AND OLD.type_ = 'candidate')
-          OR (NEW.task_id_ IS NOT NULL AND NEW.type_ = 'candidate'))
-    EXECUTE FUNCTION taskpool_camunda_link_changed();
-DROP TRIGGER IF EXISTS taskpool_capture_identity_link_removed ON act_ru_identitylink;
-CREATE CONSTRAINT TRIGGER taskpool_capture_identity_link_removed
-    AFTER DELETE ON act_ru_identitylink
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-    WHEN (OLD.task_id_ IS NOT NULL AND OLD.type_ = 'candidate')
-    EXECUTE FUNCTION taskpool_camunda_link_changed();
+    EXECUTE FUNCTION taskpool_camunda_execution_changed();
 
--- The variable triggers are made by taskpool_camunda_watch_variables once the allowed names
--- are known: a variable outside the allow list queues no trigger event at all.
+-- The variables' trigger and its function are made by taskpool_camunda_watch_variables once
+-- the allowed names are known (written into the function: reading them would be a statement
+-- per row); with none allowed, there is no trigger at all.
 CREATE OR REPLACE FUNCTION taskpool_camunda_watch_variables() RETURNS VOID
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -402,21 +414,27 @@ BEGIN
     IF cardinality(names) = 0 THEN
         RETURN;
     END IF;
-    EXECUTE format('CREATE CONSTRAINT TRIGGER taskpool_capture_variable
-        AFTER INSERT OR UPDATE ON act_ru_variable
-        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.name_ = ANY (%L::text[]))
-        EXECUTE FUNCTION taskpool_camunda_variable_changed()', names);
-    EXECUTE format('CREATE CONSTRAINT TRIGGER taskpool_capture_variable_removed
-        AFTER DELETE ON act_ru_variable
-        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (OLD.name_ = ANY (%L::text[]))
-        EXECUTE FUNCTION taskpool_camunda_variable_changed()', names);
+    EXECUTE format($function$
+        CREATE OR REPLACE FUNCTION taskpool_camunda_variable_changed() RETURNS TRIGGER
+        LANGUAGE plpgsql AS $body$
+        DECLARE
+            instance TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.proc_inst_id_
+                                  ELSE NEW.proc_inst_id_ END;
+            variable TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.name_ ELSE NEW.name_ END;
+            unused   BOOLEAN;
+        BEGIN
+            IF instance IS NOT NULL AND variable = ANY (%L::text[])
+               AND strpos(coalesce(current_setting('taskpool.synced_tasks', true), ''),
+                          ',i:' || instance || ',') = 0 THEN
+                unused := taskpool_camunda_instance_changed(instance) IS NULL;
+            END IF;
+            RETURN NULL;
+        END
+        $body$
+    $function$, names);
+    CREATE CONSTRAINT TRIGGER taskpool_capture_variable
+        AFTER INSERT OR UPDATE OR DELETE ON act_ru_variable
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        EXECUTE FUNCTION taskpool_camunda_variable_changed();
 END
 $$;
-
--- Only a process instance's business key matters of its executions.
-DROP TRIGGER IF EXISTS taskpool_capture_execution ON act_ru_execution;
-CREATE CONSTRAINT TRIGGER taskpool_capture_execution
-    AFTER UPDATE ON act_ru_execution
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-    WHEN (NEW.id_ = NEW.proc_inst_id_ AND OLD.business_key_ IS DISTINCT FROM NEW.business_key_)
-    EXECUTE FUNCTION taskpool_camunda_execution_changed();

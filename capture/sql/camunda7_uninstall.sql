@@ -7,6 +7,8 @@ DROP FUNCTION IF EXISTS taskpool_camunda_variable_changed();
 DROP FUNCTION IF EXISTS taskpool_camunda_execution_changed();
 DROP FUNCTION IF EXISTS taskpool_camunda_touch(TEXT, TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_sync(TEXT, TEXT);
+DROP FUNCTION IF EXISTS taskpool_camunda_sync_ended(TEXT, TEXT);
+DROP FUNCTION IF EXISTS taskpool_camunda_instance_changed(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_instance_lock(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_watch_variables();
 DROP FUNCTION IF EXISTS taskpool_camunda_state(TEXT);
