@@ -204,8 +204,7 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT hashtextextended('taskpool camunda instance ' || instance, 0)
 $$;
 
--- What older installations had: functions naming the task alone, the state read in a function
--- of its own, a function between the triggers and sync, and triggers with WHEN clauses.
+-- What older installations had (functions since replaced, triggers with WHEN clauses).
 DROP FUNCTION IF EXISTS taskpool_camunda_touch(TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_touch(TEXT, TEXT);
 DROP FUNCTION IF EXISTS taskpool_camunda_sync(TEXT);
@@ -232,7 +231,8 @@ DROP TRIGGER IF EXISTS taskpool_capture_variable_removed ON act_ru_variable;
 -- one creates sync(TEXT) again, and a call naming the task alone must then not be ambiguous.
 --
 -- Here and in the triggers, a call whose result does not matter is assigned (`unused := f(..)
--- IS NULL`) rather than PERFORMed: PERFORM runs its call as a query, starting an executor.
+-- IS NULL`): PERFORM runs its call as a query, starting an executor. A call is made in an IF
+-- of its own after the checks that skip it: SQL does not promise AND's order of evaluation.
 CREATE OR REPLACE FUNCTION taskpool_camunda_sync(task TEXT, seen_instance TEXT)
 RETURNS BOOLEAN
 LANGUAGE plpgsql
@@ -303,13 +303,18 @@ BEGIN
     SELECT 'task', task, 'camunda-ended', jsonb_build_object('reason',
                (SELECT h.delete_reason_ FROM act_hi_taskinst h WHERE h.id_ = task))
     WHERE NOT EXISTS (SELECT FROM act_ru_task t WHERE t.id_ = task);
-    RETURN FOUND OR taskpool_camunda_sync(task, instance);
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    -- The locks are held by now: '' keeps sync from looking the instance up.
+    RETURN taskpool_camunda_sync(task, coalesce(instance, ''));
 END
 $$;
 
 -- The tasks of a process instance whose variables or business key the commit changed, each
--- queued once; the instance is then noted as done too, so that its further variables in the
--- same commit do not look for its tasks again (at commit, the tasks found are the final ones).
+-- queued once; the instance is then noted as done (`taskpool.synced_instances`), so that its
+-- further variables in the same commit do not look for its tasks again (at commit, the tasks
+-- found are the final ones).
 CREATE OR REPLACE FUNCTION taskpool_camunda_instance_changed(instance TEXT) RETURNS VOID
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $$
 DECLARE
@@ -320,11 +325,15 @@ BEGIN
     -- Before looking for the instance's tasks (a new snapshot, once the lock is held).
     unused := pg_advisory_xact_lock(taskpool_camunda_instance_lock(instance)) IS NULL;
     FOR task IN SELECT t.id_ FROM act_ru_task t WHERE t.proc_inst_id_ = instance LOOP
-        IF strpos(done, ',' || task || ',') = 0 AND taskpool_camunda_sync(task, instance) THEN
-            done := done || task || ',';
+        IF strpos(done, ',' || task || ',') = 0 THEN
+            IF taskpool_camunda_sync(task, instance) THEN
+                done := done || task || ',';
+            END IF;
         END IF;
     END LOOP;
-    done := set_config('taskpool.synced_tasks', done || 'i:' || instance || ',', true);
+    done := set_config('taskpool.synced_tasks', done, true);
+    done := set_config('taskpool.synced_instances', coalesce(nullif(current_setting(
+        'taskpool.synced_instances', true), ''), ',') || instance || ',', true);
 END
 $$;
 
@@ -334,17 +343,18 @@ $$;
 CREATE OR REPLACE FUNCTION taskpool_camunda_task_changed() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 DECLARE
-    done   TEXT := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
-    unused BOOLEAN;
+    done TEXT := coalesce(nullif(current_setting('taskpool.synced_tasks', true), ''), ',');
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        IF strpos(done, ',' || OLD.id_ || ',') = 0
-           AND taskpool_camunda_sync_ended(OLD.id_, coalesce(OLD.proc_inst_id_, '')) THEN
-            unused := set_config('taskpool.synced_tasks', done || OLD.id_ || ',', true) IS NULL;
+        IF strpos(done, ',' || OLD.id_ || ',') = 0 THEN
+            IF taskpool_camunda_sync_ended(OLD.id_, coalesce(OLD.proc_inst_id_, '')) THEN
+                done := set_config('taskpool.synced_tasks', done || OLD.id_ || ',', true);
+            END IF;
         END IF;
-    ELSIF strpos(done, ',' || NEW.id_ || ',') = 0
-          AND taskpool_camunda_sync(NEW.id_, coalesce(NEW.proc_inst_id_, '')) THEN
-        unused := set_config('taskpool.synced_tasks', done || NEW.id_ || ',', true) IS NULL;
+    ELSIF strpos(done, ',' || NEW.id_ || ',') = 0 THEN
+        IF taskpool_camunda_sync(NEW.id_, coalesce(NEW.proc_inst_id_, '')) THEN
+            done := set_config('taskpool.synced_tasks', done || NEW.id_ || ',', true);
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -360,9 +370,10 @@ BEGIN
     FOREACH task IN ARRAY ARRAY[
         CASE WHEN TG_OP <> 'INSERT' AND OLD.type_ = 'candidate' THEN OLD.task_id_ END,
         CASE WHEN TG_OP <> 'DELETE' AND NEW.type_ = 'candidate' THEN NEW.task_id_ END] LOOP
-        IF task IS NOT NULL AND strpos(done, ',' || task || ',') = 0
-           AND taskpool_camunda_sync(task, NULL) THEN
-            done := set_config('taskpool.synced_tasks', done || task || ',', true);
+        IF task IS NOT NULL AND strpos(done, ',' || task || ',') = 0 THEN
+            IF taskpool_camunda_sync(task, NULL) THEN
+                done := set_config('taskpool.synced_tasks', done || task || ',', true);
+            END IF;
         END IF;
     END LOOP;
     RETURN NULL;
@@ -376,8 +387,8 @@ DECLARE
     unused BOOLEAN;
 BEGIN
     IF NEW.id_ = NEW.proc_inst_id_ AND OLD.business_key_ IS DISTINCT FROM NEW.business_key_
-       AND strpos(coalesce(current_setting('taskpool.synced_tasks', true), ''),
-                  ',i:' || NEW.id_ || ',') = 0 THEN
+       AND strpos(coalesce(current_setting('taskpool.synced_instances', true), ''),
+                  ',' || NEW.id_ || ',') = 0 THEN
         unused := taskpool_camunda_instance_changed(NEW.id_) IS NULL;
     END IF;
     RETURN NULL;
@@ -400,9 +411,8 @@ CREATE CONSTRAINT TRIGGER taskpool_capture_execution
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
     EXECUTE FUNCTION taskpool_camunda_execution_changed();
 
--- The variables' trigger and its function are made by taskpool_camunda_watch_variables once
--- the allowed names are known (written into the function: reading them would be a statement
--- per row); with none allowed, there is no trigger at all.
+-- The variables' trigger and function, made once the allowed names are known (written into the
+-- function: reading them would be a statement per row); with none allowed, no trigger at all.
 CREATE OR REPLACE FUNCTION taskpool_camunda_watch_variables() RETURNS VOID
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -424,8 +434,8 @@ BEGIN
             unused   BOOLEAN;
         BEGIN
             IF instance IS NOT NULL AND variable = ANY (%L::text[])
-               AND strpos(coalesce(current_setting('taskpool.synced_tasks', true), ''),
-                          ',i:' || instance || ',') = 0 THEN
+               AND strpos(coalesce(current_setting('taskpool.synced_instances', true), ''),
+                          ',' || instance || ',') = 0 THEN
                 unused := taskpool_camunda_instance_changed(instance) IS NULL;
             END IF;
             RETURN NULL;
