@@ -2,6 +2,7 @@
 -- engine transaction queues a task's state any more. The states already queued are then drained
 -- (they need taskpool_camunda_tasks to be compared with) before camunda7_uninstall.sql.
 DROP TRIGGER IF EXISTS taskpool_capture_task ON act_ru_task;
+DROP TRIGGER IF EXISTS taskpool_capture_task_deleted ON act_ru_task;
 DROP TRIGGER IF EXISTS taskpool_capture_identity_link ON act_ru_identitylink;
 DROP TRIGGER IF EXISTS taskpool_capture_identity_link_updated ON act_ru_identitylink;
 DROP TRIGGER IF EXISTS taskpool_capture_identity_link_removed ON act_ru_identitylink;

@@ -1,8 +1,8 @@
 //! Capture for Camunda 7 and Operaton: installing and removing the triggers on the engine's own
-//! tables (`capture/sql/camunda7_install.sql`, decision 0027). Installing is idempotent: a second
-//! install changes nothing but the settings it is given; the tasks already in the engine are
-//! captured when the triggers were away before (the first install, one after an uninstall),
-//! with what the engine did meanwhile (`catch_up`).
+//! tables (`capture/sql/camunda7_install.sql` and `camunda7_commit.sql`, decision 0027).
+//! Installing is idempotent: a second install changes nothing but the settings it is given; the
+//! tasks already in the engine are captured when the triggers were away before (the first
+//! install, one after an uninstall), with what the engine did meanwhile (`catch_up`).
 
 use sqlx::{AssertSqlSafe, PgPool};
 
@@ -10,7 +10,11 @@ use crate::catch_up::end_tasks_ended_meanwhile;
 use crate::drain::{DrainError, drain_once};
 use crate::snapshots;
 
-const INSTALL: &str = include_str!("../sql/camunda7_install.sql");
+/// The tables and the drain's functions, then what runs in the engine's commit.
+pub const INSTALL: &str = concat!(
+    include_str!("../sql/camunda7_install.sql"),
+    include_str!("../sql/camunda7_commit.sql")
+);
 const DETACH: &str = include_str!("../sql/camunda7_detach.sql");
 const UNINSTALL: &str = include_str!("../sql/camunda7_uninstall.sql");
 

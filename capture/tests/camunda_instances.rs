@@ -168,6 +168,26 @@ async fn a_variable_changed_while_a_task_creation_commits_reaches_the_new_task()
     both_tasks_show_150(&db.pool).await;
 }
 
+/// A commit that adds an execution to a running instance (a parallel branch) and changes its
+/// variable reaches the instance's existing task: only a new process instance (a new root
+/// execution) has no tasks older than the commit, whose variables' events may skip looking.
+#[tokio::test]
+async fn a_variable_changed_beside_a_new_branch_of_the_instance_reaches_its_task() {
+    let db = purchase_instance().await;
+    let mut engine = db.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO act_ru_execution (id_, rev_, proc_inst_id_, parent_id_, proc_def_id_) \
+         VALUES ('branch', 1, 'p', 'p', 'purchase:1')",
+    )
+    .execute(&mut *engine)
+    .await
+    .unwrap();
+    set_amount(&mut engine, "amount", 150).await;
+    engine.commit().await.unwrap();
+    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
+    assert_eq!(last_payload(&db.pool, "x").await, json!({"amount": 150}));
+}
+
 /// An engine commit ends a task of the instance (its candidate link, then its row) and then
 /// changes an allowed variable; another commit changed a variable of the same instance
 /// meanwhile. The ended task's state must take the instance's lock before the task's, like

@@ -140,7 +140,7 @@ async fn changes_while_detached_are_caught_up(interrupted: bool) {
     .unwrap();
     if interrupted {
         // What the install's first transaction commits, the triggers and the mark.
-        sqlx::raw_sql(include_str!("../sql/camunda7_install.sql"))
+        sqlx::raw_sql(camunda::INSTALL)
             .execute(&db.pool)
             .await
             .unwrap();

@@ -368,6 +368,31 @@ async fn a_state_queued_by_an_older_installation_is_still_compared() {
     );
 }
 
+/// A task's rows as an older installation queued them (the task row as a JSON object rather
+/// than a row's text) are still shaped after an upgrade.
+#[tokio::test]
+async fn task_rows_queued_by_an_older_installation_are_still_shaped() {
+    let db = captured_engine().await;
+    insert_task(&mut db.pool.acquire().await.unwrap(), "object").await;
+    let replaced = sqlx::query(
+        "UPDATE taskpool_capture SET fields = jsonb_set(fields, '{task}', \
+         (SELECT to_jsonb(t) FROM act_ru_task t WHERE t.id_ = 'object')) \
+         WHERE aggregate_id = 'object' AND jsonb_typeof(fields->'task') = 'string'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(replaced.rows_affected(), 1);
+    let drained = drain_once(&db.pool, 100).await.unwrap();
+    assert_eq!((drained.rows, drained.dead_letters), (1, 0));
+    let events = outbox_task_events(&db.pool, None).await;
+    let created: Vec<(&str, &str)> = events
+        .iter()
+        .map(|(_, _, e)| (&*e.event_type, &*e.task.name))
+        .collect();
+    assert_eq!(created, [("TaskCreated", "Check")]);
+}
+
 /// Rows the drain cannot shape into a state (here the installation's settings are gone) go to
 /// the dead letters with the reason; the task is created once its rows can be shaped.
 #[tokio::test]
@@ -401,16 +426,17 @@ async fn task_rows_that_cannot_be_shaped_are_dead_lettered() {
     assert_eq!(events[0].2, "TaskCreated");
 }
 
-/// Rows whose shaping raises an error (here a time the engine's column type cannot hold) go to
-/// the dead letters with the reason, and the events queued after them still drain: before, the
-/// error failed every drain.
+/// Rows whose shaping raises an error (here a create time that is not a time, in the task
+/// row's text) go to the dead letters with the reason, and the events queued after them still
+/// drain: before, the error failed every drain.
 #[tokio::test]
 async fn rows_whose_shaping_fails_are_dead_lettered_and_the_rest_drains() {
     let db = captured_engine().await;
     insert_task(&mut db.pool.acquire().await.unwrap(), "poison").await;
     sqlx::query(
-        "UPDATE taskpool_capture SET fields = jsonb_set(fields, '{task,create_time_}', \
-         '\"not a time\"') WHERE aggregate_id = 'poison'",
+        "UPDATE taskpool_capture SET fields = jsonb_set(fields, '{task}', to_jsonb( \
+         regexp_replace(fields->>'task', '\"\\d{4}-[^\"]*\"', 'not a time'))) \
+         WHERE aggregate_id = 'poison'",
     )
     .execute(&db.pool)
     .await

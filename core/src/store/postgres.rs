@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "capture through SQL",
         include_str!("../../migrations/postgres/0004_capture.sql"),
     ),
+    (
+        5,
+        "capture queue unchecked",
+        include_str!("../../migrations/postgres/0005_capture_unchecked.sql"),
+    ),
 ];
 
 // This transaction's own tracking value (decision 0024): its id, raised to the outbox floor
