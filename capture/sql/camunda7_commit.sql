@@ -213,9 +213,11 @@ DECLARE
     unused BOOLEAN;
 BEGIN
     IF TG_OP <> 'INSERT' THEN
-        IF OLD.type_ = 'candidate' AND strpos(coalesce(current_setting(
-               'taskpool.synced_tasks', true), '') || coalesce(current_setting(
-               'taskpool.deleted_tasks', true), ''), ',' || OLD.task_id_ || ',') = 0 THEN
+        IF OLD.type_ = 'candidate'
+           AND strpos(coalesce(current_setting('taskpool.synced_tasks', true), ''),
+                      ',' || OLD.task_id_ || ',') = 0
+           AND strpos(coalesce(current_setting('taskpool.deleted_tasks', true), ''),
+                      ',' || OLD.task_id_ || ',') = 0 THEN
             unused := taskpool_camunda_sync(OLD.task_id_, NULL);
         END IF;
     END IF;
@@ -274,8 +276,10 @@ CREATE CONSTRAINT TRIGGER taskpool_capture_execution
 -- The variables' trigger and function, made once the allowed names are known (written into the
 -- function: reading them would be a statement per row); with none allowed, no trigger at all.
 -- The names are also the constant of taskpool_camunda_allowed_variables, which the state's
--- query reads when it is planned (an immutable function's result is folded into the plan, and
--- replacing the function makes the plans that used it be made again).
+-- query reads when it is planned (an immutable function's result is folded into the plan).
+-- Replacing the function makes the plans of the queries that call it be made again: a cached
+-- query depends on each user-defined function it calls (plancache.c, through
+-- extract_query_dependencies), folded away or not.
 CREATE OR REPLACE FUNCTION taskpool_camunda_watch_variables() RETURNS VOID
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -299,15 +303,13 @@ BEGIN
         BEGIN
             IF TG_OP = 'DELETE' THEN
                 IF OLD.name_ = ANY (%1$L::text[]) AND OLD.proc_inst_id_ IS NOT NULL
-                   AND strpos(coalesce(current_setting(
-                       'taskpool.synced_instances', true), ''), ',' || OLD.proc_inst_id_ || ',') = 0
-                THEN
+                   AND strpos(coalesce(current_setting('taskpool.synced_instances', true), ''),
+                              ',' || OLD.proc_inst_id_ || ',') = 0 THEN
                     unused := taskpool_camunda_instance_changed(OLD.proc_inst_id_) IS NULL;
                 END IF;
             ELSIF NEW.name_ = ANY (%1$L::text[]) AND NEW.proc_inst_id_ IS NOT NULL
-                  AND strpos(coalesce(current_setting(
-                      'taskpool.synced_instances', true), ''), ',' || NEW.proc_inst_id_ || ',') = 0
-            THEN
+                  AND strpos(coalesce(current_setting('taskpool.synced_instances', true), ''),
+                             ',' || NEW.proc_inst_id_ || ',') = 0 THEN
                 unused := taskpool_camunda_instance_changed(NEW.proc_inst_id_) IS NULL;
             END IF;
             RETURN NULL;

@@ -129,6 +129,25 @@ BEGIN
 END
 $$;
 
+-- The engine's task table has every column the capture copies: one missing would fail each
+-- engine commit that touches a task, so the install fails instead, naming it.
+DO $$
+DECLARE
+    missing TEXT;
+BEGIN
+    SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) INTO missing
+    FROM pg_attribute a
+    WHERE a.attrelid = 'taskpool_camunda_task'::regclass AND a.attnum > 0
+      AND NOT EXISTS (SELECT FROM pg_attribute e
+                      WHERE e.attrelid = 'act_ru_task'::regclass AND e.attname = a.attname
+                        AND NOT e.attisdropped);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'taskpool: the engine''s act_ru_task has no column %, which the capture '
+                        'copies (not a supported engine version)', missing;
+    END IF;
+END
+$$;
+
 -- A task's rows (queued by taskpool_camunda_sync) in the fields of a "created" event but the
 -- form key, or null when they cannot be shaped (the drain dead-letters them rather than failing
 -- every drain on them): called by the drain, once per batch, outside the engine's commit.
@@ -154,7 +173,8 @@ BEGIN
         'priority', t.priority_,
         'createTime', (extract(epoch FROM t.create_time_ AT TIME ZONE s.time_zone) * 1000)::int8,
         'dueDate', (extract(epoch FROM t.due_date_ AT TIME ZONE s.time_zone) * 1000)::int8,
-        'followUpDate', (extract(epoch FROM t.follow_up_date_ AT TIME ZONE s.time_zone) * 1000)::int8,
+        'followUpDate',
+            (extract(epoch FROM t.follow_up_date_ AT TIME ZONE s.time_zone) * 1000)::int8,
         'assignee', nullif(t.assignee_, ''),
         'owner', nullif(t.owner_, ''),
         'businessKey', raw->>'businessKey'))
@@ -169,8 +189,9 @@ BEGIN
                 WHEN 'string' THEN to_jsonb(v->>2)
                 WHEN 'boolean' THEN to_jsonb((v->>3)::int8 = 1)
                 WHEN 'double' THEN to_jsonb((v->>4)::float8)
-                WHEN 'date' THEN to_jsonb(to_char(to_timestamp((v->>3)::int8 / 1000.0) AT TIME ZONE 'UTC',
-                                                  'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+                WHEN 'date' THEN to_jsonb(to_char(
+                    to_timestamp((v->>3)::int8 / 1000.0) AT TIME ZONE 'UTC',
+                    'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
                 WHEN 'null' THEN 'null'::jsonb
                 ELSE to_jsonb((v->>3)::int8) END)
             FROM jsonb_array_elements(raw->'variables') v

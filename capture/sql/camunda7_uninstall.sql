@@ -1,6 +1,6 @@
--- Removes everything capture/sql/camunda7_install.sql and camunda7_commit.sql added, and nothing else, once
--- camunda7_detach.sql has removed the triggers and the states they queued were drained. The
--- engine's tables are as before.
+-- Removes everything capture/sql/camunda7_install.sql and camunda7_commit.sql added, and
+-- nothing else, once camunda7_detach.sql has removed the triggers and the states they queued
+-- were drained. The engine's tables are as before.
 DROP FUNCTION IF EXISTS taskpool_camunda_task_changed();
 DROP FUNCTION IF EXISTS taskpool_camunda_task_deleted();
 DROP FUNCTION IF EXISTS taskpool_camunda_link_changed();

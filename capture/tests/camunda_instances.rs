@@ -188,6 +188,33 @@ async fn a_variable_changed_beside_a_new_branch_of_the_instance_reaches_its_task
     assert_eq!(last_payload(&db.pool, "x").await, json!({"amount": 150}));
 }
 
+/// A variable allowed later (the allow list is folded into the plan of the state's query) is in
+/// the payload an engine session queues even when that session planned the query before.
+#[tokio::test]
+async fn a_variable_allowed_later_reaches_an_engine_session_that_planned_before() {
+    let db = purchase_instance().await;
+    sqlx::query(
+        "INSERT INTO act_ru_variable (id_, rev_, type_, name_, execution_id_, proc_inst_id_, \
+         var_scope_, text_) VALUES ('colour', 1, 'string', 'colour', 'p', 'p', 'p', 'red')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut engine = PgConnection::connect_with(&db.options).await.unwrap();
+    set_amount(&mut engine, "amount", 150).await;
+    sqlx::raw_sql(
+        "INSERT INTO taskpool_camunda_variables VALUES ('taskpool_purchase', 'colour'); \
+         SELECT taskpool_camunda_watch_variables()",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    set_amount(&mut engine, "amount", 160).await;
+    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
+    let payload = last_payload(&db.pool, "x").await;
+    assert_eq!(payload, json!({"amount": 160, "colour": "red"}));
+}
+
 /// An engine commit ends a task of the instance (its candidate link, then its row) and then
 /// changes an allowed variable; another commit changed a variable of the same instance
 /// meanwhile. The ended task's state must take the instance's lock before the task's, like

@@ -175,3 +175,29 @@ async fn changes_made_after_an_unfinished_uninstall_are_recorded_at_the_next_ins
 async fn an_install_interrupted_before_catching_up_is_caught_up_by_the_next() {
     changes_while_detached_are_caught_up(true).await;
 }
+
+/// An engine whose task table lacks a column the capture copies is refused at install, naming
+/// the column, rather than failing each of the engine's commits that touch a task.
+#[tokio::test]
+async fn an_engine_lacking_a_copied_column_is_refused_at_install() {
+    let db = engine_schema(Flavour::Operaton).await;
+    sqlx::query("ALTER TABLE act_ru_task DROP COLUMN follow_up_date_")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let refused = camunda::install(&db.pool, &installation())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("no column follow_up_date_"),
+        "{refused:?}"
+    );
+    let triggers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'taskpool_capture_%' \
+         AND tgrelid = 'act_ru_task'::regclass",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(triggers, 0, "nothing installed");
+}

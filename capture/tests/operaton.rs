@@ -236,8 +236,8 @@ async fn an_engine_transaction_that_rolls_back_leaves_no_event(flavour: Flavour)
     assert_eq!(cancel.status, 204);
 }
 
-/// A catalog of what a database holds (tables with their columns, triggers, functions),
-/// as one sorted list of lines.
+/// A catalog of what a database holds (tables with their columns, triggers, functions,
+/// composite types with their attributes), as one sorted list of lines.
 async fn catalog(pool: &sqlx::PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type \
@@ -247,6 +247,9 @@ async fn catalog(pool: &sqlx::PgPool) -> Vec<String> {
            WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace \
          UNION ALL SELECT 'function ' || p.oid::regprocedure FROM pg_proc p \
            WHERE p.pronamespace = current_schema()::regnamespace \
+         UNION ALL SELECT 'type ' || c.relname || ' ' || a.attname || ' ' || a.atttypid::regtype \
+           FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid \
+           WHERE c.relkind = 'c' AND c.relnamespace = current_schema()::regnamespace \
          ORDER BY 1",
     )
     .fetch_all(pool)
