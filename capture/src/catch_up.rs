@@ -8,8 +8,6 @@ use std::collections::HashSet;
 use sqlx::PgPool;
 use taskpool_schemas::{DecodedEvent, decode};
 
-use crate::camunda::InstallError;
-
 /// The engine's tasks of `application` that taskpool shows open but the engine no longer has:
 /// each gets a last state that knows nothing and its ending queued, completed or deleted as the
 /// engine's history says (completed when it says nothing: history level none, or cleaned up),
@@ -20,7 +18,7 @@ use crate::camunda::InstallError;
 pub(crate) async fn end_tasks_ended_meanwhile(
     pool: &PgPool,
     application: &str,
-) -> Result<u64, InstallError> {
+) -> Result<u64, sqlx::Error> {
     let definitions: HashSet<String> = sqlx::query_scalar("SELECT id_ FROM act_re_procdef")
         .fetch_all(pool)
         .await?
@@ -66,7 +64,7 @@ async fn end_task(
     task: &str,
     instance: &str,
     open_here: &impl Fn(&[u8]) -> bool,
-) -> Result<bool, InstallError> {
+) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let state: Vec<u8> = sqlx::query_scalar(
         "SELECT state FROM taskpool_aggregates \
