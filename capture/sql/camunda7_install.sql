@@ -118,7 +118,7 @@ $$;
 -- written in the ISO style whatever the engine's session uses (taskpool_camunda_sync).
 DO $$
 BEGIN
-    IF to_regtype('taskpool_camunda_task') IS NULL THEN
+    IF to_regtype(format('%I.taskpool_camunda_task', current_schema())) IS NULL THEN
         CREATE TYPE taskpool_camunda_task AS (
             id_ TEXT, proc_inst_id_ TEXT, case_inst_id_ TEXT, execution_id_ TEXT,
             case_execution_id_ TEXT, proc_def_id_ TEXT, case_def_id_ TEXT, tenant_id_ TEXT,
@@ -129,21 +129,34 @@ BEGIN
 END
 $$;
 
--- The engine's task table has every column the capture copies: one missing would fail each
--- engine commit that touches a task, so the install fails instead, naming it.
+-- The engine's tables have every column the engine's commit reads (the task's, those of
+-- taskpool_camunda_task): one missing would fail each engine commit that touches a task, so the
+-- install fails instead, naming them.
 DO $$
 DECLARE
     missing TEXT;
 BEGIN
-    SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) INTO missing
-    FROM pg_attribute a
-    WHERE a.attrelid = 'taskpool_camunda_task'::regclass AND a.attnum > 0
-      AND NOT EXISTS (SELECT FROM pg_attribute e
-                      WHERE e.attrelid = 'act_ru_task'::regclass AND e.attname = a.attname
-                        AND NOT e.attisdropped);
+    WITH read (table_name, column_name) AS (
+        SELECT 'act_ru_task', a.attname::text FROM pg_attribute a
+        WHERE a.attrelid = 'taskpool_camunda_task'::regclass AND a.attnum > 0
+          AND NOT a.attisdropped
+        UNION ALL VALUES ('act_ru_variable', 'var_scope_'), ('act_ru_variable', 'name_'),
+            ('act_ru_variable', 'type_'), ('act_ru_variable', 'text_'),
+            ('act_ru_variable', 'long_'), ('act_ru_variable', 'double_'),
+            ('act_ru_variable', 'proc_inst_id_'), ('act_ru_execution', 'id_'),
+            ('act_ru_execution', 'proc_inst_id_'), ('act_ru_execution', 'business_key_'),
+            ('act_ru_identitylink', 'type_'), ('act_ru_identitylink', 'task_id_'),
+            ('act_ru_identitylink', 'user_id_'), ('act_ru_identitylink', 'group_id_'),
+            ('act_hi_taskinst', 'id_'), ('act_hi_taskinst', 'delete_reason_'))
+    SELECT string_agg(r.table_name || '.' || r.column_name, ', ') INTO missing
+    FROM read r
+    WHERE NOT EXISTS (SELECT FROM pg_attribute e
+                      WHERE e.attrelid = r.table_name::regclass AND e.attname = r.column_name
+                        AND e.attnum > 0 AND NOT e.attisdropped);
     IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'taskpool: the engine''s act_ru_task has no column %, which the capture '
-                        'copies (not a supported engine version)', missing;
+        RAISE EXCEPTION 'taskpool: the engine''s tables lack the column(s) %, which the capture '
+                        'reads (not a supported engine version)', missing
+            USING ERRCODE = 'undefined_column';
     END IF;
 END
 $$;
