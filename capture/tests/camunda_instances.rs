@@ -13,7 +13,7 @@ use taskpool_testkit::{PgTestDb, wait_for};
 use tokio::sync::Barrier;
 
 mod support;
-use support::{captured_engine, outbox_task_events};
+use support::{captured_engine, drain_all, outbox_task_events};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The stress run's races, one instance each.
@@ -85,7 +85,7 @@ async fn last_payload(pool: &PgPool, task: &str) -> serde_json::Value {
 
 /// Once the queue is drained, both tasks of the instance show its committed amount, 150.
 async fn both_tasks_show_150(pool: &PgPool) {
-    while drain_once(pool, 100).await.unwrap().rows > 0 {}
+    drain_all(pool).await;
     for task in ["x", "y"] {
         assert_eq!(
             last_payload(pool, task).await,
@@ -184,7 +184,7 @@ async fn a_variable_changed_beside_a_new_branch_of_the_instance_reaches_its_task
     .unwrap();
     set_amount(&mut engine, "amount", 150).await;
     engine.commit().await.unwrap();
-    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
+    drain_all(&db.pool).await;
     assert_eq!(last_payload(&db.pool, "x").await, json!({"amount": 150}));
 }
 
@@ -210,7 +210,7 @@ async fn a_variable_allowed_later_reaches_an_engine_session_that_planned_before(
     .await
     .unwrap();
     set_amount(&mut engine, "amount", 160).await;
-    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
+    drain_all(&db.pool).await;
     let payload = last_payload(&db.pool, "x").await;
     assert_eq!(payload, json!({"amount": 160, "colour": "red"}));
 }
@@ -250,7 +250,7 @@ async fn ending_a_task_beside_a_variable_change(with_history: bool) {
     .execute(&db.pool)
     .await
     .unwrap();
-    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
+    drain_all(&db.pool).await;
     let mut ending = db.pool.begin().await.unwrap();
     sqlx::raw_sql(
         "DELETE FROM act_ru_identitylink WHERE id_ = 'lx'; DELETE FROM act_ru_task WHERE id_ = 'x'; \
@@ -268,7 +268,7 @@ async fn ending_a_task_beside_a_variable_change(with_history: bool) {
         .unwrap();
     ending.commit().await.expect("the ending commit");
     changing.await.unwrap().expect("the variable's commit");
-    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
+    drain_all(&db.pool).await;
     let events = outbox_task_events(&db.pool, Some(&["x".to_string()])).await;
     assert_eq!(events.last().unwrap().2.event_type, "TaskCompleted");
 }
@@ -315,7 +315,7 @@ async fn racing_variable_changes_and_task_creations_end_with_the_engine_amount()
     for racer in racers {
         racer.await.unwrap();
     }
-    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
+    drain_all(&db.pool).await;
 
     let mut stale = Vec::new();
     for n in 1..=RACES {

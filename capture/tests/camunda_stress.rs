@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use taskpool_capture::drain_once;
 
 mod support;
-use support::{captured_engine, insert_task, outbox_task_events};
+use support::{captured_engine, drain_all, insert_task, outbox_task_events};
 
 const TASKS: usize = 3;
 const WRITERS: u64 = 4;
@@ -115,7 +115,7 @@ async fn concurrent_engine_transactions_and_drains_lose_and_reorder_nothing() {
     writing.store(false, Ordering::Relaxed);
     let drains = drainer.await.unwrap();
     // What the drains beside the writers left.
-    while drain_once(&db.pool, 100).await.unwrap().rows > 0 {}
+    drain_all(&db.pool).await;
     let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM taskpool_capture_dead_letters")
         .fetch_one(&db.pool)
         .await

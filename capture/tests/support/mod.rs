@@ -111,6 +111,11 @@ pub async fn add_check_tasks(pool: &PgPool, tasks: &[&str], in_history: &[&str])
     .unwrap();
 }
 
+/// Drains the capture's queue until it is empty.
+pub async fn drain_all(pool: &PgPool) {
+    while drain_once(pool, 100).await.unwrap().rows > 0 {}
+}
+
 /// A new task row, as the engine inserts it.
 pub async fn insert_task(conn: &mut PgConnection, id: &str) {
     sqlx::query(
